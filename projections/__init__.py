@@ -1,0 +1,1 @@
+"""The read side: event-log projections into RocksDB and the HTTP view."""

@@ -1,0 +1,305 @@
+"""Events: every lifecycle fact the processor records on ``task.events``.
+
+Each class mirrors ``schemas/avro/<Name>.avsc``; ``TYPE`` is the seed's dotted event name.
+Runtime metadata (the causing command's partition/offset, index and count) travels in Kafka
+record headers, not in these bodies, so the domain stays free of transport concerns.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.fields import JsonObject
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str] = ""
+
+    client_id: str
+    occurred_at_ms: int
+
+
+class TaskEvent(Event):
+    task_id: str
+
+
+class TaskAccepted(TaskEvent):
+    """A SubmitTask passed validation; carries the whole task specification."""
+
+    TYPE: ClassVar[str] = "task.accepted"
+    operation: str
+    payload: JsonObject = Field(default_factory=dict)
+    priority: int
+    explicit_priority: bool = False
+    max_retries: int
+    timeout_ms: int
+    scheduled_for_ms: int | None = None
+    requires_review: bool = False
+    depends_on: list[str] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)
+    batchable: bool = False
+    session_required: bool = True
+
+
+class TaskPendingReview(TaskEvent):
+    TYPE: ClassVar[str] = "task.pending_review"
+
+
+class TaskApproved(TaskEvent):
+    TYPE: ClassVar[str] = "task.approved"
+    reviewer: str | None = None
+
+
+class TaskScheduled(TaskEvent):
+    TYPE: ClassVar[str] = "task.scheduled"
+    due_at_ms: int
+
+
+class TaskWaiting(TaskEvent):
+    """The task waits for the tasks it depends on."""
+
+    TYPE: ClassVar[str] = "task.waiting"
+    waiting_on: list[str]
+
+
+class TaskQueued(TaskEvent):
+    TYPE: ClassVar[str] = "task.queued"
+    priority: int
+    attempt: int
+    reason: str = "submitted"
+
+
+class TaskExpedited(TaskEvent):
+    TYPE: ClassVar[str] = "task.expedited"
+    priority: int
+
+
+class TaskBatched(TaskEvent):
+    TYPE: ClassVar[str] = "task.batched"
+    batch_id: str
+    operation: str
+
+
+class BatchProcessed(Event):
+    """A batch closed (window elapsed or size reached) and was dispatched as one assignment."""
+
+    TYPE: ClassVar[str] = "batch.processed"
+    batch_id: str
+    operation: str
+    task_ids: list[str]
+    session_id: str | None = None
+    fencing_token: int
+    closed_by: str = "window"
+
+
+class TaskAssigned(TaskEvent):
+    TYPE: ClassVar[str] = "task.assigned"
+    operation: str
+    session_id: str | None = None
+    batch_id: str | None = None
+    attempt: int
+    fencing_token: int
+    deadline_at_ms: int
+    priority: int
+
+
+class TaskStartedEvent(TaskEvent):
+    TYPE: ClassVar[str] = "task.started"
+    session_id: str | None = None
+    fencing_token: int
+
+
+class TaskProgressed(TaskEvent):
+    TYPE: ClassVar[str] = "task.progress"
+    fencing_token: int
+    progress: float
+    message: str | None = None
+
+
+class TaskCompleted(TaskEvent):
+    TYPE: ClassVar[str] = "task.completed"
+    operation: str
+    attempt: int
+    session_id: str | None = None
+    batch_id: str | None = None
+    output: JsonObject = Field(default_factory=dict)
+    execution_time_ms: int = 0
+
+
+class AttemptRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempt: int
+    session_id: str | None = None
+    error: str
+    at_ms: int
+
+
+class TaskFailed(TaskEvent):
+    """The task failed permanently."""
+
+    TYPE: ClassVar[str] = "task.failed"
+    operation: str
+    attempt: int
+    error: str
+    reason: str = "error"
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+
+
+class TaskAttemptFailed(TaskEvent):
+    """One attempt failed; a retry or a permanent failure follows."""
+
+    TYPE: ClassVar[str] = "task.attempt_failed"
+    attempt: int
+    session_id: str | None = None
+    batch_id: str | None = None
+    error: str
+    execution_time_ms: int = 0
+
+
+class TaskRetryScheduled(TaskEvent):
+    TYPE: ClassVar[str] = "task.retry_scheduled"
+    attempt: int
+    delay_ms: int
+    due_at_ms: int
+    tier_ms: int
+    error: str
+
+
+class TaskRetrying(TaskEvent):
+    TYPE: ClassVar[str] = "task.retrying"
+    attempt: int
+
+
+class TaskCancelled(TaskEvent):
+    TYPE: ClassVar[str] = "task.cancelled"
+    reason: str | None = None
+    session_id: str | None = None
+    fencing_token: int | None = None
+
+
+class TaskRejected(TaskEvent):
+    """A command about a task was refused, or a reviewer rejected the task."""
+
+    TYPE: ClassVar[str] = "task.rejected"
+    reason: str
+    command: str = "SubmitTask"
+    reviewer: str | None = None
+
+
+class TaskDeadLettered(TaskEvent):
+    TYPE: ClassVar[str] = "task.dead_lettered"
+    operation: str
+    reason: str
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+
+
+class TaskTimedOut(TaskEvent):
+    TYPE: ClassVar[str] = "task.timed_out"
+    attempt: int
+    session_id: str | None = None
+    fencing_token: int
+
+
+class ResultIgnored(TaskEvent):
+    """A result for a stale attempt (older fencing token) was recorded and ignored."""
+
+    TYPE: ClassVar[str] = "task.result_ignored"
+    fencing_token: int
+    current_fencing_token: int | None = None
+    reason: str
+
+
+class BatchResultConsolidated(Event):
+    TYPE: ClassVar[str] = "batch.result_consolidated"
+    batch_id: str
+    operation: str
+    session_id: str | None = None
+    success_count: int
+    failure_count: int
+    consolidated_output: JsonObject = Field(default_factory=dict)
+
+
+class SessionRegistered(Event):
+    TYPE: ClassVar[str] = "session.registered"
+    session_id: str
+    agent_id: str
+    max_concurrent: int
+    capabilities: list[str] = Field(default_factory=list)
+
+
+class SessionReleased(Event):
+    TYPE: ClassVar[str] = "session.released"
+    session_id: str
+    reason: str | None = None
+    requeued_task_ids: list[str] = Field(default_factory=list)
+
+
+class SessionCleaned(Event):
+    TYPE: ClassVar[str] = "session.cleaned"
+    session_id: str
+    last_seen_ms: int
+    requeued_task_ids: list[str] = Field(default_factory=list)
+
+
+class SessionHeartbeatReceived(Event):
+    TYPE: ClassVar[str] = "session.heartbeat"
+    session_id: str
+
+
+class SessionHealthChanged(Event):
+    TYPE: ClassVar[str] = "session.health_changed"
+    session_id: str
+    score: float
+    status: str
+    previous_status: str
+    circuit: str = "closed"
+
+
+class CommandRejected(Event):
+    """A command that is not about one task (or names none) was refused."""
+
+    TYPE: ClassVar[str] = "command.rejected"
+    command: str
+    reason: str
+    task_id: str | None = None
+    session_id: str | None = None
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    TaskAccepted,
+    TaskPendingReview,
+    TaskApproved,
+    TaskScheduled,
+    TaskWaiting,
+    TaskQueued,
+    TaskExpedited,
+    TaskBatched,
+    BatchProcessed,
+    TaskAssigned,
+    TaskStartedEvent,
+    TaskProgressed,
+    TaskCompleted,
+    TaskFailed,
+    TaskAttemptFailed,
+    TaskRetryScheduled,
+    TaskRetrying,
+    TaskCancelled,
+    TaskRejected,
+    TaskDeadLettered,
+    TaskTimedOut,
+    ResultIgnored,
+    BatchResultConsolidated,
+    SessionRegistered,
+    SessionReleased,
+    SessionCleaned,
+    SessionHeartbeatReceived,
+    SessionHealthChanged,
+    CommandRejected,
+)
+
+EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_TYPES}

@@ -1,0 +1,1 @@
+"""The write side of taskstream: domain, stream runtime, processors, SDKs and CLI."""

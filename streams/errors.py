@@ -1,0 +1,34 @@
+"""Typed errors of the write side, with messages written for an operator."""
+
+from __future__ import annotations
+
+from schemas.errors import TaskstreamError
+
+__all__ = [
+    "BrokerError",
+    "ConfigurationError",
+    "ProcessingError",
+    "StoreError",
+    "TaskstreamError",
+    "TopicLayoutError",
+]
+
+
+class ConfigurationError(TaskstreamError):
+    """Settings or an override file are invalid."""
+
+
+class BrokerError(TaskstreamError):
+    """The Kafka broker could not be started, reached or used."""
+
+
+class TopicLayoutError(TaskstreamError):
+    """An existing topic does not have the layout taskstream needs."""
+
+
+class StoreError(TaskstreamError):
+    """A local state store could not be opened or read."""
+
+
+class ProcessingError(TaskstreamError):
+    """A stream processor hit an error it cannot continue from."""

@@ -1,0 +1,1 @@
+"""The partitioned stream runtime: runs any decider over a command topic with an event log."""

@@ -1,0 +1,84 @@
+"""What the runtime needs from an application. The runtime knows nothing of tasks.
+
+An application is a decider (``decide``/``evolve``/``tick`` over a state ``S``) plus the
+adapters the runtime cannot guess: how to turn bytes into commands and events and back, how
+to key events, which side records an event implies, and how to persist state incrementally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+S = TypeVar("S")
+
+# Kafka header on every event record: which input caused it.
+# Value: b"c:<partition>:<offset>:<index>:<count>" for a command at that offset of the command
+# topic, or b"t:<tick_ms>:<index>:<count>" for a timer tick fed to the decider at tick_ms.
+CAUSE_HEADER = "ts-cause"
+# Kafka header naming the record type (informational; the Avro fingerprint is authoritative).
+TYPE_HEADER = "ts-type"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A side record implied by an event (work for executors, outcomes, dead letters)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Application(Protocol[S]):
+    """The contract between the runtime and the logic it runs."""
+
+    def initial_state(self) -> S:
+        """A fresh state for one partition."""
+        ...
+
+    def decode_command(self, value: bytes) -> Any:
+        """Bytes from the command topic to a command; raise ``DecodeError`` if unusable."""
+        ...
+
+    def decide(self, command: Any, state: S, now_ms: int) -> Sequence[Any]:
+        """Pure: the events a command causes. ``now_ms`` is the command record's timestamp."""
+        ...
+
+    def tick(self, state: S, now_ms: int) -> Sequence[Any]:
+        """Pure: the events time alone causes (windows closing, timeouts, stale sessions)."""
+        ...
+
+    def evolve(self, state: S, event: Any) -> S:
+        """Pure (may update ``state`` in place and return it): fold one event into state."""
+        ...
+
+    def encode_event(self, event: Any) -> bytes: ...
+
+    def decode_event(self, value: bytes) -> Any: ...
+
+    def event_key(self, event: Any) -> bytes:
+        """The event record's key (the client id, so events co-partition with commands)."""
+        ...
+
+    def event_type(self, event: Any) -> str: ...
+
+    def outputs(self, state: S, event: Any) -> Iterable[Output]:
+        """Side records for an event, computed after the event is folded into ``state``."""
+        ...
+
+    def dead_letter(
+        self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
+    ) -> Output:
+        """The dead letter for an input record that could not be decoded."""
+        ...
+
+    def dump_changes(self, state: S) -> Iterable[tuple[bytes, bytes | None]]:
+        """Keys changed since the last dump (``None`` deletes); resets the change tracking."""
+        ...
+
+    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> S:
+        """Rebuild a state from everything ``dump_changes`` ever wrote for one partition."""
+        ...

@@ -1,0 +1,66 @@
+"""One settings class for every taskstream process, read from the environment.
+
+Variables carry the prefix ``TASKSTREAM_`` (``TASKSTREAM_HTTP_PORT``), except the standard
+``KAFKA_BOOTSTRAP_SERVERS``. Secrets are ``SecretStr`` so dumps and logs print them masked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DispatchStrategy = Literal["session-aware", "capability-based", "least-loaded", "round-robin"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKSTREAM_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka cluster to use; unset starts the embedded broker.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    topic_prefix: str = "task"
+    partitions: int = Field(default=8, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    group_id: str = "taskstream-processor"
+
+    # Local state
+    data_dir: Path = Path("data")
+
+    # Domain
+    operations_file: Path | None = None
+    batch_window_ms: int = Field(default=2000, ge=0)
+    max_batch_size: int = Field(default=10, ge=1)
+    max_retries: int = Field(default=3, ge=0)
+    retry_base_ms: int = Field(default=1000, ge=1)
+    retry_max_ms: int = Field(default=32000, ge=1)
+    session_stale_ms: int = Field(default=300_000, ge=1)
+    default_timeout_ms: int = Field(default=300_000, ge=1)
+    aging_step_ms: int = Field(default=60_000, ge=1)
+    dispatch_strategy: DispatchStrategy = "session-aware"
+    tick_interval_ms: int = Field(default=100, ge=10)
+    max_payload_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # HTTP view
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_token: SecretStr | None = None
+
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a logical name such as ``events`` or ``retry.4s``."""
+        return f"{self.topic_prefix}.{name}"
