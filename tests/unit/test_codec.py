@@ -1,0 +1,371 @@
+"""Avro single-object encoding: round trips, the header, old versions and damaged input."""
+
+from __future__ import annotations
+
+import io
+import json
+import types
+import typing
+from typing import Any
+
+import annotated_types
+import pytest
+from fastavro import parse_schema, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, PlainSerializer
+
+from schemas.codec import (
+    CODEC,
+    MAGIC,
+    WIRE_TYPES,
+    AvroCodec,
+    SchemaFile,
+    fingerprint_bytes,
+    fingerprint_of,
+    load_schema_files,
+)
+from schemas.commands import SubmitTask
+from schemas.errors import (
+    BadMagicError,
+    DecodeError,
+    EncodeError,
+    SchemaError,
+    UnknownFingerprintError,
+)
+from schemas.events import AttemptRecord, TaskAssigned, TaskFailed
+from schemas.records import Assignment, AssignmentItem, DeadLetter
+
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(LONG_MIN, LONG_MAX)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=3)
+
+
+def _bounds(metadata: list[Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for m in metadata:
+        if isinstance(m, annotated_types.Ge):
+            found["ge"] = m.ge
+        elif isinstance(m, annotated_types.Le):
+            found["le"] = m.le
+        elif isinstance(m, annotated_types.MinLen):
+            found["min_len"] = m.min_length
+    return found
+
+
+def value_strategy(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
+    """Valid values for one pydantic field, derived from its annotation and constraints."""
+    if any(isinstance(m, PlainSerializer) for m in metadata):
+        return json_objects
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        (member,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return st.none() | value_strategy(member, metadata)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return st.lists(value_strategy(item, []), max_size=3)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return model_strategy(annotation)
+    bounds = _bounds(metadata)
+    if annotation is str:
+        return st.text(min_size=bounds.get("min_len", 0), max_size=12)
+    if annotation is bool:
+        return st.booleans()
+    if annotation is int:
+        return st.integers(
+            max(bounds.get("ge", LONG_MIN), LONG_MIN), min(bounds.get("le", LONG_MAX), LONG_MAX)
+        )
+    if annotation is float:
+        return st.floats(bounds.get("ge"), bounds.get("le"), allow_nan=False)
+    if annotation is bytes:
+        return st.binary(max_size=16)
+    raise AssertionError(f"no strategy for {annotation}")
+
+
+def model_strategy(cls: type[BaseModel]) -> st.SearchStrategy[Any]:
+    """Instances of ``cls``; fields with defaults are sometimes left out."""
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    for name, field in cls.model_fields.items():
+        strategy = value_strategy(field.annotation, list(field.metadata))
+        (required if field.is_required() else optional)[name] = strategy
+    return st.fixed_dictionaries(required, optional=optional).map(lambda kw: cls(**kw))
+
+
+def header(schema: dict[str, Any]) -> bytes:
+    return MAGIC + bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+def write_with(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+    """A blob written by a third party: fastavro directly, no AvroCodec."""
+    buf = io.BytesIO()
+    buf.write(header(schema))
+    schemaless_writer(buf, parse_schema(schema), record)
+    return buf.getvalue()
+
+
+def schema_file(name: str, version: int | None = None) -> dict[str, Any]:
+    (file,) = [f for f in load_schema_files() if f.name == name and f.version == version]
+    return file.schema
+
+
+def crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO exactly as the Avro specification writes it (independent of fastavro)."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+ASSIGNED = TaskAssigned(
+    client_id="client-1",
+    occurred_at_ms=1_700_000_000_000,
+    task_id="task-1",
+    operation="send_sms",
+    session_id="session-1",
+    attempt=1,
+    fencing_token=7,
+    deadline_at_ms=1_700_000_030_000,
+    priority=2,
+)
+
+
+@pytest.mark.parametrize("cls", WIRE_TYPES, ids=lambda cls: cls.__name__)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_wire_class_round_trips(cls: type[BaseModel], data: st.DataObject) -> None:
+    model = data.draw(model_strategy(cls))
+    blob = CODEC.encode(model)
+    assert blob[:2] == b"\xc3\x01"
+    assert blob[2:10] == fingerprint_of(cls)
+    assert CODEC.record_name(blob) == cls.__name__
+    decoded = CODEC.decode(blob)
+    assert type(decoded) is cls
+    assert decoded == model
+
+
+def test_fingerprint_is_crc64_avro_of_the_canonical_form_little_endian() -> None:
+    canonical = to_parsing_canonical_form(schema_file("TaskAssigned"))
+    crc = crc64_avro(canonical.encode())
+    assert fingerprint_of(TaskAssigned) == crc.to_bytes(8, "little")
+    assert fingerprint_of(TaskAssigned).hex() == fingerprint(canonical, "CRC-64-AVRO")
+    assert CODEC.encode(ASSIGNED)[2:10] == crc.to_bytes(8, "little")
+
+
+def test_fingerprint_matches_the_avro_reference_value() -> None:
+    # The Avro project's schema test data gives 8247732601305521295 for "int".
+    assert crc64_avro(b'"int"') == 8247732601305521295
+    assert fingerprint_bytes("int") == (8247732601305521295).to_bytes(8, "little")
+
+
+def test_blob_written_by_plain_fastavro_decodes() -> None:
+    record = ASSIGNED.model_dump()
+    assert CODEC.decode(write_with(schema_file("TaskAssigned"), record)) == ASSIGNED
+    assert write_with(schema_file("TaskAssigned"), record) == CODEC.encode(ASSIGNED)
+
+
+def test_submit_task_v1_decodes_with_the_current_model() -> None:
+    v1 = schema_file("SubmitTask", version=1)
+    blob = write_with(
+        v1,
+        {
+            "client_id": "client-1",
+            "task_id": "task-1",
+            "operation": "send_sms",
+            "payload": '{"to":"+15550100"}',
+            "priority": 2,
+            "max_retries": None,
+            "timeout_ms": 30_000,
+            "scheduled_for_ms": None,
+            "requires_review": True,
+        },
+    )
+    assert blob[2:10] != fingerprint_of(SubmitTask)
+    assert CODEC.record_name(blob) == "SubmitTask"
+    assert CODEC.decode(blob) == SubmitTask(
+        client_id="client-1",
+        task_id="task-1",
+        operation="send_sms",
+        payload={"to": "+15550100"},
+        priority=2,
+        timeout_ms=30_000,
+        requires_review=True,
+        depends_on=[],
+        capabilities=[],
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(model=model_strategy(SubmitTask))
+def test_any_v1_submit_task_decodes(model: SubmitTask) -> None:
+    v1 = schema_file("SubmitTask", version=1)
+    names = [f["name"] for f in v1["fields"]]
+    record = {k: v for k, v in model.model_dump().items() if k in names}
+    decoded = CODEC.decode_as(write_with(v1, record), SubmitTask)
+    assert decoded == model.model_copy(update={"depends_on": [], "capabilities": []})
+
+
+def test_nested_records_round_trip() -> None:
+    failed = TaskFailed(
+        client_id="c",
+        occurred_at_ms=5,
+        task_id="t",
+        operation="op",
+        attempt=2,
+        error="boom",
+        attempts=[AttemptRecord(attempt=1, error="first", at_ms=3)],
+    )
+    assert CODEC.decode(CODEC.encode(failed)) == failed
+    batch = Assignment(
+        kind="batch",
+        client_id="c",
+        operation="op",
+        batch_id="b",
+        fencing_token=1,
+        items=[AssignmentItem(task_id="t1", payload={"n": 1}), AssignmentItem(task_id="t2")],
+    )
+    assert CODEC.decode(CODEC.encode(batch)) == batch
+    letter = DeadLetter(reason="undecodable", raw=b"\x00\xff", source_partition=3)
+    assert CODEC.decode(CODEC.encode(letter)) == letter
+
+
+def test_decode_as_refuses_another_record() -> None:
+    with pytest.raises(DecodeError, match="expected SubmitTask, got TaskAssigned"):
+        CODEC.decode_as(CODEC.encode(ASSIGNED), SubmitTask)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"hello world", b"\xc3", b"\xc3\x02" + bytes(8) + b"\x00", b"\x01\xc3" + bytes(10)],
+)
+def test_wrong_or_missing_marker(blob: bytes) -> None:
+    with pytest.raises(BadMagicError, match="not an Avro single-object record.*expected c301"):
+        CODEC.decode(blob)
+    with pytest.raises(BadMagicError):
+        CODEC.record_name(blob)
+
+
+def test_unknown_fingerprint_is_named() -> None:
+    blob = MAGIC + bytes.fromhex("0123456789abcdef") + CODEC.encode(ASSIGNED)[10:]
+    with pytest.raises(UnknownFingerprintError, match="0123456789abcdef"):
+        CODEC.decode(blob)
+
+
+def test_truncated_header() -> None:
+    with pytest.raises(DecodeError, match="truncated Avro header"):
+        CODEC.decode(CODEC.encode(ASSIGNED)[:6])
+
+
+@pytest.mark.parametrize("keep", [10, 11, 20, -1])
+def test_truncated_body(keep: int) -> None:
+    blob = CODEC.encode(ASSIGNED)
+    with pytest.raises(DecodeError, match="TaskAssigned: truncated"):
+        CODEC.decode(blob[:keep])
+
+
+def test_trailing_bytes_are_refused() -> None:
+    with pytest.raises(DecodeError, match="TaskAssigned: 2 unexpected bytes"):
+        CODEC.decode(CODEC.encode(ASSIGNED) + b"\x00\x00")
+
+
+def test_garbage_body_names_the_record() -> None:
+    blob = CODEC.encode(ASSIGNED)[:10] + b"\xff" * 12
+    with pytest.raises(DecodeError, match="TaskAssigned: truncated or damaged Avro body"):
+        CODEC.decode(blob)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cls=st.sampled_from(WIRE_TYPES), body=st.binary(max_size=64))
+def test_random_bodies_decode_or_raise_decode_error(cls: type[BaseModel], body: bytes) -> None:
+    blob = MAGIC + fingerprint_of(cls) + body
+    try:
+        decoded = CODEC.decode(blob)
+    except DecodeError as exc:
+        assert str(exc).startswith(cls.__name__)
+    else:
+        assert type(decoded) is cls
+        assert CODEC.encode(decoded) == blob
+
+
+def test_values_the_model_refuses_are_decode_errors() -> None:
+    record = SubmitTask(client_id="c", task_id="t", operation="op").model_dump()
+    schema = schema_file("SubmitTask")
+    with pytest.raises(DecodeError, match=r"SubmitTask: priority: .*less than or equal to 5"):
+        CODEC.decode(write_with(schema, {**record, "priority": 9}))
+    with pytest.raises(DecodeError, match="SubmitTask: payload: .*Expecting property name"):
+        CODEC.decode(write_with(schema, {**record, "payload": "{not json"}))
+    with pytest.raises(DecodeError, match="SubmitTask: payload: .*dictionary"):
+        CODEC.decode(write_with(schema, {**record, "payload": "[1, 2]"}))
+    with pytest.raises(DecodeError, match="SubmitTask: client_id: .*at least 1 character"):
+        CODEC.decode(write_with(schema, {**record, "client_id": ""}))
+
+
+def test_unencodable_values_are_encode_errors() -> None:
+    with pytest.raises(EncodeError, match="SubmitTask: .*not JSON serializable"):
+        CODEC.encode(SubmitTask(client_id="c", task_id="t", operation="o", payload={"s": {1}}))
+    with pytest.raises(EncodeError, match="TaskAssigned"):
+        CODEC.encode(ASSIGNED.model_copy(update={"fencing_token": 2**64}))
+    with pytest.raises(EncodeError, match="TaskAssigned"):
+        CODEC.encode(ASSIGNED.model_copy(update={"client_id": "\ud800"}))
+
+
+def test_models_without_schema_are_encode_errors() -> None:
+    class Stranger(BaseModel):
+        name: str
+
+    with pytest.raises(EncodeError, match="Stranger has no Avro schema"):
+        CODEC.encode(Stranger(name="x"))
+    with pytest.raises(EncodeError, match="Stranger has no Avro schema"):
+        fingerprint_of(Stranger)
+
+
+def _file(name: str, schema: dict[str, Any], version: int | None = None) -> SchemaFile:
+    return SchemaFile(name=name, version=version, schema=schema, source=f"{name}.avsc")
+
+
+def test_codec_refuses_inconsistent_schema_sets() -> None:
+    assigned = schema_file("TaskAssigned")
+    with pytest.raises(SchemaError, match="expected a record named 'TaskFailed'"):
+        AvroCodec([_file("TaskFailed", assigned)], [TaskFailed])
+    with pytest.raises(SchemaError, match="no model class named 'TaskAssigned'"):
+        AvroCodec([_file("TaskAssigned", assigned)], [TaskFailed])
+    with pytest.raises(SchemaError, match="no current TaskAssigned.avsc"):
+        AvroCodec([_file("TaskAssigned", assigned, version=1)], [TaskAssigned])
+    with pytest.raises(SchemaError, match="same fingerprint"):
+        AvroCodec(
+            [_file("TaskAssigned", assigned), _file("TaskAssigned", assigned, version=1)],
+            [TaskAssigned],
+        )
+    broken = {**assigned, "fields": [{"name": "x", "type": "no-such-type"}]}
+    with pytest.raises(SchemaError, match="invalid Avro schema"):
+        AvroCodec([_file("TaskAssigned", broken)], [TaskAssigned])
+
+
+def test_json_payload_travels_as_compact_sorted_json() -> None:
+    blob = CODEC.encode(
+        SubmitTask(client_id="c", task_id="t", operation="o", payload={"b": 1, "a": [True]})
+    )
+    assert b'{"a":[true],"b":1}' in blob
+    assert json.loads('{"a":[true],"b":1}') == CODEC.decode_as(blob, SubmitTask).payload
