@@ -1,0 +1,65 @@
+"""What a handler sees of one task, and the handler signatures the executor accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+ProgressSink: TypeAlias = Callable[[float, str | None], None]
+
+
+@dataclass(eq=False)
+class TaskContext:
+    """One task (or one item of a batch) handed to a handler.
+
+    ``report_progress`` is a plain (non-async) call that never blocks, so sync handlers running
+    in a worker thread can call it too. ``cancelled`` turns true when the task is cancelled or
+    times out: async handlers are also interrupted with ``CancelledError``; a sync handler in a
+    thread cannot be interrupted and should poll the flag.
+    """
+
+    task_id: str
+    client_id: str
+    operation: str
+    payload: Mapping[str, Any]
+    attempt: int
+    fencing_token: int
+    session_id: str | None = None
+    batch_id: str | None = None
+    timeout_s: float | None = None
+    _progress: ProgressSink | None = field(default=None, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def report_progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress in [0, 1] (clamped); sent as a ``ReportProgress`` command."""
+        if self._progress is None or self.cancelled:
+            return
+        value = min(1.0, max(0.0, float(fraction)))
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self._progress(value, message)
+        else:
+            loop.call_soon_threadsafe(self._progress, value, message)
+
+    def mark_cancelled(self) -> None:
+        self._cancelled.set()
+
+
+AsyncHandler: TypeAlias = Callable[[TaskContext], Awaitable[Mapping[str, Any] | None]]
+SyncHandler: TypeAlias = Callable[[TaskContext], Mapping[str, Any] | None]
+Handler: TypeAlias = AsyncHandler | SyncHandler
+"""``async def handler(ctx) -> dict`` (or a plain function, run in a worker thread).
+Returning means success with that output (``None`` = ``{}``); raising means failure with
+``str(exc)`` as the error."""

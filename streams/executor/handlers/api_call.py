@@ -1,0 +1,296 @@
+"""The ``api_call`` handler (seed 001): one HTTP request with optional authentication.
+
+Payload (camelCase, as in the seed)::
+
+    apiEndpoint    http(s) URL (required)
+    apiMethod      GET (default), POST, PUT, PATCH, DELETE, HEAD, OPTIONS
+    apiPayload     JSON body; for GET/HEAD/DELETE/OPTIONS an object becomes query parameters
+    customHeaders  object of header name -> string value
+    authType       none (default) | bearer | api_key | basic
+    bearerToken    required for bearer
+    apiKey         required for api_key; sent in header apiKeyHeader (default X-API-Key)
+    username, password   required for basic
+    timeout        milliseconds (default 30000)
+
+A 2xx answer completes the task with ``{"status", "headers", "body"}``; anything else fails it
+with an error naming the status. Secrets (tokens, keys, passwords, sensitive custom headers,
+credentials in the URL) never reach a log line, an error or the output: they are replaced by
+``***`` wherever they would appear.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+
+from streams.executor.context import TaskContext
+from streams.executor.errors import ApiCallConfigError, ApiCallError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+AUTH_TYPES = ("none", "bearer", "api_key", "basic")
+DEFAULT_API_KEY_HEADER = "X-API-Key"
+DEFAULT_TIMEOUT_MS = 30_000
+MAX_TIMEOUT_MS = 3_600_000
+MAX_BODY_CHARS = 65_536
+MASK = "***"
+_QUERY_METHODS = ("GET", "HEAD", "DELETE", "OPTIONS")
+_SENSITIVE_WORDS = ("auth", "token", "key", "secret", "password", "cookie", "signature", "session")
+
+
+def _is_sensitive(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SENSITIVE_WORDS)
+
+
+def _nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def validate_api_call_config(payload: Mapping[str, Any]) -> list[str]:
+    """Every problem of an ``api_call`` payload, each naming its field; empty when valid."""
+    problems: list[str] = []
+    endpoint = payload.get("apiEndpoint")
+    if endpoint is None or endpoint == "":
+        problems.append("apiEndpoint: required")
+    elif not isinstance(endpoint, str):
+        problems.append("apiEndpoint: must be a string URL")
+    else:
+        try:
+            parts = urlsplit(endpoint)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            problems.append("apiEndpoint: not a valid URL")
+        else:
+            if parts.scheme not in ("http", "https"):
+                problems.append("apiEndpoint: must be an http:// or https:// URL")
+            elif not parts.hostname:
+                problems.append("apiEndpoint: has no host")
+
+    method = payload.get("apiMethod", "GET")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        problems.append(f"apiMethod: must be one of {', '.join(METHODS)}")
+
+    body = payload.get("apiPayload")
+    if body is not None:
+        try:
+            json.dumps(body)
+        except (TypeError, ValueError):
+            problems.append("apiPayload: must be JSON")
+
+    headers = payload.get("customHeaders")
+    if headers is not None:
+        if not isinstance(headers, Mapping):
+            problems.append("customHeaders: must be an object of header name to string")
+        else:
+            for name, value in headers.items():
+                if not _nonempty_str(name) or not isinstance(value, str):
+                    problems.append(f"customHeaders.{name}: value must be a string")
+                elif "\n" in value or "\r" in value:
+                    problems.append(f"customHeaders.{name}: must not contain line breaks")
+
+    auth = payload.get("authType", "none")
+    if auth is None:
+        auth = "none"
+    if not isinstance(auth, str) or auth not in AUTH_TYPES:
+        problems.append(f"authType: must be one of {', '.join(AUTH_TYPES)}")
+    elif auth == "bearer" and not _nonempty_str(payload.get("bearerToken")):
+        problems.append("bearerToken: required when authType is 'bearer'")
+    elif auth == "api_key":
+        if not _nonempty_str(payload.get("apiKey")):
+            problems.append("apiKey: required when authType is 'api_key'")
+        header = payload.get("apiKeyHeader")
+        if header is not None and not _nonempty_str(header):
+            problems.append("apiKeyHeader: must be a non-empty header name")
+    elif auth == "basic":
+        if not _nonempty_str(payload.get("username")):
+            problems.append("username: required when authType is 'basic'")
+        if not isinstance(payload.get("password"), str):
+            problems.append("password: required when authType is 'basic'")
+
+    timeout = payload.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout <= MAX_TIMEOUT_MS
+    ):
+        problems.append(f"timeout: must be milliseconds in (0, {MAX_TIMEOUT_MS}]")
+    return problems
+
+
+class _Masker:
+    """Replaces every secret of one request in text bound for logs, errors and output."""
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        secrets: set[str] = set()
+        for field in ("bearerToken", "apiKey", "password"):
+            value = payload.get(field)
+            if isinstance(value, str) and value:
+                secrets.add(value)
+        username, password = payload.get("username"), payload.get("password")
+        if isinstance(username, str) and isinstance(password, str) and password:
+            secrets.add(base64.b64encode(f"{username}:{password}".encode()).decode())
+        headers = payload.get("customHeaders")
+        if isinstance(headers, Mapping):
+            for name, value in headers.items():
+                if isinstance(name, str) and _is_sensitive(name) and isinstance(value, str):
+                    if value:
+                        secrets.add(value)
+        endpoint = payload.get("apiEndpoint")
+        if isinstance(endpoint, str):
+            try:
+                parts = urlsplit(endpoint)
+                if parts.password:
+                    secrets.add(parts.password)
+                for name, value in parse_qsl(parts.query):
+                    if _is_sensitive(name) and value:
+                        secrets.add(value)
+            except ValueError:
+                pass
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted(secrets, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, MASK)
+        return value
+
+    def json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(v) for v in value]
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.json(v) for k, v in value.items()}
+        return value
+
+    def url(self, url: str) -> str:
+        """The URL with userinfo dropped and sensitive query values masked."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            query = urlencode(
+                [(k, MASK if _is_sensitive(k) else v) for k, v in parse_qsl(parts.query)],
+                safe="*",
+            )
+            return self.text(urlunsplit((parts.scheme, host, parts.path, query, "")))
+        except ValueError:
+            return self.text(url)
+
+
+class ApiCallHandler:
+    """``handler(ctx)`` for ``api_call``. Keeps one ``aiohttp.ClientSession`` (created on first
+    use); close it with ``await handler.close()`` or use the handler as an async context manager.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> ApiCallHandler:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    async def __call__(self, ctx: TaskContext) -> dict[str, Any]:
+        payload = ctx.payload
+        masker = _Masker(payload)
+        problems = validate_api_call_config(payload)
+        if problems:
+            raise ApiCallConfigError(masker.text("invalid api_call config: " + "; ".join(problems)))
+
+        url: str = payload["apiEndpoint"]
+        method = str(payload.get("apiMethod", "GET")).upper()
+        headers = {str(k): str(v) for k, v in (payload.get("customHeaders") or {}).items()}
+        auth_type = payload.get("authType") or "none"
+        if auth_type == "bearer":
+            headers["Authorization"] = f"Bearer {payload['bearerToken']}"
+        elif auth_type == "api_key":
+            headers[payload.get("apiKeyHeader") or DEFAULT_API_KEY_HEADER] = payload["apiKey"]
+        elif auth_type == "basic":
+            pair = f"{payload['username']}:{payload['password']}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+        timeout_ms = payload.get("timeout") or DEFAULT_TIMEOUT_MS
+
+        body = payload.get("apiPayload")
+        params: list[tuple[str, str]] | None = None
+        json_body: Any = None
+        if body is not None:
+            if method in _QUERY_METHODS and isinstance(body, Mapping):
+                params = [(str(k), _query_value(v)) for k, v in body.items()]
+            elif method not in _QUERY_METHODS or not isinstance(body, Mapping):
+                json_body = body
+
+        safe = f"{method} {masker.url(url)}"
+        log.info("api_call task %s: %s", ctx.task_id, safe)
+        ctx.report_progress(0.1, f"calling {safe}")
+        started = time.monotonic()
+        try:
+            async with self._client().request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                json=json_body,
+                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
+                allow_redirects=True,
+            ) as response:
+                status = response.status
+                reason = response.reason or ""
+                content_type = response.headers.get("Content-Type", "")
+                text = await response.text(errors="replace")
+        except TimeoutError:
+            raise ApiCallError(f"api_call timed out after {timeout_ms} ms: {safe}") from None
+        except aiohttp.ClientError as exc:
+            detail = masker.text(str(exc)) or type(exc).__name__
+            raise ApiCallError(f"api_call request failed: {safe}: {detail}") from None
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        log.info("api_call task %s: %s -> %d in %d ms", ctx.task_id, safe, status, elapsed_ms)
+
+        if not 200 <= status < 300:
+            excerpt = masker.text(text[:200]).strip()
+            message = f"api_call got HTTP {status} {reason} from {safe}".rstrip()
+            raise ApiCallError(f"{message}: {excerpt}" if excerpt else message)
+
+        parsed: Any = text[:MAX_BODY_CHARS]
+        if "json" in content_type.lower() and text:
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = text[:MAX_BODY_CHARS]
+        return {
+            "status": status,
+            "content_type": content_type,
+            "body": masker.json(parsed),
+            "elapsed_ms": elapsed_ms,
+        }
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
