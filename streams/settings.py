@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     partitions: int = Field(default=8, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     group_id: str = "taskstream-processor"
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="Consumer-group session timeout (fail-over time)."
+    )
+    kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
 
     # Local state
     data_dir: Path = Path("data")
@@ -52,6 +56,9 @@ class Settings(BaseSettings):
     session_stale_ms: int = Field(default=300_000, ge=1)
     default_timeout_ms: int = Field(default=300_000, ge=1)
     aging_step_ms: int = Field(default=60_000, ge=1)
+    circuit_cooldown_ms: int = Field(
+        default=30_000, ge=0, description="How long an open session circuit waits before a probe."
+    )
     dispatch_strategy: DispatchStrategy = "session-aware"
     tick_interval_ms: int = Field(default=100, ge=10)
     max_payload_bytes: int = Field(default=1_048_576, ge=1024)
@@ -60,6 +67,29 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_token: SecretStr | None = None
+
+    # Built-in handlers (streams/executor/handlers/builtin.py)
+    ghl_api_base_url: str = Field(
+        default="https://rest.gohighlevel.com/v1", description="GoHighLevel REST API base URL."
+    )
+    ghl_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TASKSTREAM_GHL_API_KEY", "GHL_API_KEY"),
+        description="GoHighLevel API key (Bearer); ghl_action tasks fail without it.",
+    )
+    ghl_location_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TASKSTREAM_GHL_LOCATION_ID", "GHL_LOCATION_ID"),
+        description="Default GoHighLevel locationId when a payload names none.",
+    )
+    ghl_timeout_ms: int = Field(default=30_000, ge=1)
+    notification_webhook_url: str | None = Field(
+        default=None,
+        description="Where notification/reminder tasks that name only a recipient are posted.",
+    )
+    webhook_timeout_ms: int = Field(
+        default=10_000, ge=1, description="Timeout of notification and notify_on_* webhook posts."
+    )
 
     log_level: str = "INFO"
 

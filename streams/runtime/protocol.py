@@ -44,7 +44,11 @@ class Application(Protocol[S]):
         ...
 
     def decide(self, command: Any, state: S, now_ms: int) -> Sequence[Any]:
-        """Pure: the events a command causes. ``now_ms`` is the command record's timestamp."""
+        """Pure: the events a command causes. ``now_ms`` is the command record's timestamp.
+
+        Raising a ``TaskstreamError`` rejects the command: the runtime dead-letters it (with
+        ``dead_letter``) and goes on. Any other exception stops the processor.
+        """
         ...
 
     def tick(self, state: S, now_ms: int) -> Sequence[Any]:

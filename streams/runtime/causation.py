@@ -1,0 +1,65 @@
+"""The causation header: which input caused an event, and where the event sits in its group.
+
+Every event record carries ``CAUSE_HEADER``. The events one input causes form a *group*;
+each event says its index and the group's size, so recovery can tell a complete group from
+one cut short by a crash, and can drop duplicates left by producer retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from streams.runtime.protocol import CAUSE_HEADER
+
+__all__ = ["Cause", "cause_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """``kind`` "c": a command at ``offset`` of command partition ``partition``;
+    ``kind`` "t": a timer tick at ``tick_ms`` (``offset`` holds the tick time)."""
+
+    kind: Literal["c", "t"]
+    partition: int
+    offset: int
+    index: int
+    count: int
+
+    @property
+    def group(self) -> tuple[str, int, int]:
+        return (self.kind, self.partition, self.offset)
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.count - 1
+
+    def encode(self) -> bytes:
+        if self.kind == "c":
+            return f"c:{self.partition}:{self.offset}:{self.index}:{self.count}".encode()
+        return f"t:{self.offset}:{self.index}:{self.count}".encode()
+
+    @classmethod
+    def parse(cls, raw: bytes, partition: int) -> Cause | None:
+        """The cause in a header value, or None when the value is not one we wrote."""
+        parts = raw.split(b":")
+        try:
+            if parts[0] == b"c" and len(parts) == 5:
+                p, offset, index, count = (int(x) for x in parts[1:])
+                cause = cls("c", p, offset, index, count)
+            elif parts[0] == b"t" and len(parts) == 4:
+                tick_ms, index, count = (int(x) for x in parts[1:])
+                cause = cls("t", partition, tick_ms, index, count)
+            else:
+                return None
+        except ValueError:
+            return None
+        return cause if 0 <= cause.index < cause.count else None
+
+
+def cause_of(headers: Sequence[tuple[str, bytes]], partition: int) -> Cause | None:
+    for name, value in headers:
+        if name == CAUSE_HEADER:
+            return Cause.parse(value, partition)
+    return None

@@ -1,0 +1,121 @@
+"""Records of one processing cycle, sent as few large batches and awaited once.
+
+Appending is synchronous and cheap (no await per record); :meth:`Outbox.flush` turns the
+records into one batch per topic-partition, sends them all and waits until every one is
+acknowledged. Records of one partition keep their order (aiokafka sends one request per
+broker at a time), which recovery relies on: a partition's events are a prefix of what was
+decided, never a sequence with holes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from aiokafka.partitioner import DefaultPartitioner
+
+__all__ = ["Outbox", "Sink"]
+
+Headers = Sequence[tuple[str, bytes]]
+
+_KEY_CACHE_SIZE = 100_000
+
+
+class Sink(Protocol):
+    """Where a cycle's records go: what the processing code needs from the outbox."""
+
+    def add(
+        self,
+        topic: str,
+        partition: int | None,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers = (),
+    ) -> None: ...
+
+    async def flush(self) -> dict[tuple[str, int], int]: ...
+
+
+class Outbox:
+    """Collects records, then sends them in per-partition batches on :meth:`flush`."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, Headers]]] = {}
+        self._unpartitioned: list[tuple[str, bytes | None, bytes, Headers]] = []
+        self._partitions: dict[str, list[int]] = {}
+        self._key_cache: dict[str, dict[bytes, int]] = {}
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_partition.values())) + len(self._unpartitioned)
+
+    def add(
+        self,
+        topic: str,
+        partition: int | None,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers = (),
+    ) -> None:
+        if partition is None:
+            self._unpartitioned.append((topic, key, value, headers))
+        else:
+            self._by_partition.setdefault((topic, partition), []).append((key, value, headers))
+
+    async def _partitioner(self, topic: str) -> Callable[[bytes | None], int]:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = sorted(await self._producer.partitions_for(topic))
+            self._partitions[topic] = partitions
+        cache = self._key_cache.setdefault(topic, {})
+        if len(cache) > _KEY_CACHE_SIZE:
+            cache.clear()
+        every = partitions
+
+        def partition_for(key: bytes | None) -> int:
+            if key is None:
+                return random.choice(every)
+            found = cache.get(key)
+            if found is None:
+                # The producer's own rule: keyed side records land where a plain send puts them.
+                found = cache[key] = int(DefaultPartitioner()(key, every, every))
+            return found
+
+        return partition_for
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        """Send everything collected; return the next offset of each partition written."""
+        partitioners: dict[str, Callable[[bytes | None], int]] = {}
+        for topic, key, value, headers in self._unpartitioned:
+            partition_for = partitioners.get(topic)
+            if partition_for is None:
+                partition_for = partitioners[topic] = await self._partitioner(topic)
+            tp = (topic, partition_for(key))
+            self._by_partition.setdefault(tp, []).append((key, value, headers))
+        by_partition, self._by_partition, self._unpartitioned = self._by_partition, {}, []
+        if not by_partition:
+            return {}
+        sends: list[tuple[tuple[str, int], asyncio.Future[Any], int]] = []
+        for tp, records in by_partition.items():
+            batch = self._producer.create_batch()
+            count = 0
+            for key, value, headers in records:
+                if batch.append(key=key, value=value, timestamp=None, headers=list(headers)):
+                    count += 1
+                    continue
+                sends.append((tp, await self._send(batch, tp), count))
+                batch = self._producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=list(headers))
+                count = 1
+            sends.append((tp, await self._send(batch, tp), count))
+        results = await asyncio.gather(*(future for _, future, _ in sends))
+        next_offsets: dict[tuple[str, int], int] = {}
+        for (tp, _, count), metadata in zip(sends, results, strict=True):
+            next_offsets[tp] = max(next_offsets.get(tp, 0), int(metadata.offset) + count)
+        return next_offsets
+
+    async def _send(self, batch: Any, tp: tuple[str, int]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self._producer.send_batch(batch, tp[0], partition=tp[1])
+        return future

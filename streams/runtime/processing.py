@@ -1,0 +1,189 @@
+"""One processing cycle: commands (and a tick) in, events and side records out, then persist.
+
+The commit order of a cycle, and why:
+
+1. decode each command record; an undecodable one (or one the decider rejects with a
+   ``TaskstreamError``) becomes a dead letter and processing goes on;
+2. ``decide`` with the record's timestamp as "now" (so deciding again gives the same events);
+3. for each event: ``evolve`` the state, append the event to the event log at the command's
+   partition with its causation header, append the event's side records (``outputs``);
+4. flush: wait until every event and side record of the cycle is acknowledged;
+5. write ONE ``WriteBatch`` per partition holding the state changes, the next event-log
+   offset and the next command offset: the store never claims more than the log holds;
+6. commit the command offsets to the consumer group (advisory: the store and the event log
+   are the truth, recovery never trusts the group offset over them).
+
+A crash before 4 completes loses nothing: the store still points before the cycle and
+recovery replays whatever events reached the log (completing a partial command). A crash
+between 4 and 5 is the same case. A crash between 5 and 6 re-delivers commands that recovery
+then skips because the store (or the log) already reflects them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+from schemas.errors import DecodeError, TaskstreamError
+from streams.runtime.causation import Cause
+from streams.runtime.outbox import Sink
+from streams.runtime.partition import PartitionRun
+from streams.runtime.protocol import CAUSE_HEADER, TYPE_HEADER, Application
+
+__all__ = ["Processor", "RuntimeTopics", "emit_event"]
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+
+Committer = Callable[[dict[int, int]], Awaitable[None]]
+
+
+class RuntimeTopics:
+    def __init__(self, commands: str, events: str) -> None:
+        self.commands = commands
+        self.events = events
+
+
+class _Stop(Exception):
+    """Fault injection reached: stop appending records to this cycle."""
+
+
+def emit_event(
+    app: Application[S], sink: Sink, events_topic: str, partition: int, event: Any, cause: Cause
+) -> None:
+    sink.add(
+        events_topic,
+        partition,
+        app.event_key(event),
+        app.encode_event(event),
+        ((CAUSE_HEADER, cause.encode()), (TYPE_HEADER, app.event_type(event).encode())),
+    )
+
+
+def emit_outputs(app: Application[S], sink: Sink, state: S, event: Any) -> None:
+    for out in app.outputs(state, event):
+        sink.add(out.topic, out.partition, out.key, out.value, out.headers)
+
+
+class Processor(Generic[S]):
+    """Runs cycles for the owned partitions; see the module docstring for the order."""
+
+    def __init__(
+        self,
+        app: Application[S],
+        topics: RuntimeTopics,
+        sink: Sink,
+        commit: Committer,
+        *,
+        crash_after_events: int | None = None,
+    ) -> None:
+        self.app = app
+        self.topics = topics
+        self.sink = sink
+        self._commit = commit
+        self._touched: dict[int, PartitionRun[S]] = {}
+        self._commands_done: set[int] = set()
+        # Fault injection for recovery tests: exit after this many events are flushed.
+        self._crash_after_events = crash_after_events
+        self._events_emitted = 0
+        self._stopped = False
+        self.events_total = 0
+        self.commands_total = 0
+
+    def apply_commands(self, run: PartitionRun[S], records: Iterable[Any]) -> None:
+        """Steps 1-3 for a partition's records (``ConsumerRecord``-like)."""
+        app = self.app
+        if self._stopped:
+            return
+        for record in records:
+            if record.offset < run.next_command_offset:
+                continue  # already reflected (re-delivered after a rebalance or a seek)
+            try:
+                try:
+                    command = app.decode_command(record.value if record.value else b"")
+                except DecodeError as exc:
+                    self._dead_letter(record, f"undecodable command: {exc}")
+                else:
+                    try:
+                        events = app.decide(command, run.state, record.timestamp)
+                    except TaskstreamError as exc:
+                        self._dead_letter(record, f"rejected command: {exc}")
+                    else:
+                        self._record(run, events, "c", record.partition, record.offset)
+            except _Stop:
+                self._stopped = True
+                return
+            run.next_command_offset = record.offset + 1
+            self.commands_total += 1
+            self._touched[run.partition] = run
+            self._commands_done.add(run.partition)
+
+    def apply_tick(self, run: PartitionRun[S], now_ms: int) -> None:
+        """Steps 2-3 for a timer tick; its events are recorded like a command's."""
+        if self._stopped:
+            return
+        tick_ms = max(now_ms, run.last_tick_ms + 1)
+        events = self.app.tick(run.state, tick_ms)
+        run.last_tick_ms = tick_ms
+        if events:
+            try:
+                self._record(run, events, "t", run.partition, tick_ms)
+            except _Stop:
+                self._stopped = True
+            self._touched[run.partition] = run
+
+    def _record(
+        self, run: PartitionRun[S], events: Sequence[Any], kind: str, partition: int, at: int
+    ) -> None:
+        app, sink, topic = self.app, self.sink, self.topics.events
+        count = len(events)
+        for index, event in enumerate(events):
+            run.state = app.evolve(run.state, event)
+            cause = Cause("c" if kind == "c" else "t", partition, at, index, count)
+            emit_event(app, sink, topic, run.partition, event, cause)
+            emit_outputs(app, sink, run.state, event)
+            self.events_total += 1
+            self._events_emitted += 1
+            if self._crash_after_events is not None and (
+                self._events_emitted >= self._crash_after_events
+            ):
+                raise _Stop
+
+    def _dead_letter(self, record: Any, reason: str) -> None:
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        out = self.app.dead_letter(
+            record.value or b"",
+            reason,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.timestamp,
+        )
+        self.sink.add(out.topic, out.partition, out.key, out.value, out.headers)
+
+    async def complete(self) -> None:
+        """Steps 4-6 for everything applied since the last call."""
+        touched, self._touched = self._touched, {}
+        done, self._commands_done = self._commands_done, set()
+        next_offsets = await self.sink.flush()
+        if self._stopped:
+            log.critical("fault injection: exiting after %d events", self._events_emitted)
+            logging.shutdown()
+            os._exit(137)
+        for partition, run in touched.items():
+            end = next_offsets.get((self.topics.events, partition))
+            if end is not None:
+                run.next_event_offset = end
+            run.store.write(self.app.dump_changes(run.state), run.offsets)
+        if done:
+            await self._commit({p: touched[p].next_command_offset for p in done})
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,313 @@
+"""The stream runtime: a consumer group on the command topic, one store per owned partition,
+cycles of :mod:`streams.runtime.processing`, recovery of :mod:`streams.runtime.recovery` on
+every assignment, and ticks.
+
+One task runs the loop: fetch a batch (waiting at most until the next tick is due), apply the
+commands, apply the tick if due, complete the cycle. Ticks therefore neither starve command
+batches (a tick is one call per partition) nor get starved by them (checked every cycle).
+The rebalance listener runs in aiokafka's coordinator task; a lock makes it wait for the cycle
+in flight before it closes stores, and makes cycles wait for recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from streams.errors import ProcessingError
+from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.runtime.outbox import Outbox
+from streams.runtime.partition import PartitionRun
+from streams.runtime.processing import Processor, RuntimeTopics, wall_clock_ms
+from streams.runtime.protocol import Application
+from streams.runtime.reader import KafkaLogReader
+from streams.runtime.recovery import open_store, recover_partition
+from streams.runtime.store import store_path
+from streams.settings import Settings
+
+__all__ = ["AppFactory", "StreamRuntime", "main_process", "run_processor"]
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+
+AppFactory = Callable[[Settings], Application[Any]]
+
+# Library defaults (not operator settings): records per fetch, and bounds on shutdown steps.
+MAX_POLL_RECORDS = 10_000
+CLOSE_TIMEOUT_S = 5.0
+
+
+class StreamRuntime(Generic[S]):
+    """Runs ``app`` over ``settings``' command topic until :meth:`stop` (or an error).
+
+    ``ready`` is set once the first assignment is recovered (possibly an empty one: more
+    processors than partitions). ``owned`` lists the partitions currently owned.
+    """
+
+    def __init__(
+        self,
+        app: Application[S],
+        settings: Settings,
+        *,
+        name: str = "processor",
+        stop: asyncio.Event | None = None,
+        crash_after_events: int | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.name = name
+        self.topics = RuntimeTopics(settings.topic("commands"), settings.topic("events"))
+        self.ready = asyncio.Event()
+        self._stop = stop or asyncio.Event()
+        self._crash_after_events = crash_after_events
+        self._lock = asyncio.Lock()
+        self._runs: dict[int, PartitionRun[S]] = {}
+        self._fatal: BaseException | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._processor: Processor[S] | None = None
+        self.recoveries: list[Any] = []
+
+    @property
+    def owned(self) -> list[int]:
+        return sorted(self._runs)
+
+    @property
+    def processor(self) -> Processor[S]:
+        if self._processor is None:
+            raise ProcessingError("the runtime is not running")
+        return self._processor
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        producer = AIOKafkaProducer(**producer_kwargs(settings))
+        consumer = AIOKafkaConsumer(
+            **consumer_kwargs(settings, settings.group_id), max_poll_records=MAX_POLL_RECORDS
+        )
+        reader_consumer = AIOKafkaConsumer(**consumer_kwargs(settings))
+        self._consumer = consumer
+        started: list[Any] = []
+        try:
+            for client in (producer, reader_consumer, consumer):
+                await client.start()
+                started.append(client)
+            outbox = Outbox(producer)
+            self._processor = Processor(
+                self.app,
+                self.topics,
+                outbox,
+                self._commit,
+                crash_after_events=self._crash_after_events,
+            )
+            reader = KafkaLogReader(reader_consumer)
+            consumer.subscribe([self.topics.commands], listener=_Listener(self, reader, outbox))
+            log.info(
+                "%s: joining group %s on %s", self.name, settings.group_id, self.topics.commands
+            )
+            await self._loop(consumer)
+        finally:
+            await self._close(started)
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        interval_s = self.settings.tick_interval_ms / 1000
+        next_tick = time.monotonic() + interval_s
+        processor = self.processor
+        while not self._stop.is_set():
+            self._raise_if_fatal()
+            wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_POLL_RECORDS)
+            self._raise_if_fatal()
+            now = time.monotonic()
+            tick_due = now >= next_tick
+            if tick_due:
+                next_tick = now + interval_s
+            if not batch and not (tick_due and self._runs):
+                continue
+            async with self._lock:
+                for tp, records in batch.items():
+                    run = self._runs.get(tp.partition)
+                    if run is not None:  # else revoked meanwhile: its new owner handles it
+                        processor.apply_commands(run, records)
+                if tick_due:
+                    now_ms = wall_clock_ms()
+                    for run in self._runs.values():
+                        processor.apply_tick(run, now_ms)
+                await processor.complete()
+
+    async def _commit(self, offsets: dict[int, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        assigned = consumer.assignment()
+        commit = {
+            tp: offset
+            for partition, offset in offsets.items()
+            if (tp := TopicPartition(self.topics.commands, partition)) in assigned
+        }
+        if not commit:
+            return
+        try:
+            await consumer.commit(commit)
+        except (CommitFailedError, KafkaError) as exc:
+            # Advisory only: the stores hold the offsets that matter.
+            log.warning("%s: committing command offsets failed (%s); continuing", self.name, exc)
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise ProcessingError(
+                f"{self.name}: partition recovery failed: {self._fatal}"
+            ) from self._fatal
+
+    async def _revoke(self, partitions: list[int]) -> None:
+        async with self._lock:  # waits for the cycle in flight
+            for partition in partitions:
+                run = self._runs.pop(partition, None)
+                if run is not None:
+                    run.store.close()
+            if partitions:
+                log.info("%s: released partitions %s", self.name, partitions)
+
+    async def _assign(self, partitions: list[int], reader: KafkaLogReader, outbox: Outbox) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._lock:
+            for partition in partitions:
+                if partition in self._runs:
+                    continue
+                tp = TopicPartition(self.topics.commands, partition)
+                path = store_path(self.settings.data_dir, self.name, partition)
+                store, reason = await open_store(path)
+                if reason:
+                    log.warning("%s: partition %d: %s; rebuilding", self.name, partition, reason)
+                try:
+                    committed = await consumer.committed(tp)
+                    run, report = await recover_partition(
+                        self.app,
+                        store,
+                        partition,
+                        self.topics,
+                        reader,
+                        outbox,
+                        committed,
+                        rebuilt_reason=reason,
+                    )
+                except BaseException:
+                    store.close()
+                    raise
+                if report.rebuilt_reason and not reason:
+                    log.warning(
+                        "%s: partition %d: %s; rebuilt from the event log",
+                        self.name,
+                        partition,
+                        report.rebuilt_reason,
+                    )
+                self._runs[partition] = run
+                self.recoveries.append(report)
+                consumer.seek(tp, run.next_command_offset)
+                log.info(
+                    "%s: partition %d recovered: %d events replayed, %d duplicates skipped, "
+                    "%d missing events completed, %d side records re-produced; commands resume "
+                    "at %d",
+                    self.name,
+                    partition,
+                    report.replayed,
+                    report.duplicates,
+                    report.completed_partial,
+                    report.outputs,
+                    run.next_command_offset,
+                )
+        self.ready.set()
+
+    async def _close(self, started: list[Any]) -> None:
+        async with self._lock:
+            for run in self._runs.values():
+                run.store.close()
+            self._runs.clear()
+        for client in reversed(started):
+            try:
+                await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("%s: closing a Kafka client: %r", self.name, exc)
+        log.info("%s: stopped", self.name)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands rebalances to the runtime; errors become fatal for the loop (aiokafka would
+    otherwise log them and carry on with a partition nobody processes)."""
+
+    def __init__(self, runtime: StreamRuntime[Any], reader: KafkaLogReader, outbox: Outbox):
+        self._runtime = runtime
+        self._reader = reader
+        self._outbox = outbox
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._guard(self._runtime._revoke(sorted(tp.partition for tp in revoked)))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        partitions = sorted(tp.partition for tp in assigned)
+        await self._guard(self._runtime._assign(partitions, self._reader, self._outbox))
+
+    async def _guard(self, work: Any) -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.exception("%s: rebalance handling failed", self._runtime.name)
+            self._runtime._fatal = exc
+            self._runtime.stop()
+
+
+async def run_processor(
+    app_factory: AppFactory,
+    settings: Settings,
+    *,
+    name: str = "processor",
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run the processor until ``stop`` is set; raise on an unrecoverable error.
+
+    ``ready`` (optional) is set once the first partition assignment is recovered.
+    """
+    runtime: StreamRuntime[Any] = StreamRuntime(
+        app_factory(settings), settings, name=name, stop=stop
+    )
+    if ready is not None:
+        watcher = asyncio.create_task(_relay(runtime.ready, ready))
+    try:
+        await runtime.run()
+    finally:
+        if ready is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+def main_process(
+    app_factory: AppFactory,
+    settings: Settings,
+    *,
+    name: str = "processor",
+    grace_s: float = 10.0,
+) -> int:
+    """Run the processor in this process until SIGTERM/SIGINT; return the exit code
+    (0 after a clean stop, 1 after an unhandled error, which is logged with its traceback)."""
+    from streams.runtime.signals import run_until_signalled
+
+    async def work(stop: asyncio.Event) -> None:
+        await run_processor(app_factory, settings, name=name, stop=stop)
+
+    return asyncio.run(run_until_signalled(work, name=name, grace_s=grace_s))

@@ -1,0 +1,61 @@
+"""Running a stream process from a command line: signals, a bounded stop, a clear exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+__all__ = ["run_until_signalled"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_until_signalled(
+    work: Callable[[asyncio.Event], Awaitable[None]],
+    *,
+    name: str,
+    grace_s: float = 10.0,
+) -> int:
+    """Run ``work(stop)``; SIGTERM/SIGINT set ``stop``. Return the process exit code.
+
+    A stop that takes longer than ``grace_s`` (or a second signal) cancels the work: the
+    current batch is abandoned, which recovery handles like a crash. An error is logged with
+    its traceback and gives exit code 1: a processor never lingers as a silent consumer.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(work(stop))
+    forced = False
+
+    def force() -> None:
+        nonlocal forced
+        if not task.done():
+            forced = True
+            log.warning("%s: not stopped within %.0fs; abandoning the current batch", name, grace_s)
+            task.cancel()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            force()
+            return
+        log.info("%s: %s received; stopping", name, signal.Signals(signum).name)
+        stop.set()
+        loop.call_later(grace_s, force)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not forced:
+            raise
+        return 0
+    except Exception:
+        log.critical("%s: stopped by an unhandled error; exiting", name, exc_info=True)
+        return 1
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0

@@ -1,0 +1,185 @@
+"""One RocksDB store (rocksdict) per owned partition: the application's state and the offsets
+that state reflects, always written together in one ``WriteBatch``.
+
+Layout: ``<data_dir>/<name>/<partition>/``. Keys starting with ``RESERVED_PREFIX`` belong to
+the runtime (the offsets); every other key belongs to the application (``dump_changes``).
+A store that cannot be opened or read is deleted and rebuilt from the event log by recovery;
+an exclusive file lock keeps two processes on one machine from sharing (or deleting) a store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import shutil
+import struct
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from rocksdict import Options, Rdict, WriteBatch
+
+from streams.errors import StoreError
+
+__all__ = [
+    "RESERVED_PREFIX",
+    "PartitionStore",
+    "StateStore",
+    "StoreLockedError",
+    "StoredOffsets",
+    "store_path",
+]
+
+log = logging.getLogger(__name__)
+
+RESERVED_PREFIX = b"\x00ts/"
+_EVENTS_OFFSET = RESERVED_PREFIX + b"events-offset"
+_COMMANDS_OFFSET = RESERVED_PREFIX + b"commands-offset"
+_OFFSET = struct.Struct(">q")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOffsets:
+    """Next offset to read in the event log, next command offset to process."""
+
+    events: int
+    commands: int
+
+
+class StateStore(Protocol):
+    def write(
+        self, changes: Iterable[tuple[bytes, bytes | None]], offsets: StoredOffsets
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def store_path(data_dir: Path, name: str, partition: int) -> Path:
+    return data_dir / name / str(partition)
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    return options
+
+
+class PartitionStore:
+    """A partition's store. Open with :meth:`open`; ``StoreError`` means unusable contents."""
+
+    def __init__(self, path: Path, db: Rdict, lock: IO[bytes]) -> None:
+        """Use :meth:`open`."""
+        self.path = path
+        self._db: Rdict | None = db
+        self._lock = lock
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[PartitionStore, str | None]:
+        """Lock and open the store at ``path``, created if missing.
+
+        A store RocksDB cannot open is deleted and created afresh; the second value then says
+        why (recovery rebuilds it from the event log). Raises ``StoreLockedError`` if another
+        process holds the store: that one is never deleted.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _lock(path)
+        try:
+            try:
+                return cls(path, Rdict(str(path), options=_options()), lock), None
+            except Exception as exc:  # rocksdict raises plain Exception on corruption
+                reason = f"cannot open the state store at {path}: {exc}"
+            _destroy(path)
+            return cls(path, Rdict(str(path), options=_options()), lock), reason
+        except Exception as exc:
+            lock.close()
+            raise StoreError(f"cannot create the state store at {path}: {exc}") from exc
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        """Delete the store at ``path`` (not open anywhere)."""
+        _destroy(path)
+
+    def reset(self) -> None:
+        """Delete every key (contents unusable): the caller rebuilds from the event log."""
+        self.db.close()
+        self._db = None
+        _destroy(self.path)
+        try:
+            self._db = Rdict(str(self.path), options=_options())
+        except Exception as exc:
+            raise StoreError(f"cannot re-create the state store at {self.path}: {exc}") from exc
+
+    @property
+    def db(self) -> Rdict:
+        if self._db is None:
+            raise StoreError(f"the state store at {self.path} is closed")
+        return self._db
+
+    def offsets(self) -> StoredOffsets | None:
+        """The stored offsets; None for a fresh store. ``StoreError`` if unreadable."""
+        events, commands = self.db.get(_EVENTS_OFFSET), self.db.get(_COMMANDS_OFFSET)
+        if events is None and commands is None:
+            return None
+        try:
+            if not isinstance(events, bytes) or not isinstance(commands, bytes):
+                raise TypeError("missing offset")
+            return StoredOffsets(_OFFSET.unpack(events)[0], _OFFSET.unpack(commands)[0])
+        except (struct.error, TypeError) as exc:
+            raise StoreError(f"the offsets in the state store at {self.path} are corrupt") from exc
+
+    def is_empty(self) -> bool:
+        return next(iter(self.db.keys()), None) is None
+
+    def state_items(self) -> Generator[tuple[bytes, bytes], None, None]:
+        """Every application key and value (the runtime's reserved keys left out)."""
+        for key, value in self.db.items():
+            if isinstance(key, bytes) and not key.startswith(RESERVED_PREFIX):
+                yield key, value
+
+    def write(self, changes: Iterable[tuple[bytes, bytes | None]], offsets: StoredOffsets) -> None:
+        """State changes and the offsets they reflect, atomically."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in changes:
+            if key.startswith(RESERVED_PREFIX):
+                raise StoreError(f"application key {key!r} uses the runtime's reserved prefix")
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(_EVENTS_OFFSET, _OFFSET.pack(offsets.events))
+        batch.put(_COMMANDS_OFFSET, _OFFSET.pack(offsets.commands))
+        self.db.write(batch)
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+        self._lock.close()
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store."""
+
+
+def _destroy(path: Path) -> None:
+    with contextlib.suppress(Exception):
+        Rdict.destroy(str(path), _options())
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _lock(path: Path) -> IO[bytes]:
+    lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held until close
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StoreLockedError(
+            f"the state store at {path} is held by another process; "
+            "give each processor on one machine its own TASKSTREAM_DATA_DIR"
+        ) from None
+    except OSError:
+        lock.close()
+        raise
+    return lock

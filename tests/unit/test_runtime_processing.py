@@ -1,0 +1,166 @@
+"""The processing cycle with fakes: what is appended, and the order of flush, store write and
+commit (the commit order written down in ``streams.runtime.processing``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from streams.runtime.causation import Cause, cause_of
+from streams.runtime.partition import PartitionRun
+from streams.runtime.processing import Processor, RuntimeTopics
+from streams.runtime.protocol import CAUSE_HEADER, TYPE_HEADER
+from streams.runtime.store import StoredOffsets
+from tests.integration.runtime_app import CounterApp, incr, schedule
+
+TOPICS = RuntimeTopics("p.commands", "p.events")
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        self.added: list[tuple[str, int | None, bytes | None, bytes, Any]] = []
+
+    # sink
+    def add(
+        self, topic: str, partition: int | None, key: bytes | None, value: bytes, headers: Any = ()
+    ) -> None:
+        self.calls.append(("produce", topic))
+        self.added.append((topic, partition, key, value, tuple(headers)))
+        if partition is not None:
+            tp = (topic, partition)
+            self.next_offsets[tp] = self.next_offsets.get(tp, 0) + 1
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        self.calls.append(("flush", None))
+        return dict(self.next_offsets)
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        self.calls.append(("commit", offsets))
+
+
+class FakeStore:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.data: dict[bytes, bytes] = {}
+        self.offsets: StoredOffsets | None = None
+
+    def write(self, changes: Any, offsets: StoredOffsets) -> None:
+        changes = list(changes)
+        self.journal.calls.append(("store-write", (changes, offsets)))
+        for key, value in changes:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+        self.offsets = offsets
+
+    def close(self) -> None:
+        pass
+
+
+def setup(partitions: int = 1) -> tuple[Journal, Processor[Any], list[PartitionRun[Any]]]:
+    journal = Journal()
+    app = CounterApp("p")
+    processor: Processor[Any] = Processor(app, TOPICS, journal, journal.commit)
+    runs = [
+        PartitionRun(p, FakeStore(journal), app.initial_state(), 0, 0) for p in range(partitions)
+    ]
+    return journal, processor, runs
+
+
+def commands(partition: int, *values: tuple[str, bytes], start: int = 0) -> list[Rec]:
+    return [
+        Rec("p.commands", partition, start + i, 1_000 + i, value)
+        for i, (_, value) in enumerate(values)
+    ]
+
+
+async def test_cycle_produces_then_flushes_then_writes_store_then_commits() -> None:
+    journal, processor, (run0, run1) = setup(2)
+    processor.apply_commands(run0, commands(0, incr("a", 1, times=2), incr("a", 5)))
+    processor.apply_commands(run1, commands(1, incr("b", 3)))
+    await processor.complete()
+
+    kinds = [kind for kind, _ in journal.calls]
+    flush_at = kinds.index("flush")
+    assert set(kinds[:flush_at]) == {"produce"} and flush_at == 8  # 4 events + 4 outputs
+    assert kinds[flush_at + 1 :] == ["store-write", "store-write", "commit"]
+    writes = [arg for kind, arg in journal.calls if kind == "store-write"]
+    assert writes[0] == ([(b"total:a", b"7")], StoredOffsets(events=3, commands=2))
+    assert writes[1] == ([(b"total:b", b"3")], StoredOffsets(events=1, commands=1))
+    assert journal.calls[-1] == ("commit", {0: 2, 1: 1})
+
+
+async def test_events_go_to_the_command_partition_with_causation_headers() -> None:
+    journal, processor, (_, run) = setup(2)
+    processor.apply_commands(run, commands(1, incr("a", 2, times=2), start=40))
+    await processor.complete()
+    events = [a for a in journal.added if a[0] == "p.events"]
+    assert [(topic, partition, key) for topic, partition, key, _, _ in events] == [
+        ("p.events", 1, b"a"),
+        ("p.events", 1, b"a"),
+    ]
+    causes = [cause_of(headers, 1) for *_, headers in events]
+    assert causes == [Cause("c", 1, 40, 0, 2), Cause("c", 1, 40, 1, 2)]
+    assert [dict(h)[CAUSE_HEADER] for *_, h in events] == [b"c:1:40:0:2", b"c:1:40:1:2"]
+    assert {dict(h)[TYPE_HEADER] for *_, h in events} == {b"incremented"}
+    assert [json.loads(v)["total"] for _, _, _, v, _ in events] == [2, 4]
+
+
+async def test_undecodable_command_is_dead_lettered_and_processing_goes_on() -> None:
+    journal, processor, (run,) = setup()
+    records = commands(0, incr("a"), ("x", b"\xffnot json"), incr("a"))
+    processor.apply_commands(run, records)
+    await processor.complete()
+    dlq = [a for a in journal.added if a[0] == "p.dlq"]
+    assert len(dlq) == 1
+    letter = json.loads(dlq[0][3])
+    assert letter["offset"] == 1 and letter["reason"].startswith("undecodable command")
+    assert run.state.totals == {"a": 2}
+    assert journal.calls[-1] == ("commit", {0: 3})
+
+
+async def test_records_already_reflected_are_skipped() -> None:
+    journal, processor, (run,) = setup()
+    run.next_command_offset = 5
+    processor.apply_commands(run, commands(0, incr("a"), incr("a", 10), start=4))
+    await processor.complete()
+    assert run.state.totals == {"a": 10}
+    assert run.next_command_offset == 6
+
+
+async def test_tick_events_carry_the_tick_time_and_take_the_same_path() -> None:
+    journal, processor, (run,) = setup()
+    processor.apply_commands(run, commands(0, schedule("a", 1, delay_ms=10, times=2)))
+    await processor.complete()
+    journal.calls.clear()
+    processor.apply_tick(run, now_ms=1_005)  # nothing due yet: no events, nothing written
+    await processor.complete()
+    assert [kind for kind, _ in journal.calls] == ["flush"]
+    processor.apply_tick(run, now_ms=2_000)
+    await processor.complete()
+    headers = [dict(h)[CAUSE_HEADER] for t, *_, h in journal.added if t == "p.events"]
+    assert headers[-2:] == [b"t:2000:0:2", b"t:2000:1:2"]
+    kinds = [kind for kind, _ in journal.calls]
+    assert kinds[-2:] == ["flush", "store-write"]  # a tick has no command offset to commit
+    assert run.state.totals == {"a": 2} and run.state.timers == {}
+
+
+async def test_tick_times_strictly_increase_per_partition() -> None:
+    _, processor, (run,) = setup()
+    processor.apply_tick(run, now_ms=500)
+    processor.apply_tick(run, now_ms=400)  # wall clock stepped back
+    assert run.last_tick_ms == 501

@@ -1,0 +1,250 @@
+"""Recovery of one partition from a local store and an in-memory event log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.runtime.causation import Cause, cause_of
+from streams.runtime.partition import PartitionRun
+from streams.runtime.processing import Processor, RuntimeTopics
+from streams.runtime.protocol import CAUSE_HEADER
+from streams.runtime.recovery import recover_partition
+from streams.runtime.store import PartitionStore
+from tests.integration.runtime_app import CounterApp, check_event_log, incr, schedule
+
+TOPICS = RuntimeTopics("p.commands", "p.events")
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class Broker:
+    """In-memory topics that are both the sink and the log reader."""
+
+    logs: dict[tuple[str, int], list[Rec]] = field(default_factory=dict)
+    pending: list[tuple[str, int | None, bytes | None, bytes, Any]] = field(default_factory=list)
+    committed: dict[int, int] = field(default_factory=dict)
+    fail_after: int | None = None  # keep only this many of the next flush's records
+
+    def add(
+        self, topic: str, partition: int | None, key: bytes | None, value: bytes, headers: Any = ()
+    ) -> None:
+        self.pending.append((topic, partition, key, value, tuple(headers)))
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        pending, self.pending = self.pending, []
+        if self.fail_after is not None:
+            pending, self.fail_after = pending[: self.fail_after], None
+        ends: dict[tuple[str, int], int] = {}
+        for topic, partition, key, value, headers in pending:
+            log = self.logs.setdefault((topic, partition or 0), [])
+            log.append(Rec(topic, partition or 0, len(log), 0, value, key, headers))
+            ends[(topic, partition or 0)] = len(log)
+        return ends
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        self.committed.update(offsets)
+
+    def log(self, topic: str, partition: int = 0) -> list[Rec]:
+        return self.logs.setdefault((topic, partition), [])
+
+    def command(self, value: tuple[str, bytes], timestamp: int = 1_000) -> Rec:
+        log = self.log(TOPICS.commands)
+        record = Rec(TOPICS.commands, 0, len(log), timestamp, value[1])
+        log.append(record)
+        return record
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        return len(self.log(topic, partition))
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[Rec]:
+        for record in self.log(topic, partition)[start:end]:
+            yield record
+
+    async def fetch(self, topic: str, partition: int, offset: int) -> Rec | None:
+        log = self.log(topic, partition)
+        return log[offset] if offset < len(log) else None
+
+
+APP = CounterApp("p")
+
+
+async def recover(broker: Broker, path: Path) -> tuple[PartitionRun[Any], Any]:
+    store, reason = PartitionStore.open(path)
+    return await recover_partition(
+        APP, store, 0, TOPICS, broker, broker, broker.committed.get(0), rebuilt_reason=reason
+    )
+
+
+async def process(
+    broker: Broker, run: PartitionRun[Any], *records: Rec, crash_after: int | None = None
+) -> None:
+    """A processing cycle; ``crash_after`` keeps only that many records of the flush and skips
+    the store write, like a process killed in the middle of a flush."""
+    processor: Processor[Any] = Processor(APP, TOPICS, broker, broker.commit)
+    processor.apply_commands(run, records)
+    if crash_after is None:
+        await processor.complete()
+    else:
+        broker.fail_after = crash_after
+        await broker.flush()
+
+
+def events(broker: Broker) -> list[Rec]:
+    return broker.log(TOPICS.events)
+
+
+def totals(broker: Broker) -> dict[str, int]:
+    return check_event_log(events(broker))
+
+
+async def test_recovery_resumes_from_the_store(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 2)), broker.command(incr("b", 1)))
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.replayed == 0 and report.rebuilt_reason is None
+    assert run.state.totals == {"a": 2, "b": 1}
+    assert (run.next_command_offset, run.next_event_offset) == (2, 2)
+
+
+async def test_events_beyond_the_store_are_replayed_with_their_outputs(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 1)))
+    # the whole flush reached the broker, but the process died before the store write
+    await process(broker, run, broker.command(incr("a", 1, times=2)), crash_after=4)
+    run.store.close()
+    completed_before = len(broker.log("p.completed"))
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.replayed == 2 and report.outputs == 2
+    assert len(broker.log("p.completed")) == completed_before + 2
+    assert run.state.totals == {"a": 3}
+    assert run.next_command_offset == 2
+
+
+async def test_partial_command_group_is_completed_without_duplicates(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 1)))
+    # 2 of 4 events (each followed by its output) reached the log
+    await process(broker, run, broker.command(incr("a", 10, times=4), 5_000), crash_after=3)
+    assert len(events(broker)) == 3
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.completed_partial == 2
+    assert totals(broker) == {"a": 41}
+    assert [cause_of(r.headers, 0) for r in events(broker)][1:] == [
+        Cause("c", 0, 1, i, 4) for i in range(4)
+    ]
+    assert run.state.totals == {"a": 41} and run.next_command_offset == 2
+    assert run.next_event_offset == 5
+    # recovering again changes nothing
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.completed_partial == 0 and len(events(broker)) == 5
+
+
+async def test_partial_tick_group_is_re_ticked_at_its_recorded_time(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(schedule("a", 1, delay_ms=100, times=3)))
+    processor: Processor[Any] = Processor(APP, TOPICS, broker, broker.commit)
+    processor.apply_tick(run, now_ms=7_777)
+    broker.fail_after = 1  # one of the three tick events reached the log
+    await broker.flush()
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.completed_partial == 2
+    tick_headers = [dict(r.headers)[CAUSE_HEADER] for r in events(broker)[3:]]
+    assert tick_headers == [b"t:7777:0:3", b"t:7777:1:3", b"t:7777:2:3"]
+    assert totals(broker) == {"a": 3}
+    assert run.state.timers == {} and run.last_tick_ms == 7_777
+
+
+async def test_duplicated_events_from_producer_retries_are_skipped(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 1, times=2)), crash_after=4)
+    log = events(broker)
+    log.insert(1, Rec(TOPICS.events, 0, 1, 0, log[0].value, log[0].key, log[0].headers))
+    for offset, record in enumerate(log):
+        record.offset = offset
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.duplicates == 1
+    assert run.state.totals == {"a": 2}
+
+
+async def test_a_decider_that_changed_its_mind_keeps_the_log_as_written(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 1, times=3)), crash_after=1)
+    broker.log(TOPICS.commands)[0].value = incr("a", 5, times=3)[1]  # decides differently now
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.completed_partial == 0
+    assert run.state.totals == {"a": 1} and run.next_command_offset == 1
+
+
+async def test_a_corrupt_store_is_rebuilt_from_the_log(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, *(broker.command(incr(k, 3)) for k in "abc"))
+    run.store.close()
+    (tmp_path / "s" / "CURRENT").write_bytes(b"garbage")
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.rebuilt_reason and "cannot open" in report.rebuilt_reason
+    assert run.state.totals == {"a": 3, "b": 3, "c": 3}
+    assert run.next_command_offset == 3
+    # the commit came after the outputs were flushed: none is re-produced
+    assert report.outputs == 0 and len(broker.log("p.completed")) == 3
+
+
+async def test_undecodable_store_contents_are_rebuilt(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 3)))
+    run.store.write([(b"nonsense", b"!")], run.offsets)
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.rebuilt_reason and "unusable store contents" in report.rebuilt_reason
+    assert run.state.totals == {"a": 3}
+
+
+async def test_a_store_ahead_of_the_log_is_rebuilt(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 3)), broker.command(incr("b", 1)))
+    run.store.close()
+    del events(broker)[1:]  # the broker lost data (the embedded broker is memory-only)
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.rebuilt_reason and "log ends at 1" in report.rebuilt_reason
+    assert run.state.totals == {"a": 3}
+    assert run.next_command_offset == 1
+
+
+async def test_rebuild_re_produces_outputs_only_past_the_committed_offset(tmp_path: Path) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 1)), broker.command(incr("b", 1)))
+    await process(broker, run, broker.command(incr("c", 1)), crash_after=2)  # not committed
+    run.store.close()
+    PartitionStore.destroy(tmp_path / "s")
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.replayed == 3 and report.outputs == 1
+    assert [json.loads(r.value)["key"] for r in broker.log("p.completed")] == ["a", "b", "c", "c"]

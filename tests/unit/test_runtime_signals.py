@@ -1,0 +1,41 @@
+"""Running a processor from a command line: signals, bounded stop, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from streams.runtime.signals import run_until_signalled
+
+
+async def test_an_error_in_the_work_gives_exit_code_1_and_a_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def work(stop: asyncio.Event) -> None:
+        raise RuntimeError("boom")
+
+    assert await run_until_signalled(work, name="t") == 1
+    assert "stopped by an unhandled error" in caplog.text and "boom" in caplog.text
+
+
+async def test_sigterm_sets_stop_and_a_clean_stop_gives_exit_code_0() -> None:
+    stopped = []
+
+    async def work(stop: asyncio.Event) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), 5)
+        stopped.append(True)
+
+    assert await run_until_signalled(work, name="t") == 0
+    assert stopped == [True]
+
+
+async def test_a_stop_that_hangs_is_abandoned_after_the_grace_period() -> None:
+    async def work(stop: asyncio.Event) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(60)
+
+    assert await run_until_signalled(work, name="t", grace_s=0.2) == 0
