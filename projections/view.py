@@ -1,0 +1,351 @@
+"""The HTTP view over the read model (FastAPI; OpenAPI at ``/openapi.json``).
+
+Every answer says how far behind the event log it is: a ``projection`` object in JSON bodies
+and the ``X-Projection-Lag`` header on every response. With a token configured every route
+but the OpenAPI document needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import uvicorn
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, SecretStr
+
+from streams.settings import Settings
+
+from .errors import BadQueryError, ProjectionError
+from .metrics import render
+from .reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
+from .rows import BatchRow, DeadLetterRow, SessionRow, TaskRow, TaskState
+
+log = logging.getLogger(__name__)
+
+LAG_HEADER = "X-Projection-Lag"
+SERVICE = "taskstream-projector"
+
+
+class _UnauthorizedError(Exception):
+    pass
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Answer(BaseModel):
+    projection: ProjectionInfo
+
+
+class StatusAnswer(QueueStatus, Answer):
+    pass
+
+
+class TaskAnswer(TaskRow, Answer):
+    pass
+
+
+class SessionAnswer(SessionRow, Answer):
+    pass
+
+
+class BatchAnswer(BatchRow, Answer):
+    pass
+
+
+class TaskList(Answer):
+    items: list[TaskRow]
+    next_cursor: str | None
+
+
+class SessionList(Answer):
+    items: list[SessionRow]
+    next_cursor: str | None
+
+
+class DeadLetterList(Answer):
+    items: list[DeadLetterRow]
+    next_cursor: str | None
+
+
+class HealthAnswer(Answer):
+    status: Literal["healthy", "unhealthy"]
+    service: str
+    timestamp: str
+    stats: HealthStats
+
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Bad request (for example an invalid cursor)"},
+    401: {"model": Problem, "description": "Missing or wrong bearer token"},
+    422: {"model": Problem, "description": "Invalid parameters"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "Unknown id"},
+}
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (1..1000)")]
+Cursor = Annotated[
+    str | None, Query(max_length=4096, description="next_cursor of the previous page")
+]
+
+
+Bearer = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Depends(HTTPBearer(auto_error=False, description="Needed when TASKSTREAM_HTTP_TOKEN is set")),
+]
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else ".".join(loc)
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None) -> FastAPI:
+    """The HTTP view over ``reader``. With ``token`` set, requests need the bearer token."""
+    secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+
+    async def authorize(credentials: Bearer) -> None:
+        if not secret:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            raise _UnauthorizedError
+
+    # Handlers are coroutines on purpose: they run on the projector's loop, between write
+    # batches, so an answer never mixes counters and rows of different batches.
+    app = FastAPI(
+        title="taskstream read view",
+        version="1",
+        description=__doc__,
+        dependencies=[Depends(authorize)],
+        responses=_PROBLEMS,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _describe(exc)}, status_code=422)
+
+    @app.exception_handler(BadQueryError)
+    async def bad_query(request: Request, exc: BadQueryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(_UnauthorizedError)
+    async def unauthorized(request: Request, exc: _UnauthorizedError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.middleware("http")
+    async def lag_header(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        try:
+            response.headers[LAG_HEADER] = str(reader.projection().lag_events)
+        except ProjectionError:  # the projector is stopping: no store to ask
+            pass
+        return response
+
+    def not_found(kind: str, key: str) -> JSONResponse:
+        return JSONResponse({"detail": f"no {kind} with id {key!r}"}, status_code=404)
+
+    @app.get("/status", response_model=StatusAnswer, summary="Queue status (seed getQueueStatus)")
+    async def status() -> StatusAnswer:
+        return StatusAnswer(**reader.status().model_dump(), projection=reader.projection())
+
+    @app.get(
+        "/tasks/{task_id:path}",
+        response_model=TaskAnswer,
+        responses=_NOT_FOUND,
+        summary="One task: state, attempts, history",
+    )
+    async def task(task_id: str) -> Any:
+        row = reader.task(task_id)
+        if row is None:
+            return not_found("task", task_id)
+        return TaskAnswer(**row.model_dump(), projection=reader.projection())
+
+    @app.get("/tasks", response_model=TaskList, summary="Tasks, filtered and paged by id")
+    async def tasks(
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        client_id: str | None = None,
+        status: TaskState | None = None,
+        operation: str | None = None,
+    ) -> TaskList:
+        page = reader.tasks(
+            client_id=client_id, status=status, operation=operation, limit=limit, cursor=cursor
+        )
+        return TaskList(
+            items=page.items, next_cursor=page.next_cursor, projection=reader.projection()
+        )
+
+    @app.get("/sessions", response_model=SessionList, summary="Executor sessions")
+    async def sessions(
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        state: Literal["unregistered", "active", "released", "cleaned"] | None = None,
+    ) -> SessionList:
+        page = reader.sessions(state=state, limit=limit, cursor=cursor)
+        return SessionList(
+            items=page.items, next_cursor=page.next_cursor, projection=reader.projection()
+        )
+
+    @app.get(
+        "/sessions/{session_id:path}",
+        response_model=SessionAnswer,
+        responses=_NOT_FOUND,
+        summary="One session: health, circuit, in flight",
+    )
+    async def session(session_id: str) -> Any:
+        row = reader.session(session_id)
+        if row is None:
+            return not_found("session", session_id)
+        return SessionAnswer(**row.model_dump(), projection=reader.projection())
+
+    @app.get(
+        "/batches/{batch_id:path}",
+        response_model=BatchAnswer,
+        responses=_NOT_FOUND,
+        summary="One batch and its consolidated result (seed getBatchResults)",
+    )
+    async def batch(batch_id: str) -> Any:
+        row = reader.batch(batch_id)
+        if row is None:
+            return not_found("batch", batch_id)
+        return BatchAnswer(**row.model_dump(), projection=reader.projection())
+
+    @app.get("/dlq", response_model=DeadLetterList, summary="Dead-lettered tasks")
+    async def dlq(
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        reason: str | None = None,
+        client_id: str | None = None,
+        operation: str | None = None,
+    ) -> DeadLetterList:
+        page = reader.dead_letters(
+            reason=reason, client_id=client_id, operation=operation, limit=limit, cursor=cursor
+        )
+        return DeadLetterList(
+            items=page.items, next_cursor=page.next_cursor, projection=reader.projection()
+        )
+
+    @app.get(
+        "/health",
+        response_model=HealthAnswer,
+        responses={503: {"model": HealthAnswer, "description": "The projector has stopped"}},
+        summary="Liveness and processing statistics",
+    )
+    async def health() -> Any:
+        alive = reader.running()
+        answer = HealthAnswer(
+            status="healthy" if alive else "unhealthy",
+            service=SERVICE,
+            timestamp=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            stats=reader.health(),
+            projection=reader.projection(),
+        )
+        if alive:
+            return answer
+        return JSONResponse(answer.model_dump(mode="json"), status_code=503)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+        summary="Prometheus metrics",
+    )
+    async def metrics() -> Response:
+        return Response(render(reader), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# --------------------------------------------------------------------------------------
+# Serving inside the caller's event loop.
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The process owner (CLI, supervisor) handles signals; uvicorn must not take them.
+        yield
+
+
+class ViewServer:
+    """uvicorn running ``app`` as a task of the current loop; ``port`` is the bound port."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, lifespan="off", access_log=False, log_level="warning"
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.host = host
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._serve(), name="view")
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise ProjectionError("the HTTP view stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def _serve(self) -> None:
+        try:
+            await self._server.serve()
+        except SystemExit:  # uvicorn exits the process when it cannot bind
+            raise ProjectionError(
+                f"the HTTP view cannot listen on {self.host}:{self._server.config.port}"
+            ) from None
+
+    @property
+    def port(self) -> int:
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return int(self._server.config.port)
+
+    async def wait(self) -> None:
+        """Until the server stops; cancelling the waiter leaves the server to ``stop()``."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def serve(settings: Settings, projector: Any) -> None:
+    """Serve the view of ``projector`` (anything with a ``reader``) on settings.http_host:
+    http_port until cancelled or the server stops; cancel the task to stop it."""
+    reader: ProjectionReader = projector.reader
+    server = ViewServer(
+        create_app(reader, token=settings.http_token), settings.http_host, settings.http_port
+    )
+    await server.start()
+    log.info("HTTP view on http://%s:%d/", settings.http_host, server.port)
+    try:
+        await server.wait()
+    finally:
+        await server.stop()

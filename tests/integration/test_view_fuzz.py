@@ -1,0 +1,43 @@
+"""Property-based fuzzing of the HTTP view from its own OpenAPI document (schemathesis):
+no generated request, valid or not, gets a 5xx; answers match the published schema."""
+
+from __future__ import annotations
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from projections.memory import MemorySource
+from projections.reader import ProjectionReader
+from projections.view import create_app
+
+from .test_view_scenario import scenario
+
+
+def _app() -> object:
+    source = MemorySource()
+    for event in scenario():
+        source.feed(event)
+    source.flush()
+    return create_app(ProjectionReader(source))
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_view_never_answers_5xx(case: schemathesis.Case) -> None:
+    case.call_and_validate(
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ]
+    )
