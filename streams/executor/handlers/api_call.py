@@ -26,108 +26,33 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
+from schemas.task_configs import validate_task_config
 from streams.executor.context import TaskContext
 from streams.executor.errors import ApiCallConfigError, ApiCallError
+from streams.executor.handlers.masking import Masker, is_sensitive, url_secrets
 
 log = logging.getLogger(__name__)
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-AUTH_TYPES = ("none", "bearer", "api_key", "basic")
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 DEFAULT_TIMEOUT_MS = 30_000
-MAX_TIMEOUT_MS = 3_600_000
 MAX_BODY_CHARS = 65_536
-MASK = "***"
 _QUERY_METHODS = ("GET", "HEAD", "DELETE", "OPTIONS")
-_SENSITIVE_WORDS = ("auth", "token", "key", "secret", "password", "cookie", "signature", "session")
-
-
-def _is_sensitive(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SENSITIVE_WORDS)
-
-
-def _nonempty_str(value: Any) -> bool:
-    return isinstance(value, str) and value.strip() != ""
 
 
 def validate_api_call_config(payload: Mapping[str, Any]) -> list[str]:
-    """Every problem of an ``api_call`` payload, each naming its field; empty when valid."""
-    problems: list[str] = []
-    endpoint = payload.get("apiEndpoint")
-    if endpoint is None or endpoint == "":
-        problems.append("apiEndpoint: required")
-    elif not isinstance(endpoint, str):
-        problems.append("apiEndpoint: must be a string URL")
-    else:
-        try:
-            parts = urlsplit(endpoint)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            problems.append("apiEndpoint: not a valid URL")
-        else:
-            if parts.scheme not in ("http", "https"):
-                problems.append("apiEndpoint: must be an http:// or https:// URL")
-            elif not parts.hostname:
-                problems.append("apiEndpoint: has no host")
+    """Every problem of an ``api_call`` payload, each naming its field; empty when valid.
 
-    method = payload.get("apiMethod", "GET")
-    if not isinstance(method, str) or method.upper() not in METHODS:
-        problems.append(f"apiMethod: must be one of {', '.join(METHODS)}")
-
-    body = payload.get("apiPayload")
-    if body is not None:
-        try:
-            json.dumps(body)
-        except (TypeError, ValueError):
-            problems.append("apiPayload: must be JSON")
-
-    headers = payload.get("customHeaders")
-    if headers is not None:
-        if not isinstance(headers, Mapping):
-            problems.append("customHeaders: must be an object of header name to string")
-        else:
-            for name, value in headers.items():
-                if not _nonempty_str(name) or not isinstance(value, str):
-                    problems.append(f"customHeaders.{name}: value must be a string")
-                elif "\n" in value or "\r" in value:
-                    problems.append(f"customHeaders.{name}: must not contain line breaks")
-
-    auth = payload.get("authType", "none")
-    if auth is None:
-        auth = "none"
-    if not isinstance(auth, str) or auth not in AUTH_TYPES:
-        problems.append(f"authType: must be one of {', '.join(AUTH_TYPES)}")
-    elif auth == "bearer" and not _nonempty_str(payload.get("bearerToken")):
-        problems.append("bearerToken: required when authType is 'bearer'")
-    elif auth == "api_key":
-        if not _nonempty_str(payload.get("apiKey")):
-            problems.append("apiKey: required when authType is 'api_key'")
-        header = payload.get("apiKeyHeader")
-        if header is not None and not _nonempty_str(header):
-            problems.append("apiKeyHeader: must be a non-empty header name")
-    elif auth == "basic":
-        if not _nonempty_str(payload.get("username")):
-            problems.append("username: required when authType is 'basic'")
-        if not isinstance(payload.get("password"), str):
-            problems.append("password: required when authType is 'basic'")
-
-    timeout = payload.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not 0 < timeout <= MAX_TIMEOUT_MS
-    ):
-        problems.append(f"timeout: must be milliseconds in (0, {MAX_TIMEOUT_MS}]")
-    return problems
+    The rules live in :mod:`schemas.task_configs`, shared with the submit-time check.
+    """
+    return validate_task_config("api_call", payload)
 
 
-class _Masker:
-    """Replaces every secret of one request in text bound for logs, errors and output."""
+class _Masker(Masker):
+    """Replaces every secret of one ``api_call`` request in text bound for logs, errors and
+    output: tokens, keys, passwords, basic credentials, sensitive headers and URL parts."""
 
     def __init__(self, payload: Mapping[str, Any]) -> None:
         secrets: set[str] = set()
@@ -141,51 +66,13 @@ class _Masker:
         headers = payload.get("customHeaders")
         if isinstance(headers, Mapping):
             for name, value in headers.items():
-                if isinstance(name, str) and _is_sensitive(name) and isinstance(value, str):
+                if isinstance(name, str) and is_sensitive(name) and isinstance(value, str):
                     if value:
                         secrets.add(value)
         endpoint = payload.get("apiEndpoint")
         if isinstance(endpoint, str):
-            try:
-                parts = urlsplit(endpoint)
-                if parts.password:
-                    secrets.add(parts.password)
-                for name, value in parse_qsl(parts.query):
-                    if _is_sensitive(name) and value:
-                        secrets.add(value)
-            except ValueError:
-                pass
-        # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted(secrets, key=len, reverse=True)
-
-    def text(self, value: str) -> str:
-        for secret in self._secrets:
-            value = value.replace(secret, MASK)
-        return value
-
-    def json(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.json(v) for v in value]
-        if isinstance(value, dict):
-            return {self.text(str(k)): self.json(v) for k, v in value.items()}
-        return value
-
-    def url(self, url: str) -> str:
-        """The URL with userinfo dropped and sensitive query values masked."""
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{host}:{parts.port}"
-            query = urlencode(
-                [(k, MASK if _is_sensitive(k) else v) for k, v in parse_qsl(parts.query)],
-                safe="*",
-            )
-            return self.text(urlunsplit((parts.scheme, host, parts.path, query, "")))
-        except ValueError:
-            return self.text(url)
+            secrets.update(url_secrets(endpoint))
+        super().__init__(secrets)
 
 
 class ApiCallHandler:

@@ -1,0 +1,78 @@
+"""All handlers of the seed-001 task types, configured from ``Settings``.
+
+    handlers = builtin_handlers(settings, browser_driver=my_driver)
+    executor = Executor(settings, handlers={**ghl_handlers(), **handlers}, ...)
+    ...
+    await handlers.close()  # closes their HTTP sessions
+
+Every handler is wrapped by :func:`with_notifications`, so any task may ask for
+notify_on_complete / notify_on_failure notices.
+"""
+
+from __future__ import annotations
+
+from streams.executor.context import AsyncHandler, Handler
+from streams.executor.handlers.api_call import ApiCallHandler
+from streams.executor.handlers.browser import BrowserAutomationHandler, BrowserDriver, DriverFor
+from streams.executor.handlers.ghl_action import GhlActionHandler
+from streams.executor.handlers.http import HttpClient
+from streams.executor.handlers.notification import NotificationHandler, WebhookNotifier
+from streams.executor.handlers.notify import with_notifications
+from streams.executor.handlers.report import Fetch, ReportGenerationHandler, ViewClient
+from streams.settings import Settings
+
+
+class BuiltinHandlers(dict[str, AsyncHandler]):
+    """``operation -> handler``; ``await close()`` (or ``async with``) releases HTTP sessions."""
+
+    def __init__(
+        self, handlers: dict[str, AsyncHandler], http: HttpClient, api_call: ApiCallHandler
+    ):
+        super().__init__(handlers)
+        self._http = http
+        self._api_call = api_call
+
+    async def close(self) -> None:
+        await self._api_call.close()
+        await self._http.close()
+
+    async def __aenter__(self) -> BuiltinHandlers:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def builtin_handlers(
+    settings: Settings,
+    *,
+    browser_driver: BrowserDriver | DriverFor | None = None,
+    fetch: Fetch | None = None,
+) -> BuiltinHandlers:
+    """Handlers for api_call, ghl_action, notification, reminder, report_generation,
+    browser_automation and data_extraction.
+
+    ``fetch`` replaces the HTTP view client of report_generation; ``browser_driver`` serves the
+    browser types (without it they fail with a clear message).
+    """
+    http = HttpClient()
+    notifier = WebhookNotifier(timeout_ms=settings.webhook_timeout_ms, http=http)
+    api_call = ApiCallHandler()
+    browser = BrowserAutomationHandler(browser_driver)
+    raw: dict[str, Handler] = {
+        "api_call": api_call,
+        "ghl_action": GhlActionHandler.from_settings(settings, http),
+        "notification": NotificationHandler(
+            notifier, default_webhook_url=settings.notification_webhook_url
+        ),
+        "reminder": NotificationHandler(
+            notifier, default_webhook_url=settings.notification_webhook_url, kind="reminder"
+        ),
+        "report_generation": ReportGenerationHandler(
+            fetch if fetch is not None else ViewClient.from_settings(settings, http)
+        ),
+        "browser_automation": browser,
+        "data_extraction": browser,
+    }
+    wrapped = {name: with_notifications(handler, notifier) for name, handler in raw.items()}
+    return BuiltinHandlers(dict(wrapped), http, api_call)

@@ -1,0 +1,38 @@
+"""Typed failures of the built-in handlers; each message is the task's reported error."""
+
+from __future__ import annotations
+
+from streams.executor.errors import HandlerError
+
+__all__ = [
+    "BrowserAutomationError",
+    "GhlActionError",
+    "NoBrowserDriverError",
+    "NotificationError",
+    "ReportError",
+    "TaskConfigError",
+]
+
+
+class TaskConfigError(HandlerError):
+    """A task's payload is invalid for its type; the message names every bad field."""
+
+
+class GhlActionError(HandlerError):
+    """A GoHighLevel request failed (no API key, transport error, timeout, non-2xx)."""
+
+
+class NotificationError(HandlerError):
+    """A notification or reminder could not be delivered to its webhook."""
+
+
+class ReportError(HandlerError):
+    """A report could not be computed (the read side did not answer as expected)."""
+
+
+class BrowserAutomationError(HandlerError):
+    """A browser step failed, or its result cannot be reported."""
+
+
+class NoBrowserDriverError(BrowserAutomationError):
+    """A browser task reached an executor that has no ``BrowserDriver`` configured."""

@@ -1,0 +1,108 @@
+"""One aiohttp session shared by the built-in handlers, and a request helper that turns every
+transport problem into the handler's typed error with secrets masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from streams.executor.errors import HandlerError
+from streams.executor.handlers.masking import Masker
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_CHARS = 65_536
+_EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    content_type: str
+    body: Any
+    """Parsed JSON when the answer says JSON (and parses), else text (truncated)."""
+    elapsed_ms: int
+
+
+class HttpClient:
+    """A lazily created ``aiohttp.ClientSession`` (created inside the running loop on first use).
+
+    Pass an existing session to share it; then closing is the caller's business.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        error: type[HandlerError],
+        masker: Masker,
+        timeout_ms: int,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
+        """Send one request; a 2xx answer is returned, anything else raises ``error`` with a
+        message naming ``what``, the method, the (masked) URL and the status."""
+        safe = f"{method} {masker.url(url)}"
+        started = time.monotonic()
+        try:
+            async with self.session().request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                params=dict(params) if params else None,
+                json=json_body,
+                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
+                allow_redirects=True,
+            ) as response:
+                status = response.status
+                reason = response.reason or ""
+                content_type = response.headers.get("Content-Type", "")
+                text = await response.text(errors="replace")
+        except TimeoutError:
+            raise error(f"{what} timed out after {timeout_ms} ms: {safe}") from None
+        except aiohttp.ClientError as exc:
+            detail = masker.text(str(exc)) or type(exc).__name__
+            raise error(f"{what} request failed: {safe}: {detail}") from None
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        log.info("%s: %s -> %d in %d ms", what, safe, status, elapsed_ms)
+        if not 200 <= status < 300:
+            excerpt = masker.text(text[:_EXCERPT_CHARS]).strip()
+            message = f"{what} got HTTP {status} {reason} from {safe}".rstrip()
+            raise error(f"{message}: {excerpt}" if excerpt else message)
+        body: Any = text[:MAX_BODY_CHARS]
+        if "json" in content_type.lower() and text:
+            try:
+                body = json.loads(text)
+            except ValueError:
+                pass
+        return HttpAnswer(status, content_type, masker.json(body), elapsed_ms)
