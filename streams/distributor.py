@@ -1,0 +1,287 @@
+"""The task distributor as an ``Application`` for the stream runtime.
+
+A thin adapter: bytes <-> models through the Avro codec, the pure decider in
+``streams.domain`` for every decision, and the side records each event implies (work for
+executors, outcomes, delayed retries, dead letters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from schemas import events as ev
+from schemas.catalog import Catalog, load_catalog
+from schemas.codec import CODEC
+from schemas.commands import Command, RetryDue, SubmitTask
+from schemas.errors import DecodeError
+from schemas.records import Assignment, AssignmentItem, DeadLetter
+from streams.domain import (
+    DomainConfig,
+    PartitionState,
+    decide,
+    dump_changes,
+    evolve,
+    load_state,
+    tick,
+)
+from streams.domain.state import TaskRecord
+from streams.runtime.protocol import TYPE_HEADER, Output
+from streams.settings import Settings, retry_tier_name, tier_for_delay
+
+# Submits refused by the last decisions, kept until their dead letter is written (bounded).
+_STASH_LIMIT = 10_000
+
+
+def submit_document(task: TaskRecord) -> dict[str, Any]:
+    """The SubmitTask a task was accepted from (defaults resolved), for dead letters."""
+    return {
+        "client_id": task.client_id,
+        "task_id": task.task_id,
+        "operation": task.operation,
+        "payload": task.payload if task.payload is not None else {},
+        "priority": task.priority if task.explicit_priority else None,
+        "max_retries": task.max_retries,
+        "timeout_ms": task.timeout_ms,
+        "scheduled_for_ms": task.scheduled_for_ms,
+        "requires_review": task.requires_review,
+        "depends_on": list(task.depends_on),
+        "capabilities": list(task.capabilities),
+    }
+
+
+def _command_document(command: SubmitTask) -> dict[str, Any]:
+    return {name: getattr(command, name) for name in type(command).model_fields}
+
+
+class Distributor:
+    """Implements ``streams.runtime.protocol.Application[PartitionState]``."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog if catalog is not None else load_catalog(settings.operations_file)
+        self.config = DomainConfig.from_settings(settings, self.catalog)
+        self._topic_assignments = settings.topic("assignments")
+        self._topic_pool = settings.topic("pool")
+        self._topic_completed = settings.topic("completed")
+        self._topic_failed = settings.topic("failed")
+        self._topic_dlq = settings.topic("dlq")
+        self._refused_submits: dict[str, dict[str, Any]] = {}
+        self._outputs: dict[type[ev.Event], Callable[[PartitionState, Any], list[Output]]] = {
+            ev.TaskAssigned: self._assigned,
+            ev.BatchProcessed: self._batch,
+            ev.TaskCancelled: self._cancelled,
+            ev.TaskCompleted: self._completed,
+            ev.TaskFailed: self._failed,
+            ev.TaskRetryScheduled: self._retry,
+            ev.TaskScheduled: self._scheduled,
+            ev.TaskDeadLettered: self._dead_lettered,
+            ev.TaskRejected: self._rejected,
+        }
+
+    # -- decider -------------------------------------------------------------------------------
+
+    def initial_state(self) -> PartitionState:
+        return PartitionState()
+
+    def decide(self, command: Any, state: PartitionState, now_ms: int) -> Sequence[Any]:
+        events = decide(command, state, now_ms, self.config)
+        if isinstance(command, SubmitTask) and any(isinstance(e, ev.TaskRejected) for e in events):
+            if len(self._refused_submits) >= _STASH_LIMIT:
+                self._refused_submits.clear()
+            self._refused_submits[command.task_id] = _command_document(command)
+        return events
+
+    def tick(self, state: PartitionState, now_ms: int) -> Sequence[Any]:
+        return tick(state, now_ms, self.config)
+
+    def evolve(self, state: PartitionState, event: Any) -> PartitionState:
+        return evolve(state, event)
+
+    # -- codec ---------------------------------------------------------------------------------
+
+    def decode_command(self, value: bytes) -> Any:
+        model = CODEC.decode(value)
+        if not isinstance(model, Command):
+            raise DecodeError(f"{type(model).__name__} is not a command")
+        return model
+
+    def encode_event(self, event: Any) -> bytes:
+        return CODEC.encode(event)
+
+    def decode_event(self, value: bytes) -> Any:
+        model = CODEC.decode(value)
+        if not isinstance(model, ev.Event):
+            raise DecodeError(f"{type(model).__name__} is not an event")
+        return model
+
+    def event_key(self, event: Any) -> bytes:
+        return str(event.client_id).encode()
+
+    def event_type(self, event: Any) -> str:
+        return str(event.TYPE)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def dump_changes(self, state: PartitionState) -> Iterable[tuple[bytes, bytes | None]]:
+        return list(dump_changes(state))
+
+    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
+        return load_state(items)
+
+    # -- side records --------------------------------------------------------------------------
+
+    def outputs(self, state: PartitionState, event: Any) -> Iterable[Output]:
+        build = self._outputs.get(type(event))
+        return build(state, event) if build is not None else ()
+
+    def dead_letter(
+        self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
+    ) -> Output:
+        letter = DeadLetter(
+            reason=reason,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            raw=raw,
+            occurred_at_ms=now_ms,
+        )
+        return self._out(self._topic_dlq, None, letter)
+
+    @staticmethod
+    def _out(topic: str, key: str | None, model: Any) -> Output:
+        return Output(
+            topic=topic,
+            key=key.encode() if key is not None else None,
+            value=CODEC.encode(model),
+            headers=((TYPE_HEADER, type(model).__name__.encode()),),
+        )
+
+    def _work(self, assignment: Assignment) -> Output:
+        if assignment.session_id is None:
+            return self._out(self._topic_pool, assignment.task_id, assignment)
+        return self._out(self._topic_assignments, assignment.session_id, assignment)
+
+    def _assigned(self, state: PartitionState, e: ev.TaskAssigned) -> list[Output]:
+        if e.batch_id is not None:
+            return []  # the batch travels as one assignment (BatchProcessed)
+        task = state.tasks[e.task_id]
+        return [
+            self._work(
+                Assignment(
+                    kind="task",
+                    client_id=e.client_id,
+                    session_id=e.session_id,
+                    operation=e.operation,
+                    task_id=e.task_id,
+                    attempt=e.attempt,
+                    fencing_token=e.fencing_token,
+                    deadline_at_ms=e.deadline_at_ms,
+                    timeout_ms=task.timeout_ms,
+                    priority=e.priority,
+                    items=[AssignmentItem(task_id=e.task_id, payload=task.payload or {})],
+                )
+            )
+        ]
+
+    def _batch(self, state: PartitionState, e: ev.BatchProcessed) -> list[Output]:
+        tasks = [state.tasks[t] for t in e.task_ids]
+        batch = state.batches.get(e.batch_id)
+        return [
+            self._work(
+                Assignment(
+                    kind="batch",
+                    client_id=e.client_id,
+                    session_id=e.session_id,
+                    operation=e.operation,
+                    batch_id=e.batch_id,
+                    attempt=max((t.attempt for t in tasks), default=1),
+                    fencing_token=e.fencing_token,
+                    deadline_at_ms=batch.deadline_at_ms if batch is not None else 0,
+                    timeout_ms=max((t.timeout_ms for t in tasks), default=0),
+                    priority=min((t.queue_priority for t in tasks), default=3),
+                    items=[
+                        AssignmentItem(task_id=t.task_id, payload=t.payload or {}) for t in tasks
+                    ],
+                )
+            )
+        ]
+
+    def _cancelled(self, state: PartitionState, e: ev.TaskCancelled) -> list[Output]:
+        if e.fencing_token is None:
+            return []  # it was not handed out: nobody to tell
+        task = state.tasks.get(e.task_id)
+        return [
+            self._work(
+                Assignment(
+                    kind="cancel",
+                    client_id=e.client_id,
+                    session_id=e.session_id,
+                    operation=task.operation if task is not None else "",
+                    task_id=e.task_id,
+                    batch_id=task.batch_id if task is not None else None,
+                    attempt=task.attempt if task is not None else 0,
+                    fencing_token=e.fencing_token,
+                    reason=e.reason,
+                )
+            )
+        ]
+
+    def _completed(self, state: PartitionState, e: ev.TaskCompleted) -> list[Output]:
+        return [self._out(self._topic_completed, e.client_id, e)]
+
+    def _failed(self, state: PartitionState, e: ev.TaskFailed) -> list[Output]:
+        return [self._out(self._topic_failed, e.client_id, e)]
+
+    def _delay(self, tier_ms: int, due: RetryDue) -> Output:
+        return self._out(self.settings.topic(retry_tier_name(tier_ms)), due.client_id, due)
+
+    def _retry(self, state: PartitionState, e: ev.TaskRetryScheduled) -> list[Output]:
+        due = RetryDue(
+            client_id=e.client_id,
+            task_id=e.task_id,
+            attempt=e.attempt,
+            due_at_ms=e.due_at_ms,
+            kind="retry",
+        )
+        return [self._delay(e.tier_ms, due)]
+
+    def _scheduled(self, state: PartitionState, e: ev.TaskScheduled) -> list[Output]:
+        task = state.tasks.get(e.task_id)
+        due = RetryDue(
+            client_id=e.client_id,
+            task_id=e.task_id,
+            attempt=task.attempt if task is not None else 1,
+            due_at_ms=e.due_at_ms,
+            kind="scheduled",
+        )
+        return [self._delay(tier_for_delay(e.due_at_ms - e.occurred_at_ms), due)]
+
+    def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
+        task = state.tasks.get(e.task_id)
+        letter = DeadLetter(
+            reason=e.reason,
+            client_id=e.client_id,
+            task_id=e.task_id,
+            operation=e.operation,
+            attempts_json=json.dumps([a.model_dump() for a in e.attempts]),
+            submit=submit_document(task) if task is not None else {},
+            occurred_at_ms=e.occurred_at_ms,
+        )
+        return [self._out(self._topic_dlq, e.client_id, letter)]
+
+    def _rejected(self, state: PartitionState, e: ev.TaskRejected) -> list[Output]:
+        if e.command != "SubmitTask":
+            return []
+        submit = self._refused_submits.pop(e.task_id, {})
+        operation = submit.get("operation")
+        letter = DeadLetter(
+            reason=e.reason,
+            client_id=e.client_id,
+            task_id=e.task_id,
+            operation=operation if isinstance(operation, str) else None,
+            submit=submit,
+            occurred_at_ms=e.occurred_at_ms,
+        )
+        return [self._out(self._topic_dlq, e.client_id, letter)]

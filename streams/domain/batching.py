@@ -1,0 +1,69 @@
+"""Batching: batchable operations of one client and one operation travel as one assignment.
+
+A batch collects for ``batch_window_ms`` after its first item or until ``max_batch_size``
+items joined, whichever comes first; after that it is *closed* (no item joins any more) and
+waits for a session. Closing needs no event: it follows from the batch's age and its join
+count, both in the state, so live and recovered states agree. Only a task's first attempt
+batches; retries run alone ("failed items take the retry path individually").
+"""
+
+from __future__ import annotations
+
+from schemas.events import TaskBatched
+from streams.domain.config import DomainConfig
+from streams.domain.context import Decision
+from streams.domain.priority import effective_priority
+from streams.domain.state import BatchRecord, BatchStatus, PartitionState, TaskRecord
+
+
+def should_batch(task: TaskRecord) -> bool:
+    return task.batchable and task.session_required and task.attempt == 1
+
+
+def is_closed(batch: BatchRecord, now_ms: int, config: DomainConfig) -> bool:
+    return (
+        len(batch.task_ids) >= config.max_batch_size
+        or now_ms >= batch.opened_at_ms + config.batch_window_ms
+    )
+
+
+def closed_by(batch: BatchRecord, config: DomainConfig) -> str:
+    return "size" if len(batch.task_ids) >= config.max_batch_size else "window"
+
+
+def batch_priority(
+    st: PartitionState, batch: BatchRecord, now_ms: int, config: DomainConfig
+) -> int:
+    """A batch competes with the best (aged) priority of its items."""
+    best = 5
+    for task_id in batch.live:
+        task = st.tasks[task_id]
+        best = min(
+            best,
+            effective_priority(
+                task.queue_priority, task.queued_at_ms, now_ms, config.aging_step_ms
+            ),
+        )
+    return best
+
+
+def join(ctx: Decision, task_id: str) -> None:
+    """Put a freshly queued task into the open batch of its (client, operation) or a new one."""
+    st = ctx.state
+    task = st.tasks[task_id]
+    batch_id: str | None = st.current_batch.get((task.client_id, task.operation))
+    if batch_id is not None:
+        batch = st.batches[batch_id]
+        if batch.status != BatchStatus.OPEN or is_closed(batch, ctx.now, ctx.config):
+            batch_id = None
+    if batch_id is None:
+        batch_id = f"b-{task.client_id}-{st.meta.batch_seq + 1}"
+    ctx.emit(
+        TaskBatched(
+            client_id=task.client_id,
+            task_id=task_id,
+            occurred_at_ms=ctx.now,
+            batch_id=batch_id,
+            operation=task.operation,
+        )
+    )

@@ -1,0 +1,217 @@
+"""Dispatch: hand queued work to sessions with free capacity, best work first.
+
+Rules that hold for every strategy:
+
+* a client's work only goes to sessions registered with that client (affinity and isolation);
+* a session never holds more units than ``max_concurrent``; a batch is ONE unit, whatever its
+  size (the executor runs it as one browser interaction);
+* a session whose circuit is open gets nothing; a half-open one gets exactly one probe unit;
+* a task's ``capabilities`` must be a subset of the session's (for a batch: all its items');
+* work goes in order of effective (aged) priority, then arrival. Work no free session can take
+  (missing capabilities) is skipped, not blocking what comes after it.
+
+The strategies only differ in which of the eligible sessions gets the next unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from schemas.events import BatchProcessed, TaskAssigned
+from streams.domain import batching, health
+from streams.domain.context import Decision
+from streams.domain.evolve import batch_deadline
+from streams.domain.priority import effective_priority
+from streams.domain.state import PartitionState, SessionRecord
+
+Candidate = tuple[SessionRecord, int]  # a session and its free capacity
+
+
+def _session_aware(
+    cands: list[Candidate], required: frozenset[str], ctx: Decision
+) -> SessionRecord:
+    cfg = ctx.config
+    return min(
+        cands,
+        key=lambda c: (health.rank(c[0].score, cfg), -c[0].score, -c[1], c[0].reg_seq),
+    )[0]
+
+
+def _capability_based(
+    cands: list[Candidate], required: frozenset[str], ctx: Decision
+) -> SessionRecord:
+    def score(c: Candidate) -> tuple[float, int, int]:
+        session, free = c
+        match = len(required) / len(session.capabilities) if session.capabilities else 1.0
+        if not required:
+            match = 1.0
+        value = 0.5 * match + 0.3 * session.score + 0.2 * health.success_rate(session)
+        return (-value, -free, session.reg_seq)
+
+    return min(cands, key=score)[0]
+
+
+def _least_loaded(cands: list[Candidate], required: frozenset[str], ctx: Decision) -> SessionRecord:
+    return min(
+        cands,
+        key=lambda c: (len(c[0].units) / c[0].max_concurrent, len(c[0].units), c[0].reg_seq),
+    )[0]
+
+
+def _round_robin(cands: list[Candidate], required: frozenset[str], ctx: Decision) -> SessionRecord:
+    session0 = cands[0][0]
+    cursor = ctx.state.meta.rr_cursor.get(session0.client_id, 0)
+    after = [c[0] for c in cands if c[0].reg_seq > cursor]
+    pool = after if after else [c[0] for c in cands]
+    return min(pool, key=lambda s: s.reg_seq)
+
+
+STRATEGIES: dict[str, Callable[[list[Candidate], frozenset[str], Decision], SessionRecord]] = {
+    "session-aware": _session_aware,
+    "capability-based": _capability_based,
+    "least-loaded": _least_loaded,
+    "round-robin": _round_robin,
+}
+
+
+def _sessions(st: PartitionState, client_id: str) -> list[SessionRecord]:
+    return [st.sessions[s] for s in st.client_sessions.get(client_id, {})]
+
+
+def has_capacity(st: PartitionState, client_id: str) -> bool:
+    return any(health.free_capacity(s) > 0 for s in _sessions(st, client_id))
+
+
+def choose_session(ctx: Decision, client_id: str, required: frozenset[str]) -> SessionRecord | None:
+    cands: list[Candidate] = []
+    for session in _sessions(ctx.state, client_id):
+        free = health.free_capacity(session)
+        if free > 0 and required.issubset(session.capabilities):
+            cands.append((session, free))
+    if not cands:
+        return None
+    return STRATEGIES[ctx.config.dispatch_strategy](cands, required, ctx)
+
+
+def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, str] | None:
+    """The best dispatchable unit: ("t", task_id) or ("b", batch_id)."""
+    st, now, cfg = ctx.state, ctx.now, ctx.config
+    best_key: tuple[int, int, int] | None = None
+    best: tuple[str, str] | None = None
+    for priority, lane in st.lanes.get(client_id, {}).items():
+        # Lanes are in arrival order, so the first live task beats the rest of its lane.
+        for seq, task_id in lane:
+            if task_id in skipped or not st.lane_valid(priority, seq, task_id):
+                continue
+            task = st.tasks[task_id]
+            key = (
+                effective_priority(task.queue_priority, task.queued_at_ms, now, cfg.aging_step_ms),
+                task.queued_at_ms,
+                task.seq,
+            )
+            if best_key is None or key < best_key:
+                best_key, best = key, ("t", task_id)
+            break
+    for batch_id in st.pending_batches.get(client_id, {}):
+        if batch_id in skipped:
+            continue
+        batch = st.batches[batch_id]
+        if not batching.is_closed(batch, now, cfg):
+            continue
+        key = (batching.batch_priority(st, batch, now, cfg), batch.opened_at_ms, batch.seq)
+        if best_key is None or key < best_key:
+            best_key, best = key, ("b", batch_id)
+    return best
+
+
+def _assign_task(ctx: Decision, task_id: str, session: SessionRecord) -> None:
+    task = ctx.state.tasks[task_id]
+    ctx.emit(
+        TaskAssigned(
+            client_id=task.client_id,
+            task_id=task_id,
+            occurred_at_ms=ctx.now,
+            operation=task.operation,
+            session_id=session.session_id,
+            attempt=task.attempt,
+            fencing_token=ctx.next_fencing_token(),
+            deadline_at_ms=ctx.now + task.timeout_ms,
+            priority=effective_priority(
+                task.queue_priority, task.queued_at_ms, ctx.now, ctx.config.aging_step_ms
+            ),
+        )
+    )
+
+
+def _assign_batch(ctx: Decision, batch_id: str, session: SessionRecord) -> None:
+    st, now, cfg = ctx.state, ctx.now, ctx.config
+    batch = st.batches[batch_id]
+    items = batch.live
+    token = ctx.next_fencing_token()
+    deadline = batch_deadline(st, items, now)
+    priorities = {
+        t: effective_priority(
+            st.tasks[t].queue_priority, st.tasks[t].queued_at_ms, now, cfg.aging_step_ms
+        )
+        for t in items
+    }
+    ctx.emit(
+        BatchProcessed(
+            client_id=batch.client_id,
+            occurred_at_ms=now,
+            batch_id=batch_id,
+            operation=batch.operation,
+            task_ids=list(items),
+            session_id=session.session_id,
+            fencing_token=token,
+            closed_by=batching.closed_by(batch, cfg),
+        )
+    )
+    for task_id in items:
+        task = st.tasks[task_id]
+        ctx.emit(
+            TaskAssigned(
+                client_id=task.client_id,
+                task_id=task_id,
+                occurred_at_ms=now,
+                operation=task.operation,
+                session_id=session.session_id,
+                batch_id=batch_id,
+                attempt=task.attempt,
+                fencing_token=token,
+                deadline_at_ms=deadline,
+                priority=priorities[task_id],
+            )
+        )
+
+
+def _required(st: PartitionState, kind: str, unit_id: str) -> frozenset[str]:
+    if kind == "t":
+        return frozenset(st.tasks[unit_id].capabilities)
+    caps: set[str] = set()
+    for task_id in st.batches[unit_id].live:
+        caps.update(st.tasks[task_id].capabilities)
+    return frozenset(caps)
+
+
+def dispatch(ctx: Decision, client_id: str) -> None:
+    """Assign as much of the client's waiting work as its sessions can take now."""
+    st = ctx.state
+    if not has_capacity(st, client_id):
+        return
+    skipped: set[str] = set()
+    while True:
+        unit = _next_unit(ctx, client_id, skipped)
+        if unit is None:
+            return
+        kind, unit_id = unit
+        session = choose_session(ctx, client_id, _required(st, kind, unit_id))
+        if session is None:
+            skipped.add(unit_id)
+            continue
+        if kind == "t":
+            _assign_task(ctx, unit_id, session)
+        else:
+            _assign_batch(ctx, unit_id, session)
+        if not has_capacity(st, client_id):
+            return

@@ -1,0 +1,486 @@
+"""``evolve(state, event) -> state``: fold one event into the partition state (in place).
+
+Evolve never decides: every value it stores comes from the event or from a fixed rule (the
+health score steps), so replaying the event log always rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from schemas import events as ev
+from streams.domain import health
+from streams.domain.errors import DomainError
+from streams.domain.spec import spec_digest
+from streams.domain.state import (
+    ACTIVE,
+    TERMINAL,
+    BatchRecord,
+    BatchStatus,
+    Failure,
+    PartitionState,
+    SessionRecord,
+    Status,
+    TaskRecord,
+)
+
+
+def evolve(state: PartitionState, event: ev.Event) -> PartitionState:
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise DomainError(f"evolve cannot fold {type(event).__name__}: not a taskstream event")
+    if event.occurred_at_ms > state.meta.clock:
+        state.edit_meta().clock = event.occurred_at_ms
+    handler(state, event)
+    if isinstance(event, ev.TaskEvent):
+        state.lane_compact(event.client_id)
+    return state
+
+
+# -- shared mechanics ------------------------------------------------------------------------
+
+
+def _task(st: PartitionState, task_id: str) -> TaskRecord | None:
+    return st.edit_task(task_id) if task_id in st.tasks else None
+
+
+def _free_unit(st: PartitionState, session_id: str | None, unit: str) -> None:
+    st.delete(st.inflight, unit)
+    if session_id is not None and session_id in st.sessions:
+        session = st.edit_session(session_id)
+        session.units = tuple(u for u in session.units if u != unit)
+
+
+def _unpend_batch(st: PartitionState, batch: BatchRecord) -> None:
+    """Take an undispatched batch out of the pending indices."""
+    st.index_remove(st.pending_batches, batch.client_id, batch.batch_id)
+    key = (batch.client_id, batch.operation)
+    if st.current_batch.get(key) != batch.batch_id:
+        return
+    newest: str | None = None
+    for other in st.pending_batches.get(batch.client_id, {}):
+        cand = st.batches[other]
+        if cand.operation == batch.operation and (
+            newest is None or cand.seq > st.batches[newest].seq
+        ):
+            newest = other
+    if newest is None:
+        st.delete(st.current_batch, key)
+    else:
+        st.put(st.current_batch, key, newest)
+
+
+def _leave_batch(st: PartitionState, batch_id: str | None, task_id: str) -> None:
+    if batch_id is None or batch_id not in st.batches:
+        return
+    batch = st.edit_batch(batch_id)
+    batch.live = tuple(t for t in batch.live if t != task_id)
+    if batch.live:
+        return
+    if batch.status == BatchStatus.OPEN:
+        _unpend_batch(st, batch)
+    elif not batch.reported:
+        _free_unit(st, batch.session_id, "b:" + batch_id)
+    st.remove_batch(batch_id)
+
+
+def _detach(st: PartitionState, task: TaskRecord) -> None:
+    """Remove a task from every index its current status puts it in."""
+    status = task.status
+    if status == Status.BATCHED:
+        _leave_batch(st, task.batch_id, task.task_id)
+    elif status in ACTIVE:
+        if task.batch_id is not None:
+            _leave_batch(st, task.batch_id, task.task_id)
+        else:
+            _free_unit(st, task.session_id, "t:" + task.task_id)
+    elif status == Status.WAITING:
+        for dep in task.depends_on:
+            st.index_remove(st.dependents, dep, task.task_id)
+
+
+def _finish(task: TaskRecord, status: str, at_ms: int, *, keep_payload: bool = False) -> None:
+    task.status = status
+    task.finished_at_ms = at_ms
+    task.due_at_ms = None
+    if not keep_payload:
+        task.payload = None
+
+
+def _seen(st: PartitionState, session_id: str | None, at_ms: int) -> SessionRecord | None:
+    if session_id is None or session_id not in st.sessions:
+        return None
+    session = st.edit_session(session_id)
+    if at_ms > session.last_seen_ms:
+        session.last_seen_ms = at_ms
+    return session
+
+
+# -- task events -----------------------------------------------------------------------------
+
+
+def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
+    meta = st.edit_meta()
+    meta.seq += 1
+    st.add_task(
+        TaskRecord(
+            task_id=e.task_id,
+            client_id=e.client_id,
+            operation=e.operation,
+            payload=e.payload,
+            priority=e.priority,
+            explicit_priority=e.explicit_priority,
+            max_retries=e.max_retries,
+            timeout_ms=e.timeout_ms,
+            scheduled_for_ms=e.scheduled_for_ms,
+            requires_review=e.requires_review,
+            depends_on=tuple(e.depends_on),
+            capabilities=tuple(e.capabilities),
+            batchable=e.batchable,
+            session_required=e.session_required,
+            spec_digest=spec_digest(e),
+            accepted_at_ms=e.occurred_at_ms,
+            accepted_seq=meta.seq,
+            queue_priority=e.priority,
+        )
+    )
+
+
+def _pending_review(st: PartitionState, e: ev.TaskPendingReview) -> None:
+    task = _task(st, e.task_id)
+    if task is not None:
+        _detach(st, task)
+        task.status = Status.PENDING_REVIEW
+
+
+def _approved(st: PartitionState, e: ev.TaskApproved) -> None:
+    """The status changes with the event that follows (scheduled, waiting or queued)."""
+
+
+def _scheduled(st: PartitionState, e: ev.TaskScheduled) -> None:
+    task = _task(st, e.task_id)
+    if task is not None:
+        _detach(st, task)
+        task.status = Status.SCHEDULED
+        task.due_at_ms = e.due_at_ms
+
+
+def _waiting(st: PartitionState, e: ev.TaskWaiting) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    _detach(st, task)
+    task.status = Status.WAITING
+    for dep in task.depends_on:
+        st.index_add(st.dependents, dep, task.task_id)
+
+
+def _queued(st: PartitionState, e: ev.TaskQueued) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    _detach(st, task)
+    meta = st.edit_meta()
+    meta.seq += 1
+    task.status = Status.QUEUED
+    task.attempt = e.attempt
+    task.queue_priority = e.priority
+    task.queued_at_ms = e.occurred_at_ms
+    task.seq = meta.seq
+    task.session_id = None
+    task.batch_id = None
+    task.fencing_token = None
+    task.due_at_ms = None
+    task.progress = 0.0
+    if task.session_required:
+        st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id)
+
+
+def _expedited(st: PartitionState, e: ev.TaskExpedited) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    task.expedited = True
+    if task.status == Status.QUEUED and task.session_required:
+        # Re-queue at the new priority: lanes stay in arrival order.
+        meta = st.edit_meta()
+        meta.seq += 1
+        task.queue_priority = e.priority
+        task.queued_at_ms = e.occurred_at_ms
+        task.seq = meta.seq
+        st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id)
+    elif task.status in (Status.QUEUED, Status.BATCHED):
+        task.queue_priority = e.priority
+
+
+def _batched(st: PartitionState, e: ev.TaskBatched) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    _detach(st, task)
+    if e.batch_id not in st.batches:
+        meta = st.edit_meta()
+        meta.seq += 1
+        meta.batch_seq += 1
+        st.add_batch(
+            BatchRecord(
+                batch_id=e.batch_id,
+                client_id=e.client_id,
+                operation=e.operation,
+                opened_at_ms=e.occurred_at_ms,
+                seq=meta.seq,
+            )
+        )
+        st.index_add(st.pending_batches, e.client_id, e.batch_id)
+        st.put(st.current_batch, (e.client_id, e.operation), e.batch_id)
+    batch = st.edit_batch(e.batch_id)
+    batch.task_ids = (*batch.task_ids, e.task_id)
+    batch.live = (*batch.live, e.task_id)
+    task.status = Status.BATCHED
+    task.batch_id = e.batch_id
+
+
+def batch_deadline(st: PartitionState, task_ids: tuple[str, ...] | list[str], now_ms: int) -> int:
+    """A batch must finish within the longest timeout of its items."""
+    return now_ms + max((st.tasks[t].timeout_ms for t in task_ids if t in st.tasks), default=0)
+
+
+def _batch_processed(st: PartitionState, e: ev.BatchProcessed) -> None:
+    if e.batch_id not in st.batches:
+        return
+    batch = st.edit_batch(e.batch_id)
+    if batch.status == BatchStatus.OPEN:
+        _unpend_batch(st, batch)
+    batch.status = BatchStatus.DISPATCHED
+    batch.session_id = e.session_id
+    batch.fencing_token = e.fencing_token
+    batch.closed_by = e.closed_by
+    batch.deadline_at_ms = batch_deadline(st, e.task_ids, e.occurred_at_ms)
+    unit = "b:" + e.batch_id
+    st.put(st.inflight, unit, batch.deadline_at_ms)
+    meta = st.edit_meta()
+    meta.fencing = max(meta.fencing, e.fencing_token)
+    if e.session_id is not None and e.session_id in st.sessions:
+        session = st.edit_session(e.session_id)
+        session.units = (*session.units, unit)
+        meta.rr_cursor[e.client_id] = session.reg_seq
+
+
+def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    if e.batch_id is None:
+        _detach(st, task)
+    task.status = Status.ASSIGNED
+    task.attempt = e.attempt
+    task.session_id = e.session_id
+    task.batch_id = e.batch_id
+    task.fencing_token = e.fencing_token
+    task.deadline_at_ms = e.deadline_at_ms
+    task.progress = 0.0
+    meta = st.edit_meta()
+    meta.fencing = max(meta.fencing, e.fencing_token)
+    if e.batch_id is not None:
+        return
+    unit = "t:" + e.task_id
+    st.put(st.inflight, unit, e.deadline_at_ms)
+    if e.session_id is not None and e.session_id in st.sessions:
+        session = st.edit_session(e.session_id)
+        session.units = (*session.units, unit)
+        meta.rr_cursor[e.client_id] = session.reg_seq
+
+
+def _started(st: PartitionState, e: ev.TaskStartedEvent) -> None:
+    task = _task(st, e.task_id)
+    if task is not None and task.status in ACTIVE:
+        task.status = Status.IN_PROGRESS
+        _seen(st, task.session_id, e.occurred_at_ms)
+
+
+def _progressed(st: PartitionState, e: ev.TaskProgressed) -> None:
+    task = _task(st, e.task_id)
+    if task is not None and task.status in ACTIVE:
+        task.status = Status.IN_PROGRESS
+        task.progress = e.progress
+        _seen(st, task.session_id, e.occurred_at_ms)
+
+
+def _completed(st: PartitionState, e: ev.TaskCompleted) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    _detach(st, task)
+    task.attempt = e.attempt
+    _finish(task, Status.COMPLETED, e.occurred_at_ms)
+    session = _seen(st, e.session_id, e.occurred_at_ms)
+    if session is not None and e.batch_id is None:
+        session.score = health.after_success(session.score)
+        session.successes += 1
+
+
+def _attempt_failed(st: PartitionState, e: ev.TaskAttemptFailed) -> None:
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    _detach(st, task)
+    task.status = Status.ATTEMPT_FAILED
+    task.failures = (
+        *task.failures,
+        Failure(e.attempt, e.session_id, e.error, e.occurred_at_ms),
+    )
+    session = _seen(st, e.session_id, e.occurred_at_ms)
+    if session is not None and e.batch_id is None:
+        session.score = health.after_failure(session.score)
+        session.failures += 1
+
+
+def _retry_scheduled(st: PartitionState, e: ev.TaskRetryScheduled) -> None:
+    task = _task(st, e.task_id)
+    if task is not None:
+        _detach(st, task)
+        task.status = Status.RETRY_SCHEDULED
+        task.attempt = e.attempt
+        task.due_at_ms = e.due_at_ms
+
+
+def _nothing(st: PartitionState, e: Any) -> None:
+    """Recorded for the log and the read side; the state only moves its clock."""
+
+
+def _cancelled(st: PartitionState, e: ev.TaskCancelled) -> None:
+    task = _task(st, e.task_id)
+    if task is not None and task.status not in TERMINAL:
+        _detach(st, task)
+        _finish(task, Status.CANCELLED, e.occurred_at_ms)
+
+
+def _rejected(st: PartitionState, e: ev.TaskRejected) -> None:
+    """Only a reviewer's rejection changes a task; other rejections refuse a command."""
+    if e.command != "RejectTask" or e.task_id not in st.tasks:
+        return
+    task = st.edit_task(e.task_id)
+    if task.status not in TERMINAL:
+        _detach(st, task)
+        _finish(task, Status.REJECTED, e.occurred_at_ms)
+
+
+def _failed(st: PartitionState, e: ev.TaskFailed) -> None:
+    task = _task(st, e.task_id)
+    if task is not None and task.status not in TERMINAL:
+        _detach(st, task)
+        # The payload stays: the dead letter carries the original submit.
+        _finish(task, Status.FAILED, e.occurred_at_ms, keep_payload=True)
+
+
+def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> None:
+    if e.batch_id not in st.batches:
+        return
+    batch = st.edit_batch(e.batch_id)
+    if batch.reported:
+        return
+    batch.reported = True
+    _free_unit(st, batch.session_id, "b:" + e.batch_id)
+    session = _seen(st, batch.session_id, e.occurred_at_ms)
+    if session is None:
+        return
+    if e.success_count == 0 and e.failure_count > 0:
+        session.score = health.after_failure(session.score)
+        session.failures += 1
+    else:
+        session.score = health.after_success(session.score)
+        session.successes += 1
+
+
+# -- session events --------------------------------------------------------------------------
+
+
+def _session_registered(st: PartitionState, e: ev.SessionRegistered) -> None:
+    if e.session_id in st.sessions:
+        session = st.edit_session(e.session_id)
+        session.agent_id = e.agent_id
+        session.max_concurrent = e.max_concurrent
+        session.capabilities = tuple(e.capabilities)
+        session.last_seen_ms = max(session.last_seen_ms, e.occurred_at_ms)
+        return
+    meta = st.edit_meta()
+    meta.session_seq += 1
+    st.add_session(
+        SessionRecord(
+            session_id=e.session_id,
+            client_id=e.client_id,
+            agent_id=e.agent_id,
+            max_concurrent=e.max_concurrent,
+            capabilities=tuple(e.capabilities),
+            registered_at_ms=e.occurred_at_ms,
+            reg_seq=meta.session_seq,
+            last_seen_ms=e.occurred_at_ms,
+        )
+    )
+    st.index_add(st.client_sessions, e.client_id, e.session_id)
+
+
+def _remove_session(st: PartitionState, session_id: str) -> None:
+    session = st.sessions.get(session_id)
+    if session is None:
+        return
+    for unit in session.units:
+        st.delete(st.inflight, unit)
+    st.index_remove(st.client_sessions, session.client_id, session_id)
+    st.remove_session(session_id)
+
+
+def _session_released(st: PartitionState, e: ev.SessionReleased) -> None:
+    _remove_session(st, e.session_id)
+
+
+def _session_cleaned(st: PartitionState, e: ev.SessionCleaned) -> None:
+    _remove_session(st, e.session_id)
+
+
+def _heartbeat(st: PartitionState, e: ev.SessionHeartbeatReceived) -> None:
+    _seen(st, e.session_id, e.occurred_at_ms)
+
+
+def _health_changed(st: PartitionState, e: ev.SessionHealthChanged) -> None:
+    if e.session_id not in st.sessions:
+        return
+    session = st.edit_session(e.session_id)
+    session.score = e.score
+    if e.circuit != session.circuit:
+        session.circuit = e.circuit
+        session.circuit_since_ms = e.occurred_at_ms
+
+
+_HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
+    ev.TaskAccepted: _accepted,
+    ev.TaskPendingReview: _pending_review,
+    ev.TaskApproved: _approved,
+    ev.TaskScheduled: _scheduled,
+    ev.TaskWaiting: _waiting,
+    ev.TaskQueued: _queued,
+    ev.TaskExpedited: _expedited,
+    ev.TaskBatched: _batched,
+    ev.BatchProcessed: _batch_processed,
+    ev.TaskAssigned: _assigned,
+    ev.TaskStartedEvent: _started,
+    ev.TaskProgressed: _progressed,
+    ev.TaskCompleted: _completed,
+    ev.TaskFailed: _failed,
+    ev.TaskAttemptFailed: _attempt_failed,
+    ev.TaskRetryScheduled: _retry_scheduled,
+    ev.TaskRetrying: _nothing,
+    ev.TaskCancelled: _cancelled,
+    ev.TaskRejected: _rejected,
+    ev.TaskDeadLettered: _nothing,
+    ev.TaskTimedOut: _nothing,
+    ev.ResultIgnored: _nothing,
+    ev.BatchResultConsolidated: _batch_consolidated,
+    ev.SessionRegistered: _session_registered,
+    ev.SessionReleased: _session_released,
+    ev.SessionCleaned: _session_cleaned,
+    ev.SessionHeartbeatReceived: _heartbeat,
+    ev.SessionHealthChanged: _health_changed,
+    ev.CommandRejected: _nothing,
+}

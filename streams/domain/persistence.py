@@ -1,0 +1,84 @@
+"""Incremental persistence of a partition state: one store key per record.
+
+Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>`` and ``meta``. Values are pickles of the
+record dataclasses (an internal format of the local store, never shared: the event log is the
+source of truth and rebuilds the store when it is missing or unreadable).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Iterator
+
+from streams.domain.errors import DomainError
+from streams.domain.state import (
+    META_KEY,
+    BatchRecord,
+    Meta,
+    PartitionState,
+    SessionRecord,
+    TaskRecord,
+)
+
+
+class CorruptStateError(DomainError):
+    """A stored record cannot be read back; rebuild the store from the event log."""
+
+
+def _value(state: PartitionState, key: bytes) -> bytes | None:
+    if key == META_KEY:
+        return pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
+    kind, _, raw_id = key.partition(b"/")
+    record_id = raw_id.decode()
+    record: TaskRecord | SessionRecord | BatchRecord | None
+    if kind == b"task":
+        record = state.tasks.get(record_id)
+    elif kind == b"session":
+        record = state.sessions.get(record_id)
+    elif kind == b"batch":
+        record = state.batches.get(record_id)
+    else:
+        raise DomainError(f"unknown state key {key!r}")
+    return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def dump_changes(state: PartitionState) -> Iterator[tuple[bytes, bytes | None]]:
+    """(key, value) for every record changed since the last dump; ``None`` deletes the key."""
+    dirty = sorted(state.dirty)
+    state.dirty = set()
+    for key in dirty:
+        yield key, _value(state, key)
+
+
+def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
+    """Every key of the state (a full snapshot, e.g. for tests or a rebuilt store)."""
+    yield META_KEY, pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
+    for tid in state.tasks:
+        yield b"task/" + tid.encode(), pickle.dumps(state.tasks[tid], pickle.HIGHEST_PROTOCOL)
+    for sid in state.sessions:
+        yield b"session/" + sid.encode(), pickle.dumps(state.sessions[sid], pickle.HIGHEST_PROTOCOL)
+    for bid in state.batches:
+        yield b"batch/" + bid.encode(), pickle.dumps(state.batches[bid], pickle.HIGHEST_PROTOCOL)
+
+
+def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
+    state = PartitionState()
+    for key, value in items:
+        try:
+            record = pickle.loads(value)
+        except Exception as exc:  # any unpickling failure means the same thing: corrupt
+            raise CorruptStateError(f"state key {key!r} cannot be read: {exc}") from exc
+        kind = key.partition(b"/")[0]
+        if kind == META_KEY and isinstance(record, Meta):
+            state.meta = record
+        elif kind == b"task" and isinstance(record, TaskRecord):
+            state.tasks[record.task_id] = record
+        elif kind == b"session" and isinstance(record, SessionRecord):
+            state.sessions[record.session_id] = record
+        elif kind == b"batch" and isinstance(record, BatchRecord):
+            state.batches[record.batch_id] = record
+        else:
+            raise CorruptStateError(f"state key {key!r} holds a {type(record).__name__}")
+    state.rebuild_indices()
+    state.dirty = set()
+    return state

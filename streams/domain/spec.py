@@ -1,0 +1,30 @@
+"""The specification of a task as accepted: what a duplicate SubmitTask is compared against."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from schemas.events import TaskAccepted
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def spec_digest(accepted: TaskAccepted) -> str:
+    """A digest of everything the submitter chose (resolved defaults included), not of time."""
+    doc = [
+        accepted.operation,
+        accepted.payload,
+        accepted.priority,
+        accepted.explicit_priority,
+        accepted.max_retries,
+        accepted.timeout_ms,
+        accepted.scheduled_for_ms,
+        accepted.requires_review,
+        accepted.depends_on,
+        accepted.capabilities,
+    ]
+    return hashlib.blake2b(canonical_json(doc).encode(), digest_size=16).hexdigest()

@@ -1,0 +1,199 @@
+"""The Distributor adapter: codec, keys and the side records every event implies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from schemas import commands as c
+from schemas import events as ev
+from schemas.codec import CODEC
+from schemas.errors import DecodeError
+from schemas.records import Assignment, DeadLetter
+from streams.distributor import Distributor
+from streams.domain import PartitionState
+from streams.runtime.protocol import Output
+from streams.settings import Settings
+from tests.unit.test_domain_gwt import register, submit
+
+
+class Run:
+    """Feeds commands through the adapter the way the runtime does."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.app = Distributor(Settings(topic_prefix="ts", **settings))
+        self.state: PartitionState = self.app.initial_state()
+        self.outputs: list[Output] = []
+
+    def do(self, command: c.Command, now: int = 0) -> list[Output]:
+        raw = CODEC.encode(command)
+        decoded = self.app.decode_command(raw)
+        produced: list[Output] = []
+        for event in self.app.decide(decoded, self.state, now):
+            assert self.app.decode_event(self.app.encode_event(event)) == event
+            self.state = self.app.evolve(self.state, event)
+            produced.extend(self.app.outputs(self.state, event))
+        self.outputs.extend(produced)
+        return produced
+
+    def token(self, task_id: str) -> int:
+        token = self.state.tasks[task_id].fencing_token
+        assert token is not None
+        return token
+
+
+def on(outputs: list[Output], topic: str) -> list[Output]:
+    return [o for o in outputs if o.topic == topic]
+
+
+def test_commands_and_events_go_through_the_codec() -> None:
+    app = Distributor(Settings())
+    command = submit("t1", payload={"k": [1, 2]})
+    assert app.decode_command(CODEC.encode(command)) == command
+    with pytest.raises(DecodeError):
+        app.decode_command(b"not avro")
+    event = ev.TaskQueued(client_id="A", task_id="t1", occurred_at_ms=1, priority=3, attempt=1)
+    with pytest.raises(DecodeError):
+        app.decode_command(CODEC.encode(event))
+    assert app.event_key(event) == b"A"
+    assert app.event_type(event) == "task.queued"
+
+
+def test_a_single_assignment_goes_to_the_session_with_its_payload() -> None:
+    run = Run(default_timeout_ms=9_000)
+    run.do(register("s1"))
+    (out,) = run.do(submit("t1", operation="workflow_trigger", payload={"to": "x"}), now=100)
+    assert (out.topic, out.key) == ("ts.assignments", b"s1")
+    work = CODEC.decode_as(out.value, Assignment)
+    assert work.kind == "task" and work.task_id == "t1" and work.session_id == "s1"
+    assert (work.attempt, work.fencing_token, work.deadline_at_ms, work.timeout_ms) == (
+        1,
+        1,
+        9_100,
+        9_000,
+    )
+    assert work.priority == 1
+    assert [(i.task_id, i.payload) for i in work.items] == [("t1", {"to": "x"})]
+
+
+def test_pool_work_goes_to_the_pool_keyed_by_task() -> None:
+    run = Run()
+    (out,) = run.do(submit("sync", operation="integration_sync"))
+    assert (out.topic, out.key) == ("ts.pool", b"sync")
+    assert CODEC.decode_as(out.value, Assignment).session_id is None
+
+
+def test_a_batch_is_one_assignment_with_every_item() -> None:
+    run = Run(max_batch_size=3)
+    run.do(register("s1"))
+    run.do(submit("a", operation="tag_add", payload={"tag": "a"}))
+    run.do(submit("b", operation="tag_add", payload={"tag": "b"}))
+    (out,) = run.do(submit("c", operation="tag_add", payload={"tag": "c"}))
+    work = CODEC.decode_as(out.value, Assignment)
+    assert (out.topic, out.key, work.kind, work.batch_id) == (
+        "ts.assignments",
+        b"s1",
+        "batch",
+        "b-A-1",
+    )
+    assert [(i.task_id, i.payload["tag"]) for i in work.items] == [
+        ("a", "a"),
+        ("b", "b"),
+        ("c", "c"),
+    ]
+
+
+def test_cancelling_handed_out_work_sends_a_cancel_signal() -> None:
+    run = Run()
+    run.do(register("s1"))
+    run.do(submit("t1", operation="workflow_trigger"))
+    token = run.token("t1")
+    (out,) = run.do(c.CancelTask(client_id="A", task_id="t1", reason="stop"))
+    work = CODEC.decode_as(out.value, Assignment)
+    assert (out.key, work.kind, work.task_id, work.fencing_token, work.reason) == (
+        b"s1", "cancel", "t1", token, "stop",
+    )  # fmt: skip
+    assert run.do(c.CancelTask(client_id="A", task_id="t1")) == []
+
+
+def test_outcomes_retries_and_dead_letters() -> None:
+    run = Run(max_retries=1)
+    run.do(register("s1"))
+    run.do(submit("ok", operation="workflow_trigger"))
+    (done,) = run.do(
+        c.ReportResult(client_id="A", task_id="ok", fencing_token=run.token("ok"), success=True)
+    )
+    assert (done.topic, done.key) == ("ts.completed", b"A")
+    assert CODEC.decode_as(done.value, ev.TaskCompleted).task_id == "ok"
+
+    run.do(submit("bad", operation="workflow_trigger", payload={"n": 1}), now=1_000)
+    outs = run.do(
+        c.ReportResult(
+            client_id="A", task_id="bad", fencing_token=run.token("bad"), success=False, error="e1"
+        ),
+        now=1_000,
+    )
+    (retry,) = on(outs, "ts.retry.1s")
+    due = CODEC.decode_as(retry.value, c.RetryDue)
+    assert (retry.key, due.task_id, due.attempt, due.due_at_ms, due.kind) == (
+        b"A",
+        "bad",
+        2,
+        2_000,
+        "retry",
+    )
+    run.do(due, now=2_000)
+    outs = run.do(
+        c.ReportResult(
+            client_id="A", task_id="bad", fencing_token=run.token("bad"), success=False, error="e2"
+        ),
+        now=2_100,
+    )
+    (failed,) = on(outs, "ts.failed")
+    assert CODEC.decode_as(failed.value, ev.TaskFailed).attempts[1].error == "e2"
+    (dlq,) = on(outs, "ts.dlq")
+    letter = CODEC.decode_as(dlq.value, DeadLetter)
+    assert letter.task_id == "bad" and letter.operation == "workflow_trigger"
+    assert [a["error"] for a in json.loads(letter.attempts_json)] == ["e1", "e2"]
+    assert letter.submit["payload"] == {"n": 1} and letter.submit["max_retries"] == 1
+    assert c.SubmitTask.model_validate(letter.submit).task_id == "bad"  # resubmittable
+
+
+def test_scheduled_tasks_wait_on_a_delay_tier() -> None:
+    run = Run()
+    (out,) = run.do(
+        submit("later", operation="workflow_trigger", scheduled_for_ms=10_000), now=1_000
+    )
+    due = CODEC.decode_as(out.value, c.RetryDue)
+    assert out.topic == "ts.retry.8s"
+    assert (due.kind, due.attempt, due.due_at_ms) == ("scheduled", 1, 10_000)
+
+
+def test_a_refused_submit_is_dead_lettered_with_the_submit() -> None:
+    run = Run()
+    (out,) = run.do(submit("t1", operation="teleport", payload={"a": 1}))
+    letter = CODEC.decode_as(out.value, DeadLetter)
+    assert (out.topic, letter.reason, letter.submit["payload"]) == (
+        "ts.dlq", "unknown operation 'teleport'", {"a": 1},
+    )  # fmt: skip
+
+
+def test_undecodable_input_is_dead_lettered_with_the_raw_bytes() -> None:
+    app = Distributor(Settings(topic_prefix="ts"))
+    out = app.dead_letter(b"\x00junk", "undecodable", "ts.commands", 3, 42, 1_234)
+    letter = CODEC.decode_as(out.value, DeadLetter)
+    assert (out.topic, out.key) == ("ts.dlq", None)
+    assert (letter.raw, letter.source_partition, letter.source_offset) == (b"\x00junk", 3, 42)
+
+
+def test_persistence_through_the_adapter_round_trips() -> None:
+    run = Run()
+    run.do(register("s1", max_concurrent=2))
+    for i in range(4):
+        run.do(submit(f"t{i}", operation="workflow_trigger"))
+    store = dict((k, v) for k, v in run.app.dump_changes(run.state) if v is not None)
+    loaded = run.app.load_state(store.items())
+    assert loaded == run.state
+    assert loaded.indices() == run.state.indices()
