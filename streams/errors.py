@@ -6,7 +6,11 @@ from schemas.errors import TaskstreamError
 
 __all__ = [
     "BrokerError",
+    "ClientClosedError",
+    "ClientError",
     "ConfigurationError",
+    "InvalidCommandError",
+    "PayloadTooLargeError",
     "ProcessingError",
     "StoreError",
     "TaskstreamError",
@@ -32,3 +36,19 @@ class StoreError(TaskstreamError):
 
 class ProcessingError(TaskstreamError):
     """A stream processor hit an error it cannot continue from."""
+
+
+class ClientError(TaskstreamError):
+    """The client SDK refused a request or cannot serve it."""
+
+
+class InvalidCommandError(ClientError):
+    """A command failed validation against the wire models; nothing was sent."""
+
+
+class PayloadTooLargeError(InvalidCommandError):
+    """A command is larger, encoded, than ``max_payload_bytes``; nothing was sent."""
+
+
+class ClientClosedError(ClientError):
+    """The client was used before ``start()`` / ``async with`` or after closing."""

@@ -1,0 +1,387 @@
+"""The client SDK: put commands on ``task.commands`` and read outcomes back.
+
+Commands are validated with the wire models and size-checked *before* anything is produced, so
+a bad request fails in the caller with a typed error instead of becoming a dead letter later.
+Every command is keyed by ``client_id``, which routes it to the partition that owns the
+client's tasks and sessions.
+
+Outcomes (``task.completed`` / ``task.failed``) are read in a consumer group; an outcome's
+offset is committed only once the caller asks for the next one (or closes the stream without
+an error), i.e. after the loop body handled it. A crash redelivers the outcome in hand.
+
+    async with TaskstreamClient(settings) as client:
+        task_id = await client.submit("client-1", "send_sms", {"to": "+15550100"})
+        async for outcome in client.outcomes(group_id="billing"):
+            ...
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+
+from schemas.codec import CODEC
+from schemas.commands import (
+    ApproveTask,
+    CancelTask,
+    Command,
+    ExpediteTask,
+    RegisterSession,
+    RejectTask,
+    ReleaseSession,
+    SessionHeartbeat,
+    SubmitTask,
+)
+from schemas.errors import DecodeError, EncodeError
+from schemas.events import TaskCompleted, TaskFailed
+from streams.errors import (
+    BrokerError,
+    ClientClosedError,
+    InvalidCommandError,
+    PayloadTooLargeError,
+)
+from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.runtime.protocol import TYPE_HEADER
+from streams.settings import Settings
+
+__all__ = ["OutcomeStream", "Outcome", "Sent", "TaskstreamClient"]
+
+log = logging.getLogger(__name__)
+
+Outcome = TaskCompleted | TaskFailed
+C = TypeVar("C", bound=Command)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Where a command landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def _build(model: type[C], **fields: Any) -> C:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'command'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise InvalidCommandError(f"invalid {model.__name__}: {problems}") from None
+
+
+def encode_command(command: Command, max_bytes: int) -> bytes:
+    """Validate and encode ``command``; refuse it when its encoding exceeds ``max_bytes``."""
+    if not isinstance(command, Command):
+        raise InvalidCommandError(
+            f"expected a command model (SubmitTask, CancelTask, …), got {type(command).__name__}"
+        )
+    # Models built with model_construct skip validation; check again before it goes out.
+    try:
+        fields = command.model_dump()
+    except PydanticSerializationError as exc:
+        raise InvalidCommandError(f"invalid {type(command).__name__}: {exc}") from None
+    _build(type(command), **fields)
+    try:
+        value = CODEC.encode(command)
+    except EncodeError as exc:
+        raise InvalidCommandError(str(exc)) from None
+    if len(value) > max_bytes:
+        raise PayloadTooLargeError(
+            f"{type(command).__name__} for client {command.client_id!r} is {len(value):,} bytes "
+            f"encoded; the limit is {max_bytes:,} (TASKSTREAM_MAX_PAYLOAD_BYTES). "
+            "Store large inputs elsewhere and pass a reference."
+        )
+    return value
+
+
+class TaskstreamClient:
+    """Produces commands and reads outcomes. Use ``async with`` (or ``start``/``close``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.commands_topic = settings.topic("commands")
+        self._producer: Any = None
+        self._streams: list[OutcomeStream] = []
+
+    async def __aenter__(self) -> TaskstreamClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close(handled=exc is None)
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise BrokerError(f"client cannot reach Kafka: {exc}") from exc
+        self._producer = producer
+
+    async def close(self, *, handled: bool = True) -> None:
+        """Close open outcome streams (committing the outcome in hand only if ``handled``)."""
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            await stream.close(handled=handled)
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def send(self, command: Command) -> Sent:
+        """Validate, size-check and produce any command; returns where it landed."""
+        if self._producer is None:
+            raise ClientClosedError("TaskstreamClient is not started; use `async with`")
+        value = encode_command(command, self.settings.max_payload_bytes)
+        try:
+            meta = await self._producer.send_and_wait(
+                self.commands_topic,
+                value,
+                key=command.client_id.encode(),
+                headers=[(TYPE_HEADER, type(command).__name__.encode())],
+            )
+        except KafkaError as exc:
+            raise BrokerError(f"could not send {type(command).__name__}: {exc}") from exc
+        return Sent(meta.topic, meta.partition, meta.offset)
+
+    async def submit(
+        self,
+        client_id: str,
+        operation: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        scheduled_for_ms: int | None = None,
+        requires_review: bool = False,
+        depends_on: Iterable[str] = (),
+        capabilities: Iterable[str] = (),
+    ) -> str:
+        """Submit a task; returns its id (a new uuid4 unless ``task_id`` is given)."""
+        command = _build(
+            SubmitTask,
+            client_id=client_id,
+            task_id=task_id if task_id is not None else str(uuid.uuid4()),
+            operation=operation,
+            payload=dict(payload) if payload is not None else {},
+            priority=priority,
+            max_retries=max_retries,
+            timeout_ms=timeout_ms,
+            scheduled_for_ms=scheduled_for_ms,
+            requires_review=requires_review,
+            depends_on=list(depends_on),
+            capabilities=list(capabilities),
+        )
+        await self.send(command)
+        return command.task_id
+
+    async def cancel(self, client_id: str, task_id: str, reason: str | None = None) -> Sent:
+        return await self.send(
+            _build(CancelTask, client_id=client_id, task_id=task_id, reason=reason)
+        )
+
+    async def approve(self, client_id: str, task_id: str, reviewer: str | None = None) -> Sent:
+        return await self.send(
+            _build(ApproveTask, client_id=client_id, task_id=task_id, reviewer=reviewer)
+        )
+
+    async def reject(
+        self,
+        client_id: str,
+        task_id: str,
+        reviewer: str | None = None,
+        reason: str | None = None,
+    ) -> Sent:
+        return await self.send(
+            _build(
+                RejectTask, client_id=client_id, task_id=task_id, reviewer=reviewer, reason=reason
+            )
+        )
+
+    async def expedite(self, client_id: str, task_id: str) -> Sent:
+        return await self.send(_build(ExpediteTask, client_id=client_id, task_id=task_id))
+
+    async def register_session(
+        self,
+        client_id: str,
+        session_id: str,
+        agent_id: str,
+        *,
+        max_concurrent: int = 1,
+        capabilities: Iterable[str] = (),
+    ) -> Sent:
+        return await self.send(
+            _build(
+                RegisterSession,
+                client_id=client_id,
+                session_id=session_id,
+                agent_id=agent_id,
+                max_concurrent=max_concurrent,
+                capabilities=list(capabilities),
+            )
+        )
+
+    async def release_session(
+        self, client_id: str, session_id: str, reason: str | None = None
+    ) -> Sent:
+        return await self.send(
+            _build(ReleaseSession, client_id=client_id, session_id=session_id, reason=reason)
+        )
+
+    async def heartbeat(self, client_id: str, session_id: str) -> Sent:
+        return await self.send(_build(SessionHeartbeat, client_id=client_id, session_id=session_id))
+
+    # --- outcomes ----------------------------------------------------------------------
+
+    def outcomes(self, group_id: str) -> OutcomeStream:
+        """Completed and failed tasks, read in consumer group ``group_id``.
+
+        ``async for`` over it directly (closed with the client), or ``async with`` it to
+        close it yourself. Leaving either block by an exception keeps the outcome in hand
+        uncommitted, so it is delivered again.
+        """
+        if not group_id:
+            raise InvalidCommandError("outcomes() needs a consumer group id")
+        stream = OutcomeStream(self.settings, group_id)
+        self._streams.append(stream)
+        return stream
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stream: OutcomeStream) -> None:
+        self._stream = stream
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._stream._on_rebalance()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._stream._on_rebalance()
+
+
+class OutcomeStream:
+    """An async iterator of ``TaskCompleted`` / ``TaskFailed`` with commit-after-handling."""
+
+    def __init__(self, settings: Settings, group_id: str) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.topics = [settings.topic("completed"), settings.topic("failed")]
+        self._consumer: Any = None
+        self._buffer: deque[Any] = deque()
+        # The outcome last handed out, as (partition, next offset, generation fetched in).
+        self._in_hand: tuple[TopicPartition, int, int] | None = None
+        self._generation = 0
+        self._closed = False
+        self.skipped = 0
+
+    def __aiter__(self) -> AsyncIterator[Outcome]:
+        return self
+
+    async def __aenter__(self) -> OutcomeStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close(handled=exc is None)
+
+    async def __anext__(self) -> Outcome:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._in_hand is not None:
+            # Asking for the next outcome means the previous one was handled.
+            await self._commit(self._in_hand)
+            self._in_hand = None
+        if self._consumer is None:
+            await self._start()
+        while True:
+            while not self._buffer:
+                batch = await self._consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    self._buffer.extend(records)
+            record = self._buffer.popleft()
+            tp = TopicPartition(record.topic, record.partition)
+            position = (tp, record.offset + 1, self._generation)
+            try:
+                outcome = CODEC.decode(record.value) if record.value is not None else None
+            except DecodeError as exc:
+                outcome = None
+                log.warning(
+                    "outcomes: skipping undecodable record %s[%d]@%d: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
+            if isinstance(outcome, TaskCompleted | TaskFailed):
+                self._in_hand = position
+                return outcome
+            # Not an outcome (undecodable, or another record type): nobody can handle it.
+            self.skipped += 1
+            await self._commit(position)
+
+    async def close(self, *, handled: bool = True) -> None:
+        """Stop reading. The outcome in hand is committed only when it was ``handled``."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if handled and self._in_hand is not None and self._consumer is not None:
+                await self._commit(self._in_hand)
+        finally:
+            self._in_hand = None
+            if self._consumer is not None:
+                await self._consumer.stop()
+
+    async def _start(self) -> None:
+        consumer = AIOKafkaConsumer(**consumer_kwargs(self.settings, self.group_id))
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise BrokerError(f"outcomes consumer cannot reach Kafka: {exc}") from exc
+        consumer.subscribe(self.topics, listener=_Listener(self))
+        self._consumer = consumer
+
+    def _on_rebalance(self) -> None:
+        # Positions restart from the committed offsets: buffered records come again.
+        self._generation += 1
+        self._buffer.clear()
+
+    async def _commit(self, position: tuple[TopicPartition, int, int]) -> None:
+        tp, offset, generation = position
+        try:
+            await self._consumer.commit({tp: offset})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("outcomes: commit failed, %s may be delivered again: %s", tp, exc)
+            return
+        if generation != self._generation and tp in self._consumer.assignment():
+            # Fetched before a rebalance that handed the partition back from the committed
+            # offset, which is now behind what was handled.
+            self._consumer.seek(tp, offset)
