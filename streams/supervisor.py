@@ -1,0 +1,139 @@
+"""``taskstream run``: the parts of taskstream as separate OS processes on one machine.
+
+Separate processes let the processor, the delay agents, the projector + view and the demo
+executors use more than one core, and each part can also be run alone for a real deployment.
+The supervisor owns the embedded broker (when no cluster is configured), starts the parts with
+the broker's address, and stops everything on SIGTERM/SIGINT within a bound. If a part dies
+on its own, the supervisor says which and stops the rest with a non-zero exit: a half-running
+distributor is worse than a stopped one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.broker import EmbeddedBroker, _die_with_parent
+from streams.ops import remember_broker
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Part:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+
+def _spawn(part: Part, env: dict[str, str]) -> None:
+    part.proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", *part.argv],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    log.info("started %s (pid %d)", part.name, part.proc.pid)
+
+
+def _stop_all(parts: list[Part], timeout_s: float) -> None:
+    for part in parts:
+        if part.proc and part.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                part.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for part in parts:
+        if part.proc is None:
+            continue
+        try:
+            part.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", part.name)
+            with contextlib.suppress(ProcessLookupError):
+                part.proc.kill()
+            part.proc.wait()
+
+
+def supervise(settings: Settings, parts: list[Part], stop_timeout_s: float = 7.0) -> int:
+    """Run ``parts`` until a signal (exit 0) or until one of them exits (exit 1)."""
+    stopping = {"signal": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    broker: EmbeddedBroker | None = None
+    ephemeral: Path | None = None
+    address_file: Path | None = None
+    code = 0
+    try:
+        env = dict(os.environ)
+        if settings.kafka_bootstrap_servers:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+        else:
+            # The embedded broker keeps nothing across a restart, so local state from an
+            # earlier run would describe a log that no longer exists: each run gets its own
+            # data directory, removed when the run ends.
+            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=_ensure_dir(settings.data_dir)))
+            ephemeral = run_dir
+            env["TASKSTREAM_DATA_DIR"] = str(run_dir)
+            broker = EmbeddedBroker(log_path=run_dir / "broker.log")
+            broker.start()
+            env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+            address_file = remember_broker(settings, broker.bootstrap_servers)
+            print(f"embedded broker at {broker.bootstrap_servers} (data: {run_dir})", flush=True)
+        import asyncio
+
+        from streams.topics import ensure_topics
+
+        bootstrapped = settings.model_copy(
+            update={"kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"]}
+        )
+        asyncio.run(ensure_topics(bootstrapped))
+        for part in parts:
+            if stopping["signal"]:
+                break
+            _spawn(part, env)
+        print(
+            f"taskstream running: view at http://{settings.http_host}:{settings.http_port}/ "
+            "(Ctrl-C stops)",
+            flush=True,
+        )
+        while not stopping["signal"]:
+            dead = [p for p in parts if p.proc is not None and p.proc.poll() is not None]
+            if dead:
+                for part in dead:
+                    log.error(
+                        "%s exited with code %s; stopping taskstream",
+                        part.name,
+                        part.proc and part.proc.returncode,
+                    )
+                code = 1
+                break
+            time.sleep(0.1)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop_all(parts, stop_timeout_s)
+        if broker is not None:
+            broker.stop()
+        if ephemeral is not None:
+            shutil.rmtree(ephemeral, ignore_errors=True)
+        if address_file is not None:
+            address_file.unlink(missing_ok=True)
+    return code
+
+
+def _ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
