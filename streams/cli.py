@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_broker)
 
     from streams import cli_commands
+    from streams.bench import main as bench
 
     cli_commands.register(sub)
+    bench.register(sub)
     return parser
 
 

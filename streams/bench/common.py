@@ -1,0 +1,147 @@
+"""What every benchmark shares: the result record, topic set-up, pre-filling and counting.
+
+The input of the pipeline benchmarks is one pre-filled topic of Avro ``SessionHeartbeat``
+commands keyed by client id, so the ceiling, our runtime and faust read the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.codec import CODEC
+from schemas.commands import SessionHeartbeat
+from streams.errors import BrokerError
+from streams.runtime.reader import KafkaLogReader
+
+__all__ = [
+    "BenchResult",
+    "Status",
+    "create_topics",
+    "fill",
+    "heartbeat_records",
+    "partition_sizes",
+    "topic_size",
+]
+
+Status = Literal["ok", "not installed", "failed"]
+
+# Records per producer batch when pre-filling (one request per partition batch).
+_FILL_BATCH_RECORDS = 5_000
+
+
+@dataclass
+class BenchResult:
+    """One row of the report. ``events_per_s`` is None unless ``status`` is "ok"."""
+
+    name: str
+    status: Status
+    events: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float | None:
+        if self.status != "ok" or self.seconds <= 0:
+            return None
+        return self.events / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["events_per_s"] = self.events_per_s
+        return out
+
+
+def heartbeat_records(count: int, clients: int = 1000) -> list[tuple[bytes, bytes]]:
+    """``count`` Avro ``SessionHeartbeat`` commands over ``clients`` client ids (key, value)."""
+    encoded = []
+    for i in range(min(count, clients)):
+        client = f"client-{i:05d}"
+        command = SessionHeartbeat(client_id=client, session_id=f"session-{i:05d}")
+        encoded.append((client.encode(), CODEC.encode(command)))
+    return [encoded[i % len(encoded)] for i in range(count)] if encoded else []
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Create ``names`` with ``partitions`` partitions (existing ones are left as they are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = {t["topic"] for t in await admin.describe_topics()}
+        missing = [n for n in names if n not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name=n, num_partitions=partitions, replication_factor=1) for n in missing]
+            )
+            failed = [str(e[0]) for e in response.topic_errors if e[1] not in (0, 36)]
+            if failed:
+                raise BrokerError(f"cannot create benchmark topics: {', '.join(failed)}")
+    finally:
+        await admin.close()
+
+
+async def fill(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:
+    """Produce ``records`` (key, value) to ``topic`` with the producer's own partitioner, in
+    large batches; return the seconds it took (all acknowledged)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=1_048_576,
+        max_request_size=4_194_304,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for start in range(0, len(records), _FILL_BATCH_RECORDS):
+            futures = [
+                await producer.send(topic, value, key=key)
+                for key, value in records[start : start + _FILL_BATCH_RECORDS]
+            ]
+            await producer.flush()
+            for future in futures:
+                await future
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def partition_sizes(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of ``topic`` (the broker-safe way, see reader.py)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        reader = KafkaLogReader(consumer)
+        return {p: await reader.end_offset(topic, p) for p in sorted(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    return sum((await partition_sizes(bootstrap, topic)).values())
+
+
+async def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """The sum of ``group``'s committed offsets on ``topic`` (0 for uncommitted partitions)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        total = 0
+        for p in range(partitions):
+            committed = await consumer.committed(TopicPartition(topic, p))
+            total += committed or 0
+        return total
+    finally:
+        await consumer.stop()

@@ -1,0 +1,374 @@
+"""The full task lifecycle on one processor: submit -> assigned -> executed -> completed.
+
+The distributor (``streams.distributor.Distributor``) runs in its own process, as in a
+deployment. This process plays everyone else: it registers sessions (large
+``max_concurrent``) for a few clients, runs a fake executor that answers every assignment at
+once with a successful ``ReportResult`` carrying the fencing token, and submits tasks of a
+non-batchable critical operation.
+
+Two phases:
+
+1. max rate: submit ``tasks`` as fast as the producer goes; sustained throughput is tasks
+   completed per second, from the first submit to the last completion;
+2. half that rate, for ``latency_seconds``: submit -> assigned latency per task, from the
+   event log: the ``TaskAssigned`` record's timestamp minus the ``TaskAccepted`` event's time
+   (the decider takes the ``SubmitTask`` record's timestamp as its time).
+
+Run as ``python -m streams.bench.lifecycle processor --bootstrap B --prefix P --data-dir D``
+to get the processor alone (what the harness spawns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.codec import CODEC
+from schemas.commands import RegisterSession, ReportResult, SubmitTask
+from schemas.events import TaskAccepted, TaskAssigned
+from schemas.records import Assignment
+from streams.bench.common import BenchResult, partition_sizes, topic_size
+from streams.runtime.protocol import TYPE_HEADER
+from streams.runtime.reader import KafkaLogReader
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+__all__ = ["percentile", "processor_settings", "run_lifecycle"]
+
+OPERATION = "conversation_send"  # critical, needs a session, not batchable
+_ROOT = Path(__file__).resolve().parents[2]
+# Submits per pacing slot in the half-rate phase.
+_SLOT_S = 0.02
+
+
+def processor_settings(bootstrap: str, prefix: str, data_dir: Path, partitions: int) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        group_id=f"{prefix}-processor",
+        data_dir=data_dir,
+        partitions=partitions,
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=500,
+    )
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (``p`` in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class _Harness:
+    def __init__(self, settings: Settings, clients: int, sessions_per_client: int) -> None:
+        self.settings = settings
+        self.bootstrap = str(settings.kafka_bootstrap_servers)
+        self.commands = settings.topic("commands")
+        self.clients = [f"client-{c:03d}" for c in range(clients)]
+        self.sessions = [
+            (client, f"{client}-session-{s}")
+            for client in self.clients
+            for s in range(sessions_per_client)
+        ]
+        self.answered = 0
+        self.completed = 0
+        self.completed_changed = asyncio.Event()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=False, linger_ms=2
+        )
+
+    async def executor(self) -> None:
+        """Answer every task assignment at once (all partitions, no group, from the start)."""
+        topic = self.settings.topic("assignments")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_poll_records=5000
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                futures = []
+                for records in batch.values():
+                    for record in records:
+                        work = CODEC.decode_as(record.value, Assignment)
+                        if work.kind != "task" or work.task_id is None:
+                            continue
+                        result = ReportResult(
+                            client_id=work.client_id,
+                            task_id=work.task_id,
+                            session_id=work.session_id,
+                            fencing_token=work.fencing_token,
+                            success=True,
+                        )
+                        futures.append(await self._send(result))
+                        self.answered += 1
+                if futures:
+                    await asyncio.gather(*futures)
+        finally:
+            await consumer.stop()
+
+    async def watch_completed(self) -> None:
+        """Count records on ``task.completed`` (one per completed task)."""
+        topic = self.settings.topic("completed")
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                count = sum(len(records) for records in batch.values())
+                if count:
+                    self.completed += count
+                    self.completed_changed.set()
+        finally:
+            await consumer.stop()
+
+    async def wait_completed(self, target: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.completed < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.completed_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.completed_changed.wait(), min(remaining, 1.0))
+        return True
+
+    async def _send(self, command: Any) -> Any:
+        return await self.producer.send(
+            self.commands, CODEC.encode(command), key=command.client_id.encode()
+        )
+
+    async def register(self) -> None:
+        futures = [
+            await self._send(
+                RegisterSession(
+                    client_id=client,
+                    session_id=session,
+                    agent_id=f"bench-{session}",
+                    max_concurrent=1_000_000,
+                )
+            )
+            for client, session in self.sessions
+        ]
+        await asyncio.gather(*futures)
+
+    async def submit_paced(self, prefix: str, rate: float, seconds: float) -> int:
+        """Submit at ``rate`` tasks/s for ``seconds``; return how many were submitted."""
+        started = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(rate * elapsed) + 1
+            if due > sent:
+                await self.submit_range(prefix, sent, due)
+                sent = due
+            await asyncio.sleep(_SLOT_S)
+        return sent
+
+    async def submit_range(self, prefix: str, start: int, end: int) -> None:
+        futures = []
+        for i in range(start, end):
+            client = self.clients[i % len(self.clients)]
+            command = SubmitTask(client_id=client, task_id=f"{prefix}{i}", operation=OPERATION)
+            futures.append(await self._send(command))
+        # Not awaited one by one: the producer batches them; all acknowledged before returning.
+        await asyncio.gather(*futures)
+
+
+async def _wait_for(check: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout_s:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def submit_to_assigned_ms(bootstrap: str, events_topic: str, task_prefix: str) -> list[float]:
+    """Latency per task whose id starts with ``task_prefix``, read from the event log."""
+    accepted: dict[str, int] = {}
+    assigned: dict[str, int] = {}
+    wanted = {TaskAccepted.TYPE.encode(), TaskAssigned.TYPE.encode()}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        reader = KafkaLogReader(consumer)
+        ends = await partition_sizes(bootstrap, events_topic)
+        for partition, end in ends.items():
+            async for record in reader.read(events_topic, partition, 0, end):
+                kind = dict(record.headers).get(TYPE_HEADER)
+                if kind not in wanted:
+                    continue
+                event = CODEC.decode(record.value)
+                if isinstance(event, TaskAccepted) and event.task_id.startswith(task_prefix):
+                    accepted[event.task_id] = event.occurred_at_ms
+                elif isinstance(event, TaskAssigned) and event.task_id.startswith(task_prefix):
+                    assigned.setdefault(event.task_id, record.timestamp)
+    finally:
+        await consumer.stop()
+    return [float(assigned[t] - accepted[t]) for t in assigned if t in accepted]
+
+
+async def run_lifecycle(
+    bootstrap: str,
+    prefix: str,
+    work_dir: Path,
+    *,
+    tasks: int,
+    latency_seconds: float,
+    partitions: int = 4,
+    clients: int = 8,
+    sessions_per_client: int = 2,
+    timeout_s: float = 600.0,
+) -> BenchResult:
+    """Spawn the distributor, run both phases, stop it; the result's rate is tasks/s."""
+    settings = processor_settings(bootstrap, prefix, work_dir / "data", partitions)
+    await ensure_topics(settings)
+    harness = _Harness(settings, clients, sessions_per_client)
+    log_path = work_dir / "processor.log"
+    proc = _spawn_processor(settings, log_path)
+    await harness.producer.start()
+    helpers = [
+        asyncio.create_task(harness.executor()),
+        asyncio.create_task(harness.watch_completed()),
+    ]
+    events_topic = settings.topic("events")
+    try:
+        await harness.register()
+
+        async def registered() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the processor exited with {proc.returncode}; see {log_path}")
+            return await topic_size(bootstrap, events_topic) >= len(harness.sessions)
+
+        await _wait_for(registered, 120, "the processor did not register the sessions")
+
+        # Phase 1: max rate.
+        started = time.perf_counter()
+        await harness.submit_range("max-", 0, tasks)
+        if not await harness.wait_completed(tasks, timeout_s):
+            return BenchResult(
+                "lifecycle",
+                "failed",
+                events=harness.completed,
+                detail=f"{harness.completed} of {tasks} tasks completed in {timeout_s:.0f}s",
+            )
+        seconds = time.perf_counter() - started
+        max_rate = tasks / seconds
+
+        # Phase 2: half rate, latency.
+        rate = max_rate / 2
+        submitted = await harness.submit_paced("lat-", rate, latency_seconds)
+        total = tasks + submitted
+        if not await harness.wait_completed(total, timeout_s):
+            return BenchResult(
+                "lifecycle",
+                "failed",
+                events=harness.completed,
+                detail=f"{harness.completed} of {total} tasks completed in {timeout_s:.0f}s",
+            )
+        latencies = await submit_to_assigned_ms(bootstrap, events_topic, "lat-")
+    finally:
+        for helper in helpers:
+            helper.cancel()
+        for helper in helpers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await helper
+        await harness.producer.stop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+    completed_records = await topic_size(bootstrap, settings.topic("completed"))
+    return BenchResult(
+        "lifecycle",
+        "ok",
+        events=tasks,
+        seconds=seconds,
+        detail=(
+            f"distributor: submit -> assigned -> result -> completed ({OPERATION}, "
+            f"{len(harness.sessions)} sessions)"
+        ),
+        extra={
+            "tasks_per_s": max_rate,
+            "latency_rate": rate,
+            "latency_tasks": submitted,
+            "latency_samples": len(latencies),
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p99_ms": percentile(latencies, 99),
+            "latency_max_ms": max(latencies) if latencies else None,
+            "completed": completed_records,
+            "answered": harness.answered,
+            "sessions": len(harness.sessions),
+        },
+    )
+
+
+def _spawn_processor(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.bench.lifecycle",
+                "processor",
+                "--bootstrap",
+                str(settings.kafka_bootstrap_servers),
+                "--prefix",
+                settings.topic_prefix,
+                "--data-dir",
+                str(settings.data_dir),
+                "--partitions",
+                str(settings.partitions),
+            ],
+            cwd=_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _processor_main(argv: list[str]) -> int:
+    from streams.distributor import Distributor
+    from streams.runtime.runner import main_process
+
+    parser = argparse.ArgumentParser(prog="python -m streams.bench.lifecycle processor")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = processor_settings(args.bootstrap, args.prefix, args.data_dir, args.partitions)
+    return main_process(Distributor, settings, name="bench-distributor")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["processor"]:
+        sys.exit("usage: python -m streams.bench.lifecycle processor --bootstrap B --prefix P ...")
+    sys.exit(_processor_main(sys.argv[2:]))

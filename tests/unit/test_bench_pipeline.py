@@ -1,0 +1,139 @@
+"""The benchmark's pipeline application and report, without a broker."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from schemas.codec import CODEC
+from schemas.commands import SessionHeartbeat
+from schemas.errors import DecodeError
+from schemas.events import SessionHeartbeatReceived
+from streams.bench.common import BenchResult, heartbeat_records
+from streams.bench.lifecycle import percentile
+from streams.bench.main import BENCHMARKS, Report, _best, format_report, register
+from streams.bench.pipeline import Counts, HeartbeatCounter
+
+
+def _run(app: HeartbeatCounter, values: list[bytes]) -> tuple[Counts, list[Any]]:
+    state = app.initial_state()
+    events = []
+    for value in values:
+        for event in app.decide(app.decode_command(value), state, 1_000):
+            state = app.evolve(state, event)
+            events.append(event)
+    return state, events
+
+
+def test_heartbeat_records_are_avro_commands_over_the_clients() -> None:
+    records = heartbeat_records(25, clients=10)
+    assert len(records) == 25
+    decoded = [CODEC.decode_as(value, SessionHeartbeat) for _, value in records]
+    assert {c.client_id for c in decoded} == {f"client-{i:05d}" for i in range(10)}
+    assert all(key == c.client_id.encode() for (key, _), c in zip(records, decoded, strict=True))
+
+
+def test_each_command_gives_one_event_one_count_and_one_output() -> None:
+    app = HeartbeatCounter("p", expected=3)
+    values = [value for _, value in heartbeat_records(3, clients=2)]
+    state, events = _run(app, values)
+    assert [type(e) for e in events] == [SessionHeartbeatReceived] * 3
+    assert state.by_client == {"client-00000": 2, "client-00001": 1}
+    encoded = app.encode_event(events[-1])
+    (output,) = list(app.outputs(state, events[-1]))
+    assert output.topic == "p.completed"
+    assert output.key == b"client-00000"
+    assert CODEC.decode(output.value) == events[-1] == CODEC.decode(encoded)
+
+
+def test_state_survives_dump_and_load() -> None:
+    app = HeartbeatCounter("p", expected=10)
+    state, _ = _run(app, [value for _, value in heartbeat_records(5, clients=3)])
+    dumped = dict(app.dump_changes(state))
+    assert list(app.dump_changes(state)) == []
+    loaded = app.load_state((k, v) for k, v in dumped.items() if v is not None)
+    assert loaded.by_client == state.by_client
+
+
+def test_the_run_is_timed_once_all_expected_commands_are_dumped() -> None:
+    app = HeartbeatCounter("p", expected=2)
+    values = [value for _, value in heartbeat_records(2)]
+    state, _ = _run(app, values[:1])
+    app.dump_changes(state)
+    assert not app.done.is_set()
+    state, _ = _run(app, values[1:])
+    app.dump_changes(state)
+    assert app.done.is_set()
+    assert app.started is not None and app.finished is not None
+    assert app.finished >= app.started
+
+
+def test_undecodable_commands_are_refused() -> None:
+    app = HeartbeatCounter("p", expected=1)
+    with pytest.raises(DecodeError):
+        app.decode_command(b"not avro")
+    event = SessionHeartbeatReceived(client_id="c", occurred_at_ms=1, session_id="s")
+    with pytest.raises(DecodeError):
+        app.decode_command(CODEC.encode(event))  # an event is not a heartbeat command
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+
+
+def test_ratios_and_table() -> None:
+    report = Report("127.0.0.1:1")
+    report.results += [
+        BenchResult("ceiling", "ok", events=1000, seconds=0.02),
+        BenchResult("ceiling-batch", "ok", events=1000, seconds=0.01),
+        BenchResult("runtime", "ok", events=1000, seconds=0.04),
+        BenchResult("faust", "ok", events=100, seconds=0.1),
+    ]
+    ratios = report.ratios()
+    assert ratios["runtime_vs_faust"] == pytest.approx(25.0)
+    assert ratios["runtime_vs_ceiling"] == pytest.approx(0.5)
+    assert ratios["runtime_vs_ceiling_batch"] == pytest.approx(0.25)
+    table = format_report(report)
+    assert "25.0x" in table and "met" in table and "MISSED" not in table
+    doc = report.as_dict(["taskstream", "bench"])
+    assert [r["name"] for r in doc["results"]] == ["ceiling", "ceiling-batch", "runtime", "faust"]
+    assert doc["results"][2]["events_per_s"] == pytest.approx(25_000)
+
+
+def test_the_best_round_is_kept_with_every_rate() -> None:
+    rounds = [
+        BenchResult("runtime", "ok", events=100, seconds=2.0),
+        BenchResult("runtime", "failed", detail="boom"),
+        BenchResult("runtime", "ok", events=100, seconds=1.0),
+    ]
+    best = _best(rounds)
+    assert best.seconds == 1.0
+    assert best.extra["rounds"] == [50.0, None, 100.0]
+    assert _best([BenchResult("runtime", "failed", detail="x")]).status == "failed"
+
+
+def test_a_missing_faust_is_reported_not_failed() -> None:
+    report = Report("x")
+    report.results.append(BenchResult("faust", "not installed", detail="pip install ..."))
+    report.results.append(BenchResult("runtime", "ok", events=10, seconds=1.0))
+    assert report.ratios()["runtime_vs_faust"] is None
+    assert "not installed" in format_report(report)
+
+
+def test_register_adds_the_bench_sub_command() -> None:
+    parser = argparse.ArgumentParser(prog="taskstream")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench"])
+    defaults = (args.events, args.faust_events, args.only, args.json, args.repeat)
+    assert defaults == (100_000, 20_000, None, None, 3)
+    args = parser.parse_args(["bench", "--only", "runtime", "--only", "faust", "--events", "5"])
+    assert args.only == ["runtime", "faust"] and args.events == 5
+    assert set(BENCHMARKS) == {"ceiling", "runtime", "faust", "lifecycle"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--only", "nope"])
