@@ -19,6 +19,7 @@ from schemas import events as ev
 from schemas.events import Event
 
 from . import keys
+from .batch_jobs import BATCH_JOB_FOLDS
 from .rows import (
     ACTIVE_STATES,
     SLA_MS,
@@ -28,6 +29,7 @@ from .rows import (
     BatchRow,
     Counters,
     DeadLetterRow,
+    Execution,
     HistoryEntry,
     Row,
     SessionRow,
@@ -37,6 +39,9 @@ from .rows import (
 )
 
 R = TypeVar("R", bound=Row)
+
+HISTORY_LIMIT = 200
+"""Entries a task row keeps in ``history``: the first one and the latest ones."""
 Change = tuple[bytes, bytes | None]
 
 
@@ -205,6 +210,10 @@ def _change_task(
         before = _footprint(row)
     mutate(row)
     row.history.append(HistoryEntry(type=event.TYPE, at_ms=event.occurred_at_ms, detail=detail))
+    if len(row.history) > HISTORY_LIMIT:
+        # Keep the first entry (how the task began) and the latest ones: a task that gets
+        # endless progress reports or stale results must not grow a row without bound.
+        del row.history[1 : len(row.history) - HISTORY_LIMIT + 1]
     row.updated_at_ms = max(row.updated_at_ms, event.occurred_at_ms)
     _move(tables, row.task_id, before, _footprint(row))
     tables.put_task(row)
@@ -221,6 +230,41 @@ def _make_ready(row: TaskRow, at_ms: int) -> None:
         row.ready_at_ms = at_ms
     row.awaiting_retry = False
     row.retry_due_at_ms = None
+
+
+_OPEN = ("assigned", "in_progress")
+
+
+def _execution(
+    row: TaskRow,
+    *,
+    token: int | None = None,
+    attempt: int | None = None,
+    session_id: str | None = None,
+    status: tuple[str, ...] = _OPEN,
+) -> Execution | None:
+    """The latest execution of ``row`` in one of ``status`` matching what the event names
+    (the fencing token when it carries one: attempt numbers repeat after a requeue)."""
+    for execution in reversed(row.executions):
+        if (
+            execution.status in status
+            and (token is None or execution.fencing_token == token)
+            and (attempt is None or execution.attempt == attempt)
+            and (session_id is None or execution.session_id == session_id)
+        ):
+            return execution
+    return None
+
+
+def _end_execution(
+    execution: Execution | None, status: str, at_ms: int, error: str | None = None
+) -> None:
+    if execution is None:
+        return
+    execution.status = cast(Any, status)
+    execution.finished_at_ms = at_ms
+    if error is not None:
+        execution.error = error
 
 
 def _record_outcome(tables: Tables, at_ms: int, *, succeeded: bool) -> None:
@@ -400,6 +444,18 @@ def _assigned(tables: Tables, e: ev.TaskAssigned) -> None:
         row.progress = None
         row.progress_message = None
         row.awaiting_retry = False
+        for stale in row.executions:
+            if stale.status in _OPEN:
+                _end_execution(stale, "interrupted", e.occurred_at_ms)
+        row.executions.append(
+            Execution(
+                attempt=e.attempt,
+                session_id=e.session_id,
+                batch_id=e.batch_id,
+                fencing_token=e.fencing_token,
+                assigned_at_ms=e.occurred_at_ms,
+            )
+        )
 
     _change_task(tables, e, mutate, detail=e.session_id)
 
@@ -410,6 +466,10 @@ def _started(tables: Tables, e: ev.TaskStartedEvent) -> None:
         if e.session_id is not None:
             row.session_id = e.session_id
         row.started_at_ms = e.occurred_at_ms
+        execution = _execution(row, token=e.fencing_token)
+        if execution is not None:
+            execution.status = "in_progress"
+            execution.started_at_ms = e.occurred_at_ms
 
     row = _change_task(tables, e, mutate)
     _touch_session(tables, e.session_id or (row.session_id if row else None), e.occurred_at_ms)
@@ -439,6 +499,11 @@ def _completed(tables: Tables, e: ev.TaskCompleted) -> None:
         row.finished_at_ms = e.occurred_at_ms
         row.awaiting_retry = False
         row.retry_due_at_ms = None
+        execution = _execution(row, attempt=e.attempt) or _execution(row)
+        if execution is not None:
+            _end_execution(execution, "completed", e.occurred_at_ms)
+            execution.execution_time_ms = e.execution_time_ms
+            execution.output = dict(e.output)
 
     row = _change_task(tables, e, mutate)
     if first[0]:
@@ -459,6 +524,15 @@ def _attempt_failed(tables: Tables, e: ev.TaskAttemptFailed) -> None:
         )
         row.last_error = e.error
         row.execution_time_ms = e.execution_time_ms
+        execution = _execution(row, attempt=e.attempt)
+        if execution is not None:
+            _end_execution(execution, "failed", e.occurred_at_ms, e.error)
+        else:  # a timeout ended the execution just before its failure
+            execution = _execution(row, attempt=e.attempt, status=("timed_out",))
+            if execution is not None:
+                execution.error = e.error
+        if execution is not None:
+            execution.execution_time_ms = e.execution_time_ms
 
     row = _change_task(tables, e, mutate, detail=e.error)
     tables.counters.attempts_failed += 1
@@ -518,6 +592,9 @@ def _cancelled(tables: Tables, e: ev.TaskCancelled) -> None:
     def mutate(row: TaskRow) -> None:
         row.state = "cancelled"
         row.reason = e.reason
+        if e.fencing_token is not None:
+            execution = _execution(row, token=e.fencing_token)
+            _end_execution(execution, "cancelled", e.occurred_at_ms, e.reason)
         row.finished_at_ms = e.occurred_at_ms
         row.awaiting_retry = False
         row.retry_due_at_ms = None
@@ -606,6 +683,8 @@ def _timed_out(tables: Tables, e: ev.TaskTimedOut) -> None:
     def mutate(row: TaskRow) -> None:
         row.timeouts += 1
         row.last_error = f"attempt {e.attempt} timed out"
+        execution = _execution(row, token=e.fencing_token) or _execution(row, attempt=e.attempt)
+        _end_execution(execution, "timed_out", e.occurred_at_ms, row.last_error)
 
     _change_task(tables, e, mutate, detail=e.session_id)
     tables.counters.timeouts += 1
@@ -664,6 +743,8 @@ def _session_ended(
         if task is None or task.state not in ACTIVE_STATES or task.session_id != e.session_id:
             continue
         before = _footprint(task)
+        execution = _execution(task, session_id=e.session_id)
+        _end_execution(execution, "interrupted", e.occurred_at_ms, f"session {state}")
         task.state = "queued"
         task.session_id = None
         task.batch_id = None
@@ -735,6 +816,7 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.SessionHeartbeatReceived: _heartbeat,
     ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _command_rejected,
+    **BATCH_JOB_FOLDS,
 }
 
 

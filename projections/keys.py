@@ -6,6 +6,7 @@ Index keys length-prefix every component so a prefix scan never mixes ``ab`` + `
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 TASK: Final = b"t\x00"
@@ -54,6 +55,12 @@ def dead_key(task_id: str) -> bytes:
 
 
 def index_prefix(kind: bytes, *parts: str) -> bytes:
+    return _index_prefix(kind, parts)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _index_prefix(kind: bytes, parts: tuple[str, ...]) -> bytes:
+    # States, clients and operations are few: the fold asks for the same prefixes all the time.
     out = bytearray(INDEX + kind + b"\x00")
     for part in parts:
         raw = encode(part)
@@ -62,7 +69,7 @@ def index_prefix(kind: bytes, *parts: str) -> bytes:
 
 
 def index_key(kind: bytes, parts: tuple[str, ...], task_id: str) -> bytes:
-    return index_prefix(kind, *parts) + encode(task_id)
+    return _index_prefix(kind, parts) + encode(task_id)
 
 
 def offset_key(partition: int) -> bytes:

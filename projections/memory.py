@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from schemas.events import Event
 
+from .activity import RecentActivity
 from .fold import Tables, apply
 
 
@@ -51,6 +52,7 @@ class MemorySource:
     def __init__(self) -> None:
         self.memory = MemoryStore()
         self._tables = Tables(self.memory.get)
+        self.activity = RecentActivity()
 
     @property
     def store(self) -> MemoryStore:
@@ -64,8 +66,10 @@ class MemorySource:
         if offset is None:
             offset = self._tables.offsets.get(partition, 0)
         apply(self._tables, event, partition, offset)
+        self.activity.observe(self._tables, event, partition, offset)
 
     def flush(self) -> None:
+        self.activity.sample(self._tables.counters)
         self.memory.write(self._tables.drain())
 
     def lag(self) -> dict[int, int]:

@@ -31,6 +31,7 @@ from schemas.events import Event
 from streams.kafka import client_kwargs, consumer_kwargs
 from streams.settings import Settings
 
+from .activity import RecentActivity
 from .errors import ProjectionError, ProjectionStoreError
 from .fold import Tables, apply, skip
 from .reader import ProjectionReader
@@ -112,6 +113,7 @@ class Projector:
         self._stopping = False
         self._progress: Progress | None = None
         self._folded = 0
+        self.activity = RecentActivity()
         self.reader = ProjectionReader(self)
 
     # Source protocol (see reader.py) ---------------------------------------------------
@@ -261,7 +263,10 @@ class Projector:
                     continue
                 if batch:
                     self._fold(batch)
-                await self._check_highwater()
+                if await self._check_highwater() and len(self._highwater_at) == len(
+                    self._partitions
+                ):
+                    self.activity.fetched(min(self._highwater_at.values()))
         except asyncio.CancelledError:
             raise
         except KafkaError as exc:
@@ -303,6 +308,7 @@ class Projector:
         self._highwater_at = {}
         self._verified = set()
         self._folded = 0
+        self.activity.clear()
         await self._consumer.seek_to_beginning(*self._partitions)
 
     def _fold(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
@@ -319,12 +325,14 @@ class Projector:
                     skip(tables, tp.partition, record.offset)
                 else:
                     apply(tables, event, tp.partition, record.offset)
+                    self.activity.observe(tables, event, tp.partition, record.offset)
         try:
             self.store.write(tables.drain())
         except Exception as exc:  # rocksdict raises plain Exception
             raise ProjectionStoreError(
                 f"cannot write the projection store {self.path}: {exc}"
             ) from exc
+        self.activity.sample(tables.counters)
         self._folded += n
         if self._progress is not None:
             total = max(self._folded, sum(self._highwater.values()))
@@ -335,7 +343,8 @@ class Projector:
             log.warning("skipping an empty record at %s/%d@%d", self.topic, partition, offset)
             return None
         try:
-            event = self._codec.decode(value)
+            # task.events is written by the processor alone: no second pydantic validation.
+            event = self._codec.decode_trusted(value)
         except DecodeError as exc:
             log.warning(
                 "skipping an undecodable record at %s/%d@%d: %s", self.topic, partition, offset, exc

@@ -16,6 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from . import keys
+from .activity import RecentActivity
 from .errors import BadQueryError
 from .fold import Tables
 from .rows import (
@@ -132,6 +133,11 @@ class ProjectionReader:
 
     def running(self) -> bool:
         return self._source.running()
+
+    def activity(self) -> RecentActivity | None:
+        """The source's recent-activity rings (``activity`` attribute), if it keeps them."""
+        activity = getattr(self._source, "activity", None)
+        return activity if isinstance(activity, RecentActivity) else None
 
     def projection(self) -> ProjectionInfo:
         lag = self._source.lag()

@@ -90,6 +90,29 @@ class Attempt(Row):
     at_ms: int
 
 
+ExecutionStatus = Literal[
+    "assigned", "in_progress", "completed", "failed", "timed_out", "cancelled", "interrupted"
+]
+
+
+class Execution(Row):
+    """One attempt of a task on an executor (seed 001 ``task_executions``): opened by
+    ``task.assigned``, ended by completion, failure, timeout, cancel or its session ending
+    (``interrupted``: the task went back to the queue)."""
+
+    attempt: int
+    session_id: str | None = None
+    batch_id: str | None = None
+    fencing_token: int | None = None
+    status: ExecutionStatus = "assigned"
+    assigned_at_ms: int
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    execution_time_ms: int | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+
+
 class TaskRow(Row):
     task_id: str
     client_id: str
@@ -118,6 +141,7 @@ class TaskRow(Row):
     awaiting_retry: bool = False
     retry_due_at_ms: int | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    executions: list[Execution] = Field(default_factory=list)
     timeouts: int = 0
     last_error: str | None = None
     reason: str | None = None

@@ -8,6 +8,7 @@ import logging
 
 from tqdm import tqdm
 
+from streams.client import TaskstreamClient
 from streams.settings import Settings
 
 from .projector import Projector, RebuildReport, rebuild
@@ -17,12 +18,22 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings) -> None:
-    """Project ``task.events`` and serve the view until cancelled; if either part stops on an
-    error, stop the other and raise it (a projector that cannot fold must not keep serving)."""
+    """Project ``task.events`` and serve the view and the command gateway until cancelled; if
+    either part stops on an error, stop the other and raise it (a projector that cannot fold
+    must not keep serving)."""
+    commands = TaskstreamClient(settings)
+    await commands.start()
+    try:
+        await _project_and_serve(settings, commands)
+    finally:
+        await commands.close()
+
+
+async def _project_and_serve(settings: Settings, commands: TaskstreamClient) -> None:
     projector = Projector(settings)
     await projector.start()
     folding = asyncio.create_task(projector.wait(), name="projector-wait")
-    serving = asyncio.create_task(serve(settings, projector), name="view")
+    serving = asyncio.create_task(serve(settings, projector, commands), name="view")
     try:
         done, _ = await asyncio.wait({folding, serving}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

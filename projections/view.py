@@ -2,7 +2,10 @@
 
 Every answer says how far behind the event log it is: a ``projection`` object in JSON bodies
 and the ``X-Projection-Lag`` header on every response. With a token configured every route
-but the OpenAPI document needs ``Authorization: Bearer <token>``.
+but the OpenAPI document needs ``Authorization: Bearer <token>``. Payloads, outputs and errors
+are shown masked (``projections.redact``). The live dashboard (``projections.dashboard``) adds
+a page at ``/`` and its assets, which hold no data and are public, and ``/live``, which also
+takes the token as ``?token=`` (``EventSource`` cannot send headers).
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, SecretStr
 
+from streams.redrive import CommandSender
 from streams.settings import Settings
 
+from .batch_jobs_view import batch_jobs_router
+from .dashboard import install_dashboard
 from .errors import BadQueryError, ProjectionError
+from .gateway import router_for
 from .metrics import render
 from .reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
+from .redact import masked_batch, masked_dead_letter, masked_task
 from .rows import BatchRow, DeadLetterRow, SessionRow, TaskRow, TaskState
 
 log = logging.getLogger(__name__)
@@ -116,8 +124,19 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None) -> FastAPI:
-    """The HTTP view over ``reader``. With ``token`` set, requests need the bearer token."""
+def create_app(
+    reader: ProjectionReader,
+    *,
+    token: SecretStr | str | None = None,
+    commands: CommandSender | None = None,
+    settings: Settings | None = None,
+) -> FastAPI:
+    """The HTTP view over ``reader``. With ``token`` set, requests need the bearer token.
+
+    With ``commands`` (a ``streams.client.TaskstreamClient``) the command gateway is mounted
+    too (``projections.gateway``), using the catalog, payload limit and dead-letter topic of
+    ``settings``.
+    """
     secret = token.get_secret_value() if isinstance(token, SecretStr) else token
 
     async def authorize(credentials: Bearer) -> None:
@@ -181,7 +200,7 @@ def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None
         row = reader.task(task_id)
         if row is None:
             return not_found("task", task_id)
-        return TaskAnswer(**row.model_dump(), projection=reader.projection())
+        return TaskAnswer(**masked_task(row).model_dump(), projection=reader.projection())
 
     @app.get("/tasks", response_model=TaskList, summary="Tasks, filtered and paged by id")
     async def tasks(
@@ -195,7 +214,9 @@ def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None
             client_id=client_id, status=status, operation=operation, limit=limit, cursor=cursor
         )
         return TaskList(
-            items=page.items, next_cursor=page.next_cursor, projection=reader.projection()
+            items=[masked_task(row) for row in page.items],
+            next_cursor=page.next_cursor,
+            projection=reader.projection(),
         )
 
     @app.get("/sessions", response_model=SessionList, summary="Executor sessions")
@@ -231,7 +252,7 @@ def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None
         row = reader.batch(batch_id)
         if row is None:
             return not_found("batch", batch_id)
-        return BatchAnswer(**row.model_dump(), projection=reader.projection())
+        return BatchAnswer(**masked_batch(row).model_dump(), projection=reader.projection())
 
     @app.get("/dlq", response_model=DeadLetterList, summary="Dead-lettered tasks")
     async def dlq(
@@ -245,7 +266,9 @@ def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None
             reason=reason, client_id=client_id, operation=operation, limit=limit, cursor=cursor
         )
         return DeadLetterList(
-            items=page.items, next_cursor=page.next_cursor, projection=reader.projection()
+            items=[masked_dead_letter(row) for row in page.items],
+            next_cursor=page.next_cursor,
+            projection=reader.projection(),
         )
 
     @app.get(
@@ -276,6 +299,12 @@ def create_app(reader: ProjectionReader, *, token: SecretStr | str | None = None
     async def metrics() -> Response:
         return Response(render(reader), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(batch_jobs_router(reader))
+    if commands is not None:
+        app.include_router(router_for(reader, commands, settings))
+    install_dashboard(
+        app, reader, token=secret, operations_file=settings.operations_file if settings else None
+    )
     return app
 
 
@@ -295,7 +324,14 @@ class ViewServer:
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, lifespan="off", access_log=False, log_level="warning"
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            # Open event streams (/live) never end on their own: cancel them on stop.
+            timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -336,12 +372,14 @@ class ViewServer:
                 await self._task
 
 
-async def serve(settings: Settings, projector: Any) -> None:
+async def serve(settings: Settings, projector: Any, commands: CommandSender | None = None) -> None:
     """Serve the view of ``projector`` (anything with a ``reader``) on settings.http_host:
     http_port until cancelled or the server stops; cancel the task to stop it."""
     reader: ProjectionReader = projector.reader
     server = ViewServer(
-        create_app(reader, token=settings.http_token), settings.http_host, settings.http_port
+        create_app(reader, token=settings.http_token, commands=commands, settings=settings),
+        settings.http_host,
+        settings.http_port,
     )
     await server.start()
     log.info("HTTP view on http://%s:%d/", settings.http_host, server.port)

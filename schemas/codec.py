@@ -34,6 +34,14 @@ from schemas.errors import (
     UnknownFingerprintError,
 )
 from schemas.events import EVENT_TYPES
+from schemas.fastcodec import (
+    Builder,
+    Reader,
+    Writer,
+    compile_reader,
+    compile_writer,
+    trusted_builder,
+)
 from schemas.records import Assignment, DeadLetter
 
 MAGIC: Final = b"\xc3\x01"
@@ -71,6 +79,8 @@ class SchemaFile:
 class _Writer:
     header: bytes
     schema: Any
+    fast: Writer | None = None
+    """The compiled writer (``schemas.fastcodec``); None keeps fastavro's generic writer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,10 @@ class _Reader:
     writer_schema: Any
     reader_schema: Any
     """``None`` when the writer schema is the current one (no resolution needed)."""
+    build: Builder | None = None
+    """Builds the model without validation, for ``decode_trusted``; None: validate."""
+    fast: Reader | None = None
+    """The compiled body reader (current schema only); None: fastavro's generic reader."""
 
 
 class AvroCodec:
@@ -104,15 +118,20 @@ class AvroCodec:
         for name, file in current.items():
             parsed = _parse(file)
             fp = fingerprint_bytes(file.schema)
-            self._writers[by_name[name]] = _Writer(MAGIC + fp, parsed)
-            self._add_reader(fp, _Reader(name, by_name[name], parsed, None), file.source)
+            model = by_name[name]
+            self._writers[model] = _Writer(MAGIC + fp, parsed, compile_writer(model, parsed))
+            build = trusted_builder(model, parsed)
+            fast = compile_reader(parsed)
+            self._add_reader(fp, _Reader(name, model, parsed, None, build, fast), file.source)
         for file in older:
             if file.name not in current:
                 raise SchemaError(f"{file.source}: no current {file.name}.avsc to resolve to")
             reader = self._writers[by_name[file.name]].schema
             fp = fingerprint_bytes(file.schema)
+            model = by_name[file.name]
+            build = trusted_builder(model, reader)
             self._add_reader(
-                fp, _Reader(file.name, by_name[file.name], _parse(file), reader), file.source
+                fp, _Reader(file.name, model, _parse(file), reader, build), file.source
             )
 
     def _add_reader(self, fp: bytes, reader: _Reader, source: str) -> None:
@@ -129,6 +148,14 @@ class AvroCodec:
         writer = self._writers.get(type(model))
         if writer is None:
             raise EncodeError(f"{type(model).__name__} has no Avro schema")
+        fast = writer.fast
+        if fast is not None:
+            out = bytearray(writer.header)
+            try:
+                fast(model, out)
+            except (ValueError, TypeError, OverflowError, AttributeError) as exc:
+                raise EncodeError(f"cannot encode {type(model).__name__}: {exc}") from None
+            return bytes(out)
         try:
             record = model.model_dump()
             buf = BytesIO()
@@ -139,7 +166,47 @@ class AvroCodec:
         return buf.getvalue()
 
     def decode(self, data: bytes) -> BaseModel:
+        """Decode and validate a blob from anywhere (commands from outside included)."""
         reader = self._reader_for(data)
+        record = self._read(reader, data)
+        try:
+            return reader.model.model_validate(record)
+        except ValidationError as exc:
+            raise DecodeError(f"{reader.name}: {_describe(exc)}") from None
+
+    def decode_trusted(self, data: bytes) -> BaseModel:
+        """Decode a blob this system wrote itself (``task.events`` on recovery and in the
+        projections) without pydantic validation: the writer validated the model, and the
+        Avro schema still checks the shape. Never for input from outside."""
+        reader = self._reader_for(data)
+        record = self._read(reader, data)
+        build = reader.build
+        if build is None:
+            try:
+                return reader.model.model_validate(record)
+            except ValidationError as exc:
+                raise DecodeError(f"{reader.name}: {_describe(exc)}") from None
+        try:
+            return build(record)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DecodeError(f"{reader.name}: {exc}") from None
+
+    def _read(self, reader: _Reader, data: bytes) -> Any:
+        fast = reader.fast
+        if fast is not None:
+            try:
+                body, end = fast(data, HEADER_SIZE)
+            except (EOFError, IndexError):
+                raise DecodeError(f"{reader.name}: truncated Avro body") from None
+            except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+                raise DecodeError(
+                    f"{reader.name}: truncated or damaged Avro body ({type(exc).__name__}: {exc})"
+                ) from None
+            if end != len(data):
+                raise DecodeError(
+                    f"{reader.name}: {len(data) - end} unexpected bytes after the Avro body"
+                )
+            return body
         buf = BytesIO(data)
         buf.seek(HEADER_SIZE)
         try:
@@ -154,10 +221,7 @@ class AvroCodec:
             raise DecodeError(
                 f"{reader.name}: {len(data) - buf.tell()} unexpected bytes after the Avro body"
             )
-        try:
-            return reader.model.model_validate(record)
-        except ValidationError as exc:
-            raise DecodeError(f"{reader.name}: {_describe(exc)}") from None
+        return record
 
     def decode_as(self, data: bytes, model: type[M]) -> M:
         """Decode ``data`` and check that it holds a ``model``."""

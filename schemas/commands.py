@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.fields import JsonObject
+from schemas.fields import MAX_ID_LENGTH, JsonInput
 
 
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    client_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class SubmitTask(Command):
-    task_id: str = Field(min_length=1)
-    operation: str = Field(min_length=1)
-    payload: JsonObject = Field(default_factory=dict)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    operation: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    payload: JsonInput = Field(default_factory=dict)
     priority: int | None = Field(default=None, ge=1, le=5)
     max_retries: int | None = Field(default=None, ge=0)
     timeout_ms: int | None = Field(default=None, ge=1)
@@ -31,17 +31,17 @@ class SubmitTask(Command):
 
 
 class CancelTask(Command):
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reason: str | None = None
 
 
 class ApproveTask(Command):
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reviewer: str | None = None
 
 
 class RejectTask(Command):
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reviewer: str | None = None
     reason: str | None = None
 
@@ -49,34 +49,34 @@ class RejectTask(Command):
 class ExpediteTask(Command):
     """Raise a waiting task to critical priority."""
 
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class RegisterSession(Command):
-    session_id: str = Field(min_length=1)
-    agent_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    agent_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     max_concurrent: int = Field(default=1, ge=1)
     capabilities: list[str] = Field(default_factory=list)
 
 
 class ReleaseSession(Command):
-    session_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reason: str | None = None
 
 
 class SessionHeartbeat(Command):
-    session_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
 class TaskStarted(Command):
     """An executor began work on an assignment (the task goes in_progress)."""
 
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     fencing_token: int
 
 
 class ReportProgress(Command):
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     fencing_token: int
     progress: float = Field(ge=0.0, le=1.0)
     message: str | None = None
@@ -85,9 +85,9 @@ class ReportProgress(Command):
 class ItemResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    task_id: str
+    task_id: str = Field(max_length=MAX_ID_LENGTH)
     success: bool
-    output: JsonObject = Field(default_factory=dict)
+    output: JsonInput = Field(default_factory=dict)
     error: str | None = None
 
 
@@ -98,12 +98,12 @@ class ReportResult(Command):
     recorded and ignored.
     """
 
-    task_id: str | None = None
-    batch_id: str | None = None
-    session_id: str | None = None
+    task_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    batch_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     fencing_token: int
     success: bool
-    output: JsonObject = Field(default_factory=dict)
+    output: JsonInput = Field(default_factory=dict)
     error: str | None = None
     items: list[ItemResult] = Field(default_factory=list)
     execution_time_ms: int = Field(default=0, ge=0)
@@ -112,10 +112,36 @@ class ReportResult(Command):
 class RetryDue(Command):
     """Emitted by a delay agent when a retry or a scheduled start falls due."""
 
-    task_id: str = Field(min_length=1)
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     attempt: int = Field(ge=0)
     due_at_ms: int
     kind: str = "retry"
+
+
+class BatchJobItem(BaseModel):
+    """One item of a batch job; ``task_id`` defaults to ``f"{batch_job_id}.{index}"``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: str | None = None
+    payload: JsonInput = Field(default_factory=dict)
+
+
+class SubmitBatchJob(Command):
+    """Run every item as a child task of ``operation``, at most ``parallelism`` unfinished at once.
+
+    The children are ordinary tasks (priority, batching, retries, dead letters); the job
+    tracks their progress and ends with an aggregated result.
+    """
+
+    batch_job_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    operation: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    items: list[BatchJobItem] = Field(default_factory=list)
+    parallelism: int = Field(default=1, ge=1)
+    priority: int | None = Field(default=None, ge=1, le=5)
+    max_retries: int | None = Field(default=None, ge=0)
+    timeout_ms: int | None = Field(default=None, ge=1)
+    capabilities: list[str] = Field(default_factory=list)
 
 
 COMMAND_TYPES: tuple[type[Command], ...] = (
@@ -131,4 +157,5 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReportProgress,
     ReportResult,
     RetryDue,
+    SubmitBatchJob,
 )

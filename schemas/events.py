@@ -270,6 +270,78 @@ class CommandRejected(Event):
     session_id: str | None = None
 
 
+class BatchJobEvent(Event):
+    batch_job_id: str
+
+
+class BatchJobChild(BaseModel):
+    """One item of an accepted batch job, its child task id resolved."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: str
+    payload: JsonObject = Field(default_factory=dict)
+
+
+class BatchJobItemResult(BaseModel):
+    """The outcome of one child: its output when it completed, its error otherwise."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: str
+    index: int
+    success: bool
+    output: JsonObject = Field(default_factory=dict)
+    error: str | None = None
+
+
+class BatchJobAccepted(BatchJobEvent):
+    """A SubmitBatchJob passed validation; carries the items and the resolved child spec."""
+
+    TYPE: ClassVar[str] = "batch_job.accepted"
+    operation: str
+    parallelism: int
+    total: int
+    children: list[BatchJobChild] = Field(default_factory=list)
+    priority: int
+    explicit_priority: bool = False
+    max_retries: int
+    timeout_ms: int
+    capabilities: list[str] = Field(default_factory=list)
+    batchable: bool = False
+    session_required: bool = True
+
+
+class BatchJobProgressed(BatchJobEvent):
+    """Children finished and/or were released; the counts are totals so far (they only grow)."""
+
+    TYPE: ClassVar[str] = "batch_job.progressed"
+    total: int
+    processed: int
+    succeeded: int
+    failed: int
+    finished: list[BatchJobItemResult] = Field(default_factory=list)
+    released: list[str] = Field(default_factory=list)
+    next_index: int = 0
+
+
+class BatchJobCompleted(BatchJobEvent):
+    """Every child is terminal. ``status`` is ``failed`` when no child succeeded."""
+
+    TYPE: ClassVar[str] = "batch_job.completed"
+    operation: str
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    results: list[BatchJobItemResult] = Field(default_factory=list)
+
+
+class BatchJobRejected(BatchJobEvent):
+    TYPE: ClassVar[str] = "batch_job.rejected"
+    reason: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     TaskAccepted,
     TaskPendingReview,
@@ -300,6 +372,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionHeartbeatReceived,
     SessionHealthChanged,
     CommandRejected,
+    BatchJobAccepted,
+    BatchJobProgressed,
+    BatchJobCompleted,
+    BatchJobRejected,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_TYPES}

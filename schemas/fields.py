@@ -3,14 +3,91 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import math
+import re
+from functools import partial
+from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, PlainSerializer
 
+MAX_ID_LENGTH: Final = 512
+"""Longest id or name a command may carry (client, task, session, batch, agent, operation,
+capability). Ids are store keys and are quoted in events and dead letters: a bound keeps every
+record derived from a command within the record limit."""
 
-def _parse_json(value: Any) -> Any:
-    if isinstance(value, (str, bytes, bytearray)):
-        return json.loads(value)
+MAX_JSON_DEPTH: Final = 128
+"""Nesting bound of every JSON document on the wire. Deeper documents are refused at the edge
+(a ``DecodeError`` for bytes, a validation error for models): the standard library's JSON
+encoder and decoder recurse, so an unbounded document would crash whichever process touched it
+next with a ``RecursionError``."""
+
+MAX_INPUT_JSON_DEPTH: Final = 64
+"""Nesting bound of the documents submitters and executors send (payloads, outputs). Lower
+than ``MAX_JSON_DEPTH`` so the documents built from them (a batch's consolidated output wraps
+each item's output once more) always fit."""
+
+
+# A UTF-16 surrogate escape in JSON text (``\\ud800``); paired ones decode to one code point.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check(value: Any, limit: int, strings: bool) -> None:
+    """Refuse documents deeper than ``limit`` and (with ``strings``) strings that hold an
+    unpaired surrogate: they are not Unicode, so no UTF-8 encoder (the read side's JSON rows,
+    HTTP answers) can write them. Iterative: a hostile document cannot exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth > limit:
+                raise ValueError(f"JSON document nested deeper than {limit} levels")
+            for key, child in node.items():
+                if strings and isinstance(key, str) and _SURROGATE.search(key):
+                    raise ValueError(_UNPAIRED)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list | tuple):
+            if depth > limit:
+                raise ValueError(f"JSON document nested deeper than {limit} levels")
+            stack.extend((child, depth + 1) for child in node)
+        elif strings and isinstance(node, str) and _SURROGATE.search(node):
+            raise ValueError(_UNPAIRED)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValueError(_NOT_FINITE)
+
+
+_UNPAIRED = "JSON document holds an unpaired UTF-16 surrogate (not valid Unicode)"
+_NOT_FINITE = "JSON document holds NaN or Infinity (not JSON: other readers refuse it)"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(_NOT_FINITE)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(_NOT_FINITE)
+    return value
+
+
+def _parse_json(value: Any, *, limit: int) -> Any:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    if isinstance(value, str):
+        # Cheap scans of the text decide which checks the parsed document needs.
+        deep = value.count("[") + value.count("{") > limit
+        strings = (
+            _SURROGATE_ESCAPE.search(value) is not None or _SURROGATE.search(value) is not None
+        )
+        try:
+            value = json.loads(value, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise ValueError(f"JSON document nested deeper than {limit} levels") from None
+        if deep or strings:
+            _check(value, limit, strings)
+        return value
+    _check(value, limit, True)
     return value
 
 
@@ -19,4 +96,14 @@ def _dump_json(value: Any) -> str:
 
 
 # On the wire a JSON document travels as an Avro string; in Python it is a dict.
-JsonObject = Annotated[dict[str, Any], BeforeValidator(_parse_json), PlainSerializer(_dump_json)]
+JsonObject = Annotated[
+    dict[str, Any],
+    BeforeValidator(partial(_parse_json, limit=MAX_JSON_DEPTH)),
+    PlainSerializer(_dump_json),
+]
+# The same, for documents that come from outside (task payloads, executor outputs).
+JsonInput = Annotated[
+    dict[str, Any],
+    BeforeValidator(partial(_parse_json, limit=MAX_INPUT_JSON_DEPTH)),
+    PlainSerializer(_dump_json),
+]

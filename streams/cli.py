@@ -62,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port (default: a free loopback port)")
     p.set_defaults(handler=_cmd_broker)
 
-    from streams import cli_commands
+    from streams import batch_cli, cli_commands, config_dump
     from streams.bench import main as bench
 
     cli_commands.register(sub)
+    batch_cli.register(sub)
+    config_dump.register(sub)
     bench.register(sub)
     return parser
 

@@ -40,6 +40,7 @@ from schemas.commands import (
     RejectTask,
     ReleaseSession,
     SessionHeartbeat,
+    SubmitBatchJob,
     SubmitTask,
 )
 from schemas.errors import DecodeError, EncodeError
@@ -198,6 +199,40 @@ class TaskstreamClient:
         )
         await self.send(command)
         return command.task_id
+
+    async def submit_batch_job(
+        self,
+        client_id: str,
+        operation: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_job_id: str | None = None,
+        parallelism: int = 1,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        capabilities: Iterable[str] = (),
+    ) -> str:
+        """Submit a batch job; returns its id (a new uuid4 unless ``batch_job_id`` is given).
+
+        Each item is ``{"payload": {...}}`` with an optional ``"task_id"``; the children run
+        as tasks of ``operation``, at most ``parallelism`` unfinished at once. Follow it with
+        ``GET /batch-jobs/{id}`` on the view.
+        """
+        command = _build(
+            SubmitBatchJob,
+            client_id=client_id,
+            batch_job_id=batch_job_id if batch_job_id is not None else str(uuid.uuid4()),
+            operation=operation,
+            items=[dict(item) for item in items],
+            parallelism=parallelism,
+            priority=priority,
+            max_retries=max_retries,
+            timeout_ms=timeout_ms,
+            capabilities=list(capabilities),
+        )
+        await self.send(command)
+        return command.batch_job_id
 
     async def cancel(self, client_id: str, task_id: str, reason: str | None = None) -> Sent:
         return await self.send(

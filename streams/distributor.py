@@ -27,11 +27,62 @@ from streams.domain import (
     tick,
 )
 from streams.domain.state import TaskRecord
+from streams.errors import RecordTooLargeError
 from streams.runtime.protocol import TYPE_HEADER, Output
 from streams.settings import Settings, retry_tier_name, tier_for_delay
 
 # Submits refused by the last decisions, kept until their dead letter is written (bounded).
 _STASH_LIMIT = 10_000
+# A dead letter's reason is cut to this many characters (reasons quote input, which is hostile).
+REASON_LIMIT = 2_000
+
+
+def bounded_reason(reason: str) -> str:
+    """A reason fit for a dead letter: at most ``REASON_LIMIT`` characters, valid UTF-8."""
+    if len(reason) > REASON_LIMIT:
+        reason = reason[: REASON_LIMIT - 1] + "…"
+    return reason.encode("utf-8", "replace").decode("utf-8")
+
+
+def fit_dead_letter(letter: DeadLetter, limit: int) -> bytes:
+    """``letter`` encoded within ``limit`` bytes where it can be.
+
+    A dead letter quotes its input (raw bytes, the submitted task, the attempts), so it can be
+    larger than the input the broker accepted; an unproducible dead letter would stop the
+    processor on every restart. Over the limit, it sheds in this order: the submitted payload,
+    the whole submit document, all attempts but the last three, then the tail of the raw bytes,
+    each time saying so in the reason.
+    """
+    value = CODEC.encode(letter)
+    if len(value) <= limit:
+        return value
+    size = len(value)
+    if letter.submit.get("payload"):
+        note = f"omitted: the dead letter was {size} bytes, over the limit of {limit}"
+        letter = letter.model_copy(
+            update={"submit": {**letter.submit, "payload": {"_omitted": note}}}
+        )
+        value = CODEC.encode(letter)
+    if len(value) > limit and letter.submit:
+        note = f"omitted: the dead letter was {size} bytes, over the limit of {limit}"
+        letter = letter.model_copy(update={"submit": {"_omitted": note}})
+        value = CODEC.encode(letter)
+    if len(value) > limit:
+        attempts = json.loads(letter.attempts_json)
+        if len(attempts) > 3:
+            letter = letter.model_copy(update={"attempts_json": json.dumps(attempts[-3:])})
+            value = CODEC.encode(letter)
+    if len(value) > limit and letter.raw:
+        raw = letter.raw
+        keep = max(0, len(raw) - (len(value) - limit) - 100)  # 100: the note and varints
+        letter = letter.model_copy(
+            update={
+                "raw": raw[:keep],
+                "reason": f"{letter.reason} (raw bytes cut to the first {keep} of {len(raw)})",
+            }
+        )
+        value = CODEC.encode(letter)
+    return value
 
 
 def submit_document(task: TaskRecord) -> dict[str, Any]:
@@ -67,6 +118,7 @@ class Distributor:
         self._topic_completed = settings.topic("completed")
         self._topic_failed = settings.topic("failed")
         self._topic_dlq = settings.topic("dlq")
+        self._max_record = settings.max_payload_bytes
         self._refused_submits: dict[str, dict[str, Any]] = {}
         self._outputs: dict[type[ev.Event], Callable[[PartitionState, Any], list[Output]]] = {
             ev.TaskAssigned: self._assigned,
@@ -102,6 +154,11 @@ class Distributor:
     # -- codec ---------------------------------------------------------------------------------
 
     def decode_command(self, value: bytes) -> Any:
+        if len(value) > self._max_record:
+            raise RecordTooLargeError(
+                f"record of {len(value)} bytes is over the limit of {self._max_record} bytes "
+                "(TASKSTREAM_MAX_PAYLOAD_BYTES)"
+            )
         model = CODEC.decode(value)
         if not isinstance(model, Command):
             raise DecodeError(f"{type(model).__name__} is not a command")
@@ -111,7 +168,8 @@ class Distributor:
         return CODEC.encode(event)
 
     def decode_event(self, value: bytes) -> Any:
-        model = CODEC.decode(value)
+        # Events are this processor's own records (recovery): no second pydantic validation.
+        model = CODEC.decode_trusted(value)
         if not isinstance(model, ev.Event):
             raise DecodeError(f"{type(model).__name__} is not an event")
         return model
@@ -140,14 +198,14 @@ class Distributor:
         self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
     ) -> Output:
         letter = DeadLetter(
-            reason=reason,
+            reason=bounded_reason(reason),
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
             raw=raw,
             occurred_at_ms=now_ms,
         )
-        return self._out(self._topic_dlq, None, letter)
+        return self._dead(None, letter)
 
     @staticmethod
     def _out(topic: str, key: str | None, model: Any) -> Output:
@@ -156,6 +214,14 @@ class Distributor:
             key=key.encode() if key is not None else None,
             value=CODEC.encode(model),
             headers=((TYPE_HEADER, type(model).__name__.encode()),),
+        )
+
+    def _dead(self, key: str | None, letter: DeadLetter) -> Output:
+        return Output(
+            topic=self._topic_dlq,
+            key=key.encode() if key is not None else None,
+            value=fit_dead_letter(letter, self._max_record),
+            headers=((TYPE_HEADER, b"DeadLetter"),),
         )
 
     def _work(self, assignment: Assignment) -> Output:
@@ -261,15 +327,17 @@ class Distributor:
     def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
         task = state.tasks.get(e.task_id)
         letter = DeadLetter(
-            reason=e.reason,
+            reason=bounded_reason(e.reason),
             client_id=e.client_id,
             task_id=e.task_id,
             operation=e.operation,
-            attempts_json=json.dumps([a.model_dump() for a in e.attempts]),
+            attempts_json=json.dumps(
+                [{**a.model_dump(), "error": bounded_reason(a.error)} for a in e.attempts]
+            ),
             submit=submit_document(task) if task is not None else {},
             occurred_at_ms=e.occurred_at_ms,
         )
-        return [self._out(self._topic_dlq, e.client_id, letter)]
+        return [self._dead(e.client_id, letter)]
 
     def _rejected(self, state: PartitionState, e: ev.TaskRejected) -> list[Output]:
         if e.command != "SubmitTask":
@@ -277,11 +345,11 @@ class Distributor:
         submit = self._refused_submits.pop(e.task_id, {})
         operation = submit.get("operation")
         letter = DeadLetter(
-            reason=e.reason,
+            reason=bounded_reason(e.reason),
             client_id=e.client_id,
             task_id=e.task_id,
             operation=operation if isinstance(operation, str) else None,
             submit=submit,
             occurred_at_ms=e.occurred_at_ms,
         )
-        return [self._out(self._topic_dlq, e.client_id, letter)]
+        return [self._dead(e.client_id, letter)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.errors import TaskstreamError
+from schemas.errors import DecodeError, TaskstreamError
 
 __all__ = [
     "BrokerError",
@@ -12,6 +12,7 @@ __all__ = [
     "InvalidCommandError",
     "PayloadTooLargeError",
     "ProcessingError",
+    "RecordTooLargeError",
     "StoreError",
     "TaskstreamError",
     "TopicLayoutError",
@@ -36,6 +37,10 @@ class StoreError(TaskstreamError):
 
 class ProcessingError(TaskstreamError):
     """A stream processor hit an error it cannot continue from."""
+
+
+class RecordTooLargeError(DecodeError):
+    """An input record is larger than ``max_payload_bytes``; it is dead-lettered undecoded."""
 
 
 class ClientError(TaskstreamError):

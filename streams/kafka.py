@@ -69,12 +69,15 @@ def producer_kwargs(settings: Settings) -> dict[str, Any]:
 
 def consumer_kwargs(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
     """Consumer settings: offsets are committed by hand; ``group_id`` None means manual
-    assignment. Group timeouts come from settings (short ones make tests and fail-over fast)."""
+    assignment. Group timeouts come from settings (short ones make tests and fail-over fast).
+    ``fetch_max_wait_ms`` is short because some brokers (the embedded one) answer a fetch only
+    when it expires, even when records arrive meanwhile: it is the floor of every hop's latency."""
     kwargs: dict[str, Any] = {
         **client_kwargs(settings),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "group_id": group_id,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }
     if group_id is not None:
         kwargs["session_timeout_ms"] = settings.kafka_session_timeout_ms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
@@ -16,6 +17,47 @@ def mask_secrets(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
+
+
+MASK = "***"
+
+# Field names (lower case, separators removed) whose values are credentials.
+_SECRET_NAME = re.compile(
+    r"password|passwd|passphrase|secret|token|apikey|authorization|cookie|credential"
+    r"|privatekey|accesskey|signature|^auth$|^pwd$|^pin$"
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a payload field, header or setting called ``name`` holds a credential."""
+    return _SECRET_NAME.search(re.sub(r"[^a-z0-9]", "", name.lower())) is not None
+
+
+def mask_document(value: Any) -> Any:
+    """A copy of a JSON-like document for display: values under secret-looking names become
+    ``***``, credentials inside strings are masked (``mask_secrets``), and strings that are not
+    valid Unicode (unpaired surrogates) are made printable.
+
+    Events and dead letters keep the payload as submitted (the executor needs it, a redrive
+    resubmits it); every place that *shows* a payload -- the HTTP view, the CLI -- goes
+    through this function.
+    """
+    if isinstance(value, dict):
+        return {
+            _printable(str(k)): (
+                MASK if is_secret_name(str(k)) and v not in (None, "") else mask_document(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_document(v) for v in value]
+    if isinstance(value, str):
+        return mask_secrets(_printable(value))
+    return value
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class MaskingFormatter(logging.Formatter):

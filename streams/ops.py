@@ -21,6 +21,7 @@ from schemas.errors import TaskstreamError
 from schemas.events import Event
 from streams.broker import wait_for_broker
 from streams.errors import BrokerError, ConfigurationError
+from streams.logs import mask_document
 from streams.settings import Settings
 
 ADDRESS_FILE = "broker.address"
@@ -164,13 +165,15 @@ def format_task(task: dict[str, Any]) -> str:
                 str(e.get("attempt")),
                 str(e.get("session_id") or "pool"),
                 _ms(e.get("started_at_ms") or e.get("assigned_at_ms")),
-                str(e.get("duration_ms") or e.get("execution_time_ms") or ""),
-                str(e.get("outcome") or e.get("status") or ""),
-                str(e.get("error") or "")[:60],
+                str(e.get("execution_time_ms") or ""),
+                str(e.get("status") or ""),
+                str(e.get("error") or json.dumps(e.get("output") or ""))[:60],
             ]
             for e in executions
         ]
-        out += "\n\n" + table(rows, ["attempt", "session", "started", "ms", "outcome", "error"])
+        out += "\n\n" + table(
+            rows, ["attempt", "session", "started", "ms", "status", "output/error"]
+        )
     history = task.get("history") or []
     if history:
         rows = [[_ms(h.get("at_ms")), str(h.get("type"))] for h in history]
@@ -186,7 +189,14 @@ def _ms(value: Any) -> str:
 
 def describe_event(event: Event) -> str:
     """One readable line for an event: time, type, ids, then the interesting fields."""
-    data = event.model_dump(exclude={"client_id", "occurred_at_ms"})
+    # Documents (payload, output) and texts may carry credentials: shown masked.
+    data = {
+        # JSON documents (payload, output) dump as text: mask the documents themselves.
+        k: mask_document(getattr(event, k) if isinstance(getattr(event, k), dict) else v)
+        if isinstance(v, dict | list | str)
+        else v
+        for k, v in event.model_dump(exclude={"client_id", "occurred_at_ms"}).items()
+    }
     ident = data.pop("task_id", None) or data.pop("batch_id", None) or data.pop("session_id", "")
     details = " ".join(
         f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"

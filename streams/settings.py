@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         default=10_000, ge=1000, description="Consumer-group session timeout (fail-over time)."
     )
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Longest a consumer's fetch waits at the broker for new records; bounds the "
+            "latency added by a quiet partition (brokers that hold fetches until it expires)."
+        ),
+    )
 
     # Local state
     data_dir: Path = Path("data")
@@ -61,7 +69,16 @@ class Settings(BaseSettings):
     )
     dispatch_strategy: DispatchStrategy = "session-aware"
     tick_interval_ms: int = Field(default=100, ge=10)
-    max_payload_bytes: int = Field(default=1_048_576, ge=1024)
+    max_payload_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest command record (and task payload) accepted, in bytes.",
+    )
+    max_queued_per_client: int = Field(
+        default=100_000,
+        ge=1,
+        description="Unfinished tasks one client may have; a SubmitTask beyond is rejected.",
+    )
 
     # HTTP view
     http_host: str = "127.0.0.1"

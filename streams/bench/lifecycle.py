@@ -14,6 +14,9 @@ Two phases:
    event log: the ``TaskAssigned`` record's timestamp minus the ``TaskAccepted`` event's time
    (the decider takes the ``SubmitTask`` record's timestamp as its time).
 
+The fake executor and the completion watcher fetch with the settings' ``fetch_max_wait_ms``,
+as the real executor does.
+
 Run as ``python -m streams.bench.lifecycle processor --bootstrap B --prefix P --data-dir D``
 to get the processor alone (what the harness spawns).
 """
@@ -95,7 +98,10 @@ class _Harness:
         """Answer every task assignment at once (all partitions, no group, from the start)."""
         topic = self.settings.topic("assignments")
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_poll_records=5000
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            max_poll_records=5000,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
         )
         await consumer.start()
         try:
@@ -128,7 +134,11 @@ class _Harness:
     async def watch_completed(self) -> None:
         """Count records on ``task.completed`` (one per completed task)."""
         topic = self.settings.topic("completed")
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(self.settings.partitions)]

@@ -27,7 +27,7 @@ from streams.settings import Settings
 
 __all__ = ["BENCHMARKS", "BenchOptions", "Report", "register", "run_bench", "run_suite"]
 
-BENCHMARKS = ("ceiling", "runtime", "faust", "lifecycle")
+BENCHMARKS = ("ceiling", "runtime", "faust", "lifecycle", "replay")
 
 # The performance targets for the runtime pipeline.
 TARGET_VS_FAUST = 20.0
@@ -43,6 +43,7 @@ class BenchOptions:
     lifecycle_tasks: int = 10_000
     lifecycle_seconds: float = 5.0
     repeat: int = 1
+    replay_tasks: int = 20_000
 
 
 @dataclass
@@ -130,6 +131,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=5.0,
         help="duration of the half-rate latency phase",
     )
+    parser.add_argument(
+        "--replay-tasks",
+        type=int,
+        default=20_000,
+        help="tasks whose lifecycle events fill the log the replay benchmark rebuilds from",
+    )
     parser.set_defaults(handler=run_bench)
     return parser
 
@@ -144,6 +151,7 @@ def run_bench(args: argparse.Namespace, settings: Settings | None = None) -> int
         lifecycle_tasks=args.lifecycle_tasks,
         lifecycle_seconds=args.lifecycle_seconds,
         repeat=args.repeat,
+        replay_tasks=args.replay_tasks,
     )
     servers = args.bootstrap or (settings.kafka_bootstrap_servers if settings else None)
     with tempfile.TemporaryDirectory(prefix="taskstream-bench-") as tmp:
@@ -217,6 +225,21 @@ async def run_suite(bootstrap: str, options: BenchOptions, work_dir: Path) -> Re
                     work_dir / "lifecycle",
                     tasks=options.lifecycle_tasks,
                     latency_seconds=options.lifecycle_seconds,
+                    partitions=options.partitions,
+                ),
+            )
+        )
+    if "replay" in options.only:
+        from streams.bench.replay import run_replay
+
+        report.results.append(
+            await _guard(
+                "replay",
+                run_replay(
+                    bootstrap,
+                    f"bench-{run_id}-replay",
+                    work_dir / "replay",
+                    tasks=options.replay_tasks,
                     partitions=options.partitions,
                 ),
             )
@@ -306,6 +329,11 @@ def format_report(report: Report) -> str:
                 f"{'':<15}submit->assigned at {x.get('latency_rate', 0):,.0f} tasks/s: "
                 f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
                 f"({x.get('latency_samples')} tasks)"
+            )
+        if r.name == "replay":
+            lines.append(
+                f"{'':<15}peak RSS {r.extra.get('peak_rss_mb', 0):,.0f} MB "
+                f"({r.extra.get('tasks', 0):,} tasks)"
             )
     ratios = report.ratios()
     if ratios["runtime_vs_faust"] is not None:

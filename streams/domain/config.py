@@ -32,6 +32,7 @@ class DomainConfig:
     circuit_cooldown_ms: int = 30_000
     probe_recovery_score: float = 0.8
     max_payload_bytes: int = 1_048_576
+    max_queued_per_client: int = 100_000
 
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog | None = None) -> DomainConfig:
@@ -48,4 +49,5 @@ class DomainConfig:
             dispatch_strategy=settings.dispatch_strategy,
             circuit_cooldown_ms=settings.circuit_cooldown_ms,
             max_payload_bytes=settings.max_payload_bytes,
+            max_queued_per_client=settings.max_queued_per_client,
         )

@@ -14,6 +14,7 @@ Redelivered commands are harmless: duplicates give ``[]`` or ``ResultIgnored``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,8 @@ from schemas.events import (
     TaskRetrying,
     TaskStartedEvent,
 )
-from streams.domain import lifecycle
+from schemas.fields import MAX_ID_LENGTH
+from streams.domain import batch_jobs, lifecycle
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -44,6 +46,9 @@ from streams.domain.errors import UnknownCommandError
 from streams.domain.priority import CRITICAL
 from streams.domain.spec import canonical_json, spec_digest
 from streams.domain.state import ACTIVE, TERMINAL, BatchStatus, PartitionState, Status, TaskRecord
+
+# Ids travel in URLs, log lines and file names: control characters in them are refused.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 UNKNOWN_TASK = "unknown task"
 UNKNOWN_SESSION = "unknown session"
@@ -59,6 +64,7 @@ def decide(
     state.begin()
     try:
         handler(ctx, command)
+        batch_jobs.settle(ctx)
     finally:
         state.rollback()
     return ctx.events
@@ -138,7 +144,8 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
     cfg = ctx.config
     spec = cfg.catalog.get(c.operation)
     if spec is None:
-        return f"unknown operation {c.operation!r}"
+        shown = c.operation if len(c.operation) <= 100 else c.operation[:100] + "…"
+        return f"unknown operation {shown!r}"
     if c.priority is not None and not 1 <= c.priority <= 5:
         return f"invalid priority {c.priority}: must be 1 (critical) to 5 (background)"
     if c.max_retries is not None and c.max_retries < 0:
@@ -147,6 +154,10 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
         return f"invalid timeout_ms {c.timeout_ms}: must be >= 1"
     if any(not cap for cap in c.capabilities):
         return "invalid capabilities: empty capability name"
+    if _CONTROL.search(c.task_id) or _CONTROL.search(c.client_id):
+        return "invalid task_id or client_id: control characters (line breaks, NUL, ...)"
+    if any(len(name) > MAX_ID_LENGTH for name in (*c.capabilities, *c.depends_on)):
+        return f"invalid capabilities or depends_on: a name longer than {MAX_ID_LENGTH} characters"
     return TaskAccepted(
         client_id=c.client_id,
         task_id=c.task_id,
@@ -209,11 +220,27 @@ def _submit(ctx: Decision, c: cmd.SubmitTask) -> None:
         _reject_task(ctx, c, c.task_id, accepted)
         return
     if c.payload and len(canonical_json(c.payload)) > ctx.config.max_payload_bytes:
-        _reject_task(ctx, c, c.task_id, f"payload larger than {ctx.config.max_payload_bytes} bytes")
+        _reject_task(
+            ctx,
+            c,
+            c.task_id,
+            f"payload larger than {ctx.config.max_payload_bytes} bytes "
+            "(TASKSTREAM_MAX_PAYLOAD_BYTES)",
+        )
         return
     problem = _dependency_problem(ctx, c, depends_on)
     if problem is not None:
         _reject_task(ctx, c, c.task_id, problem)
+        return
+    unfinished = ctx.state.open_tasks.get(c.client_id, 0)
+    if unfinished >= ctx.config.max_queued_per_client:
+        _reject_task(
+            ctx,
+            c,
+            c.task_id,
+            f"queue full: client {c.client_id!r} has {unfinished} unfinished tasks, "
+            f"the limit is {ctx.config.max_queued_per_client} (TASKSTREAM_MAX_QUEUED_PER_CLIENT)",
+        )
         return
     ctx.emit(accepted)
     if c.requires_review:
@@ -377,6 +404,20 @@ def _task_result(ctx: Decision, c: cmd.ReportResult, task_id: str) -> None:
 def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
     st = ctx.state
     batch = st.batches.get(batch_id)
+    limit = len(batch.task_ids) if batch is not None else ctx.config.max_batch_size
+    if len(c.items) > limit:
+        # One refusal, not one event per item: a result cannot name more items than a batch has.
+        _reject_command(
+            ctx,
+            c,
+            f"result names {len(c.items)} items, more than "
+            + (
+                f"batch {batch_id} has ({limit})"
+                if batch is not None
+                else f"max_batch_size ({limit})"
+            ),
+        )
+        return
     reported = {item.task_id: item for item in c.items}
     usable = (
         batch is not None
@@ -446,6 +487,11 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
 
 
 def _result(ctx: Decision, c: cmd.ReportResult) -> None:
+    if c.batch_id is None and len(c.items) > 1:
+        _reject_command(
+            ctx, c, f"a single-task result names {len(c.items)} items", task_id=c.task_id
+        )
+        return
     if c.batch_id is not None:
         _batch_result(ctx, c, c.batch_id)
     elif c.task_id is not None:
@@ -454,6 +500,24 @@ def _result(ctx: Decision, c: cmd.ReportResult) -> None:
         _reject_command(ctx, c, "a result must name a task_id or a batch_id")
         return
     dispatch(ctx, c.client_id)
+
+
+def _submit_batch_job(ctx: Decision, c: cmd.SubmitBatchJob) -> None:
+    """Children are validated like single tasks: check a SubmitTask of the job's child spec."""
+    template = _accepted_event(
+        ctx,
+        cmd.SubmitTask(
+            client_id=c.client_id,
+            task_id=c.batch_job_id,
+            operation=c.operation,
+            priority=c.priority,
+            max_retries=c.max_retries,
+            timeout_ms=c.timeout_ms,
+            capabilities=c.capabilities,
+        ),
+        [],
+    )
+    batch_jobs.submit(ctx, c, template)
 
 
 def _retry_due(ctx: Decision, c: cmd.RetryDue) -> None:
@@ -484,6 +548,22 @@ def _retry_due(ctx: Decision, c: cmd.RetryDue) -> None:
 
 
 def _register(ctx: Decision, c: cmd.RegisterSession) -> None:
+    if _CONTROL.search(c.session_id) or _CONTROL.search(c.client_id):
+        _reject_command(
+            ctx,
+            c,
+            "invalid session_id or client_id: control characters (line breaks, NUL, ...)",
+            session_id=c.session_id,
+        )
+        return
+    if any(len(name) > MAX_ID_LENGTH for name in c.capabilities):
+        _reject_command(
+            ctx,
+            c,
+            f"invalid capabilities: a name longer than {MAX_ID_LENGTH} characters",
+            session_id=c.session_id,
+        )
+        return
     session = ctx.state.sessions.get(c.session_id)
     if session is not None and session.client_id != c.client_id:
         _reject_command(
@@ -561,4 +641,5 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportProgress: _progress,
     cmd.ReportResult: _result,
     cmd.RetryDue: _retry_due,
+    cmd.SubmitBatchJob: _submit_batch_job,
 }

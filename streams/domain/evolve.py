@@ -11,6 +11,7 @@ from typing import Any
 
 from schemas import events as ev
 from streams.domain import health
+from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
@@ -100,7 +101,11 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
             st.index_remove(st.dependents, dep, task.task_id)
 
 
-def _finish(task: TaskRecord, status: str, at_ms: int, *, keep_payload: bool = False) -> None:
+def _finish(
+    st: PartitionState, task: TaskRecord, status: str, at_ms: int, *, keep_payload: bool = False
+) -> None:
+    if task.status not in TERMINAL:
+        st.count_open(task.client_id, -1)
     task.status = status
     task.finished_at_ms = at_ms
     task.due_at_ms = None
@@ -123,6 +128,9 @@ def _seen(st: PartitionState, session_id: str | None, at_ms: int) -> SessionReco
 def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
     meta = st.edit_meta()
     meta.seq += 1
+    old = st.tasks.get(e.task_id)
+    if old is None or old.status in TERMINAL:
+        st.count_open(e.client_id, 1)
     st.add_task(
         TaskRecord(
             task_id=e.task_id,
@@ -313,7 +321,7 @@ def _completed(st: PartitionState, e: ev.TaskCompleted) -> None:
         return
     _detach(st, task)
     task.attempt = e.attempt
-    _finish(task, Status.COMPLETED, e.occurred_at_ms)
+    _finish(st, task, Status.COMPLETED, e.occurred_at_ms)
     session = _seen(st, e.session_id, e.occurred_at_ms)
     if session is not None and e.batch_id is None:
         session.score = health.after_success(session.score)
@@ -353,7 +361,7 @@ def _cancelled(st: PartitionState, e: ev.TaskCancelled) -> None:
     task = _task(st, e.task_id)
     if task is not None and task.status not in TERMINAL:
         _detach(st, task)
-        _finish(task, Status.CANCELLED, e.occurred_at_ms)
+        _finish(st, task, Status.CANCELLED, e.occurred_at_ms)
 
 
 def _rejected(st: PartitionState, e: ev.TaskRejected) -> None:
@@ -363,7 +371,7 @@ def _rejected(st: PartitionState, e: ev.TaskRejected) -> None:
     task = st.edit_task(e.task_id)
     if task.status not in TERMINAL:
         _detach(st, task)
-        _finish(task, Status.REJECTED, e.occurred_at_ms)
+        _finish(st, task, Status.REJECTED, e.occurred_at_ms)
 
 
 def _failed(st: PartitionState, e: ev.TaskFailed) -> None:
@@ -371,7 +379,7 @@ def _failed(st: PartitionState, e: ev.TaskFailed) -> None:
     if task is not None and task.status not in TERMINAL:
         _detach(st, task)
         # The payload stays: the dead letter carries the original submit.
-        _finish(task, Status.FAILED, e.occurred_at_ms, keep_payload=True)
+        _finish(st, task, Status.FAILED, e.occurred_at_ms, keep_payload=True)
 
 
 def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> None:
@@ -483,4 +491,5 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.SessionHeartbeatReceived: _heartbeat,
     ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _nothing,
+    **BATCH_JOB_FOLDS,
 }

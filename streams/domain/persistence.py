@@ -1,6 +1,6 @@
 """Incremental persistence of a partition state: one store key per record.
 
-Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>`` and ``meta``. Values are pickles of the
+Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>`` and ``meta``. Values are pickles of the
 record dataclasses (an internal format of the local store, never shared: the event log is the
 source of truth and rebuilds the store when it is missing or unreadable).
 """
@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from streams.domain.errors import DomainError
 from streams.domain.state import (
     META_KEY,
+    BatchJobRecord,
     BatchRecord,
     Meta,
     PartitionState,
@@ -30,13 +31,15 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         return pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
     kind, _, raw_id = key.partition(b"/")
     record_id = raw_id.decode()
-    record: TaskRecord | SessionRecord | BatchRecord | None
+    record: TaskRecord | SessionRecord | BatchRecord | BatchJobRecord | None
     if kind == b"task":
         record = state.tasks.get(record_id)
     elif kind == b"session":
         record = state.sessions.get(record_id)
     elif kind == b"batch":
         record = state.batches.get(record_id)
+    elif kind == b"batchjob":
+        record = state.batch_jobs.get(record_id)
     else:
         raise DomainError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
@@ -59,6 +62,8 @@ def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
         yield b"session/" + sid.encode(), pickle.dumps(state.sessions[sid], pickle.HIGHEST_PROTOCOL)
     for bid in state.batches:
         yield b"batch/" + bid.encode(), pickle.dumps(state.batches[bid], pickle.HIGHEST_PROTOCOL)
+    for jid, job in state.batch_jobs.items():
+        yield b"batchjob/" + jid.encode(), pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
 
 
 def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
@@ -77,6 +82,8 @@ def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
             state.sessions[record.session_id] = record
         elif kind == b"batch" and isinstance(record, BatchRecord):
             state.batches[record.batch_id] = record
+        elif kind == b"batchjob" and isinstance(record, BatchJobRecord):
+            state.batch_jobs[record.batch_job_id] = record
         else:
             raise CorruptStateError(f"state key {key!r} holds a {type(record).__name__}")
     state.rebuild_indices()

@@ -164,9 +164,45 @@ class BatchRecord:
         return _clone_batch(self)
 
 
+@dataclass(slots=True)
+class BatchJobRecord:
+    """A batch job (``streams.domain.batch_jobs``): its items wait here until released."""
+
+    batch_job_id: str
+    client_id: str
+    operation: str
+    parallelism: int
+    spec_digest: str
+    task_ids: tuple[str, ...]  # child ids, in item order
+    payloads: tuple[dict[str, Any], ...] | None  # dropped once the job completed
+    # The resolved spec every child is accepted with.
+    priority: int
+    explicit_priority: bool
+    max_retries: int
+    timeout_ms: int
+    capabilities: tuple[str, ...]
+    batchable: bool
+    session_required: bool
+    accepted_at_ms: int
+    next_index: int = 0  # items before it were released (or failed at release)
+    running: dict[str, int] = field(default_factory=dict)  # unfinished child -> item index
+    succeeded: int = 0
+    failed: int = 0
+    # task id -> (index, success, output, error); dropped once the job completed
+    results: dict[str, tuple[int, bool, dict[str, Any], str | None]] = field(default_factory=dict)
+    completed_at_ms: int | None = None
+
+    def clone(self) -> BatchJobRecord:
+        copy = _clone_batch_job(self)
+        copy.running = dict(self.running)
+        copy.results = dict(self.results)
+        return copy
+
+
 _clone_task = _cloner(TaskRecord)
 _clone_session = _cloner(SessionRecord)
 _clone_batch = _cloner(BatchRecord)
+_clone_batch_job = _cloner(BatchJobRecord)
 
 
 @dataclass(slots=True)
@@ -210,6 +246,10 @@ def batch_key(batch_id: str) -> bytes:
     return b"batch/" + batch_id.encode()
 
 
+def batch_job_key(batch_job_id: str) -> bytes:
+    return b"batchjob/" + batch_job_id.encode()
+
+
 class PartitionState:
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
@@ -220,6 +260,7 @@ class PartitionState:
         "tasks",
         "sessions",
         "batches",
+        "batch_jobs",
         "meta",
         "lanes",
         "client_sessions",
@@ -227,6 +268,8 @@ class PartitionState:
         "current_batch",
         "dependents",
         "inflight",
+        "open_tasks",
+        "job_children",
         "dirty",
         "_log",
         "_copied",
@@ -236,6 +279,7 @@ class PartitionState:
         self.tasks: dict[str, TaskRecord] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
+        self.batch_jobs: dict[str, BatchJobRecord] = {}
         self.meta = Meta()
         # client -> queue priority -> (seq, task id) in arrival order; stale entries are skipped
         self.lanes: dict[str, dict[int, Lane]] = {}
@@ -249,6 +293,10 @@ class PartitionState:
         self.dependents: dict[str, dict[str, None]] = {}
         # unit ("t:<task>" / "b:<batch>") -> deadline, for every assignment in flight
         self.inflight: dict[str, int] = {}
+        # client -> tasks accepted and not finished (the bound of max_queued_per_client)
+        self.open_tasks: dict[str, int] = {}
+        # running child task id -> its batch job id
+        self.job_children: dict[str, str] = {}
         self.dirty: set[bytes] = {META_KEY}
         self._log: list[tuple[Any, Any, Any]] | None = None
         self._copied: set[tuple[str, str]] = set()
@@ -260,6 +308,7 @@ class PartitionState:
             self.tasks == other.tasks
             and self.sessions == other.sessions
             and self.batches == other.batches
+            and self.batch_jobs == other.batch_jobs
             and self.meta == other.meta
         )
 
@@ -368,6 +417,20 @@ class PartitionState:
         self.delete(self.batches, batch_id)
         self._touch(batch_key(batch_id))
 
+    def add_batch_job(self, job: BatchJobRecord) -> None:
+        self.put(self.batch_jobs, job.batch_job_id, job)
+        self._copied.add(("j", job.batch_job_id))
+        self._touch(batch_job_key(job.batch_job_id))
+
+    def edit_batch_job(self, batch_job_id: str) -> BatchJobRecord:
+        rec = self.batch_jobs[batch_job_id]
+        self._touch(batch_job_key(batch_job_id))
+        if self._log is not None and ("j", batch_job_id) not in self._copied:
+            self._copied.add(("j", batch_job_id))
+            rec = rec.clone()
+            self.put(self.batch_jobs, batch_job_id, rec)
+        return rec
+
     def edit_meta(self) -> Meta:
         self._touch(META_KEY)
         if self._log is not None and ("m", "") not in self._copied:
@@ -393,6 +456,13 @@ class PartitionState:
         self.delete(bucket, inner)
         if not bucket:
             self.delete(index, outer)
+
+    def count_open(self, client_id: str, delta: int) -> None:
+        count = self.open_tasks.get(client_id, 0) + delta
+        if count > 0:
+            self.put(self.open_tasks, client_id, count)
+        else:
+            self.delete(self.open_tasks, client_id)
 
     def lane_valid(self, priority: int, seq: int, task_id: str) -> bool:
         task = self.tasks.get(task_id)
@@ -441,6 +511,11 @@ class PartitionState:
         self.current_batch = {}
         self.dependents = {}
         self.inflight = {}
+        self.open_tasks = {}
+        self.job_children = {}
+        for job in self.batch_jobs.values():
+            for task_id in job.running:
+                self.job_children[task_id] = job.batch_job_id
         for session in sorted(self.sessions.values(), key=lambda s: s.reg_seq):
             self.client_sessions.setdefault(session.client_id, {})[session.session_id] = None
         for batch in sorted(self.batches.values(), key=lambda b: b.seq):
@@ -450,6 +525,8 @@ class PartitionState:
             elif not batch.reported:
                 self.inflight["b:" + batch.batch_id] = batch.deadline_at_ms
         for task in sorted(self.tasks.values(), key=lambda t: (t.seq, t.accepted_seq)):
+            if task.status not in TERMINAL:
+                self.open_tasks[task.client_id] = self.open_tasks.get(task.client_id, 0) + 1
             if task.status == Status.QUEUED and task.session_required:
                 lanes = self.lanes.setdefault(task.client_id, {})
                 lanes.setdefault(task.queue_priority, deque()).append((task.seq, task.task_id))
@@ -469,6 +546,8 @@ class PartitionState:
             "current_batch": dict(self.current_batch),
             "dependents": {d: sorted(ids) for d, ids in self.dependents.items() if ids},
             "inflight": dict(self.inflight),
+            "open_tasks": dict(self.open_tasks),
+            "job_children": dict(self.job_children),
         }
 
 

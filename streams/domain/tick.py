@@ -16,7 +16,7 @@ from schemas.events import (
     SessionHealthChanged,
     TaskTimedOut,
 )
-from streams.domain import batching, health, lifecycle
+from streams.domain import batch_jobs, batching, health, lifecycle
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -28,6 +28,7 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
     state.begin()
     try:
         _run(ctx)
+        batch_jobs.settle(ctx)
     finally:
         state.rollback()
     return ctx.events

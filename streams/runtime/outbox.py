@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -37,12 +37,31 @@ class Sink(Protocol):
 
     async def flush(self) -> dict[tuple[str, int], int]: ...
 
+    async def place(self, topic: str, key: bytes | None) -> int:
+        """The partition a record with ``key`` goes to (decided now, so it can be staged)."""
+        ...
+
+    async def position(self, topic: str, partition: int) -> int:
+        """An offset at or before where the next record of ``topic[partition]`` lands."""
+        ...
+
+
+# Asks the broker for end offsets: ``{(topic, partition): offset}`` (a lower bound is enough).
+EndOffsets = Callable[[list[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]]
+
 
 class Outbox:
-    """Collects records, then sends them in per-partition batches on :meth:`flush`."""
+    """Collects records, then sends them in per-partition batches on :meth:`flush`.
 
-    def __init__(self, producer: Any) -> None:
+    It also remembers, per partition written, the next offset its acknowledgements showed:
+    a lower bound of where the next record lands (``position``), which staged side records
+    carry so that recovery knows where to look for them.
+    """
+
+    def __init__(self, producer: Any, end_offsets: EndOffsets | None = None) -> None:
         self._producer = producer
+        self._end_offsets = end_offsets
+        self._ends: dict[tuple[str, int], int] = {}
         self._by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, Headers]]] = {}
         self._unpartitioned: list[tuple[str, bytes | None, bytes, Headers]] = []
         self._partitions: dict[str, list[int]] = {}
@@ -63,6 +82,19 @@ class Outbox:
             self._unpartitioned.append((topic, key, value, headers))
         else:
             self._by_partition.setdefault((topic, partition), []).append((key, value, headers))
+
+    async def place(self, topic: str, key: bytes | None) -> int:
+        return (await self._partitioner(topic))(key)
+
+    async def position(self, topic: str, partition: int) -> int:
+        tp = (topic, partition)
+        known = self._ends.get(tp)
+        if known is None:
+            known = 0
+            if self._end_offsets is not None:
+                known = (await self._end_offsets([tp])).get(tp, 0)
+            self._ends[tp] = known
+        return known
 
     async def _partitioner(self, topic: str) -> Callable[[bytes | None], int]:
         partitions = self._partitions.get(topic)
@@ -114,6 +146,8 @@ class Outbox:
         next_offsets: dict[tuple[str, int], int] = {}
         for (tp, _, count), metadata in zip(sends, results, strict=True):
             next_offsets[tp] = max(next_offsets.get(tp, 0), int(metadata.offset) + count)
+        for tp, end in next_offsets.items():
+            self._ends[tp] = max(self._ends.get(tp, 0), end)
         return next_offsets
 
     async def _send(self, batch: Any, tp: tuple[str, int]) -> asyncio.Future[Any]:

@@ -6,17 +6,22 @@ The commit order of a cycle, and why:
    ``TaskstreamError``) becomes a dead letter and processing goes on;
 2. ``decide`` with the record's timestamp as "now" (so deciding again gives the same events);
 3. for each event: ``evolve`` the state, append the event to the event log at the command's
-   partition with its causation header, append the event's side records (``outputs``);
-4. flush: wait until every event and side record of the cycle is acknowledged;
+   partition with its causation header, and compute the event's side records (``outputs``),
+   which are held back;
+4. flush the events: wait until every event of the cycle is acknowledged;
 5. write ONE ``WriteBatch`` per partition holding the state changes, the next event-log
-   offset and the next command offset: the store never claims more than the log holds;
-6. commit the command offsets to the consumer group (advisory: the store and the event log
+   offset, the next command offset and the cycle's side records, *staged*
+   (``streams.runtime.staging``): the store never claims more than the log holds;
+6. produce the staged side records, wait for their acknowledgement, unstage them;
+7. commit the command offsets to the consumer group (advisory: the store and the event log
    are the truth, recovery never trusts the group offset over them).
 
-A crash before 4 completes loses nothing: the store still points before the cycle and
-recovery replays whatever events reached the log (completing a partial command). A crash
-between 4 and 5 is the same case. A crash between 5 and 6 re-delivers commands that recovery
-then skips because the store (or the log) already reflects them.
+A crash before 5 loses nothing and duplicates nothing: the store still points before the
+cycle, no side record of the cycle was produced, and recovery replays whatever events reached
+the log (completing a partial command) and stages their side records. A crash after 5 leaves
+the side records staged: recovery produces those its destination partitions lack. So every
+event's side records are produced once (see ``staging`` for the one gap). A crash between 6
+and 7 re-delivers commands that recovery then skips because the store already reflects them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from streams.runtime.causation import Cause
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
 from streams.runtime.protocol import CAUSE_HEADER, TYPE_HEADER, Application
+from streams.runtime.staging import Pending, send, stage
 
 __all__ = ["Processor", "RuntimeTopics", "emit_event"]
 
@@ -64,6 +70,14 @@ def emit_event(
     )
 
 
+def outputs_of(app: Application[S], state: S, event: Any) -> list[Pending]:
+    """An event's side records, to be staged (see ``streams.runtime.staging``)."""
+    return [
+        (out.topic, out.partition, out.key, out.value, tuple(out.headers))
+        for out in app.outputs(state, event)
+    ]
+
+
 class Processor(Generic[S]):
     """Runs cycles for the owned partitions; see the module docstring for the order."""
 
@@ -82,6 +96,7 @@ class Processor(Generic[S]):
         self._commit = commit
         self._touched: dict[int, PartitionRun[S]] = {}
         self._commands_done: set[int] = set()
+        self._outputs: dict[int, list[Pending]] = {}
         # Fault injection for recovery tests: exit after this many events are flushed.
         self._crash_after_events = crash_after_events
         self._events_emitted = 0
@@ -101,12 +116,12 @@ class Processor(Generic[S]):
                 try:
                     command = app.decode_command(record.value if record.value else b"")
                 except DecodeError as exc:
-                    self._dead_letter(record, f"undecodable command: {exc}")
+                    self._dead_letter(run, record, f"undecodable command: {exc}")
                 else:
                     try:
                         events = app.decide(command, run.state, record.timestamp)
                     except TaskstreamError as exc:
-                        self._dead_letter(record, f"rejected command: {exc}")
+                        self._dead_letter(run, record, f"rejected command: {exc}")
                     else:
                         self._record(run, events, "c", record.partition, record.offset)
             except _Stop:
@@ -139,6 +154,7 @@ class Processor(Generic[S]):
         # The hot path: ``emit_event`` inlined, and the header bytes ``Cause(...).encode()``
         # gives built without a Cause per event (same calls to the app, same order).
         head = b"c:%d:%d:" % (partition, at) if kind == "c" else b"t:%d:" % at
+        held = self._outputs.setdefault(run.partition, [])  # produced after the checkpoint
         for index, event in enumerate(events):
             state = run.state = app.evolve(run.state, event)
             sink.add(
@@ -152,7 +168,7 @@ class Processor(Generic[S]):
                 ),
             )
             for out in app.outputs(state, event):
-                sink.add(out.topic, out.partition, out.key, out.value, out.headers)
+                held.append((out.topic, out.partition, out.key, out.value, tuple(out.headers)))
             self.events_total += 1
             self._events_emitted += 1
             if self._crash_after_events is not None and (
@@ -160,7 +176,7 @@ class Processor(Generic[S]):
             ):
                 raise _Stop
 
-    def _dead_letter(self, record: Any, reason: str) -> None:
+    def _dead_letter(self, run: PartitionRun[S], record: Any, reason: str) -> None:
         log.warning(
             "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
@@ -172,22 +188,35 @@ class Processor(Generic[S]):
             record.offset,
             record.timestamp,
         )
-        self.sink.add(out.topic, out.partition, out.key, out.value, out.headers)
+        self._outputs.setdefault(run.partition, []).append(
+            (out.topic, out.partition, out.key, out.value, tuple(out.headers))
+        )
 
     async def complete(self) -> None:
-        """Steps 4-6 for everything applied since the last call."""
+        """Steps 4-7 for everything applied since the last call."""
         touched, self._touched = self._touched, {}
         done, self._commands_done = self._commands_done, set()
+        held, self._outputs = self._outputs, {}
         next_offsets = await self.sink.flush()
         if self._stopped:
             log.critical("fault injection: exiting after %d events", self._events_emitted)
             logging.shutdown()
             os._exit(137)
+        staged_by: dict[int, list[Any]] = {}
         for partition, run in touched.items():
             end = next_offsets.get((self.topics.events, partition))
             if end is not None:
                 run.next_event_offset = end
-            run.store.write(self.app.dump_changes(run.state), run.offsets)
+            staged = await stage(self.sink, held.get(partition, ()))
+            run.store.write(self.app.dump_changes(run.state), run.offsets, staged)
+            if staged:
+                staged_by[partition] = staged
+        if staged_by:
+            for staged in staged_by.values():
+                send(self.sink, staged)
+            await self.sink.flush()
+            for partition, staged in staged_by.items():
+                touched[partition].store.unstage(o.output_id for o in staged)
         if done:
             await self._commit({p: touched[p].next_command_offset for p in done})
 

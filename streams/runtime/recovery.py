@@ -6,17 +6,22 @@ The event log is the source of truth; the store is a checkpoint of it. Steps:
    whose contents the application cannot load, or that claims more of the log than the log
    holds (the broker lost data), is emptied: it is rebuilt from offset 0 of the log;
 2. read the event log's end first, then replay from the stored event offset to that end,
-   folding each event (``evolve``) and re-producing its side records (at-least-once); events a
-   producer retry duplicated are recognised by their causation header and skipped;
+   folding each event (``evolve``) and computing its side records: a processor produces side
+   records only after the store reflects their events, so none of these was produced yet;
+   events a producer retry duplicated are recognised by their causation header and skipped;
 3. the last causation group may be partial (a crash between two events of one command):
    its events are held back, the command is decided again (or the tick re-run at its recorded
    time) against the state before the group, the first k events are checked against the log,
    and only the missing ones are produced;
-4. persist state and offsets in one ``WriteBatch``; commands resume at
+4. side records the store still holds *staged* (a crash after a cycle's store write) are
+   looked up in their destination partitions; the missing ones, with the side records of
+   the replayed events, are staged with the state and offsets in one ``WriteBatch``, then
+   produced and unstaged (``streams.runtime.staging``); commands resume at
    max(stored command offset, highest command offset the log reflects + 1).
 
 When rebuilding from nothing, side records of commands below the group's committed offset are
-not re-produced: the processor flushes them before it commits.
+not re-produced: the processor flushes them before it commits. (The staging record is lost
+with the store, so side records of the last uncommitted cycle may then come twice.)
 """
 
 from __future__ import annotations
@@ -33,18 +38,17 @@ from streams.errors import ProcessingError, StoreError
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
-from streams.runtime.processing import RuntimeTopics, emit_event
+from streams.runtime.processing import RuntimeTopics, emit_event, outputs_of
 from streams.runtime.protocol import Application
 from streams.runtime.reader import LogReader
-from streams.runtime.store import PartitionStore, StoredOffsets, StoreLockedError
+from streams.runtime.staging import Pending, missing, send, stage
+from streams.runtime.store import PartitionStore, StagedOutput, StoredOffsets, StoreLockedError
 
 __all__ = ["RecoveryReport", "open_store", "recover_partition"]
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-
-_FLUSH_EVERY = 10_000
 
 
 @dataclass(slots=True)
@@ -83,7 +87,8 @@ class _Replay(Generic[S]):
     last_tick_ms: int = 0
     group: Cause | None = None
     held: list[tuple[Any, bytes]] = field(default_factory=list)  # (event, raw value)
-    deferred: list[Any] = field(default_factory=list)  # tick events awaiting the output floor
+    deferred: list[Pending] = field(default_factory=list)  # tick outputs below the floor
+    outputs: list[Pending] = field(default_factory=list)  # side records to produce
 
     def is_duplicate(self, cause: Cause) -> bool:
         if self.group is not None and cause.group == self.group.group:
@@ -131,40 +136,36 @@ class _Replay(Generic[S]):
             self.state = app.evolve(self.state, event)
             if below_floor:
                 if group.kind == "t":
-                    self.deferred.extend(app.outputs(self.state, event))
+                    self.deferred.extend(outputs_of(app, self.state, event))
                 continue
-            for out in app.outputs(self.state, event):
-                self.sink.add(out.topic, out.partition, out.key, out.value, out.headers)
-                self.report.outputs += 1
+            self.outputs.extend(outputs_of(app, self.state, event))
 
     def flush_deferred(self) -> None:
-        for out in self.deferred:
-            self.sink.add(out.topic, out.partition, out.key, out.value, out.headers)
-            self.report.outputs += 1
+        self.outputs.extend(self.deferred)
         self.deferred = []
 
 
 async def _load(
     app: Application[S], store: PartitionStore, end: int, report: RecoveryReport
-) -> tuple[S, StoredOffsets]:
+) -> tuple[S, StoredOffsets, list[StagedOutput]]:
     items = store.state_items()
     try:
         offsets = store.offsets()
         if offsets is None:
             if not store.is_empty():
                 raise StoreError("state without offsets")
-            return app.initial_state(), StoredOffsets(0, 0)
+            return app.initial_state(), StoredOffsets(0, 0), []
         if offsets.events > end:
             raise StoreError(
                 f"the store reflects event-log offset {offsets.events} but the log ends at {end}"
             )
-        return app.load_state(items), offsets
+        return app.load_state(items), offsets, store.staged()
     except Exception as exc:  # any unusable content: rebuild, never a crash loop
         report.rebuilt_reason = f"unusable store contents ({exc.__class__.__name__}: {exc})"
     finally:
         items.close()  # drop the RocksDB iterator before the store may be reset
     store.reset()
-    return app.initial_state(), StoredOffsets(0, 0)
+    return app.initial_state(), StoredOffsets(0, 0), []
 
 
 async def recover_partition(
@@ -181,7 +182,7 @@ async def recover_partition(
     """Bring ``partition`` up to the end of the event log; see the module docstring."""
     report = RecoveryReport(partition, rebuilt_reason=rebuilt_reason)
     end = await reader.end_offset(topics.events, partition)
-    state, stored = await _load(app, store, end, report)
+    state, stored, staged_before = await _load(app, store, end, report)
     fresh = stored.events == 0
     replay = _Replay(
         app=app,
@@ -203,13 +204,13 @@ async def recover_partition(
             continue
         replay.add(cause, app.decode_event(record.value), record.value)
         report.replayed += 1
-        if report.replayed % _FLUSH_EVERY == 0:
-            await sink.flush()  # bound the memory held by re-produced side records
     if replay.group is not None:
         await _complete_partial(replay, topics, reader, partition)
     replay.flush_deferred()
-    next_offsets = await sink.flush()
+    next_offsets = await sink.flush()  # the events that completed a partial group
     next_event = next_offsets.get((topics.events, partition), end)
+    to_send = await missing(reader, staged_before)
+    to_send += await stage(sink, replay.outputs)
     run = PartitionRun(
         partition=partition,
         store=store,
@@ -218,7 +219,13 @@ async def recover_partition(
         next_event_offset=next_event,
         last_tick_ms=replay.last_tick_ms,
     )
-    store.write(app.dump_changes(run.state), run.offsets)
+    store.write(app.dump_changes(run.state), run.offsets, to_send)
+    if to_send:
+        send(sink, to_send)
+        await sink.flush()
+    store.unstage(o.output_id for o in staged_before)
+    store.unstage(o.output_id for o in to_send)
+    report.outputs = len(to_send)
     return run, report
 
 

@@ -101,7 +101,7 @@ class StreamRuntime(Generic[S]):
             for client in (producer, reader_consumer, consumer):
                 await client.start()
                 started.append(client)
-            outbox = Outbox(producer)
+            outbox = Outbox(producer, _end_offsets(reader_consumer))
             self._processor = Processor(
                 self.app,
                 self.topics,
@@ -238,6 +238,17 @@ class StreamRuntime(Generic[S]):
             except (TimeoutError, KafkaError) as exc:
                 log.warning("%s: closing a Kafka client: %r", self.name, exc)
         log.info("%s: stopped", self.name)
+
+
+def _end_offsets(consumer: AIOKafkaConsumer) -> Any:
+    """End offsets through the (group-less) reader consumer; a short answer is a fine lower
+    bound for staged side records (``streams.runtime.staging``)."""
+
+    async def ask(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        ends = await consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
+
+    return ask
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

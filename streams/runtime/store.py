@@ -1,5 +1,7 @@
 """One RocksDB store (rocksdict) per owned partition: the application's state and the offsets
-that state reflects, always written together in one ``WriteBatch``.
+that state reflects, always written together in one ``WriteBatch`` -- with the side records
+of that cycle *staged* in the same batch until they are acknowledged (see
+``streams.runtime.processing`` for why).
 
 Layout: ``<data_dir>/<name>/<partition>/``. Keys starting with ``RESERVED_PREFIX`` belong to
 the runtime (the offsets); every other key belongs to the application (``dump_changes``).
@@ -9,12 +11,14 @@ an exclusive file lock keeps two processes on one machine from sharing (or delet
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import json
 import logging
 import shutil
 import struct
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -28,6 +32,7 @@ __all__ = [
     "PartitionStore",
     "StateStore",
     "StoreLockedError",
+    "StagedOutput",
     "StoredOffsets",
     "store_path",
 ]
@@ -37,7 +42,54 @@ log = logging.getLogger(__name__)
 RESERVED_PREFIX = b"\x00ts/"
 _EVENTS_OFFSET = RESERVED_PREFIX + b"events-offset"
 _COMMANDS_OFFSET = RESERVED_PREFIX + b"commands-offset"
+_STAGED = RESERVED_PREFIX + b"out/"
 _OFFSET = struct.Struct(">q")
+
+
+@dataclass(frozen=True, slots=True)
+class StagedOutput:
+    """A side record written to the store before it is produced.
+
+    ``output_id`` travels as the record's ``OUTPUT_ID_HEADER``; ``start`` is an offset of
+    ``topic[partition]`` at or before where the record can land, so recovery can look for it
+    there and produce it only if it is missing.
+    """
+
+    output_id: str
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    start: int
+
+    def encode(self) -> bytes:
+        b64 = base64.b64encode
+        return json.dumps(
+            [
+                self.topic,
+                self.partition,
+                None if self.key is None else b64(self.key).decode(),
+                b64(self.value).decode(),
+                [[name, b64(value).decode()] for name, value in self.headers],
+                self.start,
+            ],
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, output_id: str, raw: bytes) -> StagedOutput:
+        topic, partition, key, value, headers, start = json.loads(raw)
+        b64 = base64.b64decode
+        return cls(
+            output_id,
+            str(topic),
+            int(partition),
+            None if key is None else b64(key),
+            b64(value),
+            tuple((str(name), b64(v)) for name, v in headers),
+            int(start),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +102,13 @@ class StoredOffsets:
 
 class StateStore(Protocol):
     def write(
-        self, changes: Iterable[tuple[bytes, bytes | None]], offsets: StoredOffsets
+        self,
+        changes: Iterable[tuple[bytes, bytes | None]],
+        offsets: StoredOffsets,
+        staged: Sequence[StagedOutput] = (),
     ) -> None: ...
+
+    def unstage(self, output_ids: Iterable[str]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -138,8 +195,33 @@ class PartitionStore:
             if isinstance(key, bytes) and not key.startswith(RESERVED_PREFIX):
                 yield key, value
 
-    def write(self, changes: Iterable[tuple[bytes, bytes | None]], offsets: StoredOffsets) -> None:
-        """State changes and the offsets they reflect, atomically."""
+    def staged(self) -> list[StagedOutput]:
+        """Side records staged by a cycle whose acknowledgement was never recorded."""
+        out = []
+        for key, value in self.db.items(from_key=_STAGED):
+            if not isinstance(key, bytes) or not key.startswith(_STAGED):
+                break
+            try:
+                out.append(StagedOutput.decode(key[len(_STAGED) :].decode(), value))
+            except (ValueError, TypeError) as exc:
+                raise StoreError(f"a staged record in the store at {self.path} is corrupt") from exc
+        return out
+
+    def unstage(self, output_ids: Iterable[str]) -> None:
+        """Forget staged records once they are acknowledged by the broker."""
+        batch = WriteBatch(raw_mode=True)
+        for output_id in output_ids:
+            batch.delete(_STAGED + output_id.encode())
+        self.db.write(batch)
+
+    def write(
+        self,
+        changes: Iterable[tuple[bytes, bytes | None]],
+        offsets: StoredOffsets,
+        staged: Sequence[StagedOutput] = (),
+    ) -> None:
+        """State changes, the offsets they reflect and the cycle's staged side records,
+        atomically."""
         batch = WriteBatch(raw_mode=True)
         for key, value in changes:
             if key.startswith(RESERVED_PREFIX):
@@ -148,6 +230,8 @@ class PartitionStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        for out in staged:
+            batch.put(_STAGED + out.output_id.encode(), out.encode())
         batch.put(_EVENTS_OFFSET, _OFFSET.pack(offsets.events))
         batch.put(_COMMANDS_OFFSET, _OFFSET.pack(offsets.commands))
         self.db.write(batch)

@@ -134,6 +134,22 @@ def test_register_adds_the_bench_sub_command() -> None:
     assert defaults == (100_000, 20_000, None, None, 3)
     args = parser.parse_args(["bench", "--only", "runtime", "--only", "faust", "--events", "5"])
     assert args.only == ["runtime", "faust"] and args.events == 5
-    assert set(BENCHMARKS) == {"ceiling", "runtime", "faust", "lifecycle"}
+    assert set(BENCHMARKS) == {"ceiling", "runtime", "faust", "lifecycle", "replay"}
+    assert parser.parse_args(["bench", "--replay-tasks", "7"]).replay_tasks == 7
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--only", "nope"])
+
+
+def test_replay_workload_takes_every_task_to_one_completion() -> None:
+    from collections import Counter
+
+    from schemas.events import TaskCompleted, TaskRetryScheduled
+    from streams.bench.workload import lifecycle_log
+
+    log = list(lifecycle_log(300, partitions=2, clients=6, open_tasks=20, fail_every=10))
+    completed = Counter(e.event.task_id for e in log if isinstance(e.event, TaskCompleted))
+    assert set(completed) == {f"task-{i:08d}" for i in range(300)}
+    assert set(completed.values()) == {1}
+    assert sum(isinstance(e.event, TaskRetryScheduled) for e in log) == 30
+    assert {e.partition for e in log} == {0, 1}
+    assert all(e.key == e.event.client_id.encode() for e in log)

@@ -47,6 +47,12 @@ class Journal:
         self.calls.append(("flush", None))
         return dict(self.next_offsets)
 
+    async def place(self, topic: str, key: bytes | None) -> int:
+        return 0
+
+    async def position(self, topic: str, partition: int) -> int:
+        return self.next_offsets.get((topic, partition), 0)
+
     async def commit(self, offsets: dict[int, int]) -> None:
         self.calls.append(("commit", offsets))
 
@@ -56,8 +62,9 @@ class FakeStore:
         self.journal = journal
         self.data: dict[bytes, bytes] = {}
         self.offsets: StoredOffsets | None = None
+        self.staged: dict[str, Any] = {}
 
-    def write(self, changes: Any, offsets: StoredOffsets) -> None:
+    def write(self, changes: Any, offsets: StoredOffsets, staged: Any = ()) -> None:
         changes = list(changes)
         self.journal.calls.append(("store-write", (changes, offsets)))
         for key, value in changes:
@@ -66,6 +73,12 @@ class FakeStore:
             else:
                 self.data[key] = value
         self.offsets = offsets
+        self.staged.update((s.output_id, s) for s in staged)
+
+    def unstage(self, output_ids: Any) -> None:
+        self.journal.calls.append(("store-unstage", None))
+        for output_id in output_ids:
+            del self.staged[output_id]
 
     def close(self) -> None:
         pass
@@ -95,13 +108,25 @@ async def test_cycle_produces_then_flushes_then_writes_store_then_commits() -> N
     await processor.complete()
 
     kinds = [kind for kind, _ in journal.calls]
-    flush_at = kinds.index("flush")
-    assert set(kinds[:flush_at]) == {"produce"} and flush_at == 8  # 4 events + 4 outputs
-    assert kinds[flush_at + 1 :] == ["store-write", "store-write", "commit"]
+    # events, flush, checkpoint with the side records staged, side records, flush, unstage,
+    # commit: no side record leaves before the store reflects its event
+    assert kinds == [
+        *["produce"] * 4,
+        "flush",
+        "store-write",
+        "store-write",
+        *["produce"] * 4,
+        "flush",
+        "store-unstage",
+        "store-unstage",
+        "commit",
+    ]
+    assert [a[0] for a in journal.added] == ["p.events"] * 4 + ["p.completed"] * 4
     writes = [arg for kind, arg in journal.calls if kind == "store-write"]
     assert writes[0] == ([(b"total:a", b"7")], StoredOffsets(events=3, commands=2))
     assert writes[1] == ([(b"total:b", b"3")], StoredOffsets(events=1, commands=1))
     assert journal.calls[-1] == ("commit", {0: 2, 1: 1})
+    assert run0.store.staged == {} and run1.store.staged == {}  # type: ignore[attr-defined]
 
 
 async def test_events_go_to_the_command_partition_with_causation_headers() -> None:
@@ -155,7 +180,8 @@ async def test_tick_events_carry_the_tick_time_and_take_the_same_path() -> None:
     headers = [dict(h)[CAUSE_HEADER] for t, *_, h in journal.added if t == "p.events"]
     assert headers[-2:] == [b"t:2000:0:2", b"t:2000:1:2"]
     kinds = [kind for kind, _ in journal.calls]
-    assert kinds[-2:] == ["flush", "store-write"]  # a tick has no command offset to commit
+    # a tick has no command offset to commit
+    assert kinds[-6:] == ["flush", "store-write", "produce", "produce", "flush", "store-unstage"]
     assert run.state.totals == {"a": 2} and run.state.timers == {}
 
 

@@ -55,6 +55,12 @@ class Broker:
             ends[(topic, partition or 0)] = len(log)
         return ends
 
+    async def place(self, topic: str, key: bytes | None) -> int:
+        return 0
+
+    async def position(self, topic: str, partition: int) -> int:
+        return len(self.log(topic, partition))
+
     async def commit(self, offsets: dict[int, int]) -> None:
         self.committed.update(offsets)
 
@@ -141,8 +147,8 @@ async def test_partial_command_group_is_completed_without_duplicates(tmp_path: P
     broker = Broker()
     run, _ = await recover(broker, tmp_path / "s")
     await process(broker, run, broker.command(incr("a", 1)))
-    # 2 of 4 events (each followed by its output) reached the log
-    await process(broker, run, broker.command(incr("a", 10, times=4), 5_000), crash_after=3)
+    # 2 of 4 events reached the log (side records wait for the checkpoint)
+    await process(broker, run, broker.command(incr("a", 10, times=4), 5_000), crash_after=2)
     assert len(events(broker)) == 3
     run.store.close()
     run, report = await recover(broker, tmp_path / "s")
@@ -247,4 +253,51 @@ async def test_rebuild_re_produces_outputs_only_past_the_committed_offset(tmp_pa
     PartitionStore.destroy(tmp_path / "s")
     run, report = await recover(broker, tmp_path / "s")
     assert report.replayed == 3 and report.outputs == 1
-    assert [json.loads(r.value)["key"] for r in broker.log("p.completed")] == ["a", "b", "c", "c"]
+    # c's side record was never produced: side records only leave after the checkpoint
+    assert [json.loads(r.value)["key"] for r in broker.log("p.completed")] == ["a", "b", "c"]
+
+
+class Crash(Exception):
+    pass
+
+
+async def test_staged_side_records_are_produced_once_after_a_crash_mid_flush(
+    tmp_path: Path,
+) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    await process(broker, run, broker.command(incr("a", 1)))
+    # The cycle's events are flushed and the store written (side records staged); the process
+    # dies while producing them: 1 of 3 reached the broker.
+    processor: Processor[Any] = Processor(APP, TOPICS, broker, broker.commit)
+    processor.apply_commands(run, [broker.command(incr("a", 1, times=3))])
+    flush = broker.flush
+    calls = 0
+
+    async def cut_second_flush() -> dict[tuple[str, int], int]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            broker.fail_after = 1
+            await flush()
+            raise Crash
+        return await flush()
+
+    broker.flush = cut_second_flush  # type: ignore[method-assign]
+    try:
+        await processor.complete()
+    except Crash:
+        pass
+    broker.flush = flush  # type: ignore[method-assign]
+    assert len(broker.log("p.completed")) == 2
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.replayed == 0 and report.outputs == 2
+    completed = broker.log("p.completed")
+    assert [json.loads(r.value)["total"] for r in completed] == [1, 2, 3, 4]
+    ids = [dict(r.headers)["ts-out"] for r in completed]
+    assert len(set(ids)) == 4
+    # nothing stays staged: recovering again produces nothing
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.outputs == 0 and len(broker.log("p.completed")) == 4

@@ -1,0 +1,496 @@
+"""The HTTP command gateway: the view's server also takes commands and puts them on
+``task.commands``, keyed by client id, like any other producer.
+
+Every command answer is ``202 Accepted`` with the id and a link to read it back: the processor
+decides asynchronously and the read side shows the effect once it has folded the events.
+What the gateway can tell at once it answers at once: malformed bodies, unknown operations and
+invalid task configurations are ``422`` naming the field, oversized payloads ``413``, ids the
+read side does not know ``404``, commands the read side proves hopeless (cancelling a finished
+task, approving a task that needs no review) ``409``.
+
+``POST /tasks`` takes ``task_id`` as an idempotency key: a repeat with the same specification
+answers the same id and creates nothing (the processor ignores an identical submit of a known
+task id); a repeat with a different specification is ``409``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.catalog import PRIORITY_NAMES, Catalog, load_catalog
+from schemas.commands import (
+    ApproveTask,
+    CancelTask,
+    Command,
+    ExpediteTask,
+    RegisterSession,
+    RejectTask,
+    ReleaseSession,
+    SubmitTask,
+)
+from schemas.errors import TaskstreamError
+from schemas.task_configs import reminder_time_ms, validate_task_config
+from streams.domain.spec import canonical_json
+from streams.errors import InvalidCommandError, PayloadTooLargeError
+from streams.redrive import (
+    CommandSender,
+    DeadLetterEntry,
+    RedriveError,
+    RedriveReport,
+    Selection,
+    read_dead_letters,
+    redrive,
+    task_link,
+)
+from streams.settings import Settings
+
+from .reader import ProjectionReader
+from .rows import TERMINAL_STATES, TaskRow
+
+__all__ = ["CommandSender", "DeadLetterSource", "gateway_router", "router_for"]
+
+_PRIORITY_BY_NAME = {name: level for level, name in PRIORITY_NAMES.items()}
+_ID_MAX = 512
+
+DeadLetterSource = Callable[[], Awaitable[list[DeadLetterEntry]]]
+"""Reads the dead letters a redrive chooses from (``task.dlq`` to its current end)."""
+
+
+# --------------------------------------------------------------------------------------
+# Request and answer models.
+
+Id = Annotated[str, Field(min_length=1, max_length=_ID_MAX)]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+PriorityName = Literal["critical", "high", "normal", "low", "background"]
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name
+    operation: Name
+    task_id: Id | None = Field(
+        default=None, description="Idempotency key: a repeat creates nothing (a uuid if absent)"
+    )
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Annotated[int, Field(ge=1, le=5)] | PriorityName | None = Field(
+        default=None, description="1 (critical) .. 5 (background) or a name; default from catalog"
+    )
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout_ms: int | None = Field(default=None, ge=1)
+    scheduled_for_ms: int | None = Field(default=None, ge=0)
+    requires_review: bool = False
+    depends_on: list[Id] = Field(default_factory=list, max_length=1000)
+    capabilities: list[Name] = Field(default_factory=list, max_length=100)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ApproveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str | None = Field(default=None, max_length=256)
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name
+    agent_id: Name
+    session_id: Id | None = Field(default=None, description="A uuid if absent")
+    max_concurrent: int = Field(default=1, ge=1, le=10_000)
+    capabilities: list[Name] = Field(default_factory=list, max_length=100)
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+    link: str
+    command: str
+    duplicate: bool = False
+    """The task was already known with this specification: nothing was sent."""
+
+
+class SessionAccepted(BaseModel):
+    session_id: str
+    link: str
+    command: str
+
+
+class GatewayProblem(BaseModel):
+    detail: str
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        404: "Unknown id (or not yet seen by the read side)",
+        409: "The read side shows the command cannot succeed",
+        413: "Payload larger than TASKSTREAM_MAX_PAYLOAD_BYTES",
+        422: "Invalid request: the message names the field and the reason",
+        503: "The command could not be produced to Kafka",
+    }
+    return {code: {"model": GatewayProblem, "description": text[code]} for code in codes}
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+# --------------------------------------------------------------------------------------
+# The router.
+
+
+def router_for(
+    reader: ProjectionReader, commands: CommandSender, settings: Settings | None = None
+) -> APIRouter:
+    """The gateway with the catalog, payload limit and dead-letter topic of ``settings``
+    (defaults without settings; then ``/dlq/redrive`` answers 503)."""
+    if settings is None:
+        default = Settings.model_fields["max_payload_bytes"].default
+        return gateway_router(
+            reader, commands, catalog=load_catalog(), max_payload_bytes=int(default)
+        )
+    dead_letters: DeadLetterSource | None = None
+    if settings.kafka_bootstrap_servers:
+
+        async def dead_letters() -> list[DeadLetterEntry]:
+            return await read_dead_letters(settings)
+
+    return gateway_router(
+        reader,
+        commands,
+        catalog=load_catalog(settings.operations_file),
+        max_payload_bytes=settings.max_payload_bytes,
+        dead_letters=dead_letters,
+    )
+
+
+def gateway_router(
+    reader: ProjectionReader,
+    commands: CommandSender,
+    *,
+    catalog: Catalog,
+    max_payload_bytes: int,
+    dead_letters: DeadLetterSource | None = None,
+) -> APIRouter:
+    router = APIRouter(tags=["commands"])
+
+    async def send(command: Command) -> JSONResponse | None:
+        """Produce ``command``; an error answer if it could not be."""
+        try:
+            await commands.send(command)
+        except PayloadTooLargeError as exc:
+            return _problem(413, str(exc))
+        except InvalidCommandError as exc:
+            return _problem(422, str(exc))
+        except TaskstreamError as exc:
+            return _problem(503, f"the command was not sent: {exc}")
+        return None
+
+    def unknown(kind: str, key: str) -> JSONResponse:
+        lag = reader.projection().lag_events
+        behind = f" (the read side is {lag} events behind the log)" if lag else ""
+        return _problem(404, f"no {kind} with id {key!r}{behind}")
+
+    # -- tasks --------------------------------------------------------------------------
+
+    @router.post(
+        "/tasks",
+        status_code=202,
+        response_model=TaskAccepted,
+        responses=_problems(409, 413, 422, 503),
+        summary="Submit a task (task_id is an idempotency key)",
+    )
+    async def submit(request: SubmitRequest) -> Any:
+        if request.operation not in catalog:
+            known = ", ".join(sorted(catalog))
+            return _problem(
+                422, f"operation: unknown operation {request.operation!r} (known: {known})"
+            )
+        size = len(canonical_json(request.payload).encode())
+        if size > max_payload_bytes:
+            return _problem(
+                413,
+                f"payload: {size:,} bytes, over the limit of {max_payload_bytes:,} "
+                "(TASKSTREAM_MAX_PAYLOAD_BYTES); store large inputs elsewhere and pass a reference",
+            )
+        problems = validate_task_config(request.operation, request.payload)
+        if problems:
+            return _problem(422, "; ".join(_payload_field(p) for p in problems))
+        scheduled_for_ms = request.scheduled_for_ms
+        if scheduled_for_ms is None and request.operation == "reminder":
+            # The submitter maps reminderTime to the scheduled start (schemas.task_configs).
+            scheduled_for_ms = reminder_time_ms(request.payload)
+        priority = request.priority
+        if isinstance(priority, str):
+            priority = _PRIORITY_BY_NAME[priority]
+        try:
+            command = SubmitTask(
+                client_id=request.client_id,
+                task_id=request.task_id or str(uuid.uuid4()),
+                operation=request.operation,
+                payload=request.payload,
+                priority=priority,
+                max_retries=request.max_retries,
+                timeout_ms=request.timeout_ms,
+                scheduled_for_ms=scheduled_for_ms,
+                requires_review=request.requires_review,
+                depends_on=list(dict.fromkeys(request.depends_on)),
+                capabilities=list(dict.fromkeys(request.capabilities)),
+            )
+        except ValueError as exc:  # pydantic ValidationError is a ValueError
+            return _problem(422, str(exc).splitlines()[0])
+        answer = TaskAccepted(
+            task_id=command.task_id, link=task_link(command.task_id), command="SubmitTask"
+        )
+        existing = reader.task(command.task_id)
+        if existing is not None and existing.operation is not None:
+            differs = _spec_difference(existing, command)
+            if differs is not None:
+                return _problem(
+                    409,
+                    f"task_id: {command.task_id!r} already names a task with a different "
+                    f"{differs}; use another task_id for another task",
+                )
+            answer.duplicate = True
+            return answer
+        failed = await send(command)
+        return failed if failed is not None else answer
+
+    async def task_command(
+        task_id: str,
+        verb: str,
+        conflict: Callable[[TaskRow], str | None],
+        build: Callable[[TaskRow], Command],
+    ) -> Any:
+        """A command about a task the read side knows; its client id comes from the row."""
+        row = reader.task(task_id)
+        if row is None:
+            return unknown("task", task_id)
+        why = conflict(row)
+        if why is not None:
+            return _problem(409, f"cannot {verb} task {task_id!r}: {why}")
+        command = build(row)
+        failed = await send(command)
+        if failed is not None:
+            return failed
+        return TaskAccepted(
+            task_id=task_id, link=task_link(task_id), command=type(command).__name__
+        )
+
+    def finished(row: TaskRow) -> str | None:
+        return f"it is already {row.state}" if row.state in TERMINAL_STATES else None
+
+    def not_in_review(row: TaskRow) -> str | None:
+        if not row.requires_review:
+            return "it does not require review"
+        if row.state not in (None, "accepted", "pending_review"):
+            return f"it is {row.state}, no longer pending review"
+        return None
+
+    task_responses = _problems(404, 409, 413, 422, 503)
+
+    @router.post(
+        "/tasks/{task_id:path}/cancel",
+        status_code=202,
+        response_model=TaskAccepted,
+        responses=task_responses,
+        summary="Cancel a task (a running one is told to stop)",
+    )
+    async def cancel(task_id: str, request: Annotated[CancelRequest | None, Body()] = None) -> Any:
+        reason = request.reason if request else None
+        return await task_command(
+            task_id,
+            "cancel",
+            finished,
+            lambda row: CancelTask(client_id=row.client_id, task_id=task_id, reason=reason),
+        )
+
+    @router.post(
+        "/tasks/{task_id:path}/approve",
+        status_code=202,
+        response_model=TaskAccepted,
+        responses=task_responses,
+        summary="Approve a task pending review",
+    )
+    async def approve(
+        task_id: str, request: Annotated[ApproveRequest | None, Body()] = None
+    ) -> Any:
+        reviewer = request.reviewer if request else None
+        return await task_command(
+            task_id,
+            "approve",
+            not_in_review,
+            lambda row: ApproveTask(client_id=row.client_id, task_id=task_id, reviewer=reviewer),
+        )
+
+    @router.post(
+        "/tasks/{task_id:path}/reject",
+        status_code=202,
+        response_model=TaskAccepted,
+        responses=task_responses,
+        summary="Reject a task pending review",
+    )
+    async def reject(task_id: str, request: Annotated[RejectRequest | None, Body()] = None) -> Any:
+        reviewer = request.reviewer if request else None
+        reason = request.reason if request else None
+        return await task_command(
+            task_id,
+            "reject",
+            not_in_review,
+            lambda row: RejectTask(
+                client_id=row.client_id, task_id=task_id, reviewer=reviewer, reason=reason
+            ),
+        )
+
+    @router.post(
+        "/tasks/{task_id:path}/expedite",
+        status_code=202,
+        response_model=TaskAccepted,
+        responses=task_responses,
+        summary="Raise a waiting task to critical priority",
+    )
+    async def expedite(task_id: str) -> Any:
+        return await task_command(
+            task_id,
+            "expedite",
+            finished,
+            lambda row: ExpediteTask(client_id=row.client_id, task_id=task_id),
+        )
+
+    # -- sessions -----------------------------------------------------------------------
+
+    @router.post(
+        "/sessions",
+        status_code=202,
+        response_model=SessionAccepted,
+        responses=_problems(413, 422, 503),
+        summary="Register an executor session",
+    )
+    async def register(request: SessionRequest) -> Any:
+        session_id = request.session_id or str(uuid.uuid4())
+        failed = await send(
+            RegisterSession(
+                client_id=request.client_id,
+                session_id=session_id,
+                agent_id=request.agent_id,
+                max_concurrent=request.max_concurrent,
+                capabilities=list(dict.fromkeys(request.capabilities)),
+            )
+        )
+        if failed is not None:
+            return failed
+        return SessionAccepted(
+            session_id=session_id, link=_session_link(session_id), command="RegisterSession"
+        )
+
+    @router.delete(
+        "/sessions/{session_id:path}",
+        status_code=202,
+        response_model=SessionAccepted,
+        responses=_problems(404, 413, 422, 503),
+        summary="Release a session (its in-flight work is re-queued)",
+    )
+    async def release(
+        session_id: str, reason: Annotated[str | None, Query(max_length=1000)] = None
+    ) -> Any:
+        row = reader.session(session_id)
+        if row is None or row.client_id is None:
+            return unknown("session", session_id)
+        failed = await send(
+            ReleaseSession(client_id=row.client_id, session_id=session_id, reason=reason)
+        )
+        if failed is not None:
+            return failed
+        return SessionAccepted(
+            session_id=session_id, link=_session_link(session_id), command="ReleaseSession"
+        )
+
+    # -- dead letters -------------------------------------------------------------------
+
+    @router.post(
+        "/dlq/redrive",
+        status_code=202,
+        response_model=RedriveReport,
+        responses={
+            **_problems(422, 503),
+            404: {"model": GatewayProblem, "description": "None of the task ids is dead-lettered"},
+        },
+        summary="Re-submit dead-lettered tasks: by task_ids, all, or filters",
+        description=(
+            "Each dead letter of task T is submitted again as T.r1 (T.r<n+1> for a redrive "
+            "T = X.r<n>) with its original specification and key, so redriving the same "
+            "entries again adds nothing. Entries without a recorded SubmitTask (undecodable "
+            "input) are listed under not_redrivable."
+        ),
+    )
+    async def redrive_dead_letters(selection: Selection) -> Any:
+        if dead_letters is None:
+            return _problem(503, "no dead-letter topic configured for this view")
+        try:
+            entries = await dead_letters()
+            report = await redrive(
+                entries, selection, commands, known=lambda t: reader.task(t) is not None
+            )
+        except RedriveError as exc:
+            return _problem(503, str(exc))
+        except PayloadTooLargeError as exc:
+            return _problem(413, str(exc))
+        except TaskstreamError as exc:
+            return _problem(503, f"the redrive stopped: {exc}")
+        if selection.task_ids is not None and len(report.not_found) == len(set(selection.task_ids)):
+            missing = ", ".join(repr(t) for t in report.not_found)
+            return _problem(404, f"task_ids: no dead letter for {missing}")
+        return report
+
+    return router
+
+
+def _session_link(session_id: str) -> str:
+    return "/sessions/" + task_link(session_id)[len("/tasks/") :]
+
+
+def _payload_field(problem: str) -> str:
+    """``apiEndpoint: required`` -> ``payload.apiEndpoint: required``."""
+    return problem if problem.startswith("payload") else f"payload.{problem}"
+
+
+def _spec_difference(row: TaskRow, command: SubmitTask) -> str | None:
+    """The first field in which ``command`` differs from the accepted task, or None."""
+    checks: list[tuple[str, bool]] = [
+        ("client_id", row.client_id == command.client_id),
+        ("operation", row.operation == command.operation),
+        ("payload", row.payload == command.payload),
+        (
+            "priority",
+            row.priority == command.priority and row.explicit_priority
+            if command.priority is not None
+            else not row.explicit_priority,
+        ),
+        ("max_retries", command.max_retries is None or row.max_retries == command.max_retries),
+        ("timeout_ms", command.timeout_ms is None or row.timeout_ms == command.timeout_ms),
+        ("scheduled_for_ms", row.scheduled_for_ms == command.scheduled_for_ms),
+        ("requires_review", row.requires_review == command.requires_review),
+        ("depends_on", row.depends_on == command.depends_on),
+        ("capabilities", row.capabilities == command.capabilities),
+    ]
+    for name, same in checks:
+        if not same:
+            return name
+    return None

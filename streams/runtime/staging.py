@@ -1,0 +1,97 @@
+"""Side records that are produced exactly once across crashes, without transactions.
+
+A cycle's side records (work for executors, outcomes, delayed retries, dead letters) are
+*staged*: written into the partition's store in the same ``WriteBatch`` as the state and
+offsets they follow from, each with a unique id (header ``OUTPUT_ID_HEADER``) and a lower
+bound of the offset it will land at. Only then are they produced; once acknowledged, they are
+unstaged. Recovery finds whatever is still staged, reads each destination partition from the
+recorded lower bound to its end, and produces only the records whose id is not there.
+
+So a side record is produced once per event, whatever the crash point:
+
+* before the store write: no side record of the cycle was produced (they are produced after
+  it); recovery replays the cycle's events from the log and stages their side records anew;
+* after the store write: the records are staged; recovery produces the missing ones only.
+
+The one gap: a record still in flight in a dead producer's socket that the broker appends
+*after* recovery looked (recovery starts long after the process died, so this needs a
+request delayed by the network for longer than a group rebalance).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from streams.runtime.outbox import Sink
+from streams.runtime.reader import LogReader
+from streams.runtime.store import StagedOutput
+
+__all__ = ["OUTPUT_ID_HEADER", "Pending", "missing", "send", "stage"]
+
+# Kafka header on every side record: its unique id (what recovery looks for).
+OUTPUT_ID_HEADER = "ts-out"
+
+# (topic, partition or None for "by key", key, value, headers)
+Pending = tuple[str, int | None, bytes | None, bytes, tuple[tuple[str, bytes], ...]]
+
+_NONCE = uuid.uuid4().hex[:12]
+_COUNTER = itertools.count()
+
+
+def _new_id() -> str:
+    return f"{_NONCE}-{next(_COUNTER)}"
+
+
+async def stage(sink: Sink, pending: Iterable[Pending]) -> list[StagedOutput]:
+    """Give each pending side record its partition, id and lower-bound offset."""
+    staged = []
+    for topic, partition, key, value, headers in pending:
+        part = partition if partition is not None else await sink.place(topic, key)
+        start = await sink.position(topic, part)
+        output_id = _new_id()
+        staged.append(
+            StagedOutput(
+                output_id,
+                topic,
+                part,
+                key,
+                value,
+                (*headers, (OUTPUT_ID_HEADER, output_id.encode())),
+                start,
+            )
+        )
+    return staged
+
+
+def send(sink: Sink, staged: Iterable[StagedOutput]) -> None:
+    for out in staged:
+        sink.add(out.topic, out.partition, out.key, out.value, out.headers)
+
+
+def _output_id(headers: Any) -> str | None:
+    for name, value in headers or ():
+        if name == OUTPUT_ID_HEADER:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+async def missing(reader: LogReader, staged: Sequence[StagedOutput]) -> list[StagedOutput]:
+    """The staged records not found in their destination partitions."""
+    if not staged:
+        return []
+    by_tp: dict[tuple[str, int], list[StagedOutput]] = {}
+    for out in staged:
+        by_tp.setdefault((out.topic, out.partition), []).append(out)
+    present: set[str] = set()
+    for (topic, partition), outs in by_tp.items():
+        wanted = {o.output_id for o in outs}
+        start = min(o.start for o in outs)
+        end = await reader.end_offset(topic, partition)
+        async for record in reader.read(topic, partition, start, end):
+            output_id = _output_id(record.headers)
+            if output_id in wanted:
+                present.add(output_id)
+    return [o for o in staged if o.output_id not in present]

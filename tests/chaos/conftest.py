@@ -1,0 +1,41 @@
+"""The chaos suite: the whole stack as OS processes on a broker of its own (it is frozen with
+SIGSTOP, which must not hit the broker other tests share)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.soak import ProcessStack
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def chaos_workdir(tmp_path: Path) -> Path:
+    return tmp_path / "chaos"
+
+
+@pytest.fixture
+def process_stacks(request: pytest.FixtureRequest) -> Iterator[list[ProcessStack]]:
+    """Stacks a test registers here are closed afterwards; on failure every process's log
+    (kept under the test's tmp dir) is printed."""
+    stacks: list[ProcessStack] = []
+    yield stacks
+    failed = any(
+        getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+    for stack in stacks:
+        stack.close()
+        if failed:
+            for path in sorted(stack.logs.glob("*.log")):
+                text = path.read_text(errors="replace")
+                print(f"\n===== {path} (last 8000 of {len(text)} chars) =====\n{text[-8000:]}")
