@@ -67,17 +67,26 @@ def producer_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def consumer_kwargs(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
+def consumer_kwargs(
+    settings: Settings, group_id: str | None = None, *, hot_path: bool = False
+) -> dict[str, Any]:
     """Consumer settings: offsets are committed by hand; ``group_id`` None means manual
     assignment. Group timeouts come from settings (short ones make tests and fail-over fast).
-    ``fetch_max_wait_ms`` is short because some brokers (the embedded one) answer a fetch only
-    when it expires, even when records arrive meanwhile: it is the floor of every hop's latency."""
+
+    Some brokers (the embedded one) answer a fetch only when ``fetch_max_wait_ms`` expires,
+    even when records arrive meanwhile, so the wait is the floor of every hop's latency. On
+    the ``hot_path`` (processor commands, executor work) it is short; elsewhere longer, so idle
+    consumers do not spin."""
     kwargs: dict[str, Any] = {
         **client_kwargs(settings),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "group_id": group_id,
-        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "fetch_max_wait_ms": (
+            settings.kafka_fetch_max_wait_ms
+            if hot_path
+            else settings.kafka_background_fetch_max_wait_ms
+        ),
     }
     if group_id is not None:
         kwargs["session_timeout_ms"] = settings.kafka_session_timeout_ms

@@ -46,8 +46,17 @@ class Settings(BaseSettings):
         default=20,
         ge=1,
         description=(
-            "Longest a consumer's fetch waits at the broker for new records; bounds the "
-            "latency added by a quiet partition (brokers that hold fetches until it expires)."
+            "Longest a fetch waits at the broker on the hot path (processor commands, executor "
+            "work); bounds the latency a quiet partition adds (brokers that hold fetches until "
+            "it expires)."
+        ),
+    )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        default=250,
+        ge=1,
+        description=(
+            "The same for consumers off the hot path (projector, delay agents, outcome "
+            "readers): fewer empty fetches when idle, a little more lag."
         ),
     )
 

@@ -286,7 +286,9 @@ class Executor:
             self._loops.append(self._spawn(self._heartbeats(), "taskstream-executor-heartbeats"))
         if self.pool_enabled:
             self._pool_consumer = AIOKafkaConsumer(
-                **consumer_kwargs(self.settings, f"{self.settings.topic_prefix}-pool")
+                **consumer_kwargs(
+                    self.settings, f"{self.settings.topic_prefix}-pool", hot_path=True
+                )
             )
             await self._pool_consumer.start()
             self._pool_consumer.subscribe(
@@ -301,7 +303,7 @@ class Executor:
 
     async def _open_assignments(self) -> AIOKafkaConsumer:
         topic = self.settings.topic("assignments")
-        kwargs = consumer_kwargs(self.settings, None)
+        kwargs = consumer_kwargs(self.settings, None, hot_path=True)
         kwargs["auto_offset_reset"] = "latest"
         consumer = AIOKafkaConsumer(**kwargs)
         await consumer.start()

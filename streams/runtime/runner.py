@@ -92,9 +92,10 @@ class StreamRuntime(Generic[S]):
         settings = self.settings
         producer = AIOKafkaProducer(**producer_kwargs(settings))
         consumer = AIOKafkaConsumer(
-            **consumer_kwargs(settings, settings.group_id), max_poll_records=MAX_POLL_RECORDS
+            **consumer_kwargs(settings, settings.group_id, hot_path=True),
+            max_poll_records=MAX_POLL_RECORDS,
         )
-        reader_consumer = AIOKafkaConsumer(**consumer_kwargs(settings))
+        reader_consumer = AIOKafkaConsumer(**consumer_kwargs(settings, hot_path=True))
         self._consumer = consumer
         started: list[Any] = []
         try:
