@@ -125,6 +125,14 @@ async def test_cli_redrive_completes_dead_letters_once(
             assert "0 redriven" in second.stdout
             assert second.stdout.count("already") == 3
 
+            # An id the view does not know: one clear line, non-zero exit, no traceback.
+            for args in (("status", "no-such-task"), ("cancel", "no-such-task")):
+                unknown = await asyncio.to_thread(_cli, settings, *args)
+                assert unknown.returncode != 0
+                assert "Traceback" not in unknown.stderr
+                lines = [line for line in unknown.stderr.splitlines() if line.strip()]
+                assert len(lines) == 1 and "no-such-task" in lines[0], unknown.stderr
+
             # Nothing new: no second generation, and each redriven task ran exactly once.
             await asyncio.sleep(1.0)
             assert all([await state_of(f"{t}.r2") is None for t in originals])
