@@ -15,7 +15,7 @@ Redelivered commands are harmless: duplicates give ``[]`` or ``ResultIgnored``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from schemas import commands as cmd
@@ -79,6 +79,59 @@ def _own_task(ctx: Decision, client_id: str, task_id: str) -> TaskRecord | None:
     if task is None or task.client_id != client_id:
         return None
     return task
+
+
+def _task_or_reject(ctx: Decision, c: cmd.Command, task_id: str) -> TaskRecord | None:
+    """The client's task, or None after rejecting ``c`` as naming an unknown task."""
+    task = _own_task(ctx, c.client_id, task_id)
+    if task is None:
+        _reject_task(ctx, c, task_id, UNKNOWN_TASK)
+    return task
+
+
+def _open_task_or_reject(ctx: Decision, c: cmd.Command, task_id: str) -> TaskRecord | None:
+    """The client's unfinished task, or None after rejecting ``c`` (unknown or finished)."""
+    task = _task_or_reject(ctx, c, task_id)
+    if task is not None and task.status in TERMINAL:
+        _reject_task(ctx, c, task_id, f"task already {task.status}")
+        return None
+    return task
+
+
+def _attempt_or_ignore(
+    ctx: Decision, c: cmd.Command, task_id: str, token: int
+) -> TaskRecord | None:
+    """The client's task if a report for ``token`` concerns its current attempt; else None
+    after rejecting ``c`` (unknown task) or ignoring it (stale report)."""
+    task = _task_or_reject(ctx, c, task_id)
+    if task is None:
+        return None
+    stale = _stale_reason(task, token)
+    if stale is not None:
+        _ignore(ctx, task, token, stale)
+        return None
+    return task
+
+
+def _reject_or_ignore(
+    ctx: Decision, c: cmd.ReportResult, task_ids: Iterable[str], reason: str
+) -> None:
+    """Each named task: rejected as unknown, or its report ignored for ``reason``."""
+    for task_id in task_ids:
+        task = _own_task(ctx, c.client_id, task_id)
+        if task is None:
+            _reject_task(ctx, c, task_id, UNKNOWN_TASK)
+        else:
+            _ignore(ctx, task, c.fencing_token, reason)
+
+
+def _session_or_reject(ctx: Decision, c: cmd.ReleaseSession | cmd.SessionHeartbeat) -> bool:
+    """Whether the session exists and belongs to the client; if not, ``c`` is rejected."""
+    session = ctx.state.sessions.get(c.session_id)
+    if session is None or session.client_id != c.client_id:
+        _reject_command(ctx, c, UNKNOWN_SESSION, session_id=c.session_id)
+        return False
+    return True
 
 
 def _reject_task(ctx: Decision, c: cmd.Command, task_id: str, reason: str, **extra: Any) -> None:
@@ -256,12 +309,8 @@ def _submit(ctx: Decision, c: cmd.SubmitTask) -> None:
 
 
 def _cancel(ctx: Decision, c: cmd.CancelTask) -> None:
-    task = _own_task(ctx, c.client_id, c.task_id)
+    task = _open_task_or_reject(ctx, c, c.task_id)
     if task is None:
-        _reject_task(ctx, c, c.task_id, UNKNOWN_TASK)
-        return
-    if task.status in TERMINAL:
-        _reject_task(ctx, c, c.task_id, f"task already {task.status}")
         return
     active = task.status in ACTIVE
     ctx.emit(
@@ -279,9 +328,8 @@ def _cancel(ctx: Decision, c: cmd.CancelTask) -> None:
 
 
 def _approve(ctx: Decision, c: cmd.ApproveTask) -> None:
-    task = _own_task(ctx, c.client_id, c.task_id)
+    task = _task_or_reject(ctx, c, c.task_id)
     if task is None:
-        _reject_task(ctx, c, c.task_id, UNKNOWN_TASK)
         return
     if task.status != Status.PENDING_REVIEW:
         _reject_task(ctx, c, c.task_id, f"task is {task.status}, not pending review")
@@ -309,12 +357,8 @@ def _reject(ctx: Decision, c: cmd.RejectTask) -> None:
 
 
 def _expedite(ctx: Decision, c: cmd.ExpediteTask) -> None:
-    task = _own_task(ctx, c.client_id, c.task_id)
+    task = _open_task_or_reject(ctx, c, c.task_id)
     if task is None:
-        _reject_task(ctx, c, c.task_id, UNKNOWN_TASK)
-        return
-    if task.status in TERMINAL:
-        _reject_task(ctx, c, c.task_id, f"task already {task.status}")
         return
     if task.status in ACTIVE:
         _reject_task(ctx, c, c.task_id, "task is already assigned")
@@ -330,13 +374,8 @@ def _expedite(ctx: Decision, c: cmd.ExpediteTask) -> None:
 
 
 def _started(ctx: Decision, c: cmd.TaskStarted) -> None:
-    task = _own_task(ctx, c.client_id, c.task_id)
+    task = _attempt_or_ignore(ctx, c, c.task_id, c.fencing_token)
     if task is None:
-        _reject_task(ctx, c, c.task_id, UNKNOWN_TASK)
-        return
-    stale = _stale_reason(task, c.fencing_token)
-    if stale is not None:
-        _ignore(ctx, task, c.fencing_token, stale)
         return
     if task.status == Status.IN_PROGRESS:
         return
@@ -352,13 +391,8 @@ def _started(ctx: Decision, c: cmd.TaskStarted) -> None:
 
 
 def _progress(ctx: Decision, c: cmd.ReportProgress) -> None:
-    task = _own_task(ctx, c.client_id, c.task_id)
+    task = _attempt_or_ignore(ctx, c, c.task_id, c.fencing_token)
     if task is None:
-        _reject_task(ctx, c, c.task_id, UNKNOWN_TASK)
-        return
-    stale = _stale_reason(task, c.fencing_token)
-    if stale is not None:
-        _ignore(ctx, task, c.fencing_token, stale)
         return
     ctx.emit(
         TaskProgressed(
@@ -390,13 +424,7 @@ def _outcome(
 
 
 def _task_result(ctx: Decision, c: cmd.ReportResult, task_id: str) -> None:
-    task = _own_task(ctx, c.client_id, task_id)
-    if task is None:
-        _reject_task(ctx, c, task_id, UNKNOWN_TASK)
-        return
-    stale = _stale_reason(task, c.fencing_token)
-    if stale is not None:
-        _ignore(ctx, task, c.fencing_token, stale)
+    if _attempt_or_ignore(ctx, c, task_id, c.fencing_token) is None:
         return
     _outcome(ctx, task_id, c.success, c.output, c.error, c.execution_time_ms)
 
@@ -430,12 +458,7 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
         names = list(reported) if reported else list(batch.task_ids if batch else ())
         if not names:
             _reject_command(ctx, c, f"unknown batch {batch_id}")
-        for task_id in names:
-            task = _own_task(ctx, c.client_id, task_id)
-            if task is None:
-                _reject_task(ctx, c, task_id, UNKNOWN_TASK)
-            else:
-                _ignore(ctx, task, c.fencing_token, "batch is not awaiting a result")
+        _reject_or_ignore(ctx, c, names, "batch is not awaiting a result")
         return
     if batch.fencing_token != c.fencing_token:
         for task_id in list(reported) or list(batch.live):
@@ -475,13 +498,8 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
     lifecycle.health_after(
         ctx, session_id, before, success=not (successes == 0 and len(outcomes) > 0)
     )
-    for task_id in reported:
-        if task_id not in items:
-            task = _own_task(ctx, c.client_id, task_id)
-            if task is None:
-                _reject_task(ctx, c, task_id, UNKNOWN_TASK)
-            else:
-                _ignore(ctx, task, c.fencing_token, "not an open item of this batch")
+    extra = [task_id for task_id in reported if task_id not in items]
+    _reject_or_ignore(ctx, c, extra, "not an open item of this batch")
     for task_id, success, output, error in outcomes:
         _outcome(ctx, task_id, success, output, error, c.execution_time_ms)
 
@@ -521,9 +539,8 @@ def _submit_batch_job(ctx: Decision, c: cmd.SubmitBatchJob) -> None:
 
 
 def _retry_due(ctx: Decision, c: cmd.RetryDue) -> None:
-    task = _own_task(ctx, c.client_id, c.task_id)
+    task = _task_or_reject(ctx, c, c.task_id)
     if task is None:
-        _reject_task(ctx, c, c.task_id, UNKNOWN_TASK)
         return
     if c.kind == "retry":
         if task.status != Status.RETRY_SCHEDULED or task.attempt != c.attempt:
@@ -598,9 +615,7 @@ def _register(ctx: Decision, c: cmd.RegisterSession) -> None:
 
 
 def _release(ctx: Decision, c: cmd.ReleaseSession) -> None:
-    session = ctx.state.sessions.get(c.session_id)
-    if session is None or session.client_id != c.client_id:
-        _reject_command(ctx, c, UNKNOWN_SESSION, session_id=c.session_id)
+    if not _session_or_reject(ctx, c):
         return
     held = lifecycle.inflight_tasks(ctx.state, c.session_id)
     ctx.emit(
@@ -617,9 +632,7 @@ def _release(ctx: Decision, c: cmd.ReleaseSession) -> None:
 
 
 def _heartbeat(ctx: Decision, c: cmd.SessionHeartbeat) -> None:
-    session = ctx.state.sessions.get(c.session_id)
-    if session is None or session.client_id != c.client_id:
-        _reject_command(ctx, c, UNKNOWN_SESSION, session_id=c.session_id)
+    if not _session_or_reject(ctx, c):
         return
     ctx.emit(
         SessionHeartbeatReceived(

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.events import BatchProcessed, TaskAssigned
-from streams.domain import batching, health
+from schemas.events import BatchProcessed
+from streams.domain import batching, health, lifecycle
 from streams.domain.context import Decision
 from streams.domain.evolve import batch_deadline
 from streams.domain.priority import effective_priority
@@ -126,20 +126,15 @@ def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, s
 
 def _assign_task(ctx: Decision, task_id: str, session: SessionRecord) -> None:
     task = ctx.state.tasks[task_id]
-    ctx.emit(
-        TaskAssigned(
-            client_id=task.client_id,
-            task_id=task_id,
-            occurred_at_ms=ctx.now,
-            operation=task.operation,
-            session_id=session.session_id,
-            attempt=task.attempt,
-            fencing_token=ctx.next_fencing_token(),
-            deadline_at_ms=ctx.now + task.timeout_ms,
-            priority=effective_priority(
-                task.queue_priority, task.queued_at_ms, ctx.now, ctx.config.aging_step_ms
-            ),
-        )
+    lifecycle.assign(
+        ctx,
+        task_id,
+        session.session_id,
+        fencing_token=ctx.next_fencing_token(),
+        deadline_at_ms=ctx.now + task.timeout_ms,
+        priority=effective_priority(
+            task.queue_priority, task.queued_at_ms, ctx.now, ctx.config.aging_step_ms
+        ),
     )
 
 
@@ -168,20 +163,14 @@ def _assign_batch(ctx: Decision, batch_id: str, session: SessionRecord) -> None:
         )
     )
     for task_id in items:
-        task = st.tasks[task_id]
-        ctx.emit(
-            TaskAssigned(
-                client_id=task.client_id,
-                task_id=task_id,
-                occurred_at_ms=now,
-                operation=task.operation,
-                session_id=session.session_id,
-                batch_id=batch_id,
-                attempt=task.attempt,
-                fencing_token=token,
-                deadline_at_ms=deadline,
-                priority=priorities[task_id],
-            )
+        lifecycle.assign(
+            ctx,
+            task_id,
+            session.session_id,
+            batch_id=batch_id,
+            fencing_token=token,
+            deadline_at_ms=deadline,
+            priority=priorities[task_id],
         )
 
 

@@ -95,21 +95,44 @@ def enqueue(
     )
     if not task.session_required:
         # The shared pool has no capacity limit in the domain: assign at once.
-        ctx.emit(
-            TaskAssigned(
-                client_id=task.client_id,
-                task_id=task_id,
-                occurred_at_ms=now,
-                operation=task.operation,
-                session_id=None,
-                attempt=task.attempt,
-                fencing_token=ctx.next_fencing_token(),
-                deadline_at_ms=now + task.timeout_ms,
-                priority=priority,
-            )
+        assign(
+            ctx,
+            task_id,
+            None,
+            fencing_token=ctx.next_fencing_token(),
+            deadline_at_ms=now + task.timeout_ms,
+            priority=priority,
         )
     elif batching.should_batch(task):
         batching.join(ctx, task_id)
+
+
+def assign(
+    ctx: Decision,
+    task_id: str,
+    session_id: str | None,
+    *,
+    fencing_token: int,
+    deadline_at_ms: int,
+    priority: int,
+    batch_id: str | None = None,
+) -> None:
+    """TaskAssigned: the task's current attempt goes to ``session_id`` (None: the pool)."""
+    task = ctx.state.tasks[task_id]
+    ctx.emit(
+        TaskAssigned(
+            client_id=task.client_id,
+            task_id=task_id,
+            occurred_at_ms=ctx.now,
+            operation=task.operation,
+            session_id=session_id,
+            batch_id=batch_id,
+            attempt=task.attempt,
+            fencing_token=fencing_token,
+            deadline_at_ms=deadline_at_ms,
+            priority=priority,
+        )
+    )
 
 
 def health_snapshot(st: PartitionState, session_id: str | None) -> tuple[float, str] | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,13 +31,13 @@ import aiohttp
 from schemas.task_configs import validate_task_config
 from streams.executor.context import TaskContext
 from streams.executor.errors import ApiCallConfigError, ApiCallError
+from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.masking import Masker, is_sensitive, url_secrets
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 DEFAULT_TIMEOUT_MS = 30_000
-MAX_BODY_CHARS = 65_536
 _QUERY_METHODS = ("GET", "HEAD", "DELETE", "OPTIONS")
 
 
@@ -81,8 +80,7 @@ class ApiCallHandler:
     """
 
     def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
-        self._session = session
-        self._owns_session = session is None
+        self._http = HttpClient(session)
 
     async def __aenter__(self) -> ApiCallHandler:
         return self
@@ -91,15 +89,7 @@ class ApiCallHandler:
         await self.close()
 
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._owns_session = True
-        return self._session
+        await self._http.close()
 
     async def __call__(self, ctx: TaskContext) -> dict[str, Any]:
         payload = ctx.payload
@@ -122,56 +112,33 @@ class ApiCallHandler:
         timeout_ms = payload.get("timeout") or DEFAULT_TIMEOUT_MS
 
         body = payload.get("apiPayload")
-        params: list[tuple[str, str]] | None = None
+        params: dict[str, str] | None = None
         json_body: Any = None
         if body is not None:
             if method in _QUERY_METHODS and isinstance(body, Mapping):
-                params = [(str(k), _query_value(v)) for k, v in body.items()]
-            elif method not in _QUERY_METHODS or not isinstance(body, Mapping):
+                params = {str(k): _query_value(v) for k, v in body.items()}
+            else:
                 json_body = body
 
         safe = f"{method} {masker.url(url)}"
         log.info("api_call task %s: %s", ctx.task_id, safe)
         ctx.report_progress(0.1, f"calling {safe}")
-        started = time.monotonic()
-        try:
-            async with self._client().request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                json=json_body,
-                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
-                allow_redirects=True,
-            ) as response:
-                status = response.status
-                reason = response.reason or ""
-                content_type = response.headers.get("Content-Type", "")
-                text = await response.text(errors="replace")
-        except TimeoutError:
-            raise ApiCallError(f"api_call timed out after {timeout_ms} ms: {safe}") from None
-        except aiohttp.ClientError as exc:
-            detail = masker.text(str(exc)) or type(exc).__name__
-            raise ApiCallError(f"api_call request failed: {safe}: {detail}") from None
-        elapsed_ms = int((time.monotonic() - started) * 1000)
-        log.info("api_call task %s: %s -> %d in %d ms", ctx.task_id, safe, status, elapsed_ms)
-
-        if not 200 <= status < 300:
-            excerpt = masker.text(text[:200]).strip()
-            message = f"api_call got HTTP {status} {reason} from {safe}".rstrip()
-            raise ApiCallError(f"{message}: {excerpt}" if excerpt else message)
-
-        parsed: Any = text[:MAX_BODY_CHARS]
-        if "json" in content_type.lower() and text:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = text[:MAX_BODY_CHARS]
+        answer = await self._http.request(
+            method,
+            url,
+            what="api_call",
+            error=ApiCallError,
+            masker=masker,
+            timeout_ms=timeout_ms,
+            headers=headers,
+            json_body=json_body,
+            params=params,
+        )
         return {
-            "status": status,
-            "content_type": content_type,
-            "body": masker.json(parsed),
-            "elapsed_ms": elapsed_ms,
+            "status": answer.status,
+            "content_type": answer.content_type,
+            "body": answer.body,
+            "elapsed_ms": answer.elapsed_ms,
         }
 
 
