@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.codec import CODEC
@@ -42,6 +44,7 @@ from schemas.commands import RegisterSession, ReportResult, SubmitTask
 from schemas.events import TaskAccepted, TaskAssigned
 from schemas.records import Assignment
 from streams.bench.common import BenchResult, partition_sizes, topic_size
+from streams.broker import free_loopback_port
 from streams.runtime.protocol import TYPE_HEADER
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
@@ -257,10 +260,14 @@ async def run_lifecycle(
     harness = _Harness(settings, clients, sessions_per_client)
     log_path = work_dir / "processor.log"
     proc = _spawn_processor(settings, log_path)
+    view_port = free_loopback_port()
+    view = _spawn_view(settings, work_dir, view_port)
+    lag_samples: list[float] = []
     await harness.producer.start()
     helpers = [
         asyncio.create_task(harness.executor()),
         asyncio.create_task(harness.watch_completed()),
+        asyncio.create_task(_sample_projection_lag(view_port, lag_samples)),
     ]
     events_topic = settings.topic("events")
     try:
@@ -305,13 +312,14 @@ async def run_lifecycle(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await helper
         await harness.producer.stop()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                await asyncio.to_thread(proc.wait, 20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+        for child in (proc, view):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    await asyncio.to_thread(child.wait, 20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    await asyncio.to_thread(child.wait)
     completed_records = await topic_size(bootstrap, settings.topic("completed"))
     return BenchResult(
         "lifecycle",
@@ -330,11 +338,50 @@ async def run_lifecycle(
             "latency_p50_ms": percentile(latencies, 50),
             "latency_p99_ms": percentile(latencies, 99),
             "latency_max_ms": max(latencies) if latencies else None,
+            "projection_lag_samples": len(lag_samples),
+            "projection_lag_p99_events": percentile(lag_samples, 99),
+            "projection_lag_max_events": max(lag_samples) if lag_samples else None,
             "completed": completed_records,
             "answered": harness.answered,
             "sessions": len(harness.sessions),
         },
     )
+
+
+def _spawn_view(settings: Settings, work_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """A projector + HTTP view on the benchmark's topics, to measure projection lag under load."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TASKSTREAM_"))}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=str(settings.kafka_bootstrap_servers),
+        TASKSTREAM_TOPIC_PREFIX=settings.topic_prefix,
+        TASKSTREAM_PARTITIONS=str(settings.partitions),
+        TASKSTREAM_DATA_DIR=str(work_dir / "view"),
+        TASKSTREAM_HTTP_PORT=str(port),
+        TASKSTREAM_LOG_LEVEL="WARNING",
+    )
+    with open(work_dir / "view.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "view"],
+            cwd=_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _sample_projection_lag(port: int, samples: list[float], every_s: float = 0.1) -> None:
+    """Every ``every_s``: the view's own account of how far behind the log it is."""
+    url = f"http://127.0.0.1:{port}/health"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while True:
+            try:
+                async with http.get(url) as answer:
+                    lag = answer.headers.get("X-Projection-Lag")
+                    if lag is not None:
+                        samples.append(float(lag))
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # not up yet
+            await asyncio.sleep(every_s)
 
 
 def _spawn_processor(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:

@@ -330,6 +330,12 @@ def format_report(report: Report) -> str:
                 f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
                 f"({x.get('latency_samples')} tasks)"
             )
+            lines.append(
+                f"{'':<15}projection lag under this load: p99 "
+                f"{x.get('projection_lag_p99_events')} events, max "
+                f"{x.get('projection_lag_max_events')} events "
+                f"({x.get('projection_lag_samples')} samples, every 100 ms)"
+            )
         if r.name == "replay":
             lines.append(
                 f"{'':<15}peak RSS {r.extra.get('peak_rss_mb', 0):,.0f} MB "
