@@ -12,7 +12,7 @@ from __future__ import annotations
 from schemas.events import TaskBatched
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
-from streams.domain.priority import effective_priority
+from streams.domain.priority import CRITICAL, LOWEST
 from streams.domain.state import BatchRecord, BatchStatus, PartitionState, TaskRecord
 
 
@@ -34,16 +34,20 @@ def closed_by(batch: BatchRecord, config: DomainConfig) -> str:
 def batch_priority(
     st: PartitionState, batch: BatchRecord, now_ms: int, config: DomainConfig
 ) -> int:
-    """A batch competes with the best (aged) priority of its items."""
-    best = 5
+    """A batch competes with the best (aged) priority of its items.
+
+    ``effective_priority`` of each item, inlined (this runs for every waiting batch a dispatch
+    looks at), stopping at the first item that competes as critical.
+    """
+    best = LOWEST
+    tasks, step = st.tasks, config.aging_step_ms
     for task_id in batch.live:
-        task = st.tasks[task_id]
-        best = min(
-            best,
-            effective_priority(
-                task.queue_priority, task.queued_at_ms, now_ms, config.aging_step_ms
-            ),
-        )
+        task = tasks[task_id]
+        priority = task.queue_priority - max(0, now_ms - task.queued_at_ms) // step
+        if priority < best:
+            if priority <= CRITICAL:
+                return CRITICAL
+            best = priority
     return best
 
 

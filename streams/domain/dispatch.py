@@ -21,7 +21,7 @@ from schemas.events import BatchProcessed
 from streams.domain import batching, health, lifecycle
 from streams.domain.context import Decision
 from streams.domain.evolve import batch_deadline
-from streams.domain.priority import effective_priority
+from streams.domain.priority import CRITICAL, effective_priority
 from streams.domain.state import PartitionState, SessionRecord
 
 Candidate = tuple[SessionRecord, int]  # a session and its free capacity
@@ -113,9 +113,14 @@ def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, s
                 best_key, best = key, ("t", task_id)
             break
     for batch_id in st.pending_batches.get(client_id, {}):
+        batch = st.batches[batch_id]
+        # No batch competes better than CRITICAL: one whose best possible key does not beat
+        # the best so far is passed over without computing its (aged) priority. Keys never tie
+        # (``seq`` is unique), so this picks exactly what the full comparison would.
+        if best_key is not None and (CRITICAL, batch.opened_at_ms, batch.seq) > best_key:
+            continue
         if batch_id in skipped:
             continue
-        batch = st.batches[batch_id]
         if not batching.is_closed(batch, now, cfg):
             continue
         key = (batching.batch_priority(st, batch, now, cfg), batch.opened_at_ms, batch.seq)
