@@ -20,6 +20,7 @@ class PartitionRun(Generic[S]):
     ``next_event_offset``: the end of this partition of the event log as far as we wrote it.
     ``last_tick_ms``: the time of the last tick fed to the decider (ticks strictly increase,
     so a tick group is identified by its time).
+    ``last_command_ms``: the newest timestamp among the commands applied (stream time).
     """
 
     partition: int
@@ -28,6 +29,7 @@ class PartitionRun(Generic[S]):
     next_command_offset: int
     next_event_offset: int
     last_tick_ms: int = 0
+    last_command_ms: int = 0
 
     @property
     def offsets(self) -> StoredOffsets:

@@ -78,6 +78,20 @@ def outputs_of(app: Application[S], state: S, event: Any) -> list[Pending]:
     ]
 
 
+def tick_time(wall_ms: int, run: PartitionRun[Any], highwater: int | None) -> int:
+    """The time a timer tick of ``run`` is decided at.
+
+    Caught up with its command partition, a partition ticks at the wall clock (windows close
+    and timeouts fire while nothing arrives). Behind it, time is the stream's: the newest
+    command applied. Otherwise a processor that falls behind would time out assignments whose
+    results already wait, unread, in the command log, and send that work round the retry path
+    again, which puts it further behind.
+    """
+    if highwater is None or run.next_command_offset >= highwater:
+        return wall_ms
+    return min(wall_ms, run.last_command_ms)
+
+
 class Processor(Generic[S]):
     """Runs cycles for the owned partitions; see the module docstring for the order."""
 
@@ -128,6 +142,8 @@ class Processor(Generic[S]):
                 self._stopped = True
                 return
             run.next_command_offset = record.offset + 1
+            if record.timestamp > run.last_command_ms:
+                run.last_command_ms = record.timestamp
             self.commands_total += 1
             self._touched[run.partition] = run
             self._commands_done.add(run.partition)

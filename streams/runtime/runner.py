@@ -25,7 +25,7 @@ from streams.errors import ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.runtime.outbox import Outbox
 from streams.runtime.partition import PartitionRun
-from streams.runtime.processing import Processor, RuntimeTopics, wall_clock_ms
+from streams.runtime.processing import Processor, RuntimeTopics, tick_time, wall_clock_ms
 from streams.runtime.protocol import Application
 from streams.runtime.reader import KafkaLogReader
 from streams.runtime.recovery import open_store, recover_partition
@@ -142,7 +142,8 @@ class StreamRuntime(Generic[S]):
                 if tick_due:
                     now_ms = wall_clock_ms()
                     for run in self._runs.values():
-                        processor.apply_tick(run, now_ms)
+                        tp = TopicPartition(self.topics.commands, run.partition)
+                        processor.apply_tick(run, tick_time(now_ms, run, consumer.highwater(tp)))
                 await processor.complete()
 
     async def _commit(self, offsets: dict[int, int]) -> None:
