@@ -137,9 +137,9 @@ class RecentActivity:
         if kind is ev.TaskAssigned:
             assigned = cast(ev.TaskAssigned, event)
             if assigned.attempt == 1:
-                row = tables.task(assigned.task_id)
-                if row is not None and row.accepted_at_ms is not None:
-                    self.latencies.append((at, max(0, at - row.accepted_at_ms)))
+                row = tables.task_doc(assigned.task_id)
+                if row is not None and row["accepted_at_ms"] is not None:
+                    self.latencies.append((at, max(0, at - row["accepted_at_ms"])))
             if assigned.batch_id is not None:
                 self._remember_batch(assigned.batch_id)
         elif kind is ev.TaskCompleted or kind is ev.TaskFailed:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
@@ -57,6 +57,8 @@ __all__ = ["CommandSender", "DeadLetterSource", "gateway_router", "router_for"]
 
 _PRIORITY_BY_NAME = {name: level for level, name in PRIORITY_NAMES.items()}
 _ID_MAX = 512
+
+A = TypeVar("A", bound=BaseModel)
 
 DeadLetterSource = Callable[[], Awaitable[list[DeadLetterEntry]]]
 """Reads the dead letters a redrive chooses from (``task.dlq`` to its current end)."""
@@ -191,8 +193,8 @@ def gateway_router(
 ) -> APIRouter:
     router = APIRouter(tags=["commands"])
 
-    async def send(command: Command) -> JSONResponse | None:
-        """Produce ``command``; an error answer if it could not be."""
+    async def send(command: Command, answer: A) -> A | JSONResponse:
+        """Produce ``command`` and give ``answer``; an error answer if it could not be sent."""
         try:
             await commands.send(command)
         except PayloadTooLargeError as exc:
@@ -201,7 +203,14 @@ def gateway_router(
             return _problem(422, str(exc))
         except TaskstreamError as exc:
             return _problem(503, f"the command was not sent: {exc}")
-        return None
+        return answer
+
+    async def send_session(command: RegisterSession | ReleaseSession) -> Any:
+        session_id = command.session_id
+        answer = SessionAccepted(
+            session_id=session_id, link=_session_link(session_id), command=type(command).__name__
+        )
+        return await send(command, answer)
 
     def unknown(kind: str, key: str) -> JSONResponse:
         lag = reader.projection().lag_events
@@ -270,8 +279,7 @@ def gateway_router(
                 )
             answer.duplicate = True
             return answer
-        failed = await send(command)
-        return failed if failed is not None else answer
+        return await send(command, answer)
 
     async def task_command(
         task_id: str,
@@ -287,12 +295,10 @@ def gateway_router(
         if why is not None:
             return _problem(409, f"cannot {verb} task {task_id!r}: {why}")
         command = build(row)
-        failed = await send(command)
-        if failed is not None:
-            return failed
-        return TaskAccepted(
+        answer = TaskAccepted(
             task_id=task_id, link=task_link(task_id), command=type(command).__name__
         )
+        return await send(command, answer)
 
     def finished(row: TaskRow) -> str | None:
         return f"it is already {row.state}" if row.state in TERMINAL_STATES else None
@@ -384,20 +390,14 @@ def gateway_router(
         summary="Register an executor session",
     )
     async def register(request: SessionRequest) -> Any:
-        session_id = request.session_id or str(uuid.uuid4())
-        failed = await send(
+        return await send_session(
             RegisterSession(
                 client_id=request.client_id,
-                session_id=session_id,
+                session_id=request.session_id or str(uuid.uuid4()),
                 agent_id=request.agent_id,
                 max_concurrent=request.max_concurrent,
                 capabilities=list(dict.fromkeys(request.capabilities)),
             )
-        )
-        if failed is not None:
-            return failed
-        return SessionAccepted(
-            session_id=session_id, link=_session_link(session_id), command="RegisterSession"
         )
 
     @router.delete(
@@ -413,13 +413,8 @@ def gateway_router(
         row = reader.session(session_id)
         if row is None or row.client_id is None:
             return unknown("session", session_id)
-        failed = await send(
+        return await send_session(
             ReleaseSession(client_id=row.client_id, session_id=session_id, reason=reason)
-        )
-        if failed is not None:
-            return failed
-        return SessionAccepted(
-            session_id=session_id, link=_session_link(session_id), command="ReleaseSession"
         )
 
     # -- dead letters -------------------------------------------------------------------

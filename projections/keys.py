@@ -55,11 +55,11 @@ def dead_key(task_id: str) -> bytes:
 
 
 def index_prefix(kind: bytes, *parts: str) -> bytes:
-    return _index_prefix(kind, parts)
+    return index_prefix_of(kind, parts)
 
 
 @functools.lru_cache(maxsize=65_536)
-def _index_prefix(kind: bytes, parts: tuple[str, ...]) -> bytes:
+def index_prefix_of(kind: bytes, parts: tuple[str, ...]) -> bytes:
     # States, clients and operations are few: the fold asks for the same prefixes all the time.
     out = bytearray(INDEX + kind + b"\x00")
     for part in parts:
@@ -69,7 +69,7 @@ def _index_prefix(kind: bytes, parts: tuple[str, ...]) -> bytes:
 
 
 def index_key(kind: bytes, parts: tuple[str, ...], task_id: str) -> bytes:
-    return _index_prefix(kind, parts) + encode(task_id)
+    return index_prefix_of(kind, parts) + encode(task_id)
 
 
 def offset_key(partition: int) -> bytes:

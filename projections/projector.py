@@ -315,17 +315,21 @@ class Projector:
         """Fold one poll batch and write it with its offsets. Synchronous on purpose: readers
         on the same loop never see counters ahead of the rows."""
         tables = self._tables
+        decode = self._decode
+        observe = self.activity.observe
         n = 0
         for tp, records in batch.items():
+            partition = tp.partition
+            n += len(records)
             for record in records:
-                n += 1
-                event = self._decode(record.value, tp.partition, record.offset)
+                offset = record.offset
+                event = decode(record.value, partition, offset)
                 if event is None:
                     tables.counters.undecodable += 1
-                    skip(tables, tp.partition, record.offset)
+                    skip(tables, partition, offset)
                 else:
-                    apply(tables, event, tp.partition, record.offset)
-                    self.activity.observe(tables, event, tp.partition, record.offset)
+                    apply(tables, event, partition, offset)
+                    observe(tables, event, partition, offset)
         try:
             self.store.write(tables.drain())
         except Exception as exc:  # rocksdict raises plain Exception

@@ -8,7 +8,7 @@ still agree.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,6 +65,7 @@ SLA_MS: dict[str, int] = {
 """Queue-wait SLAs of seed 004: from becoming ready (queued or batched) to being assigned."""
 
 WAIT_BUCKETS_S: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 86400)
+WAIT_BUCKETS_MS: tuple[float, ...] = tuple(bound * 1000 for bound in WAIT_BUCKETS_S)
 
 
 def priority_name(priority: int | None) -> str | None:
@@ -215,14 +216,19 @@ class WaitStats(Row):
     buckets: list[int] = Field(default_factory=lambda: [0] * len(WAIT_BUCKETS_S))
 
     def add(self, wait_ms: int, sla_ms: int) -> None:
-        self.count += 1
-        self.total_ms += wait_ms
-        self.max_ms = max(self.max_ms, wait_ms)
+        # Once per assignment, on the fold's hot path: plain writes to the field dict skip
+        # pydantic's ``__setattr__`` (no assignment validation is configured, so it is equal).
+        fields = self.__dict__
+        fields["count"] += 1
+        fields["total_ms"] += wait_ms
+        if wait_ms > self.max_ms:
+            fields["max_ms"] = wait_ms
         if wait_ms > sla_ms:
-            self.breaches += 1
-        for i, bound in enumerate(WAIT_BUCKETS_S):
-            if wait_ms <= bound * 1000:
-                self.buckets[i] += 1
+            fields["breaches"] += 1
+        buckets = self.buckets
+        for i, bound in enumerate(WAIT_BUCKETS_MS):
+            if wait_ms <= bound:
+                buckets[i] += 1
 
 
 class ActiveSession(Row):
@@ -268,6 +274,256 @@ class Counters(Row):
         default_factory=lambda: {name: WaitStats() for name in PRIORITY_ORDER}
     )
     last_event_at_ms: int | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Documents: the same rows as plain dicts, for the fold.
+#
+# The fold changes ~16 fields per event; on pydantic models every change is a ``__setattr__``
+# call, so the fold works on the JSON documents themselves (``TypedDict`` keeps mypy checking
+# the field names and types) and the models above only parse what the view serves. Each
+# document has exactly its model's fields, so a stored document validates into the model;
+# ``tests/unit/test_projection_docs.py`` holds the two in step. Changing a row's shape needs a
+# ``LAYOUT_VERSION`` bump in ``store.py``: old stores are then rebuilt, not misread.
+
+
+class HistoryDoc(TypedDict):
+    type: str
+    at_ms: int
+    detail: str | None
+
+
+class AttemptDoc(TypedDict):
+    attempt: int
+    session_id: str | None
+    error: str
+    at_ms: int
+
+
+class ExecutionDoc(TypedDict):
+    attempt: int
+    session_id: str | None
+    batch_id: str | None
+    fencing_token: int | None
+    status: ExecutionStatus
+    assigned_at_ms: int
+    started_at_ms: int | None
+    finished_at_ms: int | None
+    execution_time_ms: int | None
+    output: dict[str, Any] | None
+    error: str | None
+
+
+class TaskDoc(TypedDict):
+    task_id: str
+    client_id: str
+    state: TaskState | None
+    operation: str | None
+    priority: int | None
+    priority_name: PriorityName | None
+    explicit_priority: bool
+    payload: dict[str, Any]
+    max_retries: int | None
+    timeout_ms: int | None
+    requires_review: bool
+    reviewer: str | None
+    depends_on: list[str]
+    waiting_on: list[str]
+    capabilities: list[str]
+    batchable: bool
+    session_required: bool
+    scheduled_for_ms: int | None
+    due_at_ms: int | None
+    session_id: str | None
+    batch_id: str | None
+    attempt: int
+    fencing_token: int | None
+    deadline_at_ms: int | None
+    awaiting_retry: bool
+    retry_due_at_ms: int | None
+    attempts: list[AttemptDoc]
+    executions: list[ExecutionDoc]
+    timeouts: int
+    last_error: str | None
+    reason: str | None
+    dead_lettered: bool
+    output: dict[str, Any] | None
+    execution_time_ms: int | None
+    progress: float | None
+    progress_message: str | None
+    accepted_at_ms: int | None
+    ready_at_ms: int | None
+    assigned_at_ms: int | None
+    started_at_ms: int | None
+    finished_at_ms: int | None
+    updated_at_ms: int
+    history: list[HistoryDoc]
+
+
+SessionState = Literal["unregistered", "active", "released", "cleaned"]
+HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+
+
+class SessionDoc(TypedDict):
+    session_id: str
+    client_id: str | None
+    agent_id: str | None
+    state: SessionState
+    max_concurrent: int | None
+    capabilities: list[str]
+    health_score: float
+    health_status: HealthStatus
+    circuit: str
+    in_flight: int
+    tasks_completed: int
+    tasks_failed: int
+    registered_at_ms: int | None
+    last_seen_ms: int | None
+    ended_at_ms: int | None
+    end_reason: str | None
+
+
+BatchState = Literal["open", "dispatched", "consolidated"]
+
+
+class BatchDoc(TypedDict):
+    batch_id: str
+    client_id: str
+    operation: str | None
+    state: BatchState
+    task_ids: list[str]
+    session_id: str | None
+    fencing_token: int | None
+    closed_by: str | None
+    success_count: int
+    failure_count: int
+    consolidated_output: dict[str, Any]
+    opened_at_ms: int | None
+    dispatched_at_ms: int | None
+    consolidated_at_ms: int | None
+
+
+class DeadLetterDoc(TypedDict):
+    task_id: str
+    client_id: str
+    operation: str
+    reason: str
+    last_error: str | None
+    attempts: list[AttemptDoc]
+    at_ms: int
+
+
+def new_task(task_id: str, client_id: str) -> TaskDoc:
+    """``TaskRow(task_id=..., client_id=...)`` as a document."""
+    return {
+        "task_id": task_id,
+        "client_id": client_id,
+        "state": None,
+        "operation": None,
+        "priority": None,
+        "priority_name": None,
+        "explicit_priority": False,
+        "payload": {},
+        "max_retries": None,
+        "timeout_ms": None,
+        "requires_review": False,
+        "reviewer": None,
+        "depends_on": [],
+        "waiting_on": [],
+        "capabilities": [],
+        "batchable": False,
+        "session_required": True,
+        "scheduled_for_ms": None,
+        "due_at_ms": None,
+        "session_id": None,
+        "batch_id": None,
+        "attempt": 0,
+        "fencing_token": None,
+        "deadline_at_ms": None,
+        "awaiting_retry": False,
+        "retry_due_at_ms": None,
+        "attempts": [],
+        "executions": [],
+        "timeouts": 0,
+        "last_error": None,
+        "reason": None,
+        "dead_lettered": False,
+        "output": None,
+        "execution_time_ms": None,
+        "progress": None,
+        "progress_message": None,
+        "accepted_at_ms": None,
+        "ready_at_ms": None,
+        "assigned_at_ms": None,
+        "started_at_ms": None,
+        "finished_at_ms": None,
+        "updated_at_ms": 0,
+        "history": [],
+    }
+
+
+def new_execution(
+    attempt: int,
+    session_id: str | None,
+    batch_id: str | None,
+    fencing_token: int | None,
+    assigned_at_ms: int,
+) -> ExecutionDoc:
+    return {
+        "attempt": attempt,
+        "session_id": session_id,
+        "batch_id": batch_id,
+        "fencing_token": fencing_token,
+        "status": "assigned",
+        "assigned_at_ms": assigned_at_ms,
+        "started_at_ms": None,
+        "finished_at_ms": None,
+        "execution_time_ms": None,
+        "output": None,
+        "error": None,
+    }
+
+
+def new_session(session_id: str) -> SessionDoc:
+    """``SessionRow(session_id=...)`` as a document."""
+    return {
+        "session_id": session_id,
+        "client_id": None,
+        "agent_id": None,
+        "state": "unregistered",
+        "max_concurrent": None,
+        "capabilities": [],
+        "health_score": 1.0,
+        "health_status": "healthy",
+        "circuit": "closed",
+        "in_flight": 0,
+        "tasks_completed": 0,
+        "tasks_failed": 0,
+        "registered_at_ms": None,
+        "last_seen_ms": None,
+        "ended_at_ms": None,
+        "end_reason": None,
+    }
+
+
+def new_batch(batch_id: str, client_id: str) -> BatchDoc:
+    """``BatchRow(batch_id=..., client_id=...)`` as a document."""
+    return {
+        "batch_id": batch_id,
+        "client_id": client_id,
+        "operation": None,
+        "state": "open",
+        "task_ids": [],
+        "session_id": None,
+        "fencing_token": None,
+        "closed_by": None,
+        "success_count": 0,
+        "failure_count": 0,
+        "consolidated_output": {},
+        "opened_at_ms": None,
+        "dispatched_at_ms": None,
+        "consolidated_at_ms": None,
+    }
 
 
 def bump(table: dict[str, int], key: str | None, delta: int, *, prune: bool = False) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from . import keys
 from .errors import ProjectionStoreError
@@ -26,9 +26,24 @@ log = logging.getLogger(__name__)
 LAYOUT_VERSION = 1
 
 
+WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+
+
 def _options() -> Any:
+    """Options that keep the store's memory small whatever its size: two 32 MB memtables at
+    most and a 32 MB block cache. The bloom filter spares the fold a data-block read for every
+    new task (a get that misses). Index and filter blocks stay outside the cache (a cache
+    lookup per get cost the replay 14% CPU at 200,000 tasks); they grow with the data, ~10
+    bits per key in the filters."""
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
     return options
 
 

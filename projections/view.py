@@ -16,7 +16,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import uvicorn
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 LAG_HEADER = "X-Projection-Lag"
 SERVICE = "taskstream-projector"
+
+R = TypeVar("R", bound=BaseModel)
 
 
 class _UnauthorizedError(Exception):
@@ -115,6 +117,10 @@ Bearer = Annotated[
 ]
 
 
+def _as_is(row: R) -> R:
+    return row
+
+
 def _describe(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
@@ -183,8 +189,13 @@ def create_app(
             pass
         return response
 
-    def not_found(kind: str, key: str) -> JSONResponse:
-        return JSONResponse({"detail": f"no {kind} with id {key!r}"}, status_code=404)
+    def one(
+        answer: type[Answer], kind: str, key: str, row: R | None, mask: Callable[[R], R]
+    ) -> Any:
+        """``row`` (masked) as ``answer``, or a 404 naming the ``kind`` and ``key``."""
+        if row is None:
+            return JSONResponse({"detail": f"no {kind} with id {key!r}"}, status_code=404)
+        return answer(**mask(row).model_dump(), projection=reader.projection())
 
     @app.get("/status", response_model=StatusAnswer, summary="Queue status (seed getQueueStatus)")
     async def status() -> StatusAnswer:
@@ -197,10 +208,7 @@ def create_app(
         summary="One task: state, attempts, history",
     )
     async def task(task_id: str) -> Any:
-        row = reader.task(task_id)
-        if row is None:
-            return not_found("task", task_id)
-        return TaskAnswer(**masked_task(row).model_dump(), projection=reader.projection())
+        return one(TaskAnswer, "task", task_id, reader.task(task_id), masked_task)
 
     @app.get("/tasks", response_model=TaskList, summary="Tasks, filtered and paged by id")
     async def tasks(
@@ -237,10 +245,7 @@ def create_app(
         summary="One session: health, circuit, in flight",
     )
     async def session(session_id: str) -> Any:
-        row = reader.session(session_id)
-        if row is None:
-            return not_found("session", session_id)
-        return SessionAnswer(**row.model_dump(), projection=reader.projection())
+        return one(SessionAnswer, "session", session_id, reader.session(session_id), _as_is)
 
     @app.get(
         "/batches/{batch_id:path}",
@@ -249,10 +254,7 @@ def create_app(
         summary="One batch and its consolidated result (seed getBatchResults)",
     )
     async def batch(batch_id: str) -> Any:
-        row = reader.batch(batch_id)
-        if row is None:
-            return not_found("batch", batch_id)
-        return BatchAnswer(**masked_batch(row).model_dump(), projection=reader.projection())
+        return one(BatchAnswer, "batch", batch_id, reader.batch(batch_id), masked_batch)
 
     @app.get("/dlq", response_model=DeadLetterList, summary="Dead-lettered tasks")
     async def dlq(
