@@ -8,7 +8,7 @@ still agree.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,21 +29,7 @@ TaskState = Literal[
     "cancelled",
     "rejected",
 ]
-TASK_STATES: tuple[str, ...] = (
-    "accepted",
-    "pending_review",
-    "scheduled",
-    "waiting",
-    "queued",
-    "batched",
-    "assigned",
-    "in_progress",
-    "retry_scheduled",
-    "completed",
-    "failed",
-    "cancelled",
-    "rejected",
-)
+TASK_STATES: tuple[str, ...] = get_args(TaskState)
 """``accepted`` is transient: the processor follows ``task.accepted`` with the routing event
 (queued, batched, scheduled, waiting or pending_review) from the same command.
 ``retry_scheduled``: an attempt failed and the task waits in a delay tier for its retry."""
