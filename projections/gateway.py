@@ -32,6 +32,7 @@ from schemas.commands import (
     RegisterSession,
     RejectTask,
     ReleaseSession,
+    SubmitBatchJob,
     SubmitTask,
 )
 from schemas.errors import TaskstreamError
@@ -50,6 +51,7 @@ from streams.redrive import (
 )
 from streams.settings import Settings
 
+from .batch_jobs_view import batch_job
 from .reader import ProjectionReader
 from .rows import TERMINAL_STATES, TaskRow
 
@@ -57,6 +59,7 @@ __all__ = ["CommandSender", "DeadLetterSource", "gateway_router", "router_for"]
 
 _PRIORITY_BY_NAME = {name: level for level, name in PRIORITY_NAMES.items()}
 _ID_MAX = 512
+_BATCH_JOB_ITEMS_MAX = 100_000
 
 A = TypeVar("A", bound=BaseModel)
 
@@ -89,6 +92,33 @@ class SubmitRequest(BaseModel):
     scheduled_for_ms: int | None = Field(default=None, ge=0)
     requires_review: bool = False
     depends_on: list[Id] = Field(default_factory=list, max_length=1000)
+    capabilities: list[Name] = Field(default_factory=list, max_length=100)
+
+
+class BatchJobItemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: Id | None = Field(
+        default=None, description="The child task's id; default <batch_job_id>.<index>"
+    )
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchJobRequest(BaseModel):
+    """Seed 004 "create batch job": every item runs as a child task of ``operation``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name
+    operation: Name
+    items: list[BatchJobItemRequest] = Field(min_length=1, max_length=_BATCH_JOB_ITEMS_MAX)
+    batch_job_id: Id | None = Field(
+        default=None, description="Idempotency key: a repeat creates nothing (a uuid if absent)"
+    )
+    parallelism: int = Field(default=1, ge=1, le=10_000)
+    priority: Annotated[int, Field(ge=1, le=5)] | PriorityName | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout_ms: int | None = Field(default=None, ge=1)
     capabilities: list[Name] = Field(default_factory=list, max_length=100)
 
 
@@ -127,6 +157,12 @@ class TaskAccepted(BaseModel):
     command: str
     duplicate: bool = False
     """The task was already known with this specification: nothing was sent."""
+
+
+class BatchJobAccepted(BaseModel):
+    batch_job_id: str
+    link: str
+    command: str = "SubmitBatchJob"
 
 
 class SessionAccepted(BaseModel):
@@ -311,6 +347,75 @@ def gateway_router(
         return None
 
     task_responses = _problems(404, 409, 413, 422, 503)
+
+    # -- batch jobs ---------------------------------------------------------------------
+
+    @router.post(
+        "/batch-jobs",
+        status_code=202,
+        response_model=BatchJobAccepted,
+        responses=_problems(409, 413, 422, 503),
+        summary="Create a batch job: items run as child tasks, `parallelism` at once",
+        description=(
+            "Follow it with GET /batch-jobs/{batch_job_id}. Items are validated like single "
+            "tasks; the whole command must fit TASKSTREAM_MAX_PAYLOAD_BYTES (else 413: split "
+            "the job). The processor ignores an identical repeat of a batch_job_id and "
+            "refuses a different one."
+        ),
+    )
+    async def submit_batch_job(request: BatchJobRequest) -> Any:
+        if request.operation not in catalog:
+            known = ", ".join(sorted(catalog))
+            return _problem(
+                422, f"operation: unknown operation {request.operation!r} (known: {known})"
+            )
+        seen: set[str] = set()
+        for index, item in enumerate(request.items):
+            where = f"items[{index}]"
+            if item.task_id is not None:
+                if item.task_id in seen:
+                    return _problem(422, f"{where}.task_id: {item.task_id!r} appears twice")
+                seen.add(item.task_id)
+            size = len(canonical_json(item.payload).encode())
+            if size > max_payload_bytes:
+                return _problem(
+                    413,
+                    f"{where}.payload: {size:,} bytes, over the limit of "
+                    f"{max_payload_bytes:,} (TASKSTREAM_MAX_PAYLOAD_BYTES)",
+                )
+            problems = validate_task_config(request.operation, item.payload)
+            if problems:
+                return _problem(422, "; ".join(f"{where}.{_payload_field(p)}" for p in problems))
+        batch_job_id = request.batch_job_id or str(uuid.uuid4())
+        existing = batch_job(reader, batch_job_id)
+        if existing is not None and existing.state != "rejected":
+            known_spec = (existing.client_id, existing.operation, existing.total)
+            asked = (request.client_id, request.operation, len(request.items))
+            if known_spec != asked:
+                return _problem(
+                    409,
+                    f"batch_job_id: {batch_job_id!r} already names a job with a different "
+                    "specification; use another batch_job_id for another job",
+                )
+        priority = request.priority
+        if isinstance(priority, str):
+            priority = _PRIORITY_BY_NAME[priority]
+        try:
+            command = SubmitBatchJob(
+                client_id=request.client_id,
+                batch_job_id=batch_job_id,
+                operation=request.operation,
+                items=[item.model_dump() for item in request.items],
+                parallelism=request.parallelism,
+                priority=priority,
+                max_retries=request.max_retries,
+                timeout_ms=request.timeout_ms,
+                capabilities=list(dict.fromkeys(request.capabilities)),
+            )
+        except ValueError as exc:  # pydantic ValidationError is a ValueError
+            return _problem(422, str(exc).splitlines()[0])
+        link = "/batch-jobs/" + task_link(batch_job_id)[len("/tasks/") :]
+        return await send(command, BatchJobAccepted(batch_job_id=batch_job_id, link=link))
 
     @router.post(
         "/tasks/{task_id:path}/cancel",

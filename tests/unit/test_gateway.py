@@ -363,3 +363,159 @@ async def test_redrive_without_a_dead_letter_source_is_503() -> None:
     async with _client(_app(Recorder())) as client:
         r = await client.post("/dlq/redrive", json={"all": True})
     assert r.status_code == 503
+
+
+def _job_source() -> MemorySource:
+    source = _source()
+    source.feed(
+        ev.BatchJobAccepted(
+            client_id="c1",
+            occurred_at_ms=500,
+            batch_job_id="job-1",
+            operation="tag_add",
+            parallelism=2,
+            total=2,
+            children=[
+                ev.BatchJobChild(task_id="job-1.0", payload={"tag": "a"}),
+                ev.BatchJobChild(task_id="job-1.1", payload={"tag": "b"}),
+            ],
+            priority=4,
+            max_retries=3,
+            timeout_ms=1000,
+        )
+    )
+    source.flush()
+    return source
+
+
+async def test_batch_job_is_sent_as_one_command_with_a_link_to_follow_it() -> None:
+    sender = Recorder()
+    async with _client(_app(sender)) as client:
+        r = await client.post(
+            "/batch-jobs",
+            json={
+                "client_id": "c1",
+                "operation": "tag_add",
+                "batch_job_id": "job/2",
+                "items": [{"payload": {"tag": "a"}}, {"task_id": "x", "payload": {"tag": "b"}}],
+                "parallelism": 3,
+                "priority": "low",
+                "max_retries": 0,
+            },
+        )
+        assert r.status_code == 202, r.text
+        assert r.json() == {
+            "batch_job_id": "job/2",
+            "link": "/batch-jobs/job/2",
+            "command": "SubmitBatchJob",
+        }
+        r = await client.post(
+            "/batch-jobs",
+            json={"client_id": "c1", "operation": "tag_add", "items": [{"payload": {}}]},
+        )
+        assert r.status_code == 202, r.text
+        generated = r.json()["batch_job_id"]
+    first, second = sender.sent
+    assert first == cmd.SubmitBatchJob(
+        client_id="c1",
+        batch_job_id="job/2",
+        operation="tag_add",
+        items=[
+            cmd.BatchJobItem(payload={"tag": "a"}),
+            cmd.BatchJobItem(task_id="x", payload={"tag": "b"}),
+        ],
+        parallelism=3,
+        priority=4,
+        max_retries=0,
+    )
+    assert isinstance(second, cmd.SubmitBatchJob) and second.batch_job_id == generated
+    assert generated and second.parallelism == 1 and second.priority is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"client_id": "c1", "operation": "tag_add", "items": []}, 422, ["items"]),
+        ({"client_id": "c1", "operation": "nope", "items": [{}]}, 422, ["unknown operation"]),
+        (
+            {"client_id": "c1", "operation": "tag_add", "items": [{}], "parallelism": 0},
+            422,
+            ["parallelism"],
+        ),
+        (
+            {
+                "client_id": "c1",
+                "operation": "tag_add",
+                "items": [{"task_id": "a"}, {"task_id": "a"}],
+            },
+            422,
+            ["items[1].task_id", "twice"],
+        ),
+        (
+            {
+                "client_id": "c1",
+                "operation": "api_call",
+                "items": [
+                    {"payload": {"apiEndpoint": "https://api.example/x", "method": "GET"}},
+                    {"payload": {}},
+                ],
+            },
+            422,
+            ["items[1].payload.apiEndpoint"],
+        ),
+        (
+            {
+                "client_id": "c1",
+                "operation": "tag_add",
+                "items": [{"payload": {"blob": "x" * 5000}}],
+            },
+            413,
+            ["items[0].payload", "over the limit"],
+        ),
+        (
+            {"client_id": "c1", "operation": "tag_add", "items": [{}], "extra": 1},
+            422,
+            ["extra"],
+        ),
+        (
+            # The read side knows job-1 with two items: a job of one item is another job.
+            {"client_id": "c1", "operation": "tag_add", "batch_job_id": "job-1", "items": [{}]},
+            409,
+            ["job-1", "different specification"],
+        ),
+    ],
+)
+async def test_invalid_batch_jobs_name_the_field_and_send_nothing(
+    body: dict[str, Any], status: int, words: list[str]
+) -> None:
+    sender = Recorder()
+    app = FastAPI()
+    app.include_router(
+        gateway_router(
+            ProjectionReader(_job_source()), sender, catalog=_catalog(), max_payload_bytes=4096
+        )
+    )
+    async with _client(app) as client:
+        r = await client.post("/batch-jobs", json=body)
+    assert r.status_code == status, r.text
+    detail = str(r.json()["detail"])
+    for word in words:
+        assert word in detail, detail
+    assert sender.sent == []
+
+
+async def test_a_repeated_batch_job_is_sent_for_the_processor_to_ignore() -> None:
+    sender = Recorder()
+    async with _client(_app(sender, _job_source())) as client:
+        r = await client.post(
+            "/batch-jobs",
+            json={
+                "client_id": "c1",
+                "operation": "tag_add",
+                "batch_job_id": "job-1",
+                "items": [{"payload": {"tag": "a"}}, {"payload": {"tag": "b"}}],
+                "parallelism": 2,
+            },
+        )
+    assert r.status_code == 202, r.text
+    assert [type(c).__name__ for c in sender.sent] == ["SubmitBatchJob"]
