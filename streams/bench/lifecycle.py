@@ -29,12 +29,13 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -262,14 +263,15 @@ async def run_lifecycle(
     proc = _spawn_processor(settings, log_path)
     view_port = free_loopback_port()
     view = _spawn_view(settings, work_dir, view_port)
-    lag_samples: list[float] = []
+    lag_path = work_dir / "projection-lag.txt"
+    sampler = _spawn_lag_sampler(settings, work_dir, view_port, lag_path)
     await harness.producer.start()
     helpers = [
         asyncio.create_task(harness.executor()),
         asyncio.create_task(harness.watch_completed()),
-        asyncio.create_task(_sample_projection_lag(view_port, lag_samples)),
     ]
     events_topic = settings.topic("events")
+    load_started = load_ended = math.inf
     try:
         await harness.register()
 
@@ -280,7 +282,8 @@ async def run_lifecycle(
 
         await _wait_for(registered, 120, "the processor did not register the sessions")
 
-        # Phase 1: max rate.
+        # Phase 1: max rate. Projection lag is kept from here to the end of phase 2.
+        load_started = time.time()
         started = time.perf_counter()
         await harness.submit_range("max-", 0, tasks)
         if not await harness.wait_completed(tasks, timeout_s):
@@ -304,6 +307,7 @@ async def run_lifecycle(
                 events=harness.completed,
                 detail=f"{harness.completed} of {total} tasks completed in {timeout_s:.0f}s",
             )
+        load_ended = time.time()
         latencies = await submit_to_assigned_ms(bootstrap, events_topic, "lat-")
     finally:
         for helper in helpers:
@@ -312,7 +316,7 @@ async def run_lifecycle(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await helper
         await harness.producer.stop()
-        for child in (proc, view):
+        for child in (sampler, proc, view):
             if child.poll() is None:
                 child.terminate()
                 try:
@@ -321,6 +325,7 @@ async def run_lifecycle(
                     child.kill()
                     await asyncio.to_thread(child.wait)
     completed_records = await topic_size(bootstrap, settings.topic("completed"))
+    lag_samples = _read_lag_samples(lag_path, load_started, load_ended)
     return BenchResult(
         "lifecycle",
         "ok",
@@ -341,6 +346,7 @@ async def run_lifecycle(
             "projection_lag_samples": len(lag_samples),
             "projection_lag_p99_events": percentile(lag_samples, 99),
             "projection_lag_max_events": max(lag_samples) if lag_samples else None,
+            "projection_lag_series": [int(x) for x in lag_samples],
             "completed": completed_records,
             "answered": harness.answered,
             "sessions": len(harness.sessions),
@@ -369,19 +375,115 @@ def _spawn_view(settings: Settings, work_dir: Path, port: int) -> subprocess.Pop
         )
 
 
-async def _sample_projection_lag(port: int, samples: list[float], every_s: float = 0.1) -> None:
-    """Every ``every_s``: the view's own account of how far behind the log it is."""
+def _spawn_lag_sampler(
+    settings: Settings, work_dir: Path, port: int, out: Path
+) -> subprocess.Popen[bytes]:
+    """The projection-lag sampler in a process of its own: in the harness's busy event loop
+    its view of the log end would lag and make the projection look fresher than it is."""
+    command = [
+        sys.executable,
+        "-m",
+        "streams.bench.lifecycle",
+        "lag",
+        "--port",
+        str(port),
+        "--bootstrap",
+        str(settings.kafka_bootstrap_servers),
+        "--topic",
+        settings.topic("events"),
+        "--partitions",
+        str(settings.partitions),
+        "--out",
+        str(out),
+    ]
+    with open(work_dir / "lag-sampler.log", "ab") as log:
+        return subprocess.Popen(command, cwd=_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _read_lag_samples(path: Path, since: float, until: float) -> list[float]:
+    """The samples (``<unix time> <lag>`` lines) taken between ``since`` and ``until``."""
+    samples: list[float] = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            at, _, lag = line.partition(" ")
+            if lag and since <= float(at) <= until:
+                samples.append(float(lag))
+    return samples
+
+
+async def sample_projection_lag(
+    port: int, bootstrap: str, topic: str, partitions: int, out: TextIO, every_s: float = 0.1
+) -> None:
+    """Every ``every_s``, append ``<unix time> <lag>`` to ``out``: how many events of
+    ``topic`` the view on ``port`` has not folded yet.
+
+    The log end comes from a consumer of our own that reads every partition of the events
+    topic continuously (its fetch high watermarks are at most its 20 ms fetch wait old), not
+    from the projector: the projector's own ``X-Projection-Lag`` counts only what its last
+    fetch saw. Lag = sum over partitions of (log end - the view's ``as_of_offsets``), the end
+    read just before the view answers, so events produced during the request count as lag.
+    """
     url = f"http://127.0.0.1:{port}/health"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while True:
-            try:
-                async with http.get(url) as answer:
-                    lag = answer.headers.get("X-Projection-Lag")
-                    if lag is not None:
-                        samples.append(float(lag))
-            except (aiohttp.ClientError, TimeoutError):
-                pass  # not up yet
-            await asyncio.sleep(every_s)
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    tail = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await tail.start()
+    try:
+        tail.assign(tps)
+        await tail.seek_to_end(*tps)
+
+        async def follow() -> None:
+            while True:
+                await tail.getmany(timeout_ms=100, max_records=100_000)
+
+        follower = asyncio.create_task(follow())
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+                while True:
+                    # Both are lower bounds of the end: the last fetch's high watermark, and
+                    # ListOffsets (the embedded broker's answers the last batch's base + 1).
+                    listed = await tail.end_offsets(tps)
+                    ends = {
+                        tp.partition: max(tail.highwater(tp) or 0, int(listed[tp])) for tp in tps
+                    }
+                    try:
+                        async with http.get(url) as answer:
+                            body = await answer.json() if answer.status == 200 else None
+                    except (aiohttp.ClientError, TimeoutError):
+                        body = None  # not up yet
+                    if body is not None:
+                        folded = body["projection"]["as_of_offsets"]
+                        lag = sum(
+                            max(0, end - int(folded.get(str(p), 0))) for p, end in ends.items()
+                        )
+                        out.write(f"{time.time():.3f} {lag}\n")
+                    await asyncio.sleep(every_s)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+    finally:
+        await tail.stop()
+
+
+def _lag_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams.bench.lifecycle lag")
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt), open(args.out, "a", buffering=1) as out:
+        asyncio.run(
+            sample_projection_lag(args.port, args.bootstrap, args.topic, args.partitions, out)
+        )
+    return 0
 
 
 def _spawn_processor(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -426,6 +528,11 @@ def _processor_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["processor"]:
-        sys.exit("usage: python -m streams.bench.lifecycle processor --bootstrap B --prefix P ...")
-    sys.exit(_processor_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["processor"]:
+        sys.exit(_processor_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["lag"]:
+        sys.exit(_lag_main(sys.argv[2:]))
+    sys.exit(
+        "usage: python -m streams.bench.lifecycle processor --bootstrap B --prefix P ...\n"
+        "       python -m streams.bench.lifecycle lag --port P --bootstrap B --topic T --out F"
+    )

@@ -334,7 +334,8 @@ def format_report(report: Report) -> str:
                 f"{'':<15}projection lag under this load: p99 "
                 f"{x.get('projection_lag_p99_events')} events, max "
                 f"{x.get('projection_lag_max_events')} events "
-                f"({x.get('projection_lag_samples')} samples, every 100 ms)"
+                f"({x.get('projection_lag_samples')} samples, every 100 ms; log end from a "
+                "consumer of its own, not the projector's last fetch)"
             )
         if r.name == "replay":
             lines.append(
