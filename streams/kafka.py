@@ -76,7 +76,8 @@ def consumer_kwargs(
     Some brokers (the embedded one) answer a fetch only when ``fetch_max_wait_ms`` expires,
     even when records arrive meanwhile, so the wait is the floor of every hop's latency. On
     the ``hot_path`` (processor commands, executor work) it is short; elsewhere longer, so idle
-    consumers do not spin."""
+    consumers do not spin. The same broker answers empty when it cannot list a partition's
+    batches within the wait; ``streams.runtime.fetch_wait`` lengthens it on those consumers."""
     kwargs: dict[str, Any] = {
         **client_kwargs(settings),
         "enable_auto_commit": False,

@@ -311,7 +311,9 @@ def soak_stack(workdir: Path, extra_env: Mapping[str, str] | None = None) -> Pro
     env = {
         "TASKSTREAM_DEFAULT_TIMEOUT_MS": "30000",
         "TASKSTREAM_SESSION_STALE_MS": "60000",
-        "TASKSTREAM_LOG_LEVEL": "WARNING",
+        # Quiet by default; TASKSTREAM_LOG_LEVEL=INFO (or DEBUG) in the soak's environment
+        # reaches the parts' logs.
+        "TASKSTREAM_LOG_LEVEL": os.environ.get("TASKSTREAM_LOG_LEVEL", "WARNING"),
         **(extra_env or {}),
     }
     stack = ProcessStack(workdir, env=env)

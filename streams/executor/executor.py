@@ -43,6 +43,7 @@ from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.runtime.fetch_wait import FetchWait, starved
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -351,6 +352,7 @@ class Executor:
         self, consumer: AIOKafkaConsumer, name: str, tracker: _OffsetTracker | None
     ) -> None:
         last_commit = time.monotonic()
+        fetch_wait = FetchWait(consumer, name=f"executor {name}")
         while True:
             room = self._pool.room()
             if room == 0:
@@ -368,6 +370,7 @@ class Executor:
                 consumer.resume(*consumer.paused())
                 self._paused.discard(name)
             batch = await consumer.getmany(timeout_ms=_POLL_MS, max_records=max(1, room))
+            fetch_wait.observe(starved(consumer, batch, max(1, room)))
             await self._handle_batch(batch, tracker)
             if tracker is not None and time.monotonic() - last_commit >= self._commit_interval_s:
                 await self._commit_pool(None)

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import ProcessingError
+from streams.runtime.fetch_wait import FetchWait
 
 __all__ = ["KafkaLogReader", "LogReader"]
 
@@ -27,6 +28,7 @@ class KafkaLogReader:
     def __init__(self, consumer: AIOKafkaConsumer, stall_timeout_s: float = 30.0) -> None:
         self._consumer = consumer
         self._stall_timeout_s = stall_timeout_s
+        self._fetch_wait: FetchWait | None = None  # made on first read (the consumer runs)
 
     async def end_offset(self, topic: str, partition: int) -> int:
         """The partition's high watermark.
@@ -56,9 +58,13 @@ class KafkaLogReader:
         consumer.seek(tp, start)
         position = start
         stalled_since = time.monotonic()
+        if self._fetch_wait is None:
+            self._fetch_wait = FetchWait(consumer, name="log reader")
         while position < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
-            for record in batch.get(tp, ()):
+            records = batch.get(tp, ())
+            self._fetch_wait.observe(not records)
+            for record in records:
                 if record.offset >= end:
                     return
                 yield record

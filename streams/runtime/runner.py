@@ -23,6 +23,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.errors import ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.runtime.fetch_wait import FetchWait, starved
 from streams.runtime.outbox import Outbox
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics, tick_time, wall_clock_ms
@@ -123,11 +124,13 @@ class StreamRuntime(Generic[S]):
         interval_s = self.settings.tick_interval_ms / 1000
         next_tick = time.monotonic() + interval_s
         processor = self.processor
+        fetch_wait = FetchWait(consumer, name=self.name)
         while not self._stop.is_set():
             self._raise_if_fatal()
             wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_POLL_RECORDS)
             self._raise_if_fatal()
+            fetch_wait.observe(starved(consumer, batch, MAX_POLL_RECORDS))
             now = time.monotonic()
             tick_due = now >= next_tick
             if tick_due:
