@@ -29,6 +29,7 @@ from schemas.codec import CODEC, AvroCodec
 from schemas.errors import DecodeError
 from schemas.events import Event
 from streams.kafka import client_kwargs, consumer_kwargs
+from streams.runtime.fetch_wait import FetchWait, starved
 from streams.settings import Settings
 
 from .activity import RecentActivity
@@ -252,6 +253,9 @@ class Projector:
     # the loop ---------------------------------------------------------------------------
     async def _run(self) -> None:
         assert self._consumer is not None
+        # The embedded broker answers fetches empty once a partition holds more record batches
+        # than it can list within the fetch wait (streams.runtime.fetch_wait).
+        fetch_wait = FetchWait(self._consumer, name=f"projector of {self.topic}")
         try:
             while not self._stopping:
                 try:
@@ -261,6 +265,7 @@ class Projector:
                 except OffsetOutOfRangeError as exc:
                     await self._restart_from_scratch(f"positions out of range ({exc})")
                     continue
+                fetch_wait.observe(starved(self._consumer, batch, self._max_records))
                 if batch:
                     self._fold(batch)
                 if await self._check_highwater() and len(self._highwater_at) == len(

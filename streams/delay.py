@@ -30,6 +30,7 @@ from schemas.errors import DecodeError
 from schemas.records import DeadLetter
 from streams.errors import BrokerError, ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.runtime.fetch_wait import FetchWait, starved
 from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name, tier_for_delay
 
 __all__ = [
@@ -46,6 +47,7 @@ K = TypeVar("K")
 
 # Upper bound of one poll, so a stop request is noticed quickly even when nothing is held.
 MAX_POLL_WAIT_MS = 500
+_UNLIMITED = 1 << 62  # getmany without max_records: no poll is cut short for room
 
 
 # --- timing rules (pure) -------------------------------------------------------------------
@@ -139,6 +141,7 @@ class DelayAgent:
         self._generation = 0
         self._consumer: Any = None
         self._producer: Any = None
+        self._fetch_wait: FetchWait | None = None
         self.forwarded = 0
         self.retiered = 0
         self.dead_lettered = 0
@@ -200,6 +203,9 @@ class DelayAgent:
         batch: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
             timeout_ms=poll_timeout_ms(plan.next_wakeup_ms, now, MAX_POLL_WAIT_MS)
         )
+        if self._fetch_wait is None or self._fetch_wait.consumer is not self._consumer:
+            self._fetch_wait = FetchWait(self._consumer, name="delay agent")
+        self._fetch_wait.observe(starved(self._consumer, batch, _UNLIMITED))
         if not batch:
             return
         async with self._lock:

@@ -51,6 +51,7 @@ class FetchWait:
         quiet_s: float = QUIET_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.consumer = consumer
         self._fetcher = getattr(consumer, "_fetcher", None)
         current = getattr(self._fetcher, "_fetch_max_wait_ms", None)
         if not isinstance(current, int):
