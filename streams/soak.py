@@ -302,7 +302,9 @@ HANDLERS = {
     "integration_sync": _soak_handler,
 }
 
-SOAK_CLIENTS = ("soak_client_1", "soak_client_2", "soak_client_3", "soak_client_4")
+# One client per partition of the default 4: the Kafka default partitioner (murmur2 of the key)
+# sends these to partitions 0, 1, 2 and 3 (soak_client_1..4 would use only two of them).
+SOAK_CLIENTS = ("soak_client_10", "soak_client_2", "soak_client_7", "soak_client_1")
 # (operation, share): a session task, a batchable one, a pool one.
 SOAK_MIX = (("conversation_send", 7), ("tag_add", 2), ("integration_sync", 1))
 
