@@ -438,6 +438,13 @@ def _change_batch(
 def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
     opened = _open(tables, e)
     row = opened[1]
+    if row["state"] in TERMINAL_STATES:
+        # The processor forgot the finished task (TASKSTREAM_TASK_RETENTION_MS) and accepted
+        # its id again: a new lifecycle starts in the same row, the old one stays in history.
+        fresh = new_task(e.task_id, e.client_id)
+        fresh["history"] = row["history"]
+        fresh["updated_at_ms"] = row["updated_at_ms"]
+        row.update(fresh)
     row["state"] = "accepted"
     row["operation"] = e.operation
     row["payload"] = dict(e.payload)
@@ -895,6 +902,10 @@ def _command_rejected(tables: Tables, e: ev.CommandRejected) -> None:
     tables.counters.commands_rejected += 1
 
 
+def _forgotten(tables: Tables, e: ev.TasksForgotten) -> None:
+    """The processor's retention: the read model is the history, it keeps every row."""
+
+
 _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskAccepted: _accepted,
     ev.TaskPendingReview: _pending_review,
@@ -925,6 +936,7 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.SessionHeartbeatReceived: _heartbeat,
     ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _command_rejected,
+    ev.TasksForgotten: _forgotten,
     **BATCH_JOB_FOLDS,
 }
 

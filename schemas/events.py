@@ -270,6 +270,18 @@ class CommandRejected(Event):
     session_id: str | None = None
 
 
+class TasksForgotten(Event):
+    """The processor dropped these finished tasks and completed batch jobs of one client from
+    its state: each finished at or before ``finished_by_ms``, the retention window ago
+    (``TASKSTREAM_TASK_RETENTION_MS``). Their ids are unknown to it from now on (a new
+    SubmitTask with such an id is a new task); the event log keeps their history."""
+
+    TYPE: ClassVar[str] = "tasks.forgotten"
+    finished_by_ms: int
+    task_ids: list[str] = Field(default_factory=list)
+    batch_job_ids: list[str] = Field(default_factory=list)
+
+
 class BatchJobEvent(Event):
     batch_job_id: str
 
@@ -376,6 +388,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     BatchJobProgressed,
     BatchJobCompleted,
     BatchJobRejected,
+    TasksForgotten,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_TYPES}

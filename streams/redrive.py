@@ -11,7 +11,9 @@ The rule that makes a redrive safe to repeat:
 ``task.dlq`` only grows, so redriving the same entries again produces the very same SubmitTask
 commands, and the processor treats an identical submit of a known task id as a redelivery: no
 event, no second task. A redriven task that is dead-lettered again is a *new* entry (``T.r1``)
-and a later redrive submits it as ``T.r2``; the entry ``T`` itself never adds a task twice.
+and a later redrive submits it as ``T.r2``; the entry ``T`` itself never adds a task twice
+while the processor remembers ``T.r1`` (``TASKSTREAM_TASK_RETENTION_MS`` after it finished;
+a redrive repeated later than that submits it again, as a new task).
 
 Entries without a ``submit`` document (undecodable or invalid input, or a refusal whose
 command was not kept) cannot be redriven: they are reported as ``not_redrivable`` with the

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Unfinished tasks one client may have; a SubmitTask beyond is rejected.",
     )
+    task_retention_ms: int = Field(
+        default=86_400_000,
+        ge=60_000,
+        description=(
+            "How long the processor remembers a finished task (and a completed batch job) "
+            "after it finished: the window in which a repeated SubmitTask of its id is "
+            "ignored as a redelivery. After it the id is forgotten and may be used again."
+        ),
+    )
 
     # HTTP view
     http_host: str = "127.0.0.1"

@@ -11,7 +11,7 @@ from typing import Any
 
 from schemas import events as ev
 from streams.domain.spec import canonical_json
-from streams.domain.state import BatchJobRecord, PartitionState
+from streams.domain.state import RETIRED_JOB, BatchJobRecord, PartitionState
 
 
 def job_digest(e: ev.BatchJobAccepted) -> str:
@@ -73,6 +73,7 @@ def _completed(st: PartitionState, e: ev.BatchJobCompleted) -> None:
     # The event log and the read side keep the items and results; the state keeps the summary.
     job.payloads = None
     job.results = {}
+    st.retire(e.occurred_at_ms, RETIRED_JOB, e.batch_job_id)
 
 
 def _rejected(st: PartitionState, e: ev.BatchJobRejected) -> None:

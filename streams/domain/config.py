@@ -33,6 +33,7 @@ class DomainConfig:
     probe_recovery_score: float = 0.8
     max_payload_bytes: int = 1_048_576
     max_queued_per_client: int = 100_000
+    task_retention_ms: int = 86_400_000
 
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog | None = None) -> DomainConfig:
@@ -50,4 +51,5 @@ class DomainConfig:
             circuit_cooldown_ms=settings.circuit_cooldown_ms,
             max_payload_bytes=settings.max_payload_bytes,
             max_queued_per_client=settings.max_queued_per_client,
+            task_retention_ms=settings.task_retention_ms,
         )

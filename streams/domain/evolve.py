@@ -16,6 +16,7 @@ from streams.domain.errors import DomainError
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     ACTIVE,
+    RETIRED_TASK,
     TERMINAL,
     BatchRecord,
     BatchStatus,
@@ -84,6 +85,20 @@ def _leave_batch(st: PartitionState, batch_id: str | None, task_id: str) -> None
     elif not batch.reported:
         _free_unit(st, batch.session_id, "b:" + batch_id)
     st.remove_batch(batch_id)
+    for item in batch.task_ids:
+        _unpinned(st, item)
+
+
+def _unpinned(st: PartitionState, task_id: str) -> None:
+    """Live work stopped referring to ``task_id``: if it is finished, retention may forget it."""
+    task = st.tasks.get(task_id)
+    if (
+        task is not None
+        and task.finished_at_ms is not None
+        and task.status in TERMINAL
+        and not st.pinned(task)
+    ):
+        st.retire(task.finished_at_ms, RETIRED_TASK, task_id)
 
 
 def _detach(st: PartitionState, task: TaskRecord) -> None:
@@ -99,6 +114,7 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
     elif status == Status.WAITING:
         for dep in task.depends_on:
             st.index_remove(st.dependents, dep, task.task_id)
+            _unpinned(st, dep)
 
 
 def _finish(
@@ -111,6 +127,7 @@ def _finish(
     task.due_at_ms = None
     if not keep_payload:
         task.payload = None
+    st.retire(at_ms, RETIRED_TASK, task.task_id)
 
 
 def _seen(st: PartitionState, session_id: str | None, at_ms: int) -> SessionRecord | None:
@@ -401,6 +418,19 @@ def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> No
         session.successes += 1
 
 
+def _forgotten(st: PartitionState, e: ev.TasksForgotten) -> None:
+    """Retention (``streams.domain.retention``): the records go, their store keys are deleted."""
+    for task_id in e.task_ids:
+        task = st.tasks.get(task_id)
+        if task is not None and task.status in TERMINAL and not st.pinned(task):
+            st.remove_task(task_id)
+    for batch_job_id in e.batch_job_ids:
+        job = st.batch_jobs.get(batch_job_id)
+        if job is not None and job.completed_at_ms is not None:
+            st.remove_batch_job(batch_job_id)
+    st.prune_retired(e.finished_by_ms)
+
+
 # -- session events --------------------------------------------------------------------------
 
 
@@ -491,5 +521,6 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.SessionHeartbeatReceived: _heartbeat,
     ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _nothing,
+    ev.TasksForgotten: _forgotten,
     **BATCH_JOB_FOLDS,
 }

@@ -18,6 +18,7 @@ never has to re-insert in the middle.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -233,6 +234,10 @@ Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 
 META_KEY: Final = b"meta"
 
+# kinds of ``PartitionState.retired`` entries (tasks sort before batch jobs of the same time)
+RETIRED_TASK: Final = 0
+RETIRED_JOB: Final = 1
+
 
 def task_key(task_id: str) -> bytes:
     return b"task/" + task_id.encode()
@@ -270,6 +275,7 @@ class PartitionState:
         "inflight",
         "open_tasks",
         "job_children",
+        "retired",
         "dirty",
         "_log",
         "_copied",
@@ -297,6 +303,9 @@ class PartitionState:
         self.open_tasks: dict[str, int] = {}
         # running child task id -> its batch job id
         self.job_children: dict[str, str] = {}
+        # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id): what retention may forget
+        # (``streams.domain.retention``); stale entries are skipped, never removed eagerly
+        self.retired: list[tuple[int, int, str]] = []
         self.dirty: set[bytes] = {META_KEY}
         self._log: list[tuple[Any, Any, Any]] | None = None
         self._copied: set[tuple[str, str]] = set()
@@ -417,6 +426,36 @@ class PartitionState:
         self.delete(self.batches, batch_id)
         self._touch(batch_key(batch_id))
 
+    def remove_task(self, task_id: str) -> None:
+        self.delete(self.tasks, task_id)
+        self._touch(task_key(task_id))
+
+    def remove_batch_job(self, batch_job_id: str) -> None:
+        self.delete(self.batch_jobs, batch_job_id)
+        self._touch(batch_job_key(batch_job_id))
+
+    def retire(self, at_ms: int, kind: int, record_id: str) -> None:
+        """A task finished / a batch job completed at ``at_ms``: retention may forget it later.
+
+        Not journaled: inside a decision nothing is pushed (the events are folded again
+        outside it); a stale entry is harmless (see ``streams.domain.retention``).
+        """
+        if self._log is None:
+            heapq.heappush(self.retired, (at_ms, kind, record_id))
+
+    def prune_retired(self, up_to_ms: int) -> None:
+        """Drop ``retired`` entries up to ``up_to_ms`` that retention may not forget (already
+        forgotten, or pinned: those are retired again when released), so a replay of a long
+        log keeps the heap small. Not inside a decision (its deletions are undone)."""
+        heap = self.retired
+        while (
+            self._log is None
+            and heap
+            and heap[0][0] <= up_to_ms
+            and self.forgettable(heap[0]) is None
+        ):
+            heapq.heappop(heap)
+
     def add_batch_job(self, job: BatchJobRecord) -> None:
         self.put(self.batch_jobs, job.batch_job_id, job)
         self._copied.add(("j", job.batch_job_id))
@@ -513,9 +552,12 @@ class PartitionState:
         self.inflight = {}
         self.open_tasks = {}
         self.job_children = {}
+        self.retired = []
         for job in self.batch_jobs.values():
             for task_id in job.running:
                 self.job_children[task_id] = job.batch_job_id
+            if job.completed_at_ms is not None:
+                self.retired.append((job.completed_at_ms, RETIRED_JOB, job.batch_job_id))
         for session in sorted(self.sessions.values(), key=lambda s: s.reg_seq):
             self.client_sessions.setdefault(session.client_id, {})[session.session_id] = None
         for batch in sorted(self.batches.values(), key=lambda b: b.seq):
@@ -527,6 +569,8 @@ class PartitionState:
         for task in sorted(self.tasks.values(), key=lambda t: (t.seq, t.accepted_seq)):
             if task.status not in TERMINAL:
                 self.open_tasks[task.client_id] = self.open_tasks.get(task.client_id, 0) + 1
+            elif task.finished_at_ms is not None:
+                self.retired.append((task.finished_at_ms, RETIRED_TASK, task.task_id))
             if task.status == Status.QUEUED and task.session_required:
                 lanes = self.lanes.setdefault(task.client_id, {})
                 lanes.setdefault(task.queue_priority, deque()).append((task.seq, task.task_id))
@@ -535,6 +579,7 @@ class PartitionState:
                     self.dependents.setdefault(dep, {})[task.task_id] = None
             elif task.status in ACTIVE and task.batch_id is None:
                 self.inflight["t:" + task.task_id] = task.deadline_at_ms
+        heapq.heapify(self.retired)
 
     def indices(self) -> dict[str, Any]:
         """The indices in a comparable form (tests check them against ``rebuild_indices``)."""
@@ -548,7 +593,31 @@ class PartitionState:
             "inflight": dict(self.inflight),
             "open_tasks": dict(self.open_tasks),
             "job_children": dict(self.job_children),
+            "retired": sorted({e for e in self.retired if self.forgettable(e) is not None}),
         }
+
+    # -- retention -------------------------------------------------------------------------
+
+    def pinned(self, task: TaskRecord) -> bool:
+        """A finished task live work still refers to: a waiting dependant, or a batch that is
+        still open or in flight. It is retired again when that ends (``evolve``)."""
+        return task.task_id in self.dependents or (
+            task.batch_id is not None and task.batch_id in self.batches
+        )
+
+    def forgettable(self, entry: tuple[int, int, str]) -> str | None:
+        """The client of a ``retired`` entry that retention may forget now; None for a stale
+        entry (the record is gone, or finished again at another time) or a pinned task."""
+        at_ms, kind, record_id = entry
+        if kind == RETIRED_TASK:
+            task = self.tasks.get(record_id)
+            if task is None or task.finished_at_ms != at_ms or task.status not in TERMINAL:
+                return None
+            return None if self.pinned(task) else task.client_id
+        job = self.batch_jobs.get(record_id)
+        if job is None or job.completed_at_ms != at_ms:
+            return None
+        return job.client_id
 
 
 class _MetaSlot:

@@ -1,7 +1,8 @@
 """``tick(state, now_ms, config) -> list[Event]``: what the passing of time alone causes.
 
-In order: stale sessions are cleaned (their work re-queued, same attempt: losing a session is
-not the task's fault), overdue assignments time out (the retry path), open circuits whose
+In order: finished work past the retention window is forgotten (``retention``), stale
+sessions are cleaned (their work re-queued, same attempt: losing a session is not the
+task's fault), overdue assignments time out (the retry path), open circuits whose
 cooldown passed go half-open, and every client with something newly dispatchable (a batch
 whose window closed, freed capacity) gets a dispatch round. Iteration follows sequence
 numbers, so a recovered state ticks exactly like the live one.
@@ -16,7 +17,7 @@ from schemas.events import (
     SessionHealthChanged,
     TaskTimedOut,
 )
-from streams.domain import batch_jobs, batching, health, lifecycle
+from streams.domain import batch_jobs, batching, health, lifecycle, retention
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -27,6 +28,7 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
     ctx = Decision(state, max(now_ms, state.meta.clock), config)
     state.begin()
     try:
+        retention.forget(ctx)
         _run(ctx)
         batch_jobs.settle(ctx)
     finally:

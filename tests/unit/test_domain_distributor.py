@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
+from pydantic import ValidationError
 
 from schemas import commands as c
 from schemas import events as ev
@@ -197,3 +199,24 @@ def test_persistence_through_the_adapter_round_trips() -> None:
     loaded = run.app.load_state(store.items())
     assert loaded == run.state
     assert loaded.indices() == run.state.indices()
+
+
+def test_the_retention_setting_reaches_the_tick_and_forgetting_deletes_the_store_key() -> None:
+    with pytest.raises(ValidationError):
+        Settings(task_retention_ms=59_999)  # a window shorter than a minute is refused
+    run = Run(task_retention_ms=60_000)
+    run.do(submit("t1", operation="integration_sync"), now=10)
+    run.do(
+        c.ReportResult(client_id="A", task_id="t1", fencing_token=run.token("t1"), success=True),
+        now=20,
+    )
+    before = dict(run.app.dump_changes(run.state))
+    assert before[b"task/t1"] is not None
+    assert run.app.tick(run.state, 66_019) == []  # the window, and a tenth of it to sweep
+    (event,) = run.app.tick(run.state, 66_020)
+    assert isinstance(event, ev.TasksForgotten) and event.task_ids == ["t1"]
+    assert run.app.decode_event(run.app.encode_event(event)) == event
+    assert (run.app.event_key(event), run.app.event_type(event)) == (b"A", "tasks.forgotten")
+    run.state = run.app.evolve(run.state, event)
+    assert list(run.app.outputs(run.state, event)) == []
+    assert dict(run.app.dump_changes(run.state)) == {b"meta": ANY, b"task/t1": None}

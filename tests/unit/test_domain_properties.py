@@ -357,3 +357,101 @@ def test_long_random_walks_keep_every_invariant(seed: int) -> None:
     assert all(n == 1 for n in ends.values()), ends
     replayed = h.replayed()
     assert replayed == h.state and replayed.indices() == h.state.indices()
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+RETAINING = replace(CFG, task_retention_ms=300)
+
+
+class RetainingHarness(CheckedHarness):
+    """Also checks that only finished, unpinned work past the window is ever forgotten."""
+
+    def apply(self, events: list[ev.Event]) -> list[ev.Event]:
+        for event in events:
+            if isinstance(event, ev.TasksForgotten):
+                cutoff = event.occurred_at_ms - self.config.task_retention_ms
+                assert event.finished_by_ms == cutoff
+                for task_id in event.task_ids:
+                    task = self.state.tasks[task_id]
+                    assert task.client_id == event.client_id
+                    assert task.status in TERMINAL, f"{task_id} forgotten while {task.status}"
+                    assert task.finished_at_ms is not None and task.finished_at_ms <= cutoff
+                    assert not self.state.pinned(task), f"{task_id} forgotten while referred to"
+                for job_id in event.batch_job_ids:
+                    job = self.state.batch_jobs[job_id]
+                    assert job.completed_at_ms is not None and job.completed_at_ms <= cutoff
+            super().apply([event])
+        return events
+
+
+def check_lifetimes(log: list[ev.Event]) -> None:
+    """Each acceptance of an id ends in exactly one terminal event before the id comes back."""
+    ends_since_accepted: dict[str, int] = {}
+    for e in log:
+        if isinstance(e, ev.TaskAccepted):
+            assert ends_since_accepted.get(e.task_id, 1) == 1, f"{e.task_id} accepted twice"
+            ends_since_accepted[e.task_id] = 0
+        elif terminal_events([e]):
+            ends_since_accepted[e.task_id] += 1  # type: ignore[attr-defined]
+    assert all(n == 1 for n in ends_since_accepted.values()), ends_since_accepted
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(actions, min_size=5, max_size=50), st.integers(0, 10_000))
+def test_forgetting_keeps_every_invariant_and_replays_to_the_same_state(
+    steps: list[tuple[Any, ...]], later: int
+) -> None:
+    h = RetainingHarness(RETAINING)
+    for action in steps:
+        if action[0] == "tick":
+            h.tick(h.now + action[1])
+        else:
+            command = to_command(h, action)
+            assert command is not None
+            h.do(command, at=h.now + 7)
+        check_invariants(h)  # includes: the reloaded state and its indices are equal
+    replayed = h.replayed()
+    assert replayed == h.state and replayed.indices() == h.state.indices()
+    copy = h.reloaded()
+    assert tick(copy, h.now + later, RETAINING) == tick(h.state, h.now + later, RETAINING)
+
+    drive_to_the_end(h)
+    check_lifetimes(h.log)
+    for _ in range(3):  # 500 ids a tick at most; these examples have far fewer
+        h.tick(h.now + RETAINING.task_retention_ms)
+    assert h.state.tasks == {} and h.state.batch_jobs == {}
+    assert h.replayed() == h.state
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_long_random_walks_with_a_short_retention_keep_every_invariant(seed: int) -> None:
+    """Tasks are forgotten while others still run, and some ids come back as new tasks."""
+    rng = random.Random(1000 + seed)
+    h = RetainingHarness(RETAINING)
+    for step in range(150):
+        action = random_action(rng, h)
+        if action[0] == "tick":
+            h.tick(h.now + action[1])
+        else:
+            command = to_command(h, action)
+            assert command is not None
+            h.do(command, at=h.now + rng.randint(0, 40))
+        if step % 10 == 0:
+            check_invariants(h)
+            replayed, reloaded = h.replayed(), h.reloaded()
+            assert replayed == h.state and replayed.indices() == h.state.indices()
+            for later in (1, 290, 310, 329, 331, 2_000):  # around the window and the sweep
+                now = h.now + later
+                live = tick(h.state, now, RETAINING)
+                assert tick(reloaded, now, RETAINING) == live
+                assert tick(replayed, now, RETAINING) == live
+    assert of(h.log, ev.TasksForgotten)  # the walk did forget while work was going on
+    drive_to_the_end(h)
+    check_invariants(h)
+    check_lifetimes(h.log)
+    for _ in range(3):
+        h.tick(h.now + RETAINING.task_retention_ms)
+    assert h.state.tasks == {} and h.state.batch_jobs == {}
+    replayed = h.replayed()
+    assert replayed == h.state and replayed.indices() == h.state.indices()

@@ -448,3 +448,31 @@ def test_undecodable_skips_move_offsets() -> None:
     skip(w.source.tables, 2, 6)
     w.source.flush()
     assert w.reader.projection().as_of_offsets == {"2": 7}
+
+
+def test_forgotten_tasks_keep_their_rows_and_a_reused_id_starts_a_new_lifecycle() -> None:
+    w = World()
+    completed = ev.TaskCompleted(
+        **t(30, task_id="t1"), operation="contact_update", attempt=1, output={"n": 1}
+    )
+    w.feed(register(0), accept(10, "t1"), queued(10, "t1"), assigned(20, "t1"), completed)
+    w.feed(ev.TasksForgotten(**t(5_000), finished_by_ms=30, task_ids=["t1"]))
+    row = w.task("t1")  # the read model is the history: the processor's retention is not
+    assert row.state == "completed" and row.output == {"n": 1} and row.finished_at_ms == 30
+    assert w.source.tables.counters.events_by_type["tasks.forgotten"] == 1
+
+    w.feed(accept(6_000, "t1", priority=2), queued(6_000, "t1", priority=2))
+    row = w.task("t1")
+    assert row.state == "queued" and row.priority == 2
+    assert row.output is None and row.finished_at_ms is None and row.session_id is None
+    assert [h.type for h in row.history] == [
+        "task.accepted",
+        "task.queued",
+        "task.assigned",
+        "task.completed",
+        "task.accepted",
+        "task.queued",
+    ]
+    status = w.reader.status()
+    assert status.tasks_by_state["completed"] == 0 and status.tasks_by_state["queued"] == 1
+    assert status.queue_length == 1
