@@ -342,6 +342,12 @@ def format_report(report: Report) -> str:
                 f"{'':<15}peak RSS {r.extra.get('peak_rss_mb', 0):,.0f} MB "
                 f"({r.extra.get('tasks', 0):,} tasks)"
             )
+            sampled = r.extra.get("peak_rss_sampled")
+            if sampled:
+                lines.append(
+                    f"{'':<15}highest 50 ms sample {sampled['rss_mb']:,.0f} MB, "
+                    f"{sampled['phase']} at {sampled['events']:,} events"
+                )
     ratios = report.ratios()
     if ratios["runtime_vs_faust"] is not None:
         verdict = "met" if ratios["runtime_vs_faust"] >= TARGET_VS_FAUST else "MISSED"
