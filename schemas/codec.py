@@ -170,7 +170,9 @@ class AvroCodec:
         reader = self._reader_for(data)
         record = self._read(reader, data)
         try:
-            return reader.model.model_validate(record)
+            # ``model_validate`` with its defaults, without the classmethod's own overhead.
+            validated: BaseModel = reader.model.__pydantic_validator__.validate_python(record)
+            return validated
         except ValidationError as exc:
             raise DecodeError(f"{reader.name}: {_describe(exc)}") from None
 
@@ -242,6 +244,10 @@ class AvroCodec:
         return writer.header[len(MAGIC) :]
 
     def _reader_for(self, data: bytes) -> _Reader:
+        if data.__class__ is bytes and data[:2] == MAGIC:  # the common case, checked once
+            found = self._readers.get(data[2:HEADER_SIZE])
+            if found is not None:
+                return found
         if data[:2] != MAGIC:
             raise BadMagicError(
                 f"not an Avro single-object record: starts with {bytes(data[:2]).hex() or 'nothing'}"

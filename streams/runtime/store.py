@@ -21,7 +21,7 @@ import struct
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, NamedTuple, Protocol
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -46,13 +46,19 @@ _STAGED = RESERVED_PREFIX + b"out/"
 _OFFSET = struct.Struct(">q")
 
 
-@dataclass(frozen=True, slots=True)
-class StagedOutput:
+_STAGED_FORMAT = b"\x01"
+# partition, start, topic length, key length (-1: no key), value length, header count
+_STAGED_HEAD = struct.Struct(">qqHiIH")
+_STAGED_HEADER = struct.Struct(">HI")  # header name length, header value length
+
+
+class StagedOutput(NamedTuple):
     """A side record written to the store before it is produced.
 
     ``output_id`` travels as the record's ``OUTPUT_ID_HEADER``; ``start`` is an offset of
     ``topic[partition]`` at or before where the record can land, so recovery can look for it
-    there and produce it only if it is missing.
+    there and produce it only if it is missing. (A named tuple: one is built and encoded per
+    side record on the hot path.)
     """
 
     output_id: str
@@ -64,21 +70,65 @@ class StagedOutput:
     start: int
 
     def encode(self) -> bytes:
-        b64 = base64.b64encode
-        return json.dumps(
-            [
-                self.topic,
-                self.partition,
-                None if self.key is None else b64(self.key).decode(),
-                b64(self.value).decode(),
-                [[name, b64(value).decode()] for name, value in self.headers],
-                self.start,
-            ],
-            separators=(",", ":"),
-        ).encode()
+        """A binary record: format byte, ``_STAGED_HEAD``, topic, key, value, then each header
+        as ``_STAGED_HEADER`` + name + value (JSON with base64 cost 5x as much per record)."""
+        _, topic_name, partition, key, value, headers, start = self
+        topic = topic_name.encode()
+        parts = [
+            _STAGED_FORMAT,
+            _STAGED_HEAD.pack(
+                partition,
+                start,
+                len(topic),
+                -1 if key is None else len(key),
+                len(value),
+                len(headers),
+            ),
+            topic,
+        ]
+        if key is not None:
+            parts.append(key)
+        parts.append(value)
+        for name, header in headers:
+            encoded = name.encode()
+            parts += (_STAGED_HEADER.pack(len(encoded), len(header)), encoded, header)
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, output_id: str, raw: bytes) -> StagedOutput:
+        """The record ``encode`` wrote (or the JSON of earlier versions); ``ValueError`` if
+        damaged."""
+        if raw[:1] != _STAGED_FORMAT:
+            return cls._decode_json(output_id, raw)
+        try:
+            partition, start, topic_len, key_len, value_len, count = _STAGED_HEAD.unpack_from(
+                raw, 1
+            )
+            pos = 1 + _STAGED_HEAD.size
+            topic = raw[pos : pos + topic_len].decode()
+            pos += topic_len
+            key = None
+            if key_len >= 0:
+                key = raw[pos : pos + key_len]
+                pos += key_len
+            value = raw[pos : pos + value_len]
+            pos += value_len
+            headers = []
+            for _ in range(count):
+                name_len, header_len = _STAGED_HEADER.unpack_from(raw, pos)
+                pos += _STAGED_HEADER.size
+                name = raw[pos : pos + name_len].decode()
+                pos += name_len
+                headers.append((name, raw[pos : pos + header_len]))
+                pos += header_len
+        except struct.error as exc:
+            raise ValueError(f"truncated staged record: {exc}") from None
+        if pos != len(raw):
+            raise ValueError(f"staged record of {len(raw)} bytes, expected {pos}")
+        return cls(output_id, topic, partition, key, value, tuple(headers), start)
+
+    @classmethod
+    def _decode_json(cls, output_id: str, raw: bytes) -> StagedOutput:
         topic, partition, key, value, headers, start = json.loads(raw)
         b64 = base64.b64decode
         return cls(
@@ -230,8 +280,9 @@ class PartitionStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        put = batch.put
         for out in staged:
-            batch.put(_STAGED + out.output_id.encode(), out.encode())
+            put(_STAGED + out.output_id.encode(), out.encode())
         batch.put(_EVENTS_OFFSET, _OFFSET.pack(offsets.events))
         batch.put(_COMMANDS_OFFSET, _OFFSET.pack(offsets.commands))
         self.db.write(batch)

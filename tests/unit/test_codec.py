@@ -36,7 +36,7 @@ from schemas.errors import (
     UnknownFingerprintError,
 )
 from schemas.events import EVENT_TYPES, AttemptRecord, TaskAssigned, TaskFailed
-from schemas.fastcodec import encode_long
+from schemas.fastcodec import _write_long, encode_long
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -421,6 +421,20 @@ def test_longs_encode_as_fastavro_does(n: int) -> None:
     buf = io.BytesIO()
     schemaless_writer(buf, parse_schema("long"), n)
     assert encode_long(n) == buf.getvalue()
+    for _ in range(2):  # computed, then from the compiled writers' cache of recent varints
+        out = bytearray()
+        _write_long(out, n)
+        assert out == buf.getvalue()
+
+
+def test_the_varint_cache_never_confuses_equal_numbers_of_other_types() -> None:
+    out = bytearray()
+    _write_long(out, 2**40)
+    not_an_int: Any = float(2**40)  # equal to 2**40 and hashed alike, but not a long
+    with pytest.raises(TypeError):
+        _write_long(bytearray(), not_an_int)
+    with pytest.raises(OverflowError):
+        _write_long(bytearray(), LONG_MAX + 1)
 
 
 def test_damaged_bodies_the_compiled_reader_refuses() -> None:

@@ -10,6 +10,7 @@ from streams.errors import StoreError
 from streams.runtime.store import (
     RESERVED_PREFIX,
     PartitionStore,
+    StagedOutput,
     StoredOffsets,
     StoreLockedError,
 )
@@ -52,4 +53,52 @@ def test_a_store_rocksdb_cannot_open_is_recreated_empty(tmp_path: Path) -> None:
     (tmp_path / "0" / "CURRENT").write_bytes(b"\x00garbage")
     store, reason = PartitionStore.open(tmp_path / "0")
     assert reason is not None and store.is_empty()
+    store.close()
+
+
+STAGED = [
+    StagedOutput("n-1", "p.completed", 3, b"client-1", b"\xc3\x01value", (("ts-out", b"n-1"),), 41),
+    StagedOutput("n-2", "p.dlq", 0, None, b"", (("ts-type", b"DeadLetter"), ("ts-out", b"n-2")), 0),
+    StagedOutput("n-3", "t\u00e9", 2**40, b"", b"x" * 70_000, (), 2**62),
+]
+
+
+def test_staged_records_survive_a_reopen_and_leave_when_unstaged(tmp_path: Path) -> None:
+    store, _ = PartitionStore.open(tmp_path / "0")
+    store.write([(b"a", b"1")], StoredOffsets(events=1, commands=1), STAGED)
+    store.close()
+    store, _ = PartitionStore.open(tmp_path / "0")
+    assert sorted(store.staged()) == sorted(STAGED)
+    store.unstage(["n-1", "n-3"])
+    assert store.staged() == [STAGED[1]]
+    assert list(store.state_items()) == [(b"a", b"1")]
+    store.close()
+
+
+def test_staged_records_round_trip_through_their_encoding() -> None:
+    for out in STAGED:
+        assert StagedOutput.decode(out.output_id, out.encode()) == out
+
+
+def test_staged_records_in_the_earlier_json_encoding_still_decode() -> None:
+    # [topic, partition, key, value, headers, start], bytes in base64 (before 2026-11-23)
+    raw = b'["p.completed",3,"Y2xpZW50LTE=","wwF2YWx1ZQ==",[["ts-out","bi0x"]],41]'
+    assert StagedOutput.decode("n-1", raw) == STAGED[0]
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20, -1])
+def test_a_damaged_staged_record_is_a_value_error(cut: int) -> None:
+    raw = STAGED[0].encode()
+    with pytest.raises(ValueError):
+        StagedOutput.decode("n-1", raw[:cut])
+    with pytest.raises(ValueError):
+        StagedOutput.decode("n-1", raw + b"\x00")
+
+
+def test_a_damaged_staged_record_makes_the_store_unusable(tmp_path: Path) -> None:
+    store, _ = PartitionStore.open(tmp_path / "0")
+    store.write([], StoredOffsets(events=1, commands=1), STAGED[:1])
+    store.db[RESERVED_PREFIX + b"out/n-1"] = STAGED[0].encode()[:-3]
+    with pytest.raises(StoreError):
+        store.staged()
     store.close()
