@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.bench.common import BenchResult, topic_size
+from streams.bench.common import BenchResult, kafka_kwargs, topic_size
 
 __all__ = ["Mode", "run_ceiling"]
 
@@ -36,14 +36,14 @@ async def run_ceiling(
     group after every batch, like a processor.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(bootstrap),
         group_id=f"bench-ceiling-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=MAX_RECORDS,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(bootstrap),
         enable_idempotence=False,
         acks="all",
         linger_ms=2,

@@ -17,7 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas.codec import CODEC
 from schemas.commands import SessionHeartbeat
 from streams.errors import BrokerError
+from streams.kafka import client_kwargs
 from streams.runtime.reader import KafkaLogReader
+from streams.settings import Settings
 
 __all__ = [
     "BenchResult",
@@ -68,9 +70,15 @@ def heartbeat_records(count: int, clients: int = 1000) -> list[tuple[bytes, byte
     return [encoded[i % len(encoded)] for i in range(count)] if encoded else []
 
 
+def kafka_kwargs(bootstrap: str) -> dict[str, Any]:
+    """``bootstrap`` plus the SASL/TLS settings of the environment (``TASKSTREAM_KAFKA_*``),
+    for every client the benchmarks make: a secured cluster works as for the service."""
+    return client_kwargs(Settings(kafka_bootstrap_servers=bootstrap))
+
+
 async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
     """Create ``names`` with ``partitions`` partitions (existing ones are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     try:
         existing = {t["topic"] for t in await admin.describe_topics()}
@@ -90,7 +98,7 @@ async def fill(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]
     """Produce ``records`` (key, value) to ``topic`` with the producer's own partitioner, in
     large batches; return the seconds it took (all acknowledged)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(bootstrap),
         enable_idempotence=False,
         linger_ms=5,
         max_batch_size=1_048_576,
@@ -114,7 +122,7 @@ async def fill(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]
 
 async def partition_sizes(bootstrap: str, topic: str) -> dict[int, int]:
     """The end offset of every partition of ``topic`` (the broker-safe way, see reader.py)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_kwargs(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -133,9 +141,7 @@ async def topic_size(bootstrap: str, topic: str) -> int:
 
 async def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     """The sum of ``group``'s committed offsets on ``topic`` (0 for uncommitted partitions)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_kwargs(bootstrap), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         total = 0

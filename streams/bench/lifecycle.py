@@ -44,7 +44,7 @@ from schemas.codec import CODEC
 from schemas.commands import RegisterSession, ReportResult, SubmitTask
 from schemas.events import TaskAccepted, TaskAssigned
 from schemas.records import Assignment
-from streams.bench.common import BenchResult, partition_sizes, topic_size
+from streams.bench.common import BenchResult, kafka_kwargs, partition_sizes, topic_size
 from streams.broker import free_loopback_port
 from streams.runtime.protocol import TYPE_HEADER
 from streams.runtime.reader import KafkaLogReader
@@ -95,14 +95,14 @@ class _Harness:
         self.completed = 0
         self.completed_changed = asyncio.Event()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, enable_idempotence=False, linger_ms=2
+            **kafka_kwargs(self.bootstrap), enable_idempotence=False, linger_ms=2
         )
 
     async def executor(self) -> None:
         """Answer every task assignment at once (all partitions, no group, from the start)."""
         topic = self.settings.topic("assignments")
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **kafka_kwargs(self.bootstrap),
             enable_auto_commit=False,
             max_poll_records=5000,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
@@ -139,7 +139,7 @@ class _Harness:
         """Count records on ``task.completed`` (one per completed task)."""
         topic = self.settings.topic("completed")
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **kafka_kwargs(self.bootstrap),
             enable_auto_commit=False,
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
         )
@@ -223,7 +223,7 @@ async def submit_to_assigned_ms(bootstrap: str, events_topic: str, task_prefix: 
     accepted: dict[str, int] = {}
     assigned: dict[str, int] = {}
     wanted = {TaskAccepted.TYPE.encode(), TaskAssigned.TYPE.encode()}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_kwargs(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         reader = KafkaLogReader(consumer)
@@ -426,7 +426,7 @@ async def sample_projection_lag(
     url = f"http://127.0.0.1:{port}/health"
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     tail = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(bootstrap),
         enable_auto_commit=False,
         fetch_max_wait_ms=20,
         max_partition_fetch_bytes=4 * 1024 * 1024,

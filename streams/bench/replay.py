@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from schemas.codec import CODEC
-from streams.bench.common import BenchResult, create_topics
+from streams.bench.common import BenchResult, create_topics, kafka_kwargs
 from streams.bench.workload import lifecycle_log
 from streams.runtime.protocol import TYPE_HEADER
 from streams.settings import Settings
@@ -46,7 +46,7 @@ _FILL_BATCH = 5_000
 async def fill_events(bootstrap: str, topic: str, tasks: int, partitions: int) -> int:
     """Produce the log of ``tasks`` tasks to ``topic``; return the number of events."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_kwargs(bootstrap),
         enable_idempotence=False,
         linger_ms=5,
         max_batch_size=1_048_576,
