@@ -325,7 +325,7 @@ async def run_lifecycle(
                     child.kill()
                     await asyncio.to_thread(child.wait)
     completed_records = await topic_size(bootstrap, settings.topic("completed"))
-    lag_samples = _read_lag_samples(lag_path, load_started, load_ended)
+    lag_samples, lag_upper = _read_lag_samples(lag_path, load_started, load_ended)
     return BenchResult(
         "lifecycle",
         "ok",
@@ -344,9 +344,14 @@ async def run_lifecycle(
             "latency_p99_ms": percentile(latencies, 99),
             "latency_max_ms": max(latencies) if latencies else None,
             "projection_lag_samples": len(lag_samples),
+            "projection_lag_p50_events": percentile(lag_samples, 50),
             "projection_lag_p99_events": percentile(lag_samples, 99),
             "projection_lag_max_events": max(lag_samples) if lag_samples else None,
+            "projection_lag_upper_p50_events": percentile(lag_upper, 50),
+            "projection_lag_upper_p99_events": percentile(lag_upper, 99),
+            "projection_lag_upper_max_events": max(lag_upper) if lag_upper else None,
             "projection_lag_series": [int(x) for x in lag_samples],
+            "projection_lag_upper_series": [int(x) for x in lag_upper],
             "completed": completed_records,
             "answered": harness.answered,
             "sessions": len(harness.sessions),
@@ -400,28 +405,33 @@ def _spawn_lag_sampler(
         return subprocess.Popen(command, cwd=_ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _read_lag_samples(path: Path, since: float, until: float) -> list[float]:
-    """The samples (``<unix time> <lag>`` lines) taken between ``since`` and ``until``."""
-    samples: list[float] = []
+def _read_lag_samples(path: Path, since: float, until: float) -> tuple[list[float], list[float]]:
+    """The samples (``<unix time> <lag from the end before> <lag from the end after>`` lines)
+    taken between ``since`` and ``until``: (lower bounds, upper bounds)."""
+    lower: list[float] = []
+    upper: list[float] = []
     with contextlib.suppress(OSError):
         for line in path.read_text().splitlines():
-            at, _, lag = line.partition(" ")
-            if lag and since <= float(at) <= until:
-                samples.append(float(lag))
-    return samples
+            fields = line.split()
+            if len(fields) == 3 and since <= float(fields[0]) <= until:
+                lower.append(float(fields[1]))
+                upper.append(float(fields[2]))
+    return lower, upper
 
 
 async def sample_projection_lag(
     port: int, bootstrap: str, topic: str, partitions: int, out: TextIO, every_s: float = 0.1
 ) -> None:
-    """Every ``every_s``, append ``<unix time> <lag>`` to ``out``: how many events of
-    ``topic`` the view on ``port`` has not folded yet.
+    """Every ``every_s``, append ``<unix time> <lower> <upper>`` to ``out``: how many events
+    of ``topic`` the view on ``port`` has not folded yet.
 
     The log end comes from a consumer of our own that reads every partition of the events
     topic continuously (its fetch high watermarks are at most its 20 ms fetch wait old), not
     from the projector: the projector's own ``X-Projection-Lag`` counts only what its last
-    fetch saw. Lag = sum over partitions of (log end - the view's ``as_of_offsets``), the end
-    read just before the view answers, so events produced during the request count as lag.
+    fetch saw. Lag = sum over partitions of (log end - the view's ``as_of_offsets``), once
+    with the end read just before the request (a lower bound: the view may answer only after
+    a fold it was busy with) and once with the end read just after the answer (an upper
+    bound: it counts events produced while the request was in flight).
     """
     url = f"http://127.0.0.1:{port}/health"
     tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -440,27 +450,31 @@ async def sample_projection_lag(
             while True:
                 await tail.getmany(timeout_ms=100, max_records=100_000)
 
+        async def log_end() -> dict[int, int]:
+            # The larger of two lower bounds: the tail's last fetch high watermark, and
+            # ListOffsets (the embedded broker answers the last batch's base offset + 1).
+            listed = await tail.end_offsets(tps)
+            return {tp.partition: max(tail.highwater(tp) or 0, int(listed[tp])) for tp in tps}
+
         follower = asyncio.create_task(follow())
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
                 while True:
-                    # Both are lower bounds of the end: the last fetch's high watermark, and
-                    # ListOffsets (the embedded broker's answers the last batch's base + 1).
-                    listed = await tail.end_offsets(tps)
-                    ends = {
-                        tp.partition: max(tail.highwater(tp) or 0, int(listed[tp])) for tp in tps
-                    }
+                    before = await log_end()
                     try:
                         async with http.get(url) as answer:
                             body = await answer.json() if answer.status == 200 else None
                     except (aiohttp.ClientError, TimeoutError):
                         body = None  # not up yet
                     if body is not None:
+                        after = await log_end()
                         folded = body["projection"]["as_of_offsets"]
-                        lag = sum(
-                            max(0, end - int(folded.get(str(p), 0))) for p, end in ends.items()
+
+                        low, high = (
+                            sum(max(0, end - int(folded.get(str(p), 0))) for p, end in ends.items())
+                            for ends in (before, after)
                         )
-                        out.write(f"{time.time():.3f} {lag}\n")
+                        out.write(f"{time.time():.3f} {low} {high}\n")
                     await asyncio.sleep(every_s)
         finally:
             follower.cancel()

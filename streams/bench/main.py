@@ -331,11 +331,13 @@ def format_report(report: Report) -> str:
                 f"({x.get('latency_samples')} tasks)"
             )
             lines.append(
-                f"{'':<15}projection lag under this load: p99 "
-                f"{x.get('projection_lag_p99_events')} events, max "
-                f"{x.get('projection_lag_max_events')} events "
-                f"({x.get('projection_lag_samples')} samples, every 100 ms; log end from a "
-                "consumer of its own, not the projector's last fetch)"
+                f"{'':<15}projection lag under this load (events): p50 "
+                f"{x.get('projection_lag_p50_events')}-{x.get('projection_lag_upper_p50_events')}, p99 "
+                f"{x.get('projection_lag_p99_events')}-{x.get('projection_lag_upper_p99_events')}, "
+                f"max {x.get('projection_lag_max_events')}-"
+                f"{x.get('projection_lag_upper_max_events')} "
+                f"({x.get('projection_lag_samples')} samples every 100 ms; log end read by a "
+                "consumer of its own just before / just after each view answer)"
             )
         if r.name == "replay":
             lines.append(
