@@ -253,6 +253,10 @@ def gateway_router(
         behind = f" (the read side is {lag} events behind the log)" if lag else ""
         return _problem(404, f"no {kind} with id {key!r}{behind}")
 
+    def unknown_operation(operation: str) -> JSONResponse:
+        known = ", ".join(sorted(catalog))
+        return _problem(422, f"operation: unknown operation {operation!r} (known: {known})")
+
     # -- tasks --------------------------------------------------------------------------
 
     @router.post(
@@ -264,10 +268,7 @@ def gateway_router(
     )
     async def submit(request: SubmitRequest) -> Any:
         if request.operation not in catalog:
-            known = ", ".join(sorted(catalog))
-            return _problem(
-                422, f"operation: unknown operation {request.operation!r} (known: {known})"
-            )
+            return unknown_operation(request.operation)
         size = len(canonical_json(request.payload).encode())
         if size > max_payload_bytes:
             return _problem(
@@ -282,9 +283,7 @@ def gateway_router(
         if scheduled_for_ms is None and request.operation == "reminder":
             # The submitter maps reminderTime to the scheduled start (schemas.task_configs).
             scheduled_for_ms = reminder_time_ms(request.payload)
-        priority = request.priority
-        if isinstance(priority, str):
-            priority = _PRIORITY_BY_NAME[priority]
+        priority = _priority_level(request.priority)
         try:
             command = SubmitTask(
                 client_id=request.client_id,
@@ -365,10 +364,7 @@ def gateway_router(
     )
     async def submit_batch_job(request: BatchJobRequest) -> Any:
         if request.operation not in catalog:
-            known = ", ".join(sorted(catalog))
-            return _problem(
-                422, f"operation: unknown operation {request.operation!r} (known: {known})"
-            )
+            return unknown_operation(request.operation)
         seen: set[str] = set()
         for index, item in enumerate(request.items):
             where = f"items[{index}]"
@@ -397,9 +393,7 @@ def gateway_router(
                     f"batch_job_id: {batch_job_id!r} already names a job with a different "
                     "specification; use another batch_job_id for another job",
                 )
-        priority = request.priority
-        if isinstance(priority, str):
-            priority = _PRIORITY_BY_NAME[priority]
+        priority = _priority_level(request.priority)
         try:
             command = SubmitBatchJob(
                 client_id=request.client_id,
@@ -560,6 +554,11 @@ def gateway_router(
         return report
 
     return router
+
+
+def _priority_level(priority: int | str | None) -> int | None:
+    """1..5 from a level or a priority name (``critical`` .. ``background``)."""
+    return _PRIORITY_BY_NAME[priority] if isinstance(priority, str) else priority
 
 
 def _session_link(session_id: str) -> str:

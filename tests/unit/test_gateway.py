@@ -174,14 +174,21 @@ async def test_a_repeated_task_id_creates_nothing_and_a_different_spec_is_a_conf
 async def test_invalid_submissions_name_the_field_and_send_nothing(
     body: dict[str, Any], status: int, words: list[str]
 ) -> None:
+    await _refused("/tasks", body, _source(), status, words)
+
+
+async def _refused(
+    path: str, body: dict[str, Any], source: MemorySource, status: int, words: list[str]
+) -> None:
+    """POST ``body`` to a gateway with a 4 KiB payload limit: ``status``, a detail naming
+    every one of ``words``, and nothing sent."""
     sender = Recorder()
-    source = _source()
     app = FastAPI()
     app.include_router(
         gateway_router(ProjectionReader(source), sender, catalog=_catalog(), max_payload_bytes=4096)
     )
     async with _client(app) as client:
-        r = await client.post("/tasks", json=body)
+        r = await client.post(path, json=body)
     assert r.status_code == status, r.text
     detail = str(r.json()["detail"])
     for word in words:
@@ -488,20 +495,7 @@ async def test_batch_job_is_sent_as_one_command_with_a_link_to_follow_it() -> No
 async def test_invalid_batch_jobs_name_the_field_and_send_nothing(
     body: dict[str, Any], status: int, words: list[str]
 ) -> None:
-    sender = Recorder()
-    app = FastAPI()
-    app.include_router(
-        gateway_router(
-            ProjectionReader(_job_source()), sender, catalog=_catalog(), max_payload_bytes=4096
-        )
-    )
-    async with _client(app) as client:
-        r = await client.post("/batch-jobs", json=body)
-    assert r.status_code == status, r.text
-    detail = str(r.json()["detail"])
-    for word in words:
-        assert word in detail, detail
-    assert sender.sent == []
+    await _refused("/batch-jobs", body, _job_source(), status, words)
 
 
 async def test_a_repeated_batch_job_is_sent_for_the_processor_to_ignore() -> None:
