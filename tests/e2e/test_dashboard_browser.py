@@ -68,7 +68,7 @@ async def browser_page(
             executable_path=str(CHROMIUM),
             headless=True,
             args=FLAGS,
-            viewport=viewport,
+            viewport=viewport,  # type: ignore[arg-type]  # a ViewportSize TypedDict
             device_scale_factor=2 if phone else 1,
             is_mobile=phone,
             has_touch=phone,

@@ -278,7 +278,7 @@ class Harness:
             return None
 
         self.processor: Processor[Any] = Processor(self.app, TOPICS, self.sink, commit)
-        self.run: PartitionRun[Any] = PartitionRun(0, self.store, self.app.initial_state(), 0, 0)  # type: ignore[arg-type]
+        self.run: PartitionRun[Any] = PartitionRun(0, self.store, self.app.initial_state(), 0, 0)
         self.offset = 0
         self.clock = 1_000_000
 

@@ -59,7 +59,7 @@ def _hostile_events() -> list[Any]:
     collect()
     harness = Harness()
     ids = [s[:512] for s in HOSTILE_STRINGS if s] + ["a/b/../c", "?x=1#f", "%2F", "x" * 512]
-    sane = [
+    sane: list[cmd.Command] = [
         cmd.RegisterSession(
             client_id=CLIENT, session_id=f"s-{i}", agent_id=text or "a", max_concurrent=50
         )
@@ -80,7 +80,7 @@ def _hostile_events() -> list[Any]:
     ]
     asyncio.run(harness.feed(*drawn, *VALID, *(CODEC.encode(c) for c in sane)))
     # Results with hostile outputs for the assigned tasks, and a tick to close batches.
-    results = []
+    results: list[cmd.ReportResult] = []
     for task in harness.run.state.tasks.values():
         if task.fencing_token is not None and task.status == "assigned":
             results.append(
@@ -117,7 +117,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/dlq
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_request_gets_a_5xx(case: schemathesis.Case) -> None:
+def test_no_request_gets_a_5xx(case: schemathesis.Case[Any]) -> None:
     response = case.call(headers=AUTH)
     case.validate_response(response, checks=[not_a_server_error])
     assert SECRET not in response.text
@@ -125,7 +125,7 @@ def test_no_request_gets_a_5xx(case: schemathesis.Case) -> None:
 
 @schema.parametrize()
 @settings(max_examples=1, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_needs_the_token(case: schemathesis.Case) -> None:
+def test_every_operation_needs_the_token(case: schemathesis.Case[Any]) -> None:
     if case.method.upper() != case.operation.method.upper():
         return  # schemathesis also tries undeclared methods: 405 before any auth, fine
     response = case.call()

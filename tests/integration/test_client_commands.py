@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 def expected_partition(client_id: str, partitions: int) -> int:
     """The Java client's default partitioner, which upstream producers in any language match."""
-    return (murmur2(client_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(client_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def read_all(settings: Settings, expected: int) -> list[tuple[int, object, object, object]]:

@@ -167,7 +167,7 @@ def test_a_source_without_activity_still_gets_a_snapshot() -> None:
 
 
 async def _events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    kind, data = "message", []
+    kind, data = "message", list[str]()
     async for line in response.aiter_lines():
         if line == "":
             if data:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,7 @@ def retry(task_id: str, due_at_ms: int, client_id: str | None = None) -> RetryDu
 
 async def produce(
     settings: Settings,
-    items: list[tuple[int, RetryDue]] | list[tuple[int, RetryDue, int | None]],
+    items: Sequence[tuple[int, RetryDue] | tuple[int, RetryDue, int | None]],
 ) -> None:
     """Produce RetryDue records onto tiers: (tier_ms, record[, partition])."""
     producer = AIOKafkaProducer(
@@ -137,7 +137,7 @@ async def produce(
     try:
         for item in items:
             tier, record = item[0], item[1]
-            partition = item[2] if len(item) > 2 else None  # type: ignore[misc]
+            partition = item[2] if len(item) > 2 else None
             await producer.send_and_wait(
                 settings.topic(retry_tier_name(tier)),
                 CODEC.encode(record),

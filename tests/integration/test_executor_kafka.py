@@ -163,7 +163,9 @@ async def test_executor_serves_sessions_and_the_pool(
         assert result.output == {"task": "t1", "v": 42}
         t1 = [c for c in log.commands if getattr(c, "task_id", None) == "t1"]
         assert [type(c) for c in t1] == [TaskStarted, ReportProgress, ReportResult]
-        assert t1[1].progress == 0.5 and t1[1].fencing_token == 11
+        progress = t1[1]
+        assert isinstance(progress, ReportProgress)
+        assert progress.progress == 0.5 and progress.fencing_token == 11
 
         # A batch for s2 with one bad item: one result with per-item outcomes.
         batch = Assignment(

@@ -3,6 +3,8 @@ no generated request, valid or not, gets a 5xx; answers match the published sche
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -32,7 +34,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_view_never_answers_5xx(case: schemathesis.Case) -> None:
+def test_view_never_answers_5xx(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(
         checks=[
             not_a_server_error,

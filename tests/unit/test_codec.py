@@ -410,8 +410,9 @@ def test_every_current_schema_is_compiled() -> None:
         assert CODEC._writers[cls].fast is not None, cls.__name__
         assert CODEC._readers[fingerprint_of(cls)].fast is not None, cls.__name__
     # What the processor writes can be read back without validation (commands keep it).
-    for cls in (*EVENT_TYPES, Assignment, DeadLetter):
-        assert CODEC._readers[fingerprint_of(cls)].build is not None, cls.__name__
+    written_types: list[type[BaseModel]] = [*EVENT_TYPES, Assignment, DeadLetter]
+    for written in written_types:
+        assert CODEC._readers[fingerprint_of(written)].build is not None, written.__name__
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas import commands as c
 from schemas import events as ev
@@ -43,7 +43,10 @@ def names(events: Iterable[ev.Event]) -> list[str]:
     return [type(e).__name__ for e in events]
 
 
-def of(events: Iterable[ev.Event], kind: type[ev.Event]) -> list[Any]:
+E = TypeVar("E", bound=ev.Event)
+
+
+def of(events: Iterable[ev.Event], kind: type[E]) -> list[E]:
     return [e for e in events if isinstance(e, kind)]
 
 

@@ -4,6 +4,8 @@ dead-letter source; answers match the published schema."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -45,7 +47,7 @@ schema = (
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_gateway_never_answers_5xx(case: schemathesis.Case) -> None:
+def test_gateway_never_answers_5xx(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(
         checks=[
             not_a_server_error,

@@ -83,9 +83,9 @@ def test_documents_are_masked_by_name_and_by_content() -> None:
 def test_settings_dump_masks_secret_settings(capsys: pytest.CaptureFixture[str]) -> None:
     s = Settings(
         kafka_bootstrap_servers="b:9092",
-        http_token=SECRET,  # type: ignore[arg-type]
-        kafka_sasl_password=SECRET,  # type: ignore[arg-type]
-        ghl_api_key=SECRET,  # type: ignore[arg-type]
+        http_token=SECRET,
+        kafka_sasl_password=SECRET,
+        ghl_api_key=SECRET,
         notification_webhook_url=f"https://hooks.example.invalid/x?token={SECRET}",
     )
     shown = masked_settings(s)

@@ -186,7 +186,7 @@ def recount(source: MemorySource) -> None:
     c: Counters = source.tables.counters
     rows = [TaskRow.model_validate_json(v) for _, v in source.memory.scan(keys.TASK)]
     assert c.tasks == len(rows)
-    states = Counter(r.state for r in rows)
+    states: Counter[str | None] = Counter(r.state for r in rows)
     assert {s: n for s, n in c.by_state.items() if n} == {s: n for s, n in states.items() if s}
     queued = [r for r in rows if r.state == "queued"]
     assert {p: n for p, n in c.queued_by_priority.items() if n} == dict(
