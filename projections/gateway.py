@@ -257,6 +257,23 @@ def gateway_router(
         known = ", ".join(sorted(catalog))
         return _problem(422, f"operation: unknown operation {operation!r} (known: {known})")
 
+    def payload_problem(
+        operation: str, payload: dict[str, Any], where: str = ""
+    ) -> JSONResponse | None:
+        """413 for a payload over the limit, 422 naming the fields of an invalid one; the
+        field names start with ``where`` (``items[3].`` in a batch job)."""
+        size = len(canonical_json(payload).encode())
+        if size > max_payload_bytes:
+            return _problem(
+                413,
+                f"{where}payload: {size:,} bytes, over the limit of {max_payload_bytes:,} "
+                "(TASKSTREAM_MAX_PAYLOAD_BYTES); store large inputs elsewhere and pass a reference",
+            )
+        problems = validate_task_config(operation, payload)
+        if problems:
+            return _problem(422, "; ".join(where + _payload_field(p) for p in problems))
+        return None
+
     # -- tasks --------------------------------------------------------------------------
 
     @router.post(
@@ -269,16 +286,9 @@ def gateway_router(
     async def submit(request: SubmitRequest) -> Any:
         if request.operation not in catalog:
             return unknown_operation(request.operation)
-        size = len(canonical_json(request.payload).encode())
-        if size > max_payload_bytes:
-            return _problem(
-                413,
-                f"payload: {size:,} bytes, over the limit of {max_payload_bytes:,} "
-                "(TASKSTREAM_MAX_PAYLOAD_BYTES); store large inputs elsewhere and pass a reference",
-            )
-        problems = validate_task_config(request.operation, request.payload)
-        if problems:
-            return _problem(422, "; ".join(_payload_field(p) for p in problems))
+        refused = payload_problem(request.operation, request.payload)
+        if refused is not None:
+            return refused
         scheduled_for_ms = request.scheduled_for_ms
         if scheduled_for_ms is None and request.operation == "reminder":
             # The submitter maps reminderTime to the scheduled start (schemas.task_configs).
@@ -372,16 +382,9 @@ def gateway_router(
                 if item.task_id in seen:
                     return _problem(422, f"{where}.task_id: {item.task_id!r} appears twice")
                 seen.add(item.task_id)
-            size = len(canonical_json(item.payload).encode())
-            if size > max_payload_bytes:
-                return _problem(
-                    413,
-                    f"{where}.payload: {size:,} bytes, over the limit of "
-                    f"{max_payload_bytes:,} (TASKSTREAM_MAX_PAYLOAD_BYTES)",
-                )
-            problems = validate_task_config(request.operation, item.payload)
-            if problems:
-                return _problem(422, "; ".join(f"{where}.{_payload_field(p)}" for p in problems))
+            refused = payload_problem(request.operation, item.payload, where=f"{where}.")
+            if refused is not None:
+                return refused
         batch_job_id = request.batch_job_id or str(uuid.uuid4())
         existing = batch_job(reader, batch_job_id)
         if existing is not None and existing.state != "rejected":

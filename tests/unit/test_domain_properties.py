@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -333,13 +334,9 @@ def random_action(rng: random.Random, h: Harness) -> tuple[Any, ...]:
     )
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_long_random_walks_keep_every_invariant(seed: int) -> None:
-    """Longer sequences than hypothesis likes to generate, with the same checks."""
-    rng = random.Random(seed)
-    strategy = ["session-aware", "capability-based", "least-loaded", "round-robin"][seed % 4]
-    h = CheckedHarness(replace(CFG, dispatch_strategy=strategy))  # type: ignore[arg-type]
-    for step in range(150):
+def random_walk(rng: random.Random, h: Harness, steps: int = 150) -> Iterator[int]:
+    """Random commands and ticks on ``h``; yields after every tenth step for the checks."""
+    for step in range(steps):
         action = random_action(rng, h)
         if action[0] == "tick":
             h.tick(h.now + action[1])
@@ -348,7 +345,17 @@ def test_long_random_walks_keep_every_invariant(seed: int) -> None:
             assert command is not None
             h.do(command, at=h.now + rng.randint(0, 40))
         if step % 10 == 0:
-            check_invariants(h)
+            yield step
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_long_random_walks_keep_every_invariant(seed: int) -> None:
+    """Longer sequences than hypothesis likes to generate, with the same checks."""
+    rng = random.Random(seed)
+    strategy = ["session-aware", "capability-based", "least-loaded", "round-robin"][seed % 4]
+    h = CheckedHarness(replace(CFG, dispatch_strategy=strategy))  # type: ignore[arg-type]
+    for _ in random_walk(rng, h):
+        check_invariants(h)
     assert len(of(h.log, ev.TaskAssigned)) > 10  # the walk did exercise dispatch
     drive_to_the_end(h)
     check_invariants(h)
@@ -429,23 +436,15 @@ def test_long_random_walks_with_a_short_retention_keep_every_invariant(seed: int
     """Tasks are forgotten while others still run, and some ids come back as new tasks."""
     rng = random.Random(1000 + seed)
     h = RetainingHarness(RETAINING)
-    for step in range(150):
-        action = random_action(rng, h)
-        if action[0] == "tick":
-            h.tick(h.now + action[1])
-        else:
-            command = to_command(h, action)
-            assert command is not None
-            h.do(command, at=h.now + rng.randint(0, 40))
-        if step % 10 == 0:
-            check_invariants(h)
-            replayed, reloaded = h.replayed(), h.reloaded()
-            assert replayed == h.state and replayed.indices() == h.state.indices()
-            for later in (1, 290, 310, 329, 331, 2_000):  # around the window and the sweep
-                now = h.now + later
-                live = tick(h.state, now, RETAINING)
-                assert tick(reloaded, now, RETAINING) == live
-                assert tick(replayed, now, RETAINING) == live
+    for _ in random_walk(rng, h):
+        check_invariants(h)
+        replayed, reloaded = h.replayed(), h.reloaded()
+        assert replayed == h.state and replayed.indices() == h.state.indices()
+        for later in (1, 290, 310, 329, 331, 2_000):  # around the window and the sweep
+            now = h.now + later
+            live = tick(h.state, now, RETAINING)
+            assert tick(reloaded, now, RETAINING) == live
+            assert tick(replayed, now, RETAINING) == live
     assert of(h.log, ev.TasksForgotten)  # the walk did forget while work was going on
     drive_to_the_end(h)
     check_invariants(h)
