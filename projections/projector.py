@@ -29,7 +29,7 @@ from schemas.codec import CODEC, AvroCodec
 from schemas.errors import DecodeError
 from schemas.events import Event
 from streams.kafka import client_kwargs, consumer_kwargs
-from streams.runtime.fetch_wait import FetchWait, starved
+from streams.kafka.fetch_wait import FetchWait, starved
 from streams.settings import Settings
 
 from .activity import RecentActivity
@@ -254,7 +254,7 @@ class Projector:
     async def _run(self) -> None:
         assert self._consumer is not None
         # The embedded broker answers fetches empty once a partition holds more record batches
-        # than it can list within the fetch wait (streams.runtime.fetch_wait).
+        # than it can list within the fetch wait (streams.kafka.fetch_wait).
         fetch_wait = FetchWait(self._consumer, name=f"projector of {self.topic}")
         try:
             while not self._stopping:

@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.broker import EmbeddedBroker
+    from streams.kafka.embedded import EmbeddedBroker
 
     broker = EmbeddedBroker(port=args.port)
     broker.start()

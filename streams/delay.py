@@ -30,7 +30,7 @@ from schemas.errors import DecodeError
 from schemas.records import DeadLetter
 from streams.errors import BrokerError, ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
-from streams.runtime.fetch_wait import FetchWait, starved
+from streams.kafka.fetch_wait import FetchWait, starved
 from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name, tier_for_delay
 
 __all__ = [

@@ -37,9 +37,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker, _die_with_parent, free_loopback_port
 from streams.executor.context import TaskContext
 from streams.kafka import consumer_kwargs
+from streams.kafka.embedded import EmbeddedBroker, _die_with_parent, free_loopback_port
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
 

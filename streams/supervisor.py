@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.broker import EmbeddedBroker, _die_with_parent
+from streams.kafka.embedded import EmbeddedBroker, _die_with_parent
 from streams.ops import remember_broker
 from streams.settings import Settings
 

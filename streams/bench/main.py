@@ -159,7 +159,7 @@ def run_bench(args: argparse.Namespace, settings: Settings | None = None) -> int
         if servers:
             report = asyncio.run(run_suite(servers, options, work_dir))
         else:
-            from streams.broker import EmbeddedBroker
+            from streams.kafka.embedded import EmbeddedBroker
 
             print("starting the embedded broker ...", file=sys.stderr)
             with EmbeddedBroker(log_path=work_dir / "broker.log") as broker:

@@ -43,7 +43,7 @@ from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.kafka import consumer_kwargs, producer_kwargs
-from streams.runtime.fetch_wait import FetchWait, starved
+from streams.kafka.fetch_wait import FetchWait, starved
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

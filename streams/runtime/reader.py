@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import ProcessingError
-from streams.runtime.fetch_wait import FetchWait
+from streams.kafka.fetch_wait import FetchWait
 
 __all__ = ["KafkaLogReader", "LogReader"]
 

@@ -23,7 +23,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.errors import ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
-from streams.runtime.fetch_wait import FetchWait, starved
+from streams.kafka.fetch_wait import FetchWait, starved
 from streams.runtime.outbox import Outbox
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics, tick_time, wall_clock_ms

@@ -20,9 +20,9 @@ from projections.projector import Projector
 from projections.view import serve
 from schemas import events as ev
 from streams import batch_cli
-from streams.broker import free_loopback_port
 from streams.client import TaskstreamClient
 from streams.executor import Executor, SessionSpec, TaskContext
+from streams.kafka.embedded import free_loopback_port
 from streams.settings import Settings
 from tests.integration.distributor_harness import DelayRunner, layout, read_events
 

@@ -5,7 +5,7 @@ import signal
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.embedded import EmbeddedBroker
 
 
 async def test_embedded_broker_carries_records(kafka_bootstrap: str) -> None:

@@ -19,8 +19,8 @@ from projections.view import create_app
 from schemas import events as ev
 from schemas.commands import SubmitTask
 from schemas.records import Assignment
-from streams.broker import free_loopback_port
 from streams.client import TaskstreamClient
+from streams.kafka.embedded import free_loopback_port
 from streams.redrive import Selection, redrive_log
 from streams.settings import Settings
 

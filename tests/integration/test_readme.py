@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from streams.broker import free_loopback_port
 from streams.distributor import Distributor
+from streams.kafka.embedded import free_loopback_port
 from streams.runtime import run_processor
 from streams.settings import Settings
 

@@ -24,8 +24,8 @@ from schemas import events as ev
 from schemas.codec import CODEC
 from schemas.errors import DecodeError
 from schemas.events import Event
-from streams.broker import free_loopback_port
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka.embedded import free_loopback_port
 from streams.runtime.protocol import CAUSE_HEADER
 from streams.settings import Settings
 from streams.topics import ensure_topics

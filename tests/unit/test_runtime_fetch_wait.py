@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from streams.runtime.fetch_wait import FetchWait, starved
+from streams.kafka.fetch_wait import FetchWait, starved
 
 
 class Clock:

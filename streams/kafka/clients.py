@@ -77,7 +77,7 @@ def consumer_kwargs(
     even when records arrive meanwhile, so the wait is the floor of every hop's latency. On
     the ``hot_path`` (processor commands, executor work) it is short; elsewhere longer, so idle
     consumers do not spin. The same broker answers empty when it cannot list a partition's
-    batches within the wait; ``streams.runtime.fetch_wait`` lengthens it on those consumers."""
+    batches within the wait; ``streams.kafka.fetch_wait`` lengthens it on those consumers."""
     kwargs: dict[str, Any] = {
         **client_kwargs(settings),
         "enable_auto_commit": False,
