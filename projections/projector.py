@@ -30,6 +30,7 @@ from schemas.errors import DecodeError
 from schemas.events import Event
 from streams.kafka import client_kwargs, consumer_kwargs
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
 from .activity import RecentActivity
@@ -255,7 +256,11 @@ class Projector:
         assert self._consumer is not None
         # The embedded broker answers fetches empty once a partition holds more record batches
         # than it can list within the fetch wait (streams.kafka.fetch_wait).
-        fetch_wait = FetchWait(self._consumer, name=f"projector of {self.topic}")
+        fetch_wait = FetchWait(
+            self._consumer,
+            name=f"projector of {self.topic}",
+            enabled=broker_profile(self.settings).starves_fetches,
+        )
         try:
             while not self._stopping:
                 try:

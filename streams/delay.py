@@ -31,6 +31,7 @@ from schemas.records import DeadLetter
 from streams.errors import BrokerError, ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.profile import broker_profile
 from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name, tier_for_delay
 
 __all__ = [
@@ -204,7 +205,11 @@ class DelayAgent:
             timeout_ms=poll_timeout_ms(plan.next_wakeup_ms, now, MAX_POLL_WAIT_MS)
         )
         if self._fetch_wait is None or self._fetch_wait.consumer is not self._consumer:
-            self._fetch_wait = FetchWait(self._consumer, name="delay agent")
+            self._fetch_wait = FetchWait(
+                self._consumer,
+                name="delay agent",
+                enabled=broker_profile(self.settings).starves_fetches,
+            )
         self._fetch_wait.observe(starved(self._consumer, batch, _UNLIMITED))
         if not batch:
             return

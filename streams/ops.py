@@ -20,7 +20,7 @@ from schemas.catalog import load_catalog
 from schemas.errors import TaskstreamError
 from schemas.events import Event
 from streams.errors import BrokerError, ConfigurationError
-from streams.kafka.embedded import wait_for_broker
+from streams.kafka.process import wait_for_broker
 from streams.logs import mask_document
 from streams.settings import Settings
 

@@ -42,13 +42,28 @@ class Settings(BaseSettings):
         default=10_000, ge=1000, description="Consumer-group session timeout (fail-over time)."
     )
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    kafka_broker: Literal["auto", "kafka", "embedded"] = Field(
+        default="auto",
+        description=(
+            "What the broker is: asked once per process (auto), or said. Apache Kafka gets the "
+            "idempotent producer and no workarounds; the embedded broker gets its workarounds."
+        ),
+    )
+    kafka_idle_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Longest an idle fetch waits at a broker that answers as soon as a record is there "
+            "(Apache Kafka): it adds no latency, it bounds how often an idle consumer asks."
+        ),
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=20,
         ge=1,
         description=(
-            "Longest a fetch waits at the broker on the hot path (processor commands, executor "
-            "work); bounds the latency a quiet partition adds (brokers that hold fetches until "
-            "it expires)."
+            "Longest a fetch waits at a broker that holds every fetch for its full wait (the "
+            "embedded one), on the hot path (processor commands, executor work): the floor of "
+            "each hop's latency there."
         ),
     )
     kafka_background_fetch_max_wait_ms: int = Field(

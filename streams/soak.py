@@ -39,7 +39,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.executor.context import TaskContext
 from streams.kafka import consumer_kwargs
-from streams.kafka.embedded import EmbeddedBroker, _die_with_parent, free_loopback_port
+from streams.kafka.embedded import EmbeddedBroker
+from streams.kafka.process import die_with_parent, free_loopback_port
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
 
@@ -192,7 +193,7 @@ class ProcessStack:
                 stdin=subprocess.DEVNULL,
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.started.append((name, part.pid, _start_time(part.pid)))
         log.info("started %s (pid %d)", name, part.pid)

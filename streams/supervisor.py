@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.kafka.embedded import EmbeddedBroker, _die_with_parent
+from streams.kafka.embedded import EmbeddedBroker
+from streams.kafka.process import die_with_parent
 from streams.ops import remember_broker
 from streams.settings import Settings
 
@@ -41,7 +42,7 @@ def _spawn(part: Part, env: dict[str, str]) -> None:
         [sys.executable, "-m", "streams.cli", *part.argv],
         env=env,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     log.info("started %s (pid %d)", part.name, part.proc.pid)
 

@@ -1,6 +1,8 @@
 """Shared fixtures. The broker fixture picks, in order: an external cluster when
-KAFKA_BOOTSTRAP_SERVERS is set; a testcontainers Kafka when TASKSTREAM_TEST_BROKER=docker and
-Docker answers; else the embedded broker (always stopped, also when tests fail)."""
+KAFKA_BOOTSTRAP_SERVERS is set; else by TASKSTREAM_TEST_BROKER: ``kafka`` (the default: a local
+Apache Kafka 4 in KRaft mode, jars fetched with Maven when missing), ``embedded`` (the Tansu
+broker of ``taskstream run``, for the smoke set), ``docker`` (a testcontainers Kafka when
+Docker answers). Brokers the fixture starts are always stopped, also when tests fail."""
 
 from __future__ import annotations
 
@@ -12,8 +14,15 @@ from typing import Any
 
 import pytest
 
-from streams.kafka.embedded import EmbeddedBroker
+from streams.kafka.local import BROKER_KINDS, local_broker
 from streams.settings import Settings
+
+TEST_BROKER = os.environ.get("TASKSTREAM_TEST_BROKER", "kafka")
+
+
+def suite_broker() -> str:
+    """The broker the suite runs on: ``kafka``, ``embedded``, ``docker`` or ``external``."""
+    return "external" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else TEST_BROKER
 
 
 def _docker_available() -> bool:
@@ -40,9 +49,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer() as container:
             yield container.get_bootstrap_server()
         return
-    log_dir = tmp_path_factory.mktemp("broker")
-    with EmbeddedBroker(log_path=log_dir / "broker.log") as broker:
+    if TEST_BROKER not in BROKER_KINDS:
+        raise pytest.UsageError(
+            f"TASKSTREAM_TEST_BROKER={TEST_BROKER!r}: choose kafka, embedded or docker"
+        )
+    broker = local_broker(TEST_BROKER, tmp_path_factory.mktemp("broker"))
+    broker.start()
+    try:
         yield broker.bootstrap_servers
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from schemas.commands import RegisterSession, ReportResult, SubmitTask
 from schemas.events import TaskAccepted, TaskAssigned
 from schemas.records import Assignment
 from streams.bench.common import BenchResult, kafka_kwargs, partition_sizes, topic_size
-from streams.kafka.embedded import free_loopback_port
+from streams.kafka.process import free_loopback_port
 from streams.runtime.protocol import TYPE_HEADER
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings

@@ -44,6 +44,7 @@ from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -352,7 +353,11 @@ class Executor:
         self, consumer: AIOKafkaConsumer, name: str, tracker: _OffsetTracker | None
     ) -> None:
         last_commit = time.monotonic()
-        fetch_wait = FetchWait(consumer, name=f"executor {name}")
+        fetch_wait = FetchWait(
+            consumer,
+            name=f"executor {name}",
+            enabled=broker_profile(self.settings).starves_fetches,
+        )
         while True:
             room = self._pool.room()
             if room == 0:

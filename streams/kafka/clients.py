@@ -10,6 +10,7 @@ import ssl
 from typing import Any
 
 from streams.errors import ConfigurationError
+from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
 __all__ = ["client_kwargs", "consumer_kwargs", "producer_kwargs"]
@@ -55,11 +56,12 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def producer_kwargs(settings: Settings) -> dict[str, Any]:
-    """Producer settings: no idempotence (the embedded broker refuses InitProducerId), all
-    in-sync replicas acknowledge, a short linger so small batches still leave quickly."""
+    """Producer settings: idempotent where the broker grants it (a retried produce request
+    then writes no duplicate and keeps the order), all in-sync replicas acknowledge, a short
+    linger so small batches still leave quickly."""
     return {
         **client_kwargs(settings),
-        "enable_idempotence": False,
+        "enable_idempotence": broker_profile(settings).idempotent_producer,
         "acks": "all",
         "linger_ms": 2,
         "max_batch_size": 1_048_576,
@@ -73,21 +75,27 @@ def consumer_kwargs(
     """Consumer settings: offsets are committed by hand; ``group_id`` None means manual
     assignment. Group timeouts come from settings (short ones make tests and fail-over fast).
 
-    Some brokers (the embedded one) answer a fetch only when ``fetch_max_wait_ms`` expires,
-    even when records arrive meanwhile, so the wait is the floor of every hop's latency. On
-    the ``hot_path`` (processor commands, executor work) it is short; elsewhere longer, so idle
-    consumers do not spin. The same broker answers empty when it cannot list a partition's
-    batches within the wait; ``streams.kafka.fetch_wait`` lengthens it on those consumers."""
+    Kafka answers a fetch as soon as a record is there, so the wait only bounds how often an
+    idle consumer asks. Some brokers (the embedded one) answer only when ``fetch_max_wait_ms``
+    expires, even when records arrive meanwhile, so the wait is the floor of every hop's
+    latency: on the ``hot_path`` (processor commands, executor work) it is short there,
+    elsewhere longer, so idle consumers do not spin. The same broker answers empty when it
+    cannot list a partition's batches within the wait; ``streams.kafka.fetch_wait`` lengthens
+    it on those consumers."""
+    if broker_profile(settings).holds_fetches:
+        wait_ms = (
+            settings.kafka_fetch_max_wait_ms
+            if hot_path
+            else settings.kafka_background_fetch_max_wait_ms
+        )
+    else:
+        wait_ms = settings.kafka_idle_fetch_max_wait_ms
     kwargs: dict[str, Any] = {
         **client_kwargs(settings),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "group_id": group_id,
-        "fetch_max_wait_ms": (
-            settings.kafka_fetch_max_wait_ms
-            if hot_path
-            else settings.kafka_background_fetch_max_wait_ms
-        ),
+        "fetch_max_wait_ms": wait_ms,
     }
     if group_id is not None:
         kwargs["session_timeout_ms"] = settings.kafka_session_timeout_ms

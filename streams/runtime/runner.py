@@ -24,6 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from streams.errors import ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.profile import broker_profile
 from streams.runtime.outbox import Outbox
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics, tick_time, wall_clock_ms
@@ -111,7 +112,7 @@ class StreamRuntime(Generic[S]):
                 self._commit,
                 crash_after_events=self._crash_after_events,
             )
-            reader = KafkaLogReader(reader_consumer)
+            reader = KafkaLogReader(reader_consumer, profile=broker_profile(settings))
             consumer.subscribe([self.topics.commands], listener=_Listener(self, reader, outbox))
             log.info(
                 "%s: joining group %s on %s", self.name, settings.group_id, self.topics.commands
@@ -124,7 +125,9 @@ class StreamRuntime(Generic[S]):
         interval_s = self.settings.tick_interval_ms / 1000
         next_tick = time.monotonic() + interval_s
         processor = self.processor
-        fetch_wait = FetchWait(consumer, name=self.name)
+        fetch_wait = FetchWait(
+            consumer, name=self.name, enabled=broker_profile(self.settings).starves_fetches
+        )
         while not self._stop.is_set():
             self._raise_if_fatal()
             wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))

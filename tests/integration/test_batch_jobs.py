@@ -22,7 +22,7 @@ from schemas import events as ev
 from streams import batch_cli
 from streams.client import TaskstreamClient
 from streams.executor import Executor, SessionSpec, TaskContext
-from streams.kafka.embedded import free_loopback_port
+from streams.kafka.process import free_loopback_port
 from streams.settings import Settings
 from tests.integration.distributor_harness import DelayRunner, layout, read_events
 

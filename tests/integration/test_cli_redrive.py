@@ -15,7 +15,7 @@ import httpx
 
 from streams.distributor import Distributor
 from streams.executor import Executor, SessionSpec, TaskContext
-from streams.kafka.embedded import free_loopback_port
+from streams.kafka.process import free_loopback_port
 from streams.runtime import run_processor
 from streams.settings import Settings
 from streams.topics import ensure_topics

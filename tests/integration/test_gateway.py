@@ -20,7 +20,7 @@ from schemas import events as ev
 from schemas.commands import SubmitTask
 from schemas.records import Assignment
 from streams.client import TaskstreamClient
-from streams.kafka.embedded import free_loopback_port
+from streams.kafka.process import free_loopback_port
 from streams.redrive import Selection, redrive_log
 from streams.settings import Settings
 

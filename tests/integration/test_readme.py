@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from streams.distributor import Distributor
-from streams.kafka.embedded import free_loopback_port
+from streams.kafka.process import free_loopback_port
 from streams.runtime import run_processor
 from streams.settings import Settings
 

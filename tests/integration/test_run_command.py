@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from streams.kafka.embedded import free_loopback_port
+from streams.kafka.process import free_loopback_port
 
 
 def _children(pid: int) -> set[int]:

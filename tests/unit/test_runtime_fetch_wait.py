@@ -27,7 +27,7 @@ def starve(wait: FetchWait, clock: Clock, seconds: float, step_s: float = 0.05) 
 
 def test_lasting_starvation_doubles_the_consumers_wait() -> None:
     clock, c = Clock(), consumer(20)
-    wait = FetchWait(c, name="t", clock=clock)
+    wait = FetchWait(c, name="t", enabled=True, clock=clock)
     starve(wait, clock, 1.0)
     assert wait.wait_ms == 40
     assert c._fetcher._fetch_max_wait_ms == 40
@@ -37,7 +37,7 @@ def test_lasting_starvation_doubles_the_consumers_wait() -> None:
 
 def test_short_gaps_and_records_flowing_leave_the_wait_alone() -> None:
     clock, c = Clock(), consumer(20)
-    wait = FetchWait(c, name="t", clock=clock)
+    wait = FetchWait(c, name="t", enabled=True, clock=clock)
     for _ in range(200):  # starved for 0.3 s at a time, then records again
         starve(wait, clock, 0.3)
         wait.observe(False)
@@ -47,14 +47,14 @@ def test_short_gaps_and_records_flowing_leave_the_wait_alone() -> None:
 
 def test_the_wait_stops_at_the_ceiling() -> None:
     clock, c = Clock(), consumer(20)
-    wait = FetchWait(c, name="t", ceiling_ms=100, clock=clock)
+    wait = FetchWait(c, name="t", enabled=True, ceiling_ms=100, clock=clock)
     starve(wait, clock, 30.0)
     assert c._fetcher._fetch_max_wait_ms == 100
 
 
 def test_a_quiet_minute_halves_the_wait_back_to_the_floor() -> None:
     clock, c = Clock(), consumer(20)
-    wait = FetchWait(c, name="t", clock=clock)
+    wait = FetchWait(c, name="t", enabled=True, clock=clock)
     starve(wait, clock, 3.0)
     raised = wait.wait_ms
     assert raised > 20
@@ -70,7 +70,7 @@ def test_a_quiet_minute_halves_the_wait_back_to_the_floor() -> None:
 
 def test_a_consumer_without_the_field_is_left_alone() -> None:
     clock = Clock()
-    wait = FetchWait(SimpleNamespace(), name="t", floor_ms=20, clock=clock)
+    wait = FetchWait(SimpleNamespace(), name="t", enabled=True, floor_ms=20, clock=clock)
     starve(wait, clock, 3.0)
     assert wait.raised > 0  # counted, but there is nothing to set
 
