@@ -221,7 +221,7 @@ async def tail(
 
     from schemas.codec import CODEC
     from schemas.errors import DecodeError
-    from streams.kafka import consumer_kwargs
+    from streams.kafka import consumer_kwargs, topic_partitions
 
     settings = await reachable(settings)
     topic = settings.topic("events")
@@ -229,8 +229,7 @@ async def tail(
     await consumer.start()
     shown = 0
     try:
-        await consumer.topics()  # fetches metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await topic_partitions(consumer, topic) or set()
         if not partitions:
             raise ConfigurationError(f"topic {topic} does not exist; is taskstream running?")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -40,7 +40,7 @@ from schemas.commands import Command, SubmitTask
 from schemas.errors import DecodeError
 from schemas.records import DeadLetter
 from streams.errors import TaskstreamError
-from streams.kafka import consumer_kwargs
+from streams.kafka import consumer_kwargs, topic_partitions
 from streams.settings import Settings
 
 __all__ = [
@@ -261,9 +261,9 @@ async def read_dead_letters(
         await consumer.start()
         try:
             # Listing all topics never auto-creates one (naming a missing topic might).
-            if topic not in await consumer.topics():
+            partitions = await topic_partitions(consumer, topic) or set()
+            if not partitions:
                 return []
-            partitions = consumer.partitions_for_topic(topic) or set()
             return await _read_to_end(
                 consumer, [TopicPartition(topic, p) for p in sorted(partitions)], timeout_s
             )

@@ -7,7 +7,9 @@ events that the processor relies on: an event is written to the partition of its
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Kafka protocol error codes met while creating topics.
 _TOPIC_ALREADY_EXISTS = 36
+_CREATE_WAIT_S = 30.0
 
 # Topics whose partition count is part of the contract: events go to their command's partition.
 CO_PARTITIONED = ("commands", "events")
@@ -140,10 +143,22 @@ async def ensure_topics(settings: Settings) -> None:
             )
             _raise_create_errors(response)
             log.info("created topics: %s", ", ".join(spec.name for spec in missing))
-            existing = await _existing_partition_counts(admin)
+            # Kafka answers CreateTopics before every broker's metadata has the new topics
+            # (and with all their partitions): wait until the layout is there.
+            deadline = time.monotonic() + _CREATE_WAIT_S
+            while True:
+                existing = await _existing_partition_counts(admin)
+                absent = [
+                    spec.name for spec in missing if existing.get(spec.name, 0) < spec.partitions
+                ]
+                if not absent or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
         absent = [spec.name for spec in specs if spec.name not in existing]
         if absent:
-            raise BrokerError(f"topics still missing after creation: {', '.join(absent)}")
+            raise BrokerError(
+                f"topics still missing {_CREATE_WAIT_S:.0f} s after creation: {', '.join(absent)}"
+            )
         _check_partitions(settings, existing)
         events = settings.topic("events")
         retention = await _events_retention(admin, events)

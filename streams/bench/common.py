@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas.codec import CODEC
 from schemas.commands import SessionHeartbeat
 from streams.errors import BrokerError
-from streams.kafka import client_kwargs
+from streams.kafka import client_kwargs, topic_partitions
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
 
@@ -125,10 +125,7 @@ async def partition_sizes(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(**kafka_kwargs(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await topic_partitions(consumer, topic) or set()
         reader = KafkaLogReader(consumer)
         return {p: await reader.end_offset(topic, p) for p in sorted(partitions)}
     finally:

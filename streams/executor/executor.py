@@ -42,7 +42,7 @@ from schemas.records import Assignment
 from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
-from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.profile import broker_profile
 from streams.settings import Settings
@@ -313,8 +313,7 @@ class Executor:
             deadline = time.monotonic() + self._topic_wait_s
             partitions: set[int] | None = None
             while True:
-                if topic in await consumer.topics():
-                    partitions = consumer.partitions_for_topic(topic)
+                partitions = await topic_partitions(consumer, topic)
                 if partitions or time.monotonic() >= deadline:
                     break
                 await asyncio.sleep(0.5)

@@ -13,7 +13,7 @@ from streams.errors import ConfigurationError
 from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
-__all__ = ["client_kwargs", "consumer_kwargs", "producer_kwargs"]
+__all__ = ["client_kwargs", "consumer_kwargs", "producer_kwargs", "topic_partitions"]
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -102,3 +102,15 @@ def consumer_kwargs(
         kwargs["heartbeat_interval_ms"] = settings.kafka_heartbeat_interval_ms
         kwargs["rebalance_timeout_ms"] = settings.kafka_session_timeout_ms
     return kwargs
+
+
+async def topic_partitions(consumer: Any, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` as the cluster reports them now, or None when it does not
+    exist. Asks for all topics, which never auto-creates one (naming a missing topic may).
+
+    ``consumer.partitions_for_topic`` answers from the consumer's own metadata, which lacks a
+    topic created after the consumer started until its next refresh; this asks afresh.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(topic)
+    return set(partitions) if partitions else None

@@ -22,7 +22,7 @@ from schemas.commands import (
 )
 from schemas.records import Assignment, AssignmentItem
 from streams.executor import Executor, ExecutorError, SessionSpec, TaskContext
-from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -41,8 +41,7 @@ class CommandLog:
     async def start(self) -> None:
         await self._consumer.start()
         topic = self.settings.topic("commands")
-        await self._consumer.topics()
-        partitions = self._consumer.partitions_for_topic(topic) or set()
+        partitions = await topic_partitions(self._consumer, topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
@@ -250,10 +249,9 @@ async def test_executor_serves_sessions_and_the_pool(
     await probe.start()
     try:
         topic = settings.topic("pool")
-        await probe.topics()
         committed = {
             p: await probe.committed(TopicPartition(topic, p))
-            for p in probe.partitions_for_topic(topic) or set()
+            for p in await topic_partitions(probe, topic) or set()
         }
     finally:
         await probe.stop()
