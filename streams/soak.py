@@ -1,8 +1,8 @@
 """The whole stack as OS processes, for soak runs and the chaos suite.
 
-``ProcessStack`` starts an embedded broker it owns and the parts of taskstream as separate
-processes (``python -m streams.cli processor|delay|view|worker``), each with its own log file,
-and can SIGKILL and restart any of them. It remembers every process it started (pid and start
+``ProcessStack`` starts a broker it owns (Apache Kafka or the embedded one) and the parts of
+taskstream as separate processes (``python -m streams.cli processor|delay|view|worker``), each
+with its own log file, and can SIGKILL and restart any of them. It remembers every process it started (pid and start
 time) so a caller can prove that none is left running.
 
 ``python -m streams.soak --minutes 10 --rate R`` runs the stack under a steady load of
@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.executor.context import TaskContext
 from streams.kafka import consumer_kwargs
-from streams.kafka.embedded import EmbeddedBroker
+from streams.kafka.local import LocalBroker, local_broker
 from streams.kafka.process import die_with_parent, free_loopback_port
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
@@ -116,7 +116,8 @@ class PartProcess:
 
 @dataclass
 class ProcessStack:
-    """An embedded broker plus parts as processes; see the module docstring.
+    """A broker of its own (``broker_kind``: ``kafka`` for Apache Kafka, ``embedded``) plus
+    parts as processes; see the module docstring.
 
     Use as a context manager: every process it started is stopped on the way out (SIGTERM,
     then SIGKILL after ``stop_timeout_s``), also when the body raised.
@@ -125,7 +126,8 @@ class ProcessStack:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     stop_timeout_s: float = 10.0
-    broker: EmbeddedBroker | None = None
+    broker_kind: str = "kafka"
+    broker: LocalBroker | None = None
     parts: dict[str, PartProcess] = field(default_factory=dict)
     started: list[tuple[str, int, str | None]] = field(default_factory=list)
     """Every process started: (name, pid, start time)."""
@@ -153,7 +155,7 @@ class ProcessStack:
         self.close()
 
     def start_broker(self) -> str:
-        broker = EmbeddedBroker(log_path=self.logs / "broker.log")
+        broker = local_broker(self.broker_kind, self.workdir / "broker")
         broker.start()
         self.broker = broker
         self.started.append(("broker", int(broker.pid or 0), _start_time(int(broker.pid or 0))))

@@ -1,5 +1,6 @@
 """The chaos suite: the whole stack as OS processes on a broker of its own (it is frozen with
-SIGSTOP, which must not hit the broker other tests share)."""
+SIGSTOP, which must not hit the broker other tests share): Apache Kafka, or the embedded broker
+when the suite runs on it (TASKSTREAM_TEST_BROKER=embedded)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import TEST_BROKER
+
+
+def chaos_broker() -> str:
+    """The kind of broker a chaos stack starts: the suite's own kind (never an external one,
+    which a test must not freeze)."""
+    return "embedded" if TEST_BROKER == "embedded" else "kafka"
 
 from streams.soak import ProcessStack
 

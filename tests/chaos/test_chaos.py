@@ -41,6 +41,7 @@ from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
 from streams.soak import ProcessStack
 from streams.topics import ensure_topics
+from tests.chaos.conftest import chaos_broker
 from tests.chaos.handlers import OPERATIONS, always_fails
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
@@ -61,7 +62,7 @@ ENV = {
 
 
 def build_stack(workdir: Path) -> ProcessStack:
-    stack = ProcessStack(workdir, env=ENV)
+    stack = ProcessStack(workdir, env=ENV, broker_kind=chaos_broker())
     stack.add("processor", ["processor"])
     stack.add("delay", ["delay"])
     stack.add("view", ["view"])
