@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from streams.soak import ProcessStack
 from tests.conftest import TEST_BROKER
 
 
@@ -17,8 +18,6 @@ def chaos_broker() -> str:
     """The kind of broker a chaos stack starts: the suite's own kind (never an external one,
     which a test must not freeze)."""
     return "embedded" if TEST_BROKER == "embedded" else "kafka"
-
-from streams.soak import ProcessStack
 
 
 @pytest.hookimpl(hookwrapper=True)
