@@ -108,7 +108,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     ]
     if args.demo:
         parts.append(Part("demo", ["demo", "--rate", str(args.rate)]))
-    return supervise(settings, parts)
+    return supervise(settings, parts, apache_kafka=args.apache_kafka)
 
 
 def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -278,6 +278,12 @@ def register(sub: Any) -> None:
         "--demo", action="store_true", help="add simulated sessions and a steady task mix"
     )
     p.add_argument("--rate", type=float, default=5.0, help="demo tasks per second (default 5)")
+    p.add_argument(
+        "--apache-kafka",
+        action="store_true",
+        help="without KAFKA_BOOTSTRAP_SERVERS, run a local Apache Kafka (data under the data "
+        "dir, kept across restarts) instead of the memory-only embedded broker",
+    )
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser(

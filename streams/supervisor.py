@@ -2,7 +2,9 @@
 
 Separate processes let the processor, the delay agents, the projector + view and the demo
 executors use more than one core, and each part can also be run alone for a real deployment.
-The supervisor owns the embedded broker (when no cluster is configured), starts the parts with
+The supervisor owns the broker when no cluster is configured: the embedded one (memory only, a
+fresh data directory per run), or with ``--apache-kafka`` a local Apache Kafka whose log and
+the parts' state live under the data directory and survive a restart. It starts the parts with
 the broker's address, and stops everything on SIGTERM/SIGINT within a bound. If a part dies
 on its own, the supervisor says which and stops the rest with a non-zero exit: a half-running
 distributor is worse than a stopped one.
@@ -22,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.kafka.apache import ApacheKafka
 from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.process import die_with_parent
 from streams.ops import remember_broker
@@ -65,15 +68,24 @@ def _stop_all(parts: list[Part], timeout_s: float) -> None:
             part.proc.wait()
 
 
-def supervise(settings: Settings, parts: list[Part], stop_timeout_s: float = 7.0) -> int:
-    """Run ``parts`` until a signal (exit 0) or until one of them exits (exit 1)."""
+def supervise(
+    settings: Settings,
+    parts: list[Part],
+    stop_timeout_s: float = 7.0,
+    *,
+    apache_kafka: bool = False,
+) -> int:
+    """Run ``parts`` until a signal (exit 0) or until one of them exits (exit 1).
+
+    Without a configured cluster the supervisor starts a broker: the embedded one, or
+    Apache Kafka under ``data_dir/kafka`` when ``apache_kafka``."""
     stopping = {"signal": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    broker: EmbeddedBroker | None = None
+    broker: EmbeddedBroker | ApacheKafka | None = None
     ephemeral: Path | None = None
     address_file: Path | None = None
     code = 0
@@ -81,6 +93,18 @@ def supervise(settings: Settings, parts: list[Part], stop_timeout_s: float = 7.0
         env = dict(os.environ)
         if settings.kafka_bootstrap_servers:
             env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+        elif apache_kafka:
+            # Kafka keeps its log across a restart, so the parts' local state (under the
+            # same data directory) stays valid: nothing here is temporary.
+            kafka = ApacheKafka(_ensure_dir(settings.data_dir) / "kafka")
+            broker = kafka
+            kafka.start()
+            env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
+            env["TASKSTREAM_KAFKA_BROKER"] = "kafka"
+            address_file = remember_broker(settings, kafka.bootstrap_servers)
+            print(
+                f"Apache Kafka at {kafka.bootstrap_servers} (data: {kafka.data_dir})", flush=True
+            )
         else:
             # The embedded broker keeps nothing across a restart, so local state from an
             # earlier run would describe a log that no longer exists: each run gets its own
@@ -91,6 +115,7 @@ def supervise(settings: Settings, parts: list[Part], stop_timeout_s: float = 7.0
             broker = EmbeddedBroker(log_path=run_dir / "broker.log")
             broker.start()
             env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+            env["TASKSTREAM_KAFKA_BROKER"] = "embedded"
             address_file = remember_broker(settings, broker.bootstrap_servers)
             print(f"embedded broker at {broker.bootstrap_servers} (data: {run_dir})", flush=True)
         import asyncio

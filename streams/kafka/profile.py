@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from dataclasses import dataclass
 
 from streams.settings import Settings
@@ -26,6 +27,9 @@ __all__ = ["EMBEDDED", "KAFKA", "BrokerProfile", "broker_profile", "probe_init_p
 log = logging.getLogger(__name__)
 
 UNKNOWN_SERVER_ERROR = -1
+# A broker that has just started loads its transaction coordinator first: ask again.
+_RETRIABLE = frozenset({14, 15, 16})  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
+_RETRY_FOR_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,11 @@ def _detect(settings: Settings) -> BrokerProfile | None:
         if not host or not port.isdigit():
             continue
         error = probe_init_producer_id(host.strip("[]"), int(port))
-        if error is None:
+        deadline = time.monotonic() + _RETRY_FOR_S
+        while error in _RETRIABLE and time.monotonic() < deadline:
+            time.sleep(0.1)
+            error = probe_init_producer_id(host.strip("[]"), int(port))
+        if error is None or error in _RETRIABLE:
             continue
         if error == 0:
             return KAFKA
