@@ -7,8 +7,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.kafka.embedded import EmbeddedBroker
 
+pytestmark = pytest.mark.smoke
 
-async def test_embedded_broker_carries_records(kafka_bootstrap: str) -> None:
+
+async def test_the_suites_broker_carries_records(kafka_bootstrap: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
     await producer.start()
     try:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from streams.distributor import Distributor
 from streams.kafka.process import free_loopback_port
@@ -37,6 +38,7 @@ def section(title: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.smoke
 def test_readme_gives_exactly_two_commands_and_ci_runs_the_test_command() -> None:
     commands = re.findall(r"```bash\n(.*?)```", section("The two commands"), flags=re.S)
     assert len(commands) == 2
@@ -70,6 +72,7 @@ async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.smoke
 async def test_readme_python_blocks_and_view_queries(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:

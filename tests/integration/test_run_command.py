@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from streams.kafka.process import free_loopback_port
 
 
@@ -51,6 +53,7 @@ def _get(url: str) -> dict[str, object]:
         return json.loads(answer.read())  # type: ignore[no-any-return]
 
 
+@pytest.mark.smoke
 def test_run_demo_then_sigterm(tmp_path: Path) -> None:
     port = free_loopback_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TASKSTREAM_"))}

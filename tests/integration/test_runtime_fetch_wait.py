@@ -16,7 +16,7 @@ from streams.runtime.runner import StreamRuntime
 from streams.topics import ensure_topics
 from tests.integration.runtime_app import CounterApp, incr, read_all, settings_for, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 BATCHES = 3000
 WAIT_MS = 1

@@ -57,6 +57,7 @@ def stop(proc: Any, sig: int = signal.SIGTERM) -> int:
     return int(proc.wait(timeout=20))
 
 
+@pytest.mark.smoke
 async def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
