@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from schemas.codec import CODEC
@@ -29,8 +29,9 @@ from schemas.commands import RetryDue
 from schemas.errors import DecodeError
 from schemas.records import DeadLetter
 from streams.errors import BrokerError, ProcessingError
-from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka import producer_kwargs
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
 from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name, tier_for_delay
 
@@ -170,8 +171,8 @@ class DelayAgent:
     async def run(self, stop: asyncio.Event) -> None:
         """Forward due records until ``stop`` is set. Errors it cannot continue from raise."""
         self._producer = AIOKafkaProducer(**producer_kwargs(self.settings))
-        self._consumer = AIOKafkaConsumer(
-            **consumer_kwargs(self.settings, self.group_id), max_poll_records=500
+        self._consumer = group_consumer(
+            self.settings, self.group_id, part="delay", max_poll_records=500
         )
         try:
             await self._producer.start()

@@ -44,6 +44,7 @@ from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
@@ -287,10 +288,8 @@ class Executor:
             )
             self._loops.append(self._spawn(self._heartbeats(), "taskstream-executor-heartbeats"))
         if self.pool_enabled:
-            self._pool_consumer = AIOKafkaConsumer(
-                **consumer_kwargs(
-                    self.settings, f"{self.settings.topic_prefix}-pool", hot_path=True
-                )
+            self._pool_consumer = group_consumer(
+                self.settings, f"{self.settings.topic_prefix}-pool", part="pool", hot_path=True
             )
             await self._pool_consumer.start()
             self._pool_consumer.subscribe(

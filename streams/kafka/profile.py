@@ -4,7 +4,8 @@ Apache Kafka (and Confluent Cloud, MSK, Redpanda) grant the idempotent producer,
 fetch as soon as a record is there, and answer ListOffsets with the log end. The embedded
 broker (Tansu) does none of that: InitProducerId fails with UnknownServerError, every fetch is
 held for its full wait, fetches come back empty once a partition holds many record batches, and
-ListOffsets answers the last batch's base offset + 1. The workarounds for those live in
+ListOffsets answers the last batch's base offset + 1, and a group whose members carry a
+``group.instance.id`` assigns nothing for many seconds. The workarounds for those live in
 :mod:`streams.kafka.fetch_wait` and are switched on by this profile only.
 
 ``TASKSTREAM_KAFKA_BROKER`` (``auto``, the default; ``kafka``; ``embedded``) overrides the
@@ -46,6 +47,9 @@ class BrokerProfile:
     short_list_offsets: bool
     """ListOffsets answers short of the log end: the end is read from a fetch's high
     watermark."""
+    static_membership: bool
+    """Consumer groups keep a member by its ``group.instance.id`` (KIP-345): a restarted
+    member rejoins under its id at once, and leaves by it (``streams.kafka.membership``)."""
 
 
 KAFKA = BrokerProfile(
@@ -54,6 +58,7 @@ KAFKA = BrokerProfile(
     holds_fetches=False,
     starves_fetches=False,
     short_list_offsets=False,
+    static_membership=True,
 )
 EMBEDDED = BrokerProfile(
     "embedded",
@@ -61,6 +66,7 @@ EMBEDDED = BrokerProfile(
     holds_fetches=True,
     starves_fetches=True,
     short_list_offsets=True,
+    static_membership=False,
 )
 
 _cache: dict[tuple[str, str], BrokerProfile] = {}
@@ -123,6 +129,7 @@ def _detect(settings: Settings) -> BrokerProfile | None:
             holds_fetches=False,
             starves_fetches=False,
             short_list_offsets=False,
+            static_membership=True,
         )
     return None
 

@@ -24,6 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from streams.errors import ProcessingError
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
 from streams.runtime.outbox import Outbox
 from streams.runtime.partition import PartitionRun
@@ -93,8 +94,11 @@ class StreamRuntime(Generic[S]):
     async def run(self) -> None:
         settings = self.settings
         producer = AIOKafkaProducer(**producer_kwargs(settings))
-        consumer = AIOKafkaConsumer(
-            **consumer_kwargs(settings, settings.group_id, hot_path=True),
+        consumer = group_consumer(
+            settings,
+            settings.group_id,
+            part=self.name,
+            hot_path=True,
             max_poll_records=MAX_POLL_RECORDS,
         )
         reader_consumer = AIOKafkaConsumer(**consumer_kwargs(settings, hot_path=True))
