@@ -52,7 +52,7 @@ class KafkaLogReader:
         consumer = self._consumer
         listed = int((await consumer.end_offsets([tp]))[tp])
         if listed == 0 or not self._profile.short_list_offsets:
-            return 0
+            return listed
         consumer.assign([tp])
         consumer.seek(tp, listed - 1)
         await consumer.getmany(tp, timeout_ms=1000, max_records=1)
