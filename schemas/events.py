@@ -7,7 +7,7 @@ record headers, not in these bodies, so the domain stays free of transport conce
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,6 +129,11 @@ class TaskCompleted(TaskEvent):
     output: JsonObject = Field(default_factory=dict)
     execution_time_ms: int = 0
 
+    @property
+    def outcome(self) -> str:
+        """Always ``completed``; ``TaskFailed.outcome`` says how other endings ended."""
+        return OUTCOME_COMPLETED
+
 
 class AttemptRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -139,8 +144,25 @@ class AttemptRecord(BaseModel):
     at_ms: int
 
 
+OUTCOME_COMPLETED: Final = "completed"
+OUTCOME_FAILED: Final = "failed"
+OUTCOME_CANCELLED: Final = "cancelled"
+OUTCOME_REJECTED: Final = "rejected"
+OUTCOME_REFUSED: Final = "refused"
+OUTCOMES: Final = (
+    OUTCOME_COMPLETED,
+    OUTCOME_FAILED,
+    OUTCOME_CANCELLED,
+    OUTCOME_REJECTED,
+    OUTCOME_REFUSED,
+)
+"""How a task can end: ``TaskCompleted.outcome`` is always ``completed``; ``TaskFailed.outcome``
+is one of the others (``docs/protocol.md``, "Endings")."""
+
+
 class TaskFailed(TaskEvent):
-    """The task failed permanently."""
+    """The task failed permanently, or (``outcome``, on ``task.failed`` only) ended otherwise
+    than by completing: cancelled, rejected by a reviewer, refused at submit."""
 
     TYPE: ClassVar[str] = "task.failed"
     operation: str
@@ -148,6 +170,7 @@ class TaskFailed(TaskEvent):
     error: str
     reason: str = "error"
     attempts: list[AttemptRecord] = Field(default_factory=list)
+    outcome: str = OUTCOME_FAILED
 
 
 class TaskAttemptFailed(TaskEvent):
@@ -189,6 +212,7 @@ class TaskRejected(TaskEvent):
     reason: str
     command: str = "SubmitTask"
     reviewer: str | None = None
+    operation: str | None = None
 
 
 class TaskDeadLettered(TaskEvent):

@@ -26,6 +26,7 @@ from streams.domain import (
     load_state,
     tick,
 )
+from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
 from streams.runtime.protocol import TYPE_HEADER, Output
@@ -124,8 +125,8 @@ class Distributor:
             ev.TaskAssigned: self._assigned,
             ev.BatchProcessed: self._batch,
             ev.TaskCancelled: self._cancelled,
-            ev.TaskCompleted: self._completed,
-            ev.TaskFailed: self._failed,
+            ev.TaskCompleted: self._outcome,
+            ev.TaskFailed: self._outcome,
             ev.TaskRetryScheduled: self._retry,
             ev.TaskScheduled: self._scheduled,
             ev.TaskDeadLettered: self._dead_lettered,
@@ -275,8 +276,9 @@ class Distributor:
         ]
 
     def _cancelled(self, state: PartitionState, e: ev.TaskCancelled) -> list[Output]:
+        outcome = self._outcome(state, e)
         if e.fencing_token is None:
-            return []  # it was not handed out: nobody to tell
+            return outcome  # it was not handed out: nobody to tell
         task = state.tasks.get(e.task_id)
         return [
             self._work(
@@ -291,14 +293,18 @@ class Distributor:
                     fencing_token=e.fencing_token,
                     reason=e.reason,
                 )
-            )
+            ),
+            *outcome,
         ]
 
-    def _completed(self, state: PartitionState, e: ev.TaskCompleted) -> list[Output]:
-        return [self._out(self._topic_completed, e.client_id, e)]
-
-    def _failed(self, state: PartitionState, e: ev.TaskFailed) -> list[Output]:
-        return [self._out(self._topic_failed, e.client_id, e)]
+    def _outcome(self, state: PartitionState, e: ev.Event) -> list[Output]:
+        """The task's one outcome record, if ``e`` ended a task (``domain.outcomes``)."""
+        record = outcome_record(state, e)
+        if record is None:
+            return []
+        completed = isinstance(record, ev.TaskCompleted)
+        topic = self._topic_completed if completed else self._topic_failed
+        return [self._out(topic, record.client_id, record)]
 
     def _delay(self, tier_ms: int, due: RetryDue) -> Output:
         return self._out(self.settings.topic(retry_tier_name(tier_ms)), due.client_id, due)
@@ -340,10 +346,11 @@ class Distributor:
         return [self._dead(e.client_id, letter)]
 
     def _rejected(self, state: PartitionState, e: ev.TaskRejected) -> list[Output]:
+        outcome = self._outcome(state, e)
         if e.command != "SubmitTask":
-            return []
+            return outcome
         submit = self._refused_submits.pop(e.task_id, {})
-        operation = submit.get("operation")
+        operation = e.operation if e.operation is not None else submit.get("operation")
         letter = DeadLetter(
             reason=bounded_reason(e.reason),
             client_id=e.client_id,
@@ -352,4 +359,4 @@ class Distributor:
             submit=submit,
             occurred_at_ms=e.occurred_at_ms,
         )
-        return [self._dead(e.client_id, letter)]
+        return [*outcome, self._dead(e.client_id, letter)]

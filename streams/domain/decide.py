@@ -142,6 +142,8 @@ def _reject_task(ctx: Decision, c: cmd.Command, task_id: str, reason: str, **ext
             occurred_at_ms=ctx.now,
             reason=reason,
             command=type(c).__name__,
+            # A refused submit's outcome record names its operation (``domain.outcomes``).
+            operation=c.operation if isinstance(c, cmd.SubmitTask) else None,
             **extra,
         )
     )

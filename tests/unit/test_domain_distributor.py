@@ -112,10 +112,14 @@ def test_cancelling_handed_out_work_sends_a_cancel_signal() -> None:
     run.do(register("s1"))
     run.do(submit("t1", operation="workflow_trigger"))
     token = run.token("t1")
-    (out,) = run.do(c.CancelTask(client_id="A", task_id="t1", reason="stop"))
+    out, ended = run.do(c.CancelTask(client_id="A", task_id="t1", reason="stop"))
     work = CODEC.decode_as(out.value, Assignment)
     assert (out.key, work.kind, work.task_id, work.fencing_token, work.reason) == (
         b"s1", "cancel", "t1", token, "stop",
+    )  # fmt: skip
+    outcome = CODEC.decode_as(ended.value, ev.TaskFailed)
+    assert (ended.topic, ended.key, outcome.outcome, outcome.attempt) == (
+        "ts.failed", b"A", "cancelled", 1,
     )  # fmt: skip
     assert run.do(c.CancelTask(client_id="A", task_id="t1")) == []
 
@@ -175,10 +179,14 @@ def test_scheduled_tasks_wait_on_a_delay_tier() -> None:
 
 def test_a_refused_submit_is_dead_lettered_with_the_submit() -> None:
     run = Run()
-    (out,) = run.do(submit("t1", operation="teleport", payload={"a": 1}))
+    ended, out = run.do(submit("t1", operation="teleport", payload={"a": 1}))
     letter = CODEC.decode_as(out.value, DeadLetter)
     assert (out.topic, letter.reason, letter.submit["payload"]) == (
         "ts.dlq", "unknown operation 'teleport'", {"a": 1},
+    )  # fmt: skip
+    outcome = CODEC.decode_as(ended.value, ev.TaskFailed)
+    assert (ended.topic, ended.key, outcome.outcome, outcome.operation, outcome.reason) == (
+        "ts.failed", b"A", "refused", "teleport", "unknown operation 'teleport'",
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ def test_unknown_operation_is_rejected_with_the_reason_and_not_kept() -> None:
             occurred_at_ms=7,
             reason="unknown operation 'teleport'",
             command="SubmitTask",
+            operation="teleport",
         )
     )
     assert "t1" not in h.state.tasks
@@ -52,6 +53,7 @@ def test_duplicate_task_id_with_another_spec_is_rejected_and_the_original_kept()
             task_id="t1",
             occurred_at_ms=0,
             reason="duplicate task_id with a different specification",
+            operation="contact_update",
         )
     )
     assert h.state.tasks["t1"].payload == {"a": 1}
