@@ -1,4 +1,4 @@
-"""Batch jobs end to end on the embedded broker (issue 7, "Done when" 3): the real processor,
+"""Batch jobs end to end on the suite's broker (issue 7, "Done when" 3): the real processor,
 a delay agent, an executor, the projector with the HTTP view, the SDK and the CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Batching windows on the embedded broker with the real 2 s window and size 10 (issue 3,
+"""Batching windows on the suite's broker with the real 2 s window and size 10 (issue 3,
 "Done when" 2), plus the consolidation of a batch result and the individual retry of its
 failed item."""
 

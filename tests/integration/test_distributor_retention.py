@@ -1,4 +1,4 @@
-"""Retention on the embedded broker: a finished task is forgotten through the event log, its
+"""Retention on the suite's broker: a finished task is forgotten through the event log, its
 record leaves the store, and a processor rebuilt from the log alone forgets the same."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Session dispatch on the embedded broker: capacity and client isolation over a whole event
+"""Session dispatch on the suite's broker: capacity and client isolation over a whole event
 log under every strategy, and the health circuit of a failing session (issue 3, "Done when"
 3 and 5)."""
 

@@ -1,6 +1,6 @@
 """The README's commands and code blocks are what users run, so a test runs them.
 
-The Python blocks run as separate processes against the embedded broker with a processor and a
+The Python blocks run as separate processes against the suite's broker with a processor and a
 projector + view serving the same topics; the curl lines are run against that view.
 """
 
@@ -157,7 +157,7 @@ async def test_readme_python_blocks_and_view_queries(
                 timeout=90,
             )
             assert outcomes.returncode == 0, outcomes.stderr
-            assert "task.completed readme-contact-1 1" in outcomes.stdout
+            assert "completed readme-contact-1 1" in outcomes.stdout
 
             # The view shows the completed task; every curl line of the README answers 200 (202 for a command).
             async def task_completed() -> bool:
