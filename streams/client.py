@@ -8,6 +8,9 @@ client's tasks and sessions.
 Outcomes (``task.completed`` / ``task.failed``) are read in a consumer group; an outcome's
 offset is committed only once the caller asks for the next one (or closes the stream without
 an error), i.e. after the loop body handled it. A crash redelivers the outcome in hand.
+Every submitted task id ends with one outcome: a ``TaskCompleted``, or a ``TaskFailed`` whose
+``outcome`` is ``failed``, ``cancelled``, ``rejected`` (by a reviewer) or ``refused`` (the
+submit was invalid); ``outcome.outcome`` reads the same on both (``completed`` on the first).
 
     async with TaskstreamClient(settings) as client:
         task_id = await client.submit("client-1", "send_sms", {"to": "+15550100"})
@@ -293,7 +296,8 @@ class TaskstreamClient:
     # --- outcomes ----------------------------------------------------------------------
 
     def outcomes(self, group_id: str) -> OutcomeStream:
-        """Completed and failed tasks, read in consumer group ``group_id``.
+        """Every task's ending, read in consumer group ``group_id``: ``TaskCompleted``, or
+        ``TaskFailed`` with ``outcome`` failed, cancelled, rejected or refused.
 
         ``async for`` over it directly (closed with the client), or ``async with`` it to
         close it yourself. Leaving either block by an exception keeps the outcome in hand

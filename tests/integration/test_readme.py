@@ -157,7 +157,7 @@ async def test_readme_python_blocks_and_view_queries(
                 timeout=90,
             )
             assert outcomes.returncode == 0, outcomes.stderr
-            assert "completed readme-contact-1 1" in outcomes.stdout
+            assert "completed readme-contact-1 1" in outcomes.stdout.splitlines()
 
             # The view shows the completed task; every curl line of the README answers 200 (202 for a command).
             async def task_completed() -> bool:
