@@ -29,7 +29,7 @@ import time
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -312,7 +312,15 @@ SOAK_CLIENTS = ("soak_client_10", "soak_client_2", "soak_client_7", "soak_client
 SOAK_MIX = (("conversation_send", 7), ("tag_add", 2), ("integration_sync", 1))
 
 
-def soak_stack(workdir: Path, extra_env: Mapping[str, str] | None = None) -> ProcessStack:
+def soak_stack(
+    workdir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    broker_kind: str = "kafka",
+    handlers: str = "streams.soak",
+) -> ProcessStack:
+    """The soak's stack: processor, delay agent, view and one executor serving the four
+    clients' sessions (64 each) and the pool, with ``handlers`` (a module of ``HANDLERS``)."""
     env = {
         "TASKSTREAM_DEFAULT_TIMEOUT_MS": "30000",
         "TASKSTREAM_SESSION_STALE_MS": "60000",
@@ -321,11 +329,11 @@ def soak_stack(workdir: Path, extra_env: Mapping[str, str] | None = None) -> Pro
         "TASKSTREAM_LOG_LEVEL": os.environ.get("TASKSTREAM_LOG_LEVEL", "WARNING"),
         **(extra_env or {}),
     }
-    stack = ProcessStack(workdir, env=env)
+    stack = ProcessStack(workdir, env=env, broker_kind=broker_kind)
     stack.add("processor", ["processor"])
     stack.add("delay", ["delay"])
     stack.add("view", ["view"])
-    worker = ["worker", "--handlers", "streams.soak", "--pool", "--concurrency", "256"]
+    worker = ["worker", "--handlers", handlers, "--pool", "--concurrency", "256"]
     for i, client in enumerate(SOAK_CLIENTS):
         worker += ["--session", f"soak_session_{i + 1}:{client}:64"]
     stack.add("worker", worker)
@@ -483,8 +491,10 @@ async def wait_view(stack: ProcessStack, timeout_s: float = 60.0, sessions: int 
         await asyncio.sleep(0.5)
 
 
-def _start_all(stack: ProcessStack) -> None:
-    stack.start_broker()
+def _start_all(stack: ProcessStack, own_broker: bool = True) -> None:
+    """Start the broker (unless the stack's environment names one), the topics, the parts."""
+    if own_broker:
+        stack.start_broker()
     asyncio.run(_ensure(stack.settings()))
     for name in ("processor", "delay", "view", "worker"):
         stack.start(name)
@@ -496,32 +506,87 @@ async def _ensure(settings: Settings) -> None:
     await ensure_topics(settings)
 
 
-async def measure_max_rate(workdir: Path, tasks: int) -> float:
-    """Completed (or permanently failed) tasks per second for a burst of ``tasks``."""
-    with soak_stack(workdir) as stack:
-        await asyncio.to_thread(_start_all, stack)
-        await wait_view(stack, sessions=len(SOAK_CLIENTS))
-        settings = stack.settings()
-        load = Load(settings, 0, "ramp")
+@dataclass
+class Burst:
+    """A burst of tasks through the whole stack: completed tasks per second from the first
+    submit to the last completion, and the CPU each process spent meanwhile."""
+
+    broker: str
+    tasks: int
+    seconds: float
+    cpu_s: dict[str, float]
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.seconds if self.seconds > 0 else 0.0
+
+    def cpu_per_1000(self) -> dict[str, float]:
+        """CPU seconds per 1,000 tasks of every part (the broker too when it is known)."""
+        return {n: round(s * 1000 / max(1, self.tasks), 3) for n, s in self.cpu_s.items()}
+
+
+async def burst(
+    stack: ProcessStack,
+    tasks: int,
+    tag: str = "ramp",
+    counts: Callable[[str], bool] | None = None,
+    extra_pids: Mapping[str, int] | None = None,
+    timeout_s: float = 300.0,
+) -> Burst:
+    """Submit ``tasks`` as fast as the producer goes and wait until every task ``counts``
+    says will complete (default: all but the soak's always-failing share) is on
+    ``task.completed``. The stack's parts must be running."""
+    from streams.bench.common import cpu_seconds, load_average
+
+    counted = counts or (lambda task_id: not soak_fails(task_id))
+    settings = stack.settings()
+    pids = {**stack.pids(), **(extra_pids or {})}
+    load_before = load_average()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    own_before = time.process_time()
+    load = Load(settings, 0, tag)
+    async with LogOffsets(settings) as offsets:
+        baseline = await offsets.end("completed")
+        expected = baseline + sum(1 for n in range(tasks) if counted(load._task(n)[2]))
         started = time.monotonic()
         await load.run(limit=tasks)
-        async with LogOffsets(settings) as offsets:
-            # The always-failing share ends only after its retries; count the others.
-            expected = sum(1 for n in range(tasks) if not soak_fails(load._task(n)[2]))
-            deadline = time.monotonic() + 300
-            while await offsets.end("completed") < expected:
-                if time.monotonic() > deadline or stack.dead_parts():
-                    raise RuntimeError(f"burst did not complete: {stack.dead_parts()}")
-                await asyncio.sleep(0.2)
-            elapsed = time.monotonic() - started
-        return expected / elapsed
+        deadline = time.monotonic() + timeout_s
+        while await offsets.end("completed") < expected:
+            if time.monotonic() > deadline or stack.dead_parts():
+                raise RuntimeError(f"burst did not complete: {stack.dead_parts()}")
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+    cpu = {
+        name: round(after - before, 2)
+        for name, pid in pids.items()
+        if (before := cpu_before[name]) is not None and (after := cpu_seconds(pid)) is not None
+    }
+    cpu["harness"] = round(time.process_time() - own_before, 2)
+    return Burst(stack.broker_kind, expected - baseline, elapsed, cpu, load_before, load_average())
+
+
+async def measure_max_rate(workdir: Path, tasks: int, broker_kind: str = "kafka") -> Burst:
+    """The soak's burst on a fresh stack with a broker of its own."""
+    with soak_stack(workdir, broker_kind=broker_kind) as stack:
+        await asyncio.to_thread(_start_all, stack)
+        await wait_view(stack, sessions=len(SOAK_CLIENTS))
+        return await burst(stack, tasks)
 
 
 async def soak(
-    workdir: Path, minutes: float, rate: float, interval_s: float = 10.0
+    workdir: Path,
+    minutes: float,
+    rate: float,
+    interval_s: float = 10.0,
+    broker_kind: str = "kafka",
 ) -> tuple[list[Sample], dict[str, Any]]:
+    from streams.bench.common import load_average
+
     samples: list[Sample] = []
-    with soak_stack(workdir) as stack:
+    loads: list[tuple[float, float, float]] = [load_average()]
+    with soak_stack(workdir, broker_kind=broker_kind) as stack:
         await asyncio.to_thread(_start_all, stack)
         await wait_view(stack, sessions=len(SOAK_CLIENTS))
         settings = stack.settings()
@@ -539,6 +604,7 @@ async def soak(
                 if dead:
                     raise RuntimeError(f"parts died during the soak: {dead}")
                 samples.append(await _sample(stack, offsets, load, t0))
+                loads.append(load_average())
                 print(_row(samples[-1], list(samples[0].rss_kib)), flush=True)
             load.stop()
             await generating
@@ -550,7 +616,12 @@ async def soak(
                     break
                 await asyncio.sleep(1)
             samples.append(await _sample(stack, offsets, load, t0))
-        summary = {"submitted": load.submitted, "submit_errors": load.errors}
+        summary = {
+            "submitted": load.submitted,
+            "submit_errors": load.errors,
+            "load_min": min(x[0] for x in loads),
+            "load_max": max(x[0] for x in loads),
+        }
     return samples, summary
 
 
@@ -573,41 +644,67 @@ def _row(s: Sample, names: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def render(
-    command: str,
-    rate: float,
-    max_rate: float | None,
-    minutes: float,
-    samples: list[Sample],
-    summary: Mapping[str, Any],
-) -> str:
+@dataclass
+class SoakRun:
+    """One broker's soak: the burst it was paced from (None with ``--rate``), the samples."""
+
+    broker: str
+    rate: float
+    burst: Burst | None
+    samples: list[Sample]
+    summary: dict[str, Any]
+    started_at: str
+    others: list[str]
+
+
+BROKER_TITLES = {"kafka": "Apache Kafka 4 (KRaft, one node)", "embedded": "embedded broker (Tansu)"}
+
+
+def render(command: str, minutes: float, runs: Sequence[SoakRun]) -> str:
+    lines = [
+        "# Soak results",
+        "",
+        f"Produced by `{command}` ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}); "
+        f"brokers: {', '.join(r.broker for r in runs)}, one after the other, each with a "
+        "fresh stack.",
+        "",
+        f"Each soak: **{minutes:g} minutes**; the mix is 70 % `conversation_send` (session), "
+        "20 % `tag_add` (batched), 10 % `integration_sync` (pool); a 2 ms handler; "
+        f"{SOAK_FAILING_PERCENT} % of tasks fail on every attempt (retries through the delay "
+        "tiers, then dead letters). Samples every 10 s; RSS from /proc; projection lag from the "
+        "view's `X-Projection-Lag`; processor lag = command-log end minus the processor group's "
+        "committed offsets; completed/failed = records on `task.completed` / `task.failed`. The "
+        "last row is taken after the load stopped, once the processor and projection lags "
+        "settled (at most 60 s); tasks still queued then are not waited for. The maximum rate "
+        "is a burst on a fresh stack (completed tasks per second from the first submit to the "
+        "last completion of the tasks that do not always fail).",
+        "",
+    ]
+    for run in runs:
+        lines += _render_run(run)
+    return "\n".join(lines)
+
+
+def _render_run(run: SoakRun) -> list[str]:
+    samples, summary = run.samples, run.summary
     names = list(samples[0].rss_kib)
     head = ["t (s)", *(f"{n} RSS (MiB)" for n in names)]
     head += ["projection lag (events)", "processor lag (commands)", "submitted", "completed"]
     head += ["failed"]
-    lines = [
-        "# Soak results",
-        "",
-        f"Produced by `{command}` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, embedded broker).",
-        "",
-    ]
-    if max_rate is not None:
+    lines = [f"## {BROKER_TITLES.get(run.broker, run.broker)}", ""]
+    if run.burst is not None:
+        b = run.burst
+        cpu = ", ".join(f"{n} {v:.2f}" for n, v in b.cpu_per_1000().items())
         lines += [
-            f"Maximum rate, measured first on a fresh stack with a burst of tasks: "
-            f"**{max_rate:.0f} tasks/s** (completed tasks per second, first submit to last "
-            "completion, whole stack with one executor process).",
+            f"Maximum rate ({run.started_at}, load average {b.load_before[0]:.2f} before, "
+            f"{b.load_after[0]:.2f} after): **{b.rate:.0f} tasks/s** ({b.tasks} tasks in "
+            f"{b.seconds:.1f} s). CPU seconds per 1,000 tasks: {cpu}.",
             "",
         ]
     lines += [
-        f"Soak: **{minutes:g} minutes at {rate:.0f} tasks/s**; the mix is 70 % "
-        "`conversation_send` (session), 20 % `tag_add` (batched), 10 % `integration_sync` "
-        f"(pool); {SOAK_FAILING_PERCENT} % of tasks fail on every attempt (retries through the "
-        "delay tiers, then dead letters). Samples every 10 s; RSS from /proc; projection lag "
-        "from the view's `X-Projection-Lag`; processor lag = command-log end minus the "
-        "processor group's committed offsets; completed/failed = records on `task.completed` / "
-        "`task.failed`. The last row is taken after the load stopped, once the processor and "
-        "projection lags settled (at most 60 s); tasks still queued then are not waited for.",
+        f"Soak at **{run.rate:.0f} tasks/s** (load average {summary.get('load_min')}–"
+        f"{summary.get('load_max')} during the soak; other processes using CPU at the start: "
+        f"{', '.join(run.others) or 'none'}).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -630,29 +727,61 @@ def render(
         f"errors); {last.completed} completed, {last.failed} failed permanently",
         "",
     ]
-    return "\n".join(lines)
+    return lines
+
+
+def broker_kinds(chosen: Sequence[str] | None) -> list[str]:
+    """``--broker`` values (repeatable; ``both`` means kafka then embedded) as broker kinds
+    without repeats; none given means both."""
+    from streams.kafka.local import BROKER_KINDS
+
+    kinds: list[str] = []
+    for value in chosen or ["both"]:
+        for kind in BROKER_KINDS if value == "both" else (value,):
+            if kind not in kinds:
+                kinds.append(kind)
+    return kinds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streams.bench.common import busy_processes
+    from streams.kafka.local import BROKER_KINDS
+
     parser = argparse.ArgumentParser(prog="python -m streams.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=None, help="tasks/s (default: half max)")
     parser.add_argument("--burst", type=int, default=6000, help="tasks for the max-rate burst")
+    parser.add_argument(
+        "--broker",
+        action="append",
+        choices=[*BROKER_KINDS, "both"],
+        help="broker to soak on, started by the soak (repeatable; default: both, kafka first)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "soak.md")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     command = "python -m streams.soak " + shlex.join(argv if argv is not None else sys.argv[1:])
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="taskstream-soak-"))
-    max_rate: float | None = None
-    rate = args.rate
-    if rate is None:
-        max_rate = asyncio.run(measure_max_rate(workdir / "ramp", args.burst))
-        rate = max_rate / 2
-        print(f"max rate {max_rate:.0f} tasks/s; soaking at {rate:.0f} tasks/s", flush=True)
-    samples, summary = asyncio.run(soak(workdir / "soak", args.minutes, rate))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(command, rate, max_rate, args.minutes, samples, summary))
+    runs: list[SoakRun] = []
+    for kind in broker_kinds(args.broker):
+        started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        others = busy_processes()
+        max_burst: Burst | None = None
+        rate = args.rate
+        if rate is None:
+            max_burst = asyncio.run(measure_max_rate(workdir / kind / "ramp", args.burst, kind))
+            rate = max_burst.rate / 2
+            print(
+                f"{kind}: max rate {max_burst.rate:.0f} tasks/s; soaking at {rate:.0f} tasks/s",
+                flush=True,
+            )
+        samples, summary = asyncio.run(
+            soak(workdir / kind / "soak", args.minutes, rate, broker_kind=kind)
+        )
+        runs.append(SoakRun(kind, rate, max_burst, samples, summary, started_at, others))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(render(command, args.minutes, runs))  # after each broker
     print(f"wrote {args.out} (process logs in {workdir})")
     return 0
 

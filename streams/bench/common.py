@@ -6,9 +6,11 @@ commands keyed by client id, so the ceiling, our runtime and faust read the same
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,9 +26,12 @@ from streams.settings import Settings
 __all__ = [
     "BenchResult",
     "Status",
+    "busy_processes",
+    "cpu_seconds",
     "create_topics",
     "fill",
     "heartbeat_records",
+    "load_average",
     "partition_sizes",
     "topic_size",
 ]
@@ -148,3 +153,62 @@ async def committed_total(bootstrap: str, group: str, topic: str, partitions: in
         return total
     finally:
         await consumer.stop()
+
+
+def load_average() -> tuple[float, float, float]:
+    """``uptime``'s 1, 5 and 15 minute load averages."""
+    one, five, fifteen = os.getloadavg()
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` so far (from /proc), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float, int]]:
+    out: dict[int, tuple[str, float, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks = int(fields[11]) + int(fields[12])
+        out[int(entry.name)] = (name, ticks / os.sysconf("SC_CLK_TCK"), int(fields[1]))
+    return out
+
+
+def busy_processes(seconds: float = 1.0, min_share: float = 0.05) -> list[str]:
+    """What else runs on the machine: processes outside this one's tree that used at least
+    ``min_share`` of a core over ``seconds`` ("name pid: 37%"), busiest first. Benchmarks on a
+    shared machine say this beside their figures."""
+    before = _cpu_by_process()
+    time.sleep(seconds)
+    after = _cpu_by_process()
+    parents = {pid: info[2] for pid, info in after.items()}
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        seen = 0
+        while pid > 1 and seen < 64:
+            if pid == me:
+                return True
+            pid = parents.get(pid, 0)
+            seen += 1
+        return False
+
+    busy: list[tuple[float, str]] = []
+    for pid, (name, cpu, _) in after.items():
+        share = (cpu - before[pid][1]) / seconds if pid in before else 0.0
+        if share >= min_share and not ours(pid):
+            busy.append((share, f"{name} {pid}: {share:.0%}"))
+    return [text for _, text in sorted(busy, reverse=True)]

@@ -1,9 +1,16 @@
-"""``taskstream bench``: every figure next to its baseline, in one run, on one broker.
+"""``taskstream bench``: every figure next to its baseline, in one run, on each broker.
 
 Rows: the raw aiokafka ceiling (a producer ``send`` per record, and the client's batch API),
-the trivial pipeline on our runtime, the same pipeline as a faust-streaming agent, and the
-full task lifecycle through the distributor. The input of the pipelines is one pre-filled
-topic of Avro commands, so each reads the same bytes; filling is never timed.
+the trivial pipeline on our runtime, the same pipeline as a faust-streaming agent, the full
+task lifecycle through the distributor, a projection replay, and the whole stack as processes.
+The input of the pipelines is one pre-filled topic of Avro commands, so each reads the same
+bytes; filling is never timed.
+
+``--broker kafka|embedded|both`` (repeatable) starts each named broker in turn and runs every
+row on it, so one invocation gives both columns side by side; the default is both (Apache
+Kafka first), since figures on the embedded broker alone say little about what users run and
+the two columns are only comparable when measured minutes apart. ``--bootstrap`` (or
+``KAFKA_BOOTSTRAP_SERVERS`` when no ``--broker`` is given) uses a running cluster instead.
 """
 
 from __future__ import annotations
@@ -22,12 +29,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.bench.common import BenchResult, create_topics, fill, heartbeat_records
+from streams.bench.common import (
+    BenchResult,
+    busy_processes,
+    create_topics,
+    fill,
+    heartbeat_records,
+    load_average,
+)
 from streams.settings import Settings
 
-__all__ = ["BENCHMARKS", "BenchOptions", "Report", "register", "run_bench", "run_suite"]
+__all__ = [
+    "BENCHMARKS",
+    "BROKER_CHOICES",
+    "BenchOptions",
+    "Report",
+    "bench_brokers",
+    "register",
+    "run_bench",
+    "run_suite",
+]
 
-BENCHMARKS = ("ceiling", "runtime", "faust", "lifecycle", "replay")
+BENCHMARKS = ("ceiling", "runtime", "faust", "lifecycle", "replay", "stack")
+BROKER_CHOICES = ("kafka", "embedded", "both")
+EXTERNAL = "external"
 
 # The issue's performance targets for the runtime pipeline.
 TARGET_VS_FAUST = 20.0
@@ -44,12 +69,22 @@ class BenchOptions:
     lifecycle_seconds: float = 5.0
     repeat: int = 1
     replay_tasks: int = 20_000
+    stack_tasks: int = 20_000
+    stack_seconds: float = 10.0
 
 
 @dataclass
 class Report:
     bootstrap: str
     results: list[BenchResult] = field(default_factory=list)
+    broker: str = EXTERNAL
+    """``kafka``, ``embedded`` (started by the harness) or ``external`` (``--bootstrap``)."""
+    started_at: str = ""
+    others: list[str] = field(default_factory=list)
+    """Processes outside the benchmark that used CPU when the broker's run started."""
+    profile: str = ""
+    """What the broker answered the profile probe (``streams.kafka.profile``): ``kafka`` or
+    ``embedded``, so the report shows which broker the figures came from."""
 
     def get(self, name: str) -> BenchResult | None:
         return next((r for r in self.results if r.name == name), None)
@@ -74,13 +109,16 @@ class Report:
     def as_dict(self, command: Sequence[str]) -> dict[str, Any]:
         return {
             "command": list(command),
+            "broker": self.broker,
+            "profile": self.profile,
             "bootstrap": self.bootstrap,
+            "other_processes": self.others,
             "machine": {
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             },
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "measured_at": self.started_at or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "results": [r.as_dict() for r in self.results],
             "ratios": self.ratios(),
             "targets": {
@@ -111,9 +149,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
+        "--broker",
+        action="append",
+        choices=BROKER_CHOICES,
+        help="broker the harness starts and runs every row on (repeatable; both = kafka, then "
+        "embedded; default: both, unless --bootstrap or KAFKA_BOOTSTRAP_SERVERS names a cluster)",
+    )
+    parser.add_argument(
         "--bootstrap",
         default=None,
-        help="Kafka cluster to use (default: KAFKA_BOOTSTRAP_SERVERS, else the embedded broker)",
+        help="a running Kafka cluster to use instead of starting brokers",
     )
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic")
     parser.add_argument(
@@ -137,12 +182,35 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=20_000,
         help="tasks whose lifecycle events fill the log the replay benchmark rebuilds from",
     )
+    parser.add_argument(
+        "--stack-tasks", type=int, default=20_000, help="tasks for the whole stack's max rate"
+    )
+    parser.add_argument(
+        "--stack-seconds",
+        type=float,
+        default=10.0,
+        help="duration of the whole stack's half-rate latency phase",
+    )
     parser.set_defaults(handler=run_bench)
     return parser
 
 
+def bench_brokers(chosen: Sequence[str] | None, servers: str | None) -> list[str]:
+    """The brokers to run on, in order: ``--broker`` values (``both`` = kafka, embedded),
+    else ``external`` when a cluster is named, else both."""
+    if not chosen:
+        return [EXTERNAL] if servers else ["kafka", "embedded"]
+    kinds: list[str] = []
+    for value in chosen:
+        for kind in ("kafka", "embedded") if value == "both" else (value,):
+            if kind not in kinds:
+                kinds.append(kind)
+    return kinds
+
+
 def run_bench(args: argparse.Namespace, settings: Settings | None = None) -> int:
-    """Run the suite; print the table; write JSON if asked. 1 if a benchmark failed."""
+    """Run the suite on each broker; print the tables; write JSON if asked. 1 if a
+    benchmark failed, 2 if the options contradict each other."""
     options = BenchOptions(
         events=args.events,
         faust_events=args.faust_events,
@@ -152,30 +220,88 @@ def run_bench(args: argparse.Namespace, settings: Settings | None = None) -> int
         lifecycle_seconds=args.lifecycle_seconds,
         repeat=args.repeat,
         replay_tasks=args.replay_tasks,
+        stack_tasks=args.stack_tasks,
+        stack_seconds=args.stack_seconds,
     )
-    servers = args.bootstrap or (settings.kafka_bootstrap_servers if settings else None)
+    if args.broker and args.bootstrap:
+        print(
+            "give --broker (brokers the harness starts) or --bootstrap, not both", file=sys.stderr
+        )
+        return 2
+    servers = args.bootstrap or (
+        settings.kafka_bootstrap_servers if settings and not args.broker else None
+    )
+    reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="taskstream-bench-") as tmp:
-        work_dir = Path(tmp)
-        if servers:
-            report = asyncio.run(run_suite(servers, options, work_dir))
-        else:
-            from streams.kafka.embedded import EmbeddedBroker
-
-            print("starting the embedded broker ...", file=sys.stderr)
-            with EmbeddedBroker(log_path=work_dir / "broker.log") as broker:
-                report = asyncio.run(run_suite(broker.bootstrap_servers, options, work_dir))
-    print(format_report(report))
+        for kind in bench_brokers(args.broker, servers):
+            work_dir = Path(tmp) / kind
+            work_dir.mkdir()
+            reports.append(_run_on(kind, servers, options, work_dir))
+    print(format_reports(reports))
     if args.json is not None:
         command = ["taskstream", *sys.argv[1:]] if sys.argv else ["taskstream", "bench"]
-        args.json.write_text(json.dumps(report.as_dict(command), indent=2) + "\n")
+        doc: dict[str, Any] = {
+            "command": command,
+            "runs": [r.as_dict(command) for r in reports],
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"results written to {args.json}")
-    return 1 if any(r.status == "failed" for r in report.results) else 0
+    failed = any(r.status == "failed" for report in reports for r in report.results)
+    return 1 if failed else 0
 
 
-async def run_suite(bootstrap: str, options: BenchOptions, work_dir: Path) -> Report:
-    """Run the selected benchmarks against ``bootstrap``; the ceiling and runtime rows keep
+def _run_on(kind: str, servers: str | None, options: BenchOptions, work_dir: Path) -> Report:
+    """Every selected row on one broker: ``servers`` for ``external``, else a broker of
+    ``kind`` started here (and stopped after). A broker that does not start fails its rows."""
+    started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    others = busy_processes()
+    if kind == EXTERNAL:
+        assert servers is not None
+        report = asyncio.run(run_suite(servers, options, work_dir, broker=EXTERNAL))
+    else:
+        from streams.kafka.local import local_broker
+
+        _say(f"starting the {kind} broker ...")
+        broker = local_broker(kind, work_dir / "broker")
+        try:
+            broker.start()
+        except Exception as exc:
+            report = Report("", broker=kind)
+            detail = f"the {kind} broker did not start: {type(exc).__name__}: {exc}"
+            report.results = [BenchResult(name, "failed", detail=detail) for name in options.only]
+        else:
+            try:
+                report = asyncio.run(
+                    run_suite(
+                        broker.bootstrap_servers,
+                        options,
+                        work_dir,
+                        broker=kind,
+                        broker_pid=broker.pid,
+                    )
+                )
+            finally:
+                broker.stop()
+    report.started_at = started_at
+    report.others = others
+    return report
+
+
+async def run_suite(
+    bootstrap: str,
+    options: BenchOptions,
+    work_dir: Path,
+    *,
+    broker: str = EXTERNAL,
+    broker_pid: int | None = None,
+) -> Report:
+    """Run the selected benchmarks against ``bootstrap`` (a broker of kind ``broker``, whose
+    process is ``broker_pid`` when the harness started it); the ceiling and runtime rows keep
     the best of ``options.repeat`` rounds (each on freshly filled topics)."""
-    report = Report(bootstrap)
+    from streams.kafka.profile import broker_profile
+
+    report = Report(bootstrap, broker=broker)
+    report.profile = broker_profile(Settings(kafka_bootstrap_servers=bootstrap)).name
     run_id = uuid.uuid4().hex[:8]
     rounds: dict[str, list[BenchResult]] = {}
     fast = [b for b in ("ceiling", "runtime") if b in options.only]
@@ -244,6 +370,23 @@ async def run_suite(bootstrap: str, options: BenchOptions, work_dir: Path) -> Re
                 ),
             )
         )
+    if "stack" in options.only:
+        from streams.bench.stack import run_stack
+
+        _say(f"stack: {options.stack_tasks} tasks through the whole stack, then half rate ...")
+        report.results.append(
+            await _guard(
+                "stack",
+                run_stack(
+                    bootstrap,
+                    work_dir / "stack",
+                    tasks=options.stack_tasks,
+                    latency_seconds=options.stack_seconds,
+                    broker=broker if broker != EXTERNAL else "kafka",
+                    broker_pid=broker_pid,
+                ),
+            )
+        )
     return report
 
 
@@ -303,35 +446,64 @@ def _best(results: list[BenchResult]) -> BenchResult:
 
 
 async def _guard(name: str, work: Any) -> BenchResult:
-    """A benchmark that raises becomes a failed row; the others still run."""
+    """A benchmark that raises becomes a failed row; the others still run. Every row carries
+    the load average before and after it (``uptime``'s three figures)."""
+    before = load_average()
     try:
         result: BenchResult = await work
-        return result
     except Exception as exc:
-        return BenchResult(name, "failed", detail=f"{type(exc).__name__}: {exc}")
+        result = BenchResult(name, "failed", detail=f"{type(exc).__name__}: {exc}")
+    result.extra["load_before"] = before
+    result.extra["load_after"] = load_average()
+    return result
 
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _load(r: BenchResult) -> str:
+    before, after = r.extra.get("load_before"), r.extra.get("load_after")
+    return f"{before[0]:.1f}-{after[0]:.1f}" if before and after else "-"
+
+
 def format_report(report: Report) -> str:
-    lines = [f"{'benchmark':<15}{'events':>10}{'seconds':>10}{'events/s':>12}  notes"]
+    """One broker's rows; every row names the broker and the 1-minute load average before and
+    after it."""
+    b = report.broker
+    lines = [
+        f"{'broker':<10}{'benchmark':<15}{'events':>10}{'seconds':>10}{'events/s':>12}"
+        f"{'load':>10}  notes"
+    ]
+    if report.started_at or report.others:
+        lines.insert(
+            0,
+            f"{b} (answers as {report.profile or '?'}): started {report.started_at or '-'}; "
+            "other processes using CPU: "
+            f"{', '.join(report.others) or 'none'}",
+        )
+    pad = " " * 25
     for r in report.results:
         rate = r.events_per_s
         if r.status != "ok":
-            lines.append(f"{r.name:<15}{'-':>10}{'-':>10}{'-':>12}  {r.status}: {r.detail}")
-            continue
-        lines.append(f"{r.name:<15}{r.events:>10}{r.seconds:>10.2f}{rate or 0:>12,.0f}  {r.detail}")
-        if r.name == "lifecycle":
-            x = r.extra
             lines.append(
-                f"{'':<15}submit->assigned at {x.get('latency_rate', 0):,.0f} tasks/s: "
+                f"{b:<10}{r.name:<15}{'-':>10}{'-':>10}{'-':>12}{_load(r):>10}  "
+                f"{r.status}: {r.detail}"
+            )
+            continue
+        lines.append(
+            f"{b:<10}{r.name:<15}{r.events:>10}{r.seconds:>10.2f}{rate or 0:>12,.0f}"
+            f"{_load(r):>10}  {r.detail}"
+        )
+        x = r.extra
+        if r.name == "lifecycle":
+            lines.append(
+                f"{pad}submit->assigned at {x.get('latency_rate', 0):,.0f} tasks/s: "
                 f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
                 f"({x.get('latency_samples')} tasks)"
             )
             lines.append(
-                f"{'':<15}projection lag under this load (events): p50 "
+                f"{pad}projection lag under this load (events): p50 "
                 f"{x.get('projection_lag_p50_events')}-{x.get('projection_lag_upper_p50_events')}, p99 "
                 f"{x.get('projection_lag_p99_events')}-{x.get('projection_lag_upper_p99_events')}, "
                 f"max {x.get('projection_lag_max_events')}-"
@@ -341,28 +513,100 @@ def format_report(report: Report) -> str:
             )
         if r.name == "replay":
             lines.append(
-                f"{'':<15}peak RSS {r.extra.get('peak_rss_mb', 0):,.0f} MB "
-                f"({r.extra.get('tasks', 0):,} tasks)"
+                f"{pad}peak RSS {x.get('peak_rss_mb', 0):,.0f} MB ({x.get('tasks', 0):,} tasks)"
             )
-            sampled = r.extra.get("peak_rss_sampled")
+            sampled = x.get("peak_rss_sampled")
             if sampled:
                 lines.append(
-                    f"{'':<15}highest 50 ms sample {sampled['rss_mb']:,.0f} MB, "
+                    f"{pad}highest 50 ms sample {sampled['rss_mb']:,.0f} MB, "
                     f"{sampled['phase']} at {sampled['events']:,} events"
                 )
+        if r.name == "stack":
+            lines.append(
+                f"{pad}submit->completed at {x.get('latency_rate', 0):,.0f} tasks/s: "
+                f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
+                f"({x.get('latency_samples')} tasks)"
+            )
+            cpu = x.get("cpu_s_per_1000_tasks") or {}
+            lines.append(
+                f"{pad}CPU seconds per 1,000 tasks: "
+                + ", ".join(f"{name} {value:.2f}" for name, value in cpu.items())
+            )
     ratios = report.ratios()
     if ratios["runtime_vs_faust"] is not None:
         verdict = "met" if ratios["runtime_vs_faust"] >= TARGET_VS_FAUST else "MISSED"
         lines.append(
-            f"runtime / faust:         {ratios['runtime_vs_faust']:.1f}x"
+            f"{b}: runtime / faust:         {ratios['runtime_vs_faust']:.1f}x"
             f"  (target >= {TARGET_VS_FAUST:.0f}x: {verdict})"
         )
     if ratios["runtime_vs_ceiling"] is not None:
         verdict = "met" if ratios["runtime_vs_ceiling"] >= TARGET_VS_CEILING else "MISSED"
         lines.append(
-            f"runtime / ceiling:       {ratios['runtime_vs_ceiling']:.0%}"
+            f"{b}: runtime / ceiling:       {ratios['runtime_vs_ceiling']:.0%}"
             f"  (target >= {TARGET_VS_CEILING:.0%}: {verdict})"
         )
     if ratios["runtime_vs_ceiling_batch"] is not None:
-        lines.append(f"runtime / ceiling-batch: {ratios['runtime_vs_ceiling_batch']:.0%}")
+        lines.append(f"{b}: runtime / ceiling-batch: {ratios['runtime_vs_ceiling_batch']:.0%}")
     return "\n".join(lines)
+
+
+def _figures(report: Report) -> dict[str, str]:
+    """The headline figure of each row, as the side-by-side table shows it."""
+    out: dict[str, str] = {}
+    for r in report.results:
+        if r.status != "ok":
+            out[r.name] = r.status
+            continue
+        x, load = r.extra, _load(r)
+        rate = f"{r.events_per_s or 0:,.0f}"
+        if r.name in ("ceiling", "ceiling-batch", "faust"):
+            out[r.name] = f"{rate} events/s (load {load})"
+        elif r.name == "runtime":
+            share = report.ratios()["runtime_vs_ceiling"]
+            of = f", {share:.0%} of the ceiling" if share is not None else ""
+            out[r.name] = f"{rate} events/s{of} (load {load})"
+        elif r.name == "lifecycle":
+            out[r.name] = f"{rate} tasks/s (load {load})"
+            out["lifecycle latency"] = (
+                f"p50 {x.get('latency_p50_ms')} / p99 {x.get('latency_p99_ms')} ms at "
+                f"{x.get('latency_rate', 0):,.0f} tasks/s"
+            )
+        elif r.name == "replay":
+            out[r.name] = (
+                f"{rate} events/s, peak RSS {x.get('peak_rss_mb', 0):,.0f} MB (load {load})"
+            )
+        elif r.name == "stack":
+            out[r.name] = f"{rate} tasks/s (load {load})"
+            out["stack latency"] = (
+                f"p50 {x.get('latency_p50_ms')} / p99 {x.get('latency_p99_ms')} ms at "
+                f"{x.get('latency_rate', 0):,.0f} tasks/s"
+            )
+    return out
+
+
+_SIDE_BY_SIDE = (
+    ("ceiling", "raw ceiling, send per record"),
+    ("ceiling-batch", "raw ceiling, batch API"),
+    ("runtime", "runtime pipeline"),
+    ("faust", "faust pipeline"),
+    ("lifecycle", "lifecycle (processor + fake executor)"),
+    ("lifecycle latency", "submit->assigned at half rate"),
+    ("replay", "projection replay"),
+    ("stack", "whole stack max rate"),
+    ("stack latency", "submit->completed at half rate"),
+)
+
+
+def format_reports(reports: Sequence[Report]) -> str:
+    """Each broker's rows, then (with more than one broker) the rows side by side."""
+    parts = [format_report(r) for r in reports]
+    if len(reports) > 1:
+        figures = [_figures(r) for r in reports]
+        head = ["row", *(r.broker for r in reports)]
+        table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, title in _SIDE_BY_SIDE:
+            cells = [f.get(key, "") for f in figures]
+            if any(cells):
+                table.append("| " + " | ".join([title, *cells]) + " |")
+        parts.append("\n".join(table))
+    return "\n\n".join(parts)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import pytest
 
 from streams.bench.faust_pipeline import INSTALL_HINT, faust_installed
-from streams.bench.main import BenchOptions, run_suite
+from streams.bench.main import BenchOptions, register, run_bench, run_suite
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +65,37 @@ async def test_lifecycle_completes_every_task(kafka_bootstrap: str, tmp_path: Pa
     assert extra["latency_samples"] == extra["latency_tasks"]
     assert extra["latency_p50_ms"] is not None and extra["latency_p50_ms"] >= 0
     assert extra["latency_p99_ms"] >= extra["latency_p50_ms"]
+
+
+async def test_stack_completes_every_task(kafka_bootstrap: str, tmp_path: Path) -> None:
+    options = BenchOptions(only=("stack",), stack_tasks=200, stack_seconds=1.0)
+    report = await run_suite(kafka_bootstrap, options, tmp_path)
+    (stack,) = report.results
+    assert stack.status == "ok", stack.detail
+    extra = stack.extra
+    assert stack.events == extra["tasks"] == 200
+    assert extra["latency_tasks"] > 0
+    assert extra["latency_samples"] == extra["latency_tasks"]
+    assert extra["latency_p99_ms"] >= extra["latency_p50_ms"] >= 0
+    assert set(extra["cpu_s_per_1000_tasks"]) >= {"processor", "delay", "view", "worker"}
+
+
+def test_each_broker_named_is_started_and_measured(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="taskstream")
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(
+        ["bench", "--broker", "embedded", "--broker", "kafka", "--only", "ceiling"]
+        + ["--events", "300", "--repeat", "1", "--json", str(out)]
+    )
+    assert run_bench(args) == 0
+    runs = json.loads(out.read_text())["runs"]
+    # The probe answers from the broker itself: Tansu refuses InitProducerId, Kafka grants it.
+    assert [(r["broker"], r["profile"]) for r in runs] == [
+        ("embedded", "embedded"),
+        ("kafka", "kafka"),
+    ]
+    for run in runs:
+        assert {r["name"] for r in run["results"]} == {"ceiling", "ceiling-batch"}
+        assert all(r["status"] == "ok" and r["events"] == 300 for r in run["results"])
+        assert all(len(r["extra"]["load_before"]) == 3 for r in run["results"])

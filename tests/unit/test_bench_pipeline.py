@@ -13,7 +13,15 @@ from schemas.errors import DecodeError
 from schemas.events import SessionHeartbeatReceived
 from streams.bench.common import BenchResult, heartbeat_records
 from streams.bench.lifecycle import percentile
-from streams.bench.main import BENCHMARKS, Report, _best, format_report, register
+from streams.bench.main import (
+    BENCHMARKS,
+    Report,
+    _best,
+    bench_brokers,
+    format_report,
+    format_reports,
+    register,
+)
 from streams.bench.pipeline import Counts, HeartbeatCounter
 
 
@@ -134,7 +142,7 @@ def test_register_adds_the_bench_sub_command() -> None:
     assert defaults == (100_000, 20_000, None, None, 3)
     args = parser.parse_args(["bench", "--only", "runtime", "--only", "faust", "--events", "5"])
     assert args.only == ["runtime", "faust"] and args.events == 5
-    assert set(BENCHMARKS) == {"ceiling", "runtime", "faust", "lifecycle", "replay"}
+    assert set(BENCHMARKS) == {"ceiling", "runtime", "faust", "lifecycle", "replay", "stack"}
     assert parser.parse_args(["bench", "--replay-tasks", "7"]).replay_tasks == 7
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--only", "nope"])
@@ -153,3 +161,32 @@ def test_replay_workload_takes_every_task_to_one_completion() -> None:
     assert sum(isinstance(e.event, TaskRetryScheduled) for e in log) == 30
     assert {e.partition for e in log} == {0, 1}
     assert all(e.key == e.event.client_id.encode() for e in log)
+
+
+def test_broker_choice_defaults_to_both_and_keeps_the_order_given() -> None:
+    parser = argparse.ArgumentParser(prog="taskstream")
+    register(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["bench"]).broker is None
+    assert bench_brokers(None, None) == ["kafka", "embedded"]
+    assert bench_brokers(None, "host:9092") == ["external"]
+    chosen = parser.parse_args(["bench", "--broker", "embedded", "--broker", "kafka"]).broker
+    assert bench_brokers(chosen, "host:9092") == ["embedded", "kafka"]
+    assert bench_brokers(["both", "kafka"], None) == ["kafka", "embedded"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--broker", "redpanda"])
+
+
+def test_every_row_names_its_broker_and_both_brokers_stand_side_by_side() -> None:
+    reports = []
+    for broker, seconds in (("kafka", 0.01), ("embedded", 0.02)):
+        report = Report("x", broker=broker)
+        result = BenchResult("runtime", "ok", events=1000, seconds=seconds)
+        result.extra.update(load_before=(0.5, 0.4, 0.3), load_after=(0.7, 0.5, 0.3))
+        report.results.append(result)
+        reports.append(report)
+    text = format_reports(reports)
+    rows = [line for line in text.splitlines() if "runtime" in line and "events/s" not in line]
+    assert any(line.startswith("kafka") for line in rows)
+    assert any(line.startswith("embedded") for line in rows)
+    assert "| row | kafka | embedded |" in text
+    assert "100,000 events/s (load 0.5-0.7)" in text and "50,000 events/s" in text
