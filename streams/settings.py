@@ -44,14 +44,13 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     instance_id: str | None = Field(
         default=None,
-        min_length=1,
         max_length=200,
-        pattern=r"^[A-Za-z0-9._:-]+$",
+        pattern=r"^[A-Za-z0-9._:-]*$",
         description=(
             "Stable name of this instance of a part (a pod or host name): its consumer group "
             "member is static (group.instance.id = part-name), so a restart resumes at once "
             "instead of waiting for the old member to expire. Two instances of one part running "
-            "at once must not share it. Unset: an id kept and locked in the data dir."
+            "at once must not share it. Unset or empty: an id kept and locked in the data dir."
         ),
     )
     kafka_broker: Literal["auto", "kafka", "embedded"] = Field(

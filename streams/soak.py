@@ -184,7 +184,8 @@ class ProcessStack:
         part = self.parts[name]
         if part.alive():
             raise RuntimeError(f"{name} is already running (pid {part.pid})")
-        env = {**os.environ, **self.env, **part.env}
+        # Each part a static group member of its own, stable across its restarts.
+        env = {**os.environ, "TASKSTREAM_INSTANCE_ID": name, **self.env, **part.env}
         with open(part.log_path, "ab") as logfile:
             logfile.write(f"\n==== start {name} at {time.strftime('%H:%M:%S')} ====\n".encode())
             logfile.flush()
