@@ -294,6 +294,20 @@ class CommandRejected(Event):
     session_id: str | None = None
 
 
+class CommandForwarded(Event):
+    """A command read away from its client's home partition, produced again to the home
+    partition (``docs/partitioning.md``); recorded on the partition it arrived on."""
+
+    TYPE: ClassVar[str] = "command.forwarded"
+    command: str
+    task_id: str | None = None
+    source_partition: int
+    source_offset: int
+    home_partition: int
+    key: bytes | None = None
+    value: bytes
+
+
 class TasksForgotten(Event):
     """The processor dropped these finished tasks and completed batch jobs of one client from
     its state: each finished at or before ``finished_by_ms``, the retention window ago
@@ -408,6 +422,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionHeartbeatReceived,
     SessionHealthChanged,
     CommandRejected,
+    CommandForwarded,
     BatchJobAccepted,
     BatchJobProgressed,
     BatchJobCompleted,

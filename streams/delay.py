@@ -7,6 +7,10 @@ back to the tier that fits its remaining delay. A partition whose head is not ye
 *paused* (never slept on), so every other partition keeps flowing; the poll timeout is the
 scheduled wake-up for the earliest held head.
 
+Both go to a partition number, never to where a key hashes: the command partition that the tier
+record's ``ts-home`` header names (where the task's state is; ``streams.kafka.routing``), or,
+on a record without one, the client's home partition; a re-tiered record keeps that number.
+
 Delivery is at least once: offsets are committed only after the records produced for them are
 acknowledged. The processor ignores a ``RetryDue`` for an attempt it already retried, so the
 duplicates a crash or a rebalance can cause are harmless.
@@ -29,10 +33,11 @@ from schemas.commands import RetryDue
 from schemas.errors import DecodeError
 from schemas.records import DeadLetter
 from streams.errors import BrokerError, ProcessingError
-from streams.kafka import producer_kwargs
+from streams.kafka import producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
+from streams.kafka.routing import header_partition, home_partition
 from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name, tier_for_delay
 
 __all__ = [
@@ -103,6 +108,7 @@ class _Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -143,6 +149,7 @@ class DelayAgent:
         self._generation = 0
         self._consumer: Any = None
         self._producer: Any = None
+        self._partitions: dict[str, int] = {}  # commands and tier topics: partition counts
         self._fetch_wait: FetchWait | None = None
         self.forwarded = 0
         self.retiered = 0
@@ -181,11 +188,29 @@ class DelayAgent:
             await self._close()
             raise BrokerError(f"delay agent cannot reach Kafka: {exc}") from exc
         try:
+            await self._learn_partitions()
             self._consumer.subscribe(self.tier_topics, listener=_Listener(self))
             while not stop.is_set():
                 await self._step()
         finally:
             await self._close()
+
+    async def _learn_partitions(self) -> None:
+        for topic in (self._commands_topic, *self._tiers):
+            partitions = await topic_partitions(self._consumer, topic)
+            if not partitions:
+                raise BrokerError(
+                    f"delay agent: topic {topic} does not exist; run `taskstream topics create`"
+                )
+            self._partitions[topic] = len(partitions)
+
+    def _home(self, record: Any, client_id: str) -> int:
+        """The command partition a tier record belongs to (see the module docstring)."""
+        count = self._partitions[self._commands_topic]
+        named = header_partition(record.headers)
+        if named is not None and named < count:
+            return named
+        return home_partition(client_id, count)
 
     async def _close(self) -> None:
         # No commit on the way out: everything handled was committed when it was acknowledged.
@@ -290,17 +315,21 @@ class DelayAgent:
             return release
         key = due.client_id.encode()
         headers = list(record.headers or ())
+        home = self._home(record, due.client_id)
         tier = destination_tier(due.due_at_ms, now)
         if tier is None:
             self.forwarded += 1
-            return _Outgoing(self._commands_topic, key, record.value, headers)
+            return _Outgoing(self._commands_topic, key, record.value, headers, home)
         self.retiered += 1
-        return _Outgoing(self.settings.topic(retry_tier_name(tier)), key, record.value, headers)
+        topic = self.settings.topic(retry_tier_name(tier))
+        return _Outgoing(topic, key, record.value, headers, home % self._partitions[topic])
 
     async def _produce(self, outgoing: list[_Outgoing]) -> None:
         try:
             futures = [
-                await self._producer.send(o.topic, o.value, key=o.key, headers=o.headers or None)
+                await self._producer.send(
+                    o.topic, o.value, key=o.key, partition=o.partition, headers=o.headers or None
+                )
                 for o in outgoing
             ]
             await asyncio.gather(*futures)

@@ -29,7 +29,8 @@ from streams.domain import (
 from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
-from streams.runtime.protocol import TYPE_HEADER, Output
+from streams.kafka.routing import FORWARDED_HEADER
+from streams.runtime.protocol import HOME, TYPE_HEADER, Output
 from streams.settings import Settings, retry_tier_name, tier_for_delay
 
 # Submits refused by the last decisions, kept until their dead letter is written (bounded).
@@ -114,6 +115,7 @@ class Distributor:
         self.settings = settings
         self.catalog = catalog if catalog is not None else load_catalog(settings.operations_file)
         self.config = DomainConfig.from_settings(settings, self.catalog)
+        self._topic_commands = settings.topic("commands")
         self._topic_assignments = settings.topic("assignments")
         self._topic_pool = settings.topic("pool")
         self._topic_completed = settings.topic("completed")
@@ -131,6 +133,7 @@ class Distributor:
             ev.TaskScheduled: self._scheduled,
             ev.TaskDeadLettered: self._dead_lettered,
             ev.TaskRejected: self._rejected,
+            ev.CommandForwarded: self._forwarded,
         }
 
     # -- decider -------------------------------------------------------------------------------
@@ -146,10 +149,39 @@ class Distributor:
             self._refused_submits[command.task_id] = _command_document(command)
         return events
 
+    def home_key(self, command: Any) -> bytes | None:
+        # A client's commands, sessions, tasks and events live on its home partition.
+        return str(command.client_id).encode()
+
+    def forward(
+        self,
+        command: Any,
+        value: bytes,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        home: int,
+        now_ms: int,
+    ) -> ev.CommandForwarded:
+        task_id = getattr(command, "task_id", None)
+        return ev.CommandForwarded(
+            client_id=command.client_id,
+            occurred_at_ms=now_ms,
+            command=type(command).__name__,
+            task_id=task_id if isinstance(task_id, str) else None,
+            source_partition=partition,
+            source_offset=offset,
+            home_partition=home,
+            key=key,
+            value=value,
+        )
+
     def tick(self, state: PartitionState, now_ms: int) -> Sequence[Any]:
         return tick(state, now_ms, self.config)
 
     def evolve(self, state: PartitionState, event: Any) -> PartitionState:
+        if isinstance(event, ev.CommandForwarded):
+            return state  # the command's state lives on its home partition
         return evolve(state, event)
 
     # -- codec ---------------------------------------------------------------------------------
@@ -196,17 +228,34 @@ class Distributor:
         return build(state, event) if build is not None else ()
 
     def dead_letter(
-        self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
+        self,
+        raw: bytes,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
+        key: bytes | None,
     ) -> Output:
+        client_id = _client_of(raw, key)
         letter = DeadLetter(
             reason=bounded_reason(reason),
+            client_id=client_id,
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
             raw=raw,
             occurred_at_ms=now_ms,
         )
-        return self._dead(None, letter)
+        # The record's own key, so the dead letter lands with its client's and can be traced.
+        if key is None and client_id is not None:
+            key = client_id.encode()
+        return Output(
+            topic=self._topic_dlq,
+            key=key,
+            value=fit_dead_letter(letter, self._max_record),
+            headers=((TYPE_HEADER, b"DeadLetter"),),
+        )
 
     @staticmethod
     def _out(topic: str, key: str | None, model: Any) -> Output:
@@ -307,7 +356,24 @@ class Distributor:
         return [self._out(topic, record.client_id, record)]
 
     def _delay(self, tier_ms: int, due: RetryDue) -> Output:
-        return self._out(self.settings.topic(retry_tier_name(tier_ms)), due.client_id, due)
+        # On the tier partition numbered like the client's home: the delay agent sends the
+        # RetryDue back to the command partition its HOME_HEADER names.
+        tier = self.settings.topic(retry_tier_name(tier_ms))
+        return self._out(tier, due.client_id, due)._replace(partition=HOME)
+
+    def _forwarded(self, state: PartitionState, e: ev.CommandForwarded) -> list[Output]:
+        return [
+            Output(
+                topic=self._topic_commands,
+                key=e.key,
+                value=e.value,
+                partition=e.home_partition,
+                headers=(
+                    (FORWARDED_HEADER, b"%d:%d" % (e.source_partition, e.source_offset)),
+                    (TYPE_HEADER, e.command.encode()),
+                ),
+            )
+        ]
 
     def _retry(self, state: PartitionState, e: ev.TaskRetryScheduled) -> list[Output]:
         due = RetryDue(
@@ -360,3 +426,19 @@ class Distributor:
             occurred_at_ms=e.occurred_at_ms,
         )
         return [*outcome, self._dead(e.client_id, letter)]
+
+
+def _client_of(raw: bytes, key: bytes | None) -> str | None:
+    """The client an unusable record belongs to, where it can be read: its key as text, else
+    the ``client_id`` of a body that decodes but does not validate."""
+    if key:
+        try:
+            return key.decode()
+        except UnicodeDecodeError:
+            pass
+    try:
+        model = CODEC.decode_trusted(raw)
+    except Exception:  # hostile bytes: any failure means "cannot be read"
+        return None
+    client_id = getattr(model, "client_id", None)
+    return client_id if isinstance(client_id, str) and client_id else None

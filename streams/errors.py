@@ -9,6 +9,7 @@ __all__ = [
     "ClientClosedError",
     "ClientError",
     "ConfigurationError",
+    "ForwardingError",
     "InvalidCommandError",
     "PayloadTooLargeError",
     "ProcessingError",
@@ -29,6 +30,11 @@ class BrokerError(TaskstreamError):
 
 class TopicLayoutError(TaskstreamError):
     """An existing topic does not have the layout taskstream needs."""
+
+
+class ForwardingError(TaskstreamError):
+    """A command forwarded to its home partition arrived elsewhere; it is dead-lettered, never
+    forwarded twice."""
 
 
 class StoreError(TaskstreamError):

@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     )
     dispatch_strategy: DispatchStrategy = "session-aware"
     tick_interval_ms: int = Field(default=100, ge=10)
+    max_clock_skew_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description=(
+            "How far ahead of the processor's clock a command's record time may be: a command "
+            "is decided at its record time clamped to the processor's clock plus this, so a "
+            "producer with a fast clock moves its partition's time by at most this much."
+        ),
+    )
     max_payload_bytes: int = Field(
         default=1_048_576,
         ge=1024,

@@ -68,6 +68,21 @@ class HeartbeatCounter:
             )
         ]
 
+    def home_key(self, command: Any) -> bytes | None:
+        return None  # counting needs no home: every partition counts what it reads
+
+    def forward(
+        self,
+        command: Any,
+        value: bytes,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        home: int,
+        now_ms: int,
+    ) -> Any:
+        raise NotImplementedError("HeartbeatCounter has no home partitions")
+
     def tick(self, state: Counts, now_ms: int) -> Sequence[Any]:
         return ()
 
@@ -97,7 +112,14 @@ class HeartbeatCounter:
         return (Output(self.completed_topic, str(event.client_id).encode(), value),)
 
     def dead_letter(
-        self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
+        self,
+        raw: bytes,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
+        key: bytes | None,
     ) -> Output:
         letter = DeadLetter(
             reason=reason,
@@ -107,7 +129,7 @@ class HeartbeatCounter:
             raw=raw,
             occurred_at_ms=now_ms,
         )
-        return Output(self.dlq_topic, None, CODEC.encode(letter))
+        return Output(self.dlq_topic, key, CODEC.encode(letter))
 
     def dump_changes(self, state: Counts) -> Iterable[tuple[bytes, bytes | None]]:
         changes = [

@@ -17,7 +17,9 @@ has room for; when it is full, the consumers pause their partitions until a work
 Nothing is dropped.
 
 All commands go to ``task.commands`` keyed by ``client_id`` through one ordered outbox, so a
-task's ``TaskStarted``, ``ReportProgress`` and ``ReportResult`` arrive in that order.
+task's ``TaskStarted``, ``ReportProgress`` and ``ReportResult`` arrive in that order. They go
+to the client's home partition by number (``streams.kafka.routing``; the partition an
+assignment's ``ts-home`` header names), not wherever the producer's partitioner hashes a key.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
+from streams.kafka.routing import home_partition
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -456,6 +459,7 @@ class Executor:
         """Produce the outbox in order; mark items done only once delivered."""
         producer = self._producer
         assert producer is not None
+        partitions = len(await producer.partitions_for(self._commands_topic))
         while True:
             commands = [await self._outbox.get()]
             while not self._outbox.empty():
@@ -469,6 +473,7 @@ class Executor:
                         self._commands_topic,
                         CODEC.encode(command),
                         key=command.client_id.encode(),
+                        partition=home_partition(command.client_id, partitions),
                     )
                 )
             await asyncio.gather(*futures)

@@ -2,7 +2,10 @@
 
 Every event record carries ``CAUSE_HEADER``. The events one input causes form a *group*;
 each event says its index and the group's size, so recovery can tell a complete group from
-one cut short by a crash, and can drop duplicates left by producer retries.
+one cut short by a crash, and can drop duplicates left by producer retries. A command's group
+also records the time it was decided at (``streams.runtime.clock``): recovery completes a
+partial group by deciding the command again at that time. (Headers written before the time
+was recorded have four fields after the kind; their time is the command record's timestamp.)
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ __all__ = ["Cause", "cause_of"]
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """``kind`` "c": a command at ``offset`` of command partition ``partition``;
-    ``kind`` "t": a timer tick at ``tick_ms`` (``offset`` holds the tick time)."""
+    """``kind`` "c": a command at ``offset`` of command partition ``partition``, decided at
+    ``at_ms`` (None in headers written before it was recorded); ``kind`` "t": a timer tick at
+    ``tick_ms`` (``offset`` holds the tick time)."""
 
     kind: Literal["c", "t"]
     partition: int
     offset: int
     index: int
     count: int
+    at_ms: int | None = None
 
     @property
     def group(self) -> tuple[str, int, int]:
@@ -37,7 +42,8 @@ class Cause:
 
     def encode(self) -> bytes:
         if self.kind == "c":
-            return f"c:{self.partition}:{self.offset}:{self.index}:{self.count}".encode()
+            head = f"c:{self.partition}:{self.offset}:{self.index}:{self.count}"
+            return (head if self.at_ms is None else f"{head}:{self.at_ms}").encode()
         return f"t:{self.offset}:{self.index}:{self.count}".encode()
 
     @classmethod
@@ -45,9 +51,10 @@ class Cause:
         """The cause in a header value, or None when the value is not one we wrote."""
         parts = raw.split(b":")
         try:
-            if parts[0] == b"c" and len(parts) == 5:
-                p, offset, index, count = (int(x) for x in parts[1:])
-                cause = cls("c", p, offset, index, count)
+            if parts[0] == b"c" and len(parts) in (5, 6):
+                p, offset, index, count = (int(x) for x in parts[1:5])
+                at_ms = int(parts[5]) if len(parts) == 6 else None
+                cause = cls("c", p, offset, index, count, at_ms)
             elif parts[0] == b"t" and len(parts) == 4:
                 tick_ms, index, count = (int(x) for x in parts[1:])
                 cause = cls("t", partition, tick_ms, index, count)

@@ -4,7 +4,10 @@ The commit order of a cycle, and why:
 
 1. decode each command record; an undecodable one (or one the decider rejects with a
    ``TaskstreamError``) becomes a dead letter and processing goes on;
-2. ``decide`` with the record's timestamp as "now" (so deciding again gives the same events);
+2. ``decide`` at the record's timestamp bounded by the processor's clock
+   (``streams.runtime.clock``), recorded in the causation header (so deciding again gives the
+   same events); a command read away from its home partition is not decided but forwarded
+   home (``Application.forward``: an event, whose side record is the command on its home);
 3. for each event: ``evolve`` the state, append the event to the event log at the command's
    partition with its causation header, and compute the event's side records (``outputs``),
    which are held back;
@@ -33,7 +36,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from schemas.errors import DecodeError, TaskstreamError
+from streams.errors import ForwardingError
+from streams.kafka.routing import FORWARDED_HEADER, header_partition, home_partition_of_key
 from streams.runtime.causation import Cause
+from streams.runtime.clock import decision_time
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
 from streams.runtime.protocol import CAUSE_HEADER, TYPE_HEADER, Application
@@ -46,6 +52,11 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 
 Committer = Callable[[dict[int, int]], Awaitable[None]]
+
+# Library defaults: the skew a producer's clock may have when none is configured, and the
+# number of home partitions remembered per key.
+DEFAULT_MAX_SKEW_MS = 5_000
+_HOME_CACHE_SIZE = 100_000
 
 
 class RuntimeTopics:
@@ -99,12 +110,22 @@ class Processor(Generic[S]):
         sink: Sink,
         commit: Committer,
         *,
+        partitions: int | None = None,
+        max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+        clock: Callable[[], int] | None = None,
         crash_after_events: int | None = None,
     ) -> None:
+        """``partitions``: the command topic's partition count, for home partitions (None:
+        every command is applied where it is read). ``max_skew_ms`` bounds how far a record's
+        timestamp may run ahead of ``clock`` (the wall clock unless given)."""
         self.app = app
         self.topics = topics
         self.sink = sink
         self._commit = commit
+        self.partitions = partitions
+        self.max_skew_ms = max_skew_ms
+        self._clock = clock or wall_clock_ms
+        self._homes: dict[bytes, int] = {}
         self._touched: dict[int, PartitionRun[S]] = {}
         self._commands_done: set[int] = set()
         self._outputs: dict[int, list[Pending]] = {}
@@ -113,45 +134,88 @@ class Processor(Generic[S]):
         self._stopped = False
         self.events_total = 0
         self.commands_total = 0
+        self.forwarded_total = 0
 
     def apply_commands(self, run: PartitionRun[S], records: Iterable[Any]) -> None:
         """Steps 1-3 for a partition's records (``ConsumerRecord``-like)."""
         app = self.app
         if self._stopped:
             return
-        decode, decide = app.decode_command, app.decide
+        decode, decide, home_of = app.decode_command, app.decide, self._home
         held = self._outputs.setdefault(run.partition, [])  # produced after the checkpoint
         applied = False
+        wall, skew = self._clock(), self.max_skew_ms
+        floor = max(run.last_command_ms, run.last_tick_ms)
         for record in records:
             offset = record.offset
             if offset < run.next_command_offset:
                 continue  # already reflected (re-delivered after a rebalance or a seek)
+            now = floor = decision_time(record.timestamp, floor, wall, skew)
             try:
                 try:
                     command = decode(record.value if record.value else b"")
                 except DecodeError as exc:
-                    self._dead_letter(run, record, f"undecodable command: {exc}")
+                    self._dead_letter(run, record, f"undecodable command: {exc}", now)
                 else:
+                    home = home_of(command)
                     try:
-                        events = decide(command, run.state, record.timestamp)
+                        if home is None or home == run.partition:
+                            events = decide(command, run.state, now)
+                        else:
+                            events = self._forward(run, record, command, home, now)
                     except TaskstreamError as exc:
-                        self._dead_letter(run, record, f"rejected command: {exc}")
+                        self._dead_letter(run, record, f"rejected command: {exc}", now)
                     else:
                         if events:
                             self._record(
-                                run, events, b"c:%d:%d:" % (record.partition, offset), held
+                                run,
+                                events,
+                                b"c:%d:%d:" % (record.partition, offset),
+                                held,
+                                b":%d" % now,
                             )
             except _Stop:
                 self._stopped = True
                 break
             run.next_command_offset = offset + 1
-            if record.timestamp > run.last_command_ms:
-                run.last_command_ms = record.timestamp
+            run.last_command_ms = now
             self.commands_total += 1
             applied = True
         if applied:
             self._touched[run.partition] = run
             self._commands_done.add(run.partition)
+
+    def _home(self, command: Any) -> int | None:
+        """The command's home partition, or None when it may be applied anywhere."""
+        if self.partitions is None:
+            return None
+        key = self.app.home_key(command)
+        if key is None:
+            return None
+        home = self._homes.get(key)
+        if home is None:
+            if len(self._homes) >= _HOME_CACHE_SIZE:
+                self._homes.clear()
+            home = self._homes[key] = home_partition_of_key(key, self.partitions)
+        return home
+
+    def _forward(
+        self, run: PartitionRun[S], record: Any, command: Any, home: int, now: int
+    ) -> Sequence[Any]:
+        """The event forwarding ``record`` home; a record forwarded once already is refused
+        (its home moved under it: the partition count changed), never sent round again."""
+        came_from = header_partition(record.headers, FORWARDED_HEADER)
+        if came_from is not None:
+            raise ForwardingError(
+                f"forwarded from partition {came_from} to {run.partition}, but its home is "
+                f"partition {home} of {self.partitions} (did the partition count change?)"
+            )
+        self.forwarded_total += 1
+        return [
+            self.app.forward(
+                command, record.value, record.key, run.partition, record.offset, home, now
+            )
+        ]
 
     def apply_tick(self, run: PartitionRun[S], now_ms: int) -> None:
         """Steps 2-3 for a timer tick; its events are recorded like a command's."""
@@ -169,11 +233,16 @@ class Processor(Generic[S]):
             self._touched[run.partition] = run
 
     def _record(
-        self, run: PartitionRun[S], events: Sequence[Any], head: bytes, held: list[Pending]
+        self,
+        run: PartitionRun[S],
+        events: Sequence[Any],
+        head: bytes,
+        held: list[Pending],
+        tail: bytes = b"",
     ) -> None:
-        """Step 3 for one input's events. ``head`` starts their causation header (what
-        ``Cause(...).encode()`` gives, built without a Cause per event); side records go to
-        ``held``, produced after the checkpoint."""
+        """Step 3 for one input's events. ``head`` starts their causation header and ``tail``
+        ends it (what ``Cause(...).encode()`` gives, built without a Cause per event); side
+        records go to ``held``, produced after the checkpoint."""
         app = self.app
         add, topic, partition = self.sink.add, self.topics.events, run.partition
         count = len(events)
@@ -188,7 +257,10 @@ class Processor(Generic[S]):
                 app.encode_event(event),
                 # A list: the producer's batch builder takes nothing else.
                 [
-                    (CAUSE_HEADER, head + (b"0:1" if count == 1 else b"%d:%d" % (index, count))),
+                    (
+                        CAUSE_HEADER,
+                        head + (b"0:1" if count == 1 else b"%d:%d" % (index, count)) + tail,
+                    ),
                     (TYPE_HEADER, app.event_type(event).encode()),
                 ],
             )
@@ -201,7 +273,7 @@ class Processor(Generic[S]):
         if crash_after is None:
             self.events_total += count
 
-    def _dead_letter(self, run: PartitionRun[S], record: Any, reason: str) -> None:
+    def _dead_letter(self, run: PartitionRun[S], record: Any, reason: str, now: int) -> None:
         log.warning(
             "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
@@ -211,7 +283,8 @@ class Processor(Generic[S]):
             record.topic,
             record.partition,
             record.offset,
-            record.timestamp,
+            now,
+            record.key,
         )
         self._outputs.setdefault(run.partition, []).append(out)
 
@@ -230,7 +303,7 @@ class Processor(Generic[S]):
             end = next_offsets.get((self.topics.events, partition))
             if end is not None:
                 run.next_event_offset = end
-            staged = await stage(self.sink, held.get(partition, ()))
+            staged = await stage(self.sink, held.get(partition, ()), partition)
             run.store.write(self.app.dump_changes(run.state), run.offsets, staged)
             if staged:
                 staged_by[partition] = staged

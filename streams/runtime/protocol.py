@@ -13,15 +13,23 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 S = TypeVar("S")
 
 # Kafka header on every event record: which input caused it.
-# Value: b"c:<partition>:<offset>:<index>:<count>" for a command at that offset of the command
-# topic, or b"t:<tick_ms>:<index>:<count>" for a timer tick fed to the decider at tick_ms.
+# Value: b"c:<partition>:<offset>:<index>:<count>:<at_ms>" for a command at that offset of the
+# command topic decided at at_ms (``streams.runtime.clock``), or b"t:<tick_ms>:<index>:<count>"
+# for a timer tick fed to the decider at tick_ms.
 CAUSE_HEADER = "ts-cause"
+# ``Output.partition``: the partition number of the event that implied the side record.
+HOME = -1
 # Kafka header naming the record type (informational; the Avro fingerprint is authoritative).
 TYPE_HEADER = "ts-type"
 
 
 class Output(NamedTuple):
     """A side record implied by an event (work for executors, outcomes, dead letters).
+
+    ``partition``: None places the record by its key; ``HOME`` puts it on the partition number
+    of its event (and so of the state it came from), for records that come back as commands.
+    Every side record not given an explicit partition carries ``streams.kafka.routing``'s
+    ``HOME_HEADER`` naming that partition, so replies can be sent there explicitly.
 
     A named tuple, not a frozen dataclass: one is built per side record on the hot path, and
     a frozen dataclass costs ~2 us to construct against ~0.4 us here (same immutability)."""
@@ -44,8 +52,29 @@ class Application(Protocol[S]):
         """Bytes from the command topic to a command; raise ``DecodeError`` if unusable."""
         ...
 
+    def home_key(self, command: Any) -> bytes | None:
+        """The bytes whose home partition (``streams.kafka.routing``) owns the command's state,
+        or None when any partition may apply it. A command read on another partition than its
+        home is not decided there: ``forward`` records it and sends it home."""
+        ...
+
+    def forward(
+        self,
+        command: Any,
+        value: bytes,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        home: int,
+        now_ms: int,
+    ) -> Any:
+        """The event recording that the command record at ``partition``/``offset`` goes to
+        partition ``home``; its ``outputs`` re-produce the record there (so recovery does too)."""
+        ...
+
     def decide(self, command: Any, state: S, now_ms: int) -> Sequence[Any]:
-        """Pure: the events a command causes. ``now_ms`` is the command record's timestamp.
+        """Pure: the events a command causes. ``now_ms`` is the decision time: the command
+        record's timestamp bounded by the processor's clock (``streams.runtime.clock``).
 
         Raising a ``TaskstreamError`` rejects the command: the runtime dead-letters it (with
         ``dead_letter``) and goes on. Any other exception stops the processor.
@@ -75,9 +104,17 @@ class Application(Protocol[S]):
         ...
 
     def dead_letter(
-        self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
+        self,
+        raw: bytes,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
+        key: bytes | None,
     ) -> Output:
-        """The dead letter for an input record that could not be decoded."""
+        """The dead letter for an input record that could not be used; ``key`` is the
+        record's key, which the dead letter keeps (it names the client)."""
         ...
 
     def dump_changes(self, state: S) -> Iterable[tuple[bytes, bytes | None]]:

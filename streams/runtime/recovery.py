@@ -10,8 +10,8 @@ The event log is the source of truth; the store is a checkpoint of it. Steps:
    records only after the store reflects their events, so none of these was produced yet;
    events a producer retry duplicated are recognised by their causation header and skipped;
 3. the last causation group may be partial (a crash between two events of one command):
-   its events are held back, the command is decided again (or the tick re-run at its recorded
-   time) against the state before the group, the first k events are checked against the log,
+   its events are held back, the command is decided again at its recorded decision time (or
+   the tick re-run at its recorded time) against the state before the group, the first k events are checked against the log,
    and only the missing ones are produced;
 4. side records the store still holds *staged* (a crash after a cycle's store write) are
    looked up in their destination partitions; the missing ones, with the side records of
@@ -85,6 +85,7 @@ class _Replay(Generic[S]):
     report: RecoveryReport
     highest_command: int = -1
     last_tick_ms: int = 0
+    last_command_ms: int = 0  # the newest recorded decision time of a command
     group: Cause | None = None
     held: list[tuple[Any, bytes]] = field(default_factory=list)  # (event, raw value)
     deferred: list[Pending] = field(default_factory=list)  # tick outputs below the floor
@@ -123,6 +124,8 @@ class _Replay(Generic[S]):
         app = self.app
         if group.kind == "c":
             self.highest_command = max(self.highest_command, group.offset)
+            if group.at_ms is not None and group.at_ms > self.last_command_ms:
+                self.last_command_ms = group.at_ms
         else:
             self.last_tick_ms = max(self.last_tick_ms, group.offset)
         below_floor = not self.emit_outputs
@@ -210,7 +213,7 @@ async def recover_partition(
     next_offsets = await sink.flush()  # the events that completed a partial group
     next_event = next_offsets.get((topics.events, partition), end)
     to_send = await missing(reader, staged_before)
-    to_send += await stage(sink, replay.outputs)
+    to_send += await stage(sink, replay.outputs, partition)
     run = PartitionRun(
         partition=partition,
         store=store,
@@ -218,6 +221,7 @@ async def recover_partition(
         next_command_offset=max(stored.commands, replay.highest_command + 1),
         next_event_offset=next_event,
         last_tick_ms=replay.last_tick_ms,
+        last_command_ms=replay.last_command_ms,
     )
     store.write(app.dump_changes(run.state), run.offsets, to_send)
     if to_send:
@@ -244,7 +248,8 @@ async def _complete_partial(
                 problem = "its command is no longer in the command log"
             else:
                 command = app.decode_command(record.value)
-                decided = app.decide(command, replay.state, record.timestamp)
+                at = group.at_ms if group.at_ms is not None else record.timestamp
+                decided = app.decide(command, replay.state, at)
         else:
             decided = app.tick(replay.state, group.offset)
     except Exception as exc:  # the decision worked once; report instead of crash-looping
@@ -271,7 +276,7 @@ async def _complete_partial(
         return
     k = len(logged)
     for index in range(k, group.count):
-        cause = Cause(group.kind, group.partition, group.offset, index, group.count)
+        cause = Cause(group.kind, group.partition, group.offset, index, group.count, group.at_ms)
         emit_event(app, replay.sink, topics.events, partition, decided[index], cause)
     replay.report.completed_partial = group.count - k
     replay.group, replay.held = None, []

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from streams.errors import ProcessingError
-from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
@@ -109,11 +109,19 @@ class StreamRuntime(Generic[S]):
                 await client.start()
                 started.append(client)
             outbox = Outbox(producer, _end_offsets(reader_consumer))
+            partitions = await topic_partitions(reader_consumer, self.topics.commands)
+            if not partitions:
+                raise ProcessingError(
+                    f"{self.name}: topic {self.topics.commands} does not exist; "
+                    "run `taskstream topics create` first"
+                )
             self._processor = Processor(
                 self.app,
                 self.topics,
                 outbox,
                 self._commit,
+                partitions=len(partitions),
+                max_skew_ms=settings.max_clock_skew_ms,
                 crash_after_events=self._crash_after_events,
             )
             reader = KafkaLogReader(reader_consumer, profile=broker_profile(settings))

@@ -25,8 +25,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from streams.kafka.routing import HOME_HEADER
 from streams.runtime.outbox import Sink
-from streams.runtime.protocol import Output
+from streams.runtime.protocol import HOME, Output
 from streams.runtime.reader import LogReader
 from streams.runtime.store import StagedOutput
 
@@ -42,18 +43,27 @@ _NONCE = uuid.uuid4().hex[:12]
 _COUNTER = itertools.count()
 
 
-async def stage(sink: Sink, pending: Iterable[Pending]) -> list[StagedOutput]:
+async def stage(
+    sink: Sink, pending: Iterable[Pending], home: int | None = None
+) -> list[StagedOutput]:
     """Give each pending side record its partition, id and lower-bound offset.
 
-    A cycle stages thousands of records over few keys and partitions: placements and
-    positions are asked of the sink once per key and per partition (neither changes before
-    the cycle's records are sent)."""
+    ``home`` is the partition of the events the records follow from: a record placed ``HOME``
+    goes to that partition number, and every record not placed explicitly names it in its
+    ``HOME_HEADER`` (where replies go). A cycle stages thousands of records over few keys and
+    partitions: placements and positions are asked of the sink once per key and per partition
+    (neither changes before the cycle's records are sent)."""
     staged = []
     places: dict[tuple[str, bytes | None], int] = {}
     starts: dict[tuple[str, int], int] = {}
     nonce, counter, new = _NONCE, _COUNTER, tuple.__new__
+    home_header = (HOME_HEADER, b"%d" % home) if home is not None else None
     for topic, key, value, partition, headers in pending:
-        if partition is None:
+        if home_header is not None and (partition is None or partition == HOME):
+            headers = (*headers, home_header)
+            if partition == HOME:
+                partition = home
+        if partition is None or partition == HOME:
             if key is None:
                 partition = await sink.place(topic, key)  # spread: a new choice every time
             else:

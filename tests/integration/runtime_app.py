@@ -7,7 +7,9 @@ tick at or after the command's time + ``d`` (one tick then emits ``m`` events). 
 Events (JSON): ``{"type": "incremented", "key", "by", "total"}`` (``total`` is read from the
 state, so a wrong state after recovery shows in the events) and ``{"type": "scheduled", ...}``.
 Outputs: one record per ``incremented`` event on ``<prefix>.completed`` (header ``pid``: the
-process that produced it).
+process that produced it). With ``routed=True`` a counter's home is the partition its key
+hashes to: a command read elsewhere becomes a ``forwarded`` event whose output is the command
+on ``<prefix>.commands`` at its home.
 
 Run as a process: ``python -m tests.integration.runtime_app --bootstrap HOST:PORT --prefix P
 --data-dir DIR``; ``TASKSTREAM_TEST_CRASH_AFTER_EVENTS=N`` exits with 137 after N events are
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import DecodeError
+from streams.kafka.routing import FORWARDED_HEADER
 from streams.runtime.protocol import Output
 from streams.runtime.runner import StreamRuntime
 from streams.runtime.signals import run_until_signalled
@@ -43,9 +46,11 @@ class Counters:
 
 
 class CounterApp:
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, routed: bool = False) -> None:
+        self.commands = f"{prefix}.commands"
         self.completed = f"{prefix}.completed"
         self.dlq = f"{prefix}.dlq"
+        self.routed = routed
 
     def initial_state(self) -> Counters:
         return Counters()
@@ -76,6 +81,28 @@ class CounterApp:
             events.append({"type": "incremented", "key": key, "by": by, "total": total})
         return events
 
+    def home_key(self, command: dict[str, Any]) -> bytes | None:
+        return str(command["key"]).encode() if self.routed else None
+
+    def forward(
+        self,
+        command: dict[str, Any],
+        value: bytes,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        home: int,
+        now_ms: int,
+    ) -> dict[str, Any]:
+        return {
+            "type": "forwarded",
+            "key": command["key"],
+            "value": base64.b64encode(value).decode(),
+            "from": [partition, offset],
+            "home": home,
+            "at": now_ms,
+        }
+
     def tick(self, state: Counters, now_ms: int) -> Sequence[Any]:
         events: list[dict[str, Any]] = []
         totals: dict[str, int] = {}
@@ -96,6 +123,8 @@ class CounterApp:
         return events
 
     def evolve(self, state: Counters, event: dict[str, Any]) -> Counters:
+        if event["type"] == "forwarded":
+            return state
         if event["type"] == "scheduled":
             state.timers[event["id"]] = event
             state.dirty.add("timer:" + event["id"])
@@ -121,6 +150,14 @@ class CounterApp:
         return str(event["type"])
 
     def outputs(self, state: Counters, event: dict[str, Any]) -> Iterable[Output]:
+        if event["type"] == "forwarded":
+            yield Output(
+                self.commands,
+                event["key"].encode(),
+                base64.b64decode(event["value"]),
+                partition=event["home"],
+                headers=((FORWARDED_HEADER, "{}:{}".format(*event["from"]).encode()),),
+            )
         if event["type"] == "incremented":
             yield Output(
                 self.completed,
@@ -130,7 +167,14 @@ class CounterApp:
             )
 
     def dead_letter(
-        self, raw: bytes, reason: str, topic: str, partition: int, offset: int, now_ms: int
+        self,
+        raw: bytes,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
+        key: bytes | None,
     ) -> Output:
         letter = {
             "raw": base64.b64encode(raw).decode(),
@@ -138,8 +182,9 @@ class CounterApp:
             "topic": topic,
             "partition": partition,
             "offset": offset,
+            "at": now_ms,
         }
-        return Output(self.dlq, None, json.dumps(letter).encode())
+        return Output(self.dlq, key, json.dumps(letter).encode())
 
     def dump_changes(self, state: Counters) -> Iterable[tuple[bytes, bytes | None]]:
         changes: list[tuple[bytes, bytes | None]] = []

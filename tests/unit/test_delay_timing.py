@@ -20,6 +20,7 @@ from streams.delay import (
     poll_timeout_ms,
     release_at_ms,
 )
+from streams.kafka.routing import HOME_HEADER, home_partition
 from streams.settings import RETRY_TIERS_MS, Settings
 
 
@@ -85,7 +86,10 @@ class FakeRecord:
 
 
 def _agent() -> DelayAgent:
-    return DelayAgent(Settings(kafka_bootstrap_servers="127.0.0.1:1", topic_prefix="p"))
+    agent = DelayAgent(Settings(kafka_bootstrap_servers="127.0.0.1:1", topic_prefix="p"))
+    # What ``run`` learns from the cluster: 8 command partitions, tiers of 8 (16s: 4).
+    agent._partitions = {"p.commands": 8, **{t: 8 for t in agent.tier_topics}, "p.retry.16s": 4}
+    return agent
 
 
 def _retry(due_at_ms: int) -> bytes:
@@ -107,19 +111,34 @@ def test_route_holds_a_record_that_is_not_due() -> None:
 
 def test_route_forwards_a_due_record_to_commands_keyed_by_client() -> None:
     value = _retry(13_000)
-    out = _route(FakeRecord(value, timestamp=10_000, headers=(("h", b"1"),)), now=13_000)
-    assert (out.topic, out.key, out.value, out.headers) == (
+    headers = (("h", b"1"), (HOME_HEADER, b"5"))
+    out = _route(FakeRecord(value, timestamp=10_000, headers=headers), now=13_000)
+    assert (out.topic, out.partition, out.key, out.value, out.headers) == (
         "p.commands",
+        5,  # the partition the processor named, whatever the key hashes to
         b"client-1",
         value,
-        [("h", b"1")],
+        list(headers),
     )
+
+
+def test_route_sends_a_record_without_home_header_to_the_clients_home_partition() -> None:
+    out = _route(FakeRecord(_retry(13_000), timestamp=10_000), now=13_000)
+    assert (out.topic, out.partition) == ("p.commands", home_partition("client-1", 8))
+
+
+def test_a_home_header_naming_no_command_partition_falls_back_to_the_home() -> None:
+    record = FakeRecord(_retry(13_000), timestamp=10_000, headers=((HOME_HEADER, b"99"),))
+    assert _route(record, now=13_000).partition == home_partition("client-1", 8)
 
 
 def test_route_re_tiers_a_record_due_after_its_tier() -> None:
     value = _retry(30_000)
-    out = _route(FakeRecord(value, timestamp=10_000), now=14_000)
+    record = FakeRecord(value, timestamp=10_000, headers=((HOME_HEADER, b"6"),))
+    out = _route(record, now=14_000)
     assert (out.topic, out.key, out.value) == ("p.retry.16s", b"client-1", value)
+    assert out.partition == 6 % 4  # the home's number, on a tier of 4 partitions
+    assert (HOME_HEADER, b"6") in out.headers
 
 
 def test_every_tier_topic_is_subscribed() -> None:

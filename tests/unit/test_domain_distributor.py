@@ -192,7 +192,7 @@ def test_a_refused_submit_is_dead_lettered_with_the_submit() -> None:
 
 def test_undecodable_input_is_dead_lettered_with_the_raw_bytes() -> None:
     app = Distributor(Settings(topic_prefix="ts"))
-    out = app.dead_letter(b"\x00junk", "undecodable", "ts.commands", 3, 42, 1_234)
+    out = app.dead_letter(b"\x00junk", "undecodable", "ts.commands", 3, 42, 1_234, None)
     letter = CODEC.decode_as(out.value, DeadLetter)
     assert (out.topic, out.key) == ("ts.dlq", None)
     assert (letter.raw, letter.source_partition, letter.source_offset) == (b"\x00junk", 3, 42)

@@ -139,8 +139,12 @@ async def test_events_go_to_the_command_partition_with_causation_headers() -> No
         ("p.events", 1, b"a"),
     ]
     causes = [cause_of(headers, 1) for *_, headers in events]
-    assert causes == [Cause("c", 1, 40, 0, 2), Cause("c", 1, 40, 1, 2)]
-    assert [dict(h)[CAUSE_HEADER] for *_, h in events] == [b"c:1:40:0:2", b"c:1:40:1:2"]
+    # ... and the decision time (the record's, within the clock's bound)
+    assert causes == [Cause("c", 1, 40, 0, 2, 1_000), Cause("c", 1, 40, 1, 2, 1_000)]
+    assert [dict(h)[CAUSE_HEADER] for *_, h in events] == [
+        b"c:1:40:0:2:1000",
+        b"c:1:40:1:2:1000",
+    ]
     assert {dict(h)[TYPE_HEADER] for *_, h in events} == {b"incremented"}
     assert [json.loads(v)["total"] for _, _, _, v, _ in events] == [2, 4]
 

@@ -155,7 +155,7 @@ async def test_partial_command_group_is_completed_without_duplicates(tmp_path: P
     assert report.completed_partial == 2
     assert totals(broker) == {"a": 41}
     assert [cause_of(r.headers, 0) for r in events(broker)][1:] == [
-        Cause("c", 0, 1, i, 4) for i in range(4)
+        Cause("c", 0, 1, i, 4, 5_000) for i in range(4)
     ]
     assert run.state.totals == {"a": 41} and run.next_command_offset == 2
     assert run.next_event_offset == 5
@@ -163,6 +163,31 @@ async def test_partial_command_group_is_completed_without_duplicates(tmp_path: P
     run.store.close()
     run, report = await recover(broker, tmp_path / "s")
     assert report.completed_partial == 0 and len(events(broker)) == 5
+
+
+async def test_partial_command_group_is_decided_again_at_its_recorded_time(
+    tmp_path: Path,
+) -> None:
+    # A record stamped an hour ahead is decided at the clock's bound, not at its timestamp;
+    # recovery, later and with another clock, must decide it at that same recorded time.
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "s")
+    ahead = broker.command(schedule("a", 1, delay_ms=100, times=2), timestamp=3_600_000)
+    processor: Processor[Any] = Processor(
+        APP, TOPICS, broker, broker.commit, max_skew_ms=5_000, clock=lambda: 10_000
+    )
+    processor.apply_commands(run, [ahead])
+    broker.fail_after = 1  # one of the two events reached the log
+    await broker.flush()
+    run.store.close()
+    run, report = await recover(broker, tmp_path / "s")
+    assert report.completed_partial == 1
+    written = [json.loads(r.value) for r in events(broker)]
+    assert [e["due"] for e in written] == [15_100, 15_100]  # 10 000 + 5 000 skew + 100
+    assert [cause_of(r.headers, 0) for r in events(broker)] == [
+        Cause("c", 0, 0, i, 2, 15_000) for i in range(2)
+    ]
+    assert run.last_command_ms == 15_000  # the partition's time survives the restart
 
 
 async def test_partial_tick_group_is_re_ticked_at_its_recorded_time(tmp_path: Path) -> None:
