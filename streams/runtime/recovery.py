@@ -19,9 +19,11 @@ The event log is the source of truth; the store is a checkpoint of it. Steps:
    produced and unstaged (``streams.runtime.staging``); commands resume at
    max(stored command offset, highest command offset the log reflects + 1).
 
-When rebuilding from nothing, side records of commands below the group's committed offset are
-not re-produced: the processor flushes them before it commits. (The staging record is lost
-with the store, so side records of the last uncommitted cycle may then come twice.)
+When rebuilding from nothing, or from a store that stood still while another processor owned
+the partition (the group's committed offset is past the store's), side records of commands
+below the committed offset are not re-produced: the processor flushes them before it commits.
+(The staging record is lost with the store, so side records of the last uncommitted cycle may
+then come twice.)
 """
 
 from __future__ import annotations
@@ -186,12 +188,15 @@ async def recover_partition(
     report = RecoveryReport(partition, rebuilt_reason=rebuilt_reason)
     end = await reader.end_offset(topics.events, partition)
     state, stored, staged_before = await _load(app, store, end, report)
-    fresh = stored.events == 0
+    # Side records of commands below the group's committed offset were produced by whoever
+    # committed it: by this store's processor, or by another one that owned the partition
+    # while this store stood still (its commands offset is then below the committed one).
+    behind = committed is not None and committed > stored.commands
     replay = _Replay(
         app=app,
         sink=sink,
         state=state,
-        emit_outputs=not fresh,
+        emit_outputs=stored.events > 0 and not behind,
         committed=committed or 0,
         report=report,
     )

@@ -282,6 +282,24 @@ async def test_rebuild_re_produces_outputs_only_past_the_committed_offset(tmp_pa
     assert [json.loads(r.value)["key"] for r in broker.log("p.completed")] == ["a", "b", "c"]
 
 
+async def test_a_store_left_behind_by_a_partition_move_re_produces_nothing_produced(
+    tmp_path: Path,
+) -> None:
+    broker = Broker()
+    run, _ = await recover(broker, tmp_path / "a")
+    await process(broker, run, broker.command(incr("a", 1)))
+    run.store.close()  # the partition moves to processor b, with a store of its own
+    run, _ = await recover(broker, tmp_path / "b")
+    await process(broker, run, broker.command(incr("b", 1)), broker.command(incr("c", 1)))
+    await process(broker, run, broker.command(incr("d", 1)), crash_after=1)  # event, no output
+    run.store.close()  # and back to processor a, whose store is three commands behind
+    run, report = await recover(broker, tmp_path / "a")
+    assert report.replayed == 3 and report.outputs == 1
+    assert [json.loads(r.value)["key"] for r in broker.log("p.completed")] == ["a", "b", "c", "d"]
+    assert run.state.totals == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert run.next_command_offset == 4
+
+
 class Crash(Exception):
     pass
 
