@@ -103,10 +103,15 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: st
 
 
 class SteadyLoad:
-    """Submits ``RATE_PER_S`` tasks a second; remembers which submits the broker acknowledged."""
+    """Submits ``RATE_PER_S`` tasks a second over ``clients``; remembers which submits the
+    broker acknowledged."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, clients: tuple[str, ...] = CLIENTS, prefix: str = "chaos"
+    ) -> None:
         self.settings = settings
+        self.clients = clients
+        self.prefix = prefix
         self.acked: set[str] = set()
         self.unsure: set[str] = set()
         self.stop = asyncio.Event()
@@ -116,10 +121,10 @@ class SteadyLoad:
             started, n = time.monotonic(), 0
 
             async def one(i: int) -> None:
-                task_id = f"chaos-{i:05d}"
+                task_id = f"{self.prefix}-{i:05d}"
                 try:
                     await client.submit(
-                        CLIENTS[i % len(CLIENTS)],
+                        self.clients[i % len(self.clients)],
                         OPERATIONS[i % len(OPERATIONS)],
                         {"i": i},
                         task_id=task_id,
@@ -176,6 +181,34 @@ def as_dictated(task_id: str, outcome: Any) -> bool:
     return isinstance(outcome, ev.TaskFailed) and any(
         "fails on" not in a.error for a in outcome.attempts
     )
+
+
+async def assert_each_task_ended_once(
+    settings: Settings, acked: set[str]
+) -> list[tuple[int, int, Any]]:
+    """Invariants 1 and 2 on the final logs; returns the event log."""
+    events = await read_log(settings, "events")
+    accepted, terminal = terminal_by_task(events)
+
+    # 1. Exactly one terminal state per accepted task, the one its handler dictates.
+    assert acked <= accepted, f"acknowledged but never accepted: {acked - accepted}"
+    twice = {t: [type(e).__name__ for e in es] for t, es in terminal.items() if len(es) != 1}
+    assert not twice, f"tasks with more than one terminal event: {dict(list(twice.items())[:10])}"
+    wrong = {
+        t: type(terminal[t][0]).__name__ for t in accepted if not as_dictated(t, terminal[t][0])
+    }
+    assert not wrong, (
+        f"tasks that ended in the wrong terminal state: {dict(list(wrong.items())[:10])}"
+    )
+
+    # 2. task.completed: one record per (task, attempt), and one per completed task.
+    completed = [m for _, _, m in await read_log(settings, "completed")]
+    per_attempt = Counter((m.task_id, m.attempt) for m in completed)
+    duplicated = {k: n for k, n in per_attempt.items() if n > 1}
+    assert not duplicated, f"task.completed repeats (task, attempt): {list(duplicated)[:10]}"
+    completed_tasks = {t for t in accepted if isinstance(terminal[t][0], ev.TaskCompleted)}
+    assert {m.task_id for m in completed} == completed_tasks
+    return events
 
 
 async def faults(stack: ProcessStack, log: list[str]) -> None:
@@ -279,27 +312,7 @@ async def test_no_task_lost_or_done_twice_when_parts_are_killed(
     for name in ("worker-a", "worker-b", "delay", "processor"):
         code = await asyncio.to_thread(stack.kill, name, signal.SIGTERM)
         assert code == 0, f"{name} exited with {code} on SIGTERM"
-    events = await read_log(settings, "events")
-    accepted, terminal = terminal_by_task(events)
-
-    # 1. Exactly one terminal state per accepted task, the one its handler dictates.
-    assert load.acked <= accepted, f"acknowledged but never accepted: {load.acked - accepted}"
-    twice = {t: [type(e).__name__ for e in es] for t, es in terminal.items() if len(es) != 1}
-    assert not twice, f"tasks with more than one terminal event: {dict(list(twice.items())[:10])}"
-    wrong = {
-        t: type(terminal[t][0]).__name__ for t in accepted if not as_dictated(t, terminal[t][0])
-    }
-    assert not wrong, (
-        f"tasks that ended in the wrong terminal state: {dict(list(wrong.items())[:10])}"
-    )
-
-    # 2. task.completed: one record per (task, attempt), and one per completed task.
-    completed = [m for _, _, m in await read_log(settings, "completed")]
-    per_attempt = Counter((m.task_id, m.attempt) for m in completed)
-    duplicated = {k: n for k, n in per_attempt.items() if n > 1}
-    assert not duplicated, f"task.completed repeats (task, attempt): {list(duplicated)[:10]}"
-    completed_tasks = {t for t in accepted if isinstance(terminal[t][0], ev.TaskCompleted)}
-    assert {m.task_id for m in completed} == completed_tasks
+    events = await assert_each_task_ended_once(settings, load.acked)
 
     # 3. The projection equals a fold of the event log.
     reference = MemorySource()
