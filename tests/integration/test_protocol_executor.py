@@ -65,7 +65,7 @@ class Wire:
 
 
 def home(client_id: str, partitions: int) -> int:
-    return (murmur2(client_id.encode()) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(client_id.encode())) & 0x7FFFFFFF) % partitions
 
 
 def header(headers: Any, name: str) -> bytes | None:

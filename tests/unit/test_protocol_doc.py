@@ -39,6 +39,7 @@ def avsc_field(schema: dict[str, Any], path: str) -> dict[str, Any]:
     head, _, rest = path.partition(".")
     name = head.removesuffix("[]")
     (field,) = [f for f in schema["fields"] if f["name"] == name]
+    assert isinstance(field, dict)
     if not rest:
         return field
     kind = field["type"]
