@@ -160,6 +160,15 @@ class Settings(BaseSettings):
     webhook_timeout_ms: int = Field(
         default=10_000, ge=1, description="Timeout of notification and notify_on_* webhook posts."
     )
+    outbound_allow: str = Field(
+        default="",
+        description=(
+            "IP addresses and CIDR networks (comma or space separated) that api_call, webhooks "
+            "and ghl_action may reach although they are not public: loopback, private, "
+            "link-local and reserved destinations are refused otherwise, after DNS resolution "
+            "and on every redirect."
+        ),
+    )
 
     log_level: str = "INFO"
 

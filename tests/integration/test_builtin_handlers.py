@@ -29,7 +29,11 @@ from streams.executor.handlers import (
     WebhookNotifier,
     builtin_handlers,
 )
+from streams.executor.handlers.outbound import OutboundPolicy
 from streams.settings import Settings
+
+# The fakes listen on loopback, which the outbound guard refuses unless it is allowed.
+LOCAL = OutboundPolicy.parse("127.0.0.1")
 
 API_KEY = "ghl-s3cret-key-123"
 VIEW_TOKEN = "view-t0ken-456"
@@ -143,7 +147,7 @@ async def fake() -> AsyncIterator[Fake]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpClient]:
-    async with HttpClient() as client:
+    async with HttpClient(LOCAL) as client:
         yield client
 
 
@@ -399,6 +403,7 @@ async def test_builtin_handlers_notify_and_never_log_secrets(
         http_port=int(fake.url.rsplit(":", 1)[1]),
         http_token=SecretStr(VIEW_TOKEN),
         webhook_timeout_ms=2000,
+        outbound_allow="127.0.0.1",
     )
     notice = {
         "notify_on_complete": True,
@@ -450,7 +455,7 @@ async def test_builtin_handlers_notify_and_never_log_secrets(
 
 
 async def test_api_call_still_works_through_the_shared_rules(fake: Fake) -> None:
-    async with ApiCallHandler() as handler:
+    async with ApiCallHandler(LOCAL) as handler:
         out = await handler(
             ctx("api_call", apiEndpoint=f"{fake.url}/hook", apiMethod="POST", apiPayload={"a": 1})
         )

@@ -15,6 +15,7 @@ from schemas.commands import ReportResult
 from schemas.records import Assignment, AssignmentItem
 from streams.executor import ApiCallConfigError, ApiCallError, TaskContext, WorkerPool
 from streams.executor.handlers import ApiCallHandler
+from streams.executor.handlers.outbound import OutboundPolicy
 
 TOKEN = "s3cr3t-bearer-token"
 API_KEY = "k3y-0f-the-api"
@@ -64,7 +65,8 @@ async def server() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def api_call() -> AsyncIterator[ApiCallHandler]:
-    async with ApiCallHandler() as handler:
+    # The server listens on loopback: allowed explicitly, as the outbound guard wants.
+    async with ApiCallHandler(OutboundPolicy.parse("127.0.0.1")) as handler:
         yield handler
 
 

@@ -10,6 +10,7 @@ from streams.executor.handlers.errors import (
     GhlActionError,
     NoBrowserDriverError,
     NotificationError,
+    OutboundRefusedError,
     ReportError,
     TaskConfigError,
 )
@@ -18,6 +19,7 @@ from streams.executor.handlers.ghl_action import GhlActionHandler
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.notification import NotificationHandler, WebhookNotifier
 from streams.executor.handlers.notify import Notifier, with_notifications
+from streams.executor.handlers.outbound import OutboundPolicy
 from streams.executor.handlers.report import (
     Fetch,
     ReportGenerationHandler,
@@ -41,6 +43,8 @@ __all__ = [
     "NotificationError",
     "NotificationHandler",
     "Notifier",
+    "OutboundPolicy",
+    "OutboundRefusedError",
     "ReportError",
     "ReportGenerationHandler",
     "SimulatedGhlHandler",

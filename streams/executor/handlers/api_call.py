@@ -15,7 +15,9 @@ Payload (camelCase, as in the seed)::
 A 2xx answer completes the task with ``{"status", "headers", "body"}``; anything else fails it
 with an error naming the status. Secrets (tokens, keys, passwords, sensitive custom headers,
 credentials in the URL) never reach a log line, an error or the output: they are replaced by
-``***`` wherever they would appear.
+``***`` wherever they would appear. The destination must be a public address unless
+``TASKSTREAM_OUTBOUND_ALLOW`` lists it (``outbound``), checked after DNS resolution and on every
+redirect.
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from schemas.task_configs import validate_task_config
 from streams.executor.context import TaskContext
 from streams.executor.errors import ApiCallConfigError, ApiCallError
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.masking import Masker, is_sensitive, url_secrets
+from streams.executor.handlers.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,12 @@ class _Masker(Masker):
 
 class ApiCallHandler:
     """``handler(ctx)`` for ``api_call``. Keeps one ``aiohttp.ClientSession`` (created on first
-    use); close it with ``await handler.close()`` or use the handler as an async context manager.
+    use) whose connections pass ``outbound`` (default: public addresses only); close it with
+    ``await handler.close()`` or use the handler as an async context manager.
     """
 
-    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
-        self._http = HttpClient(session)
+    def __init__(self, outbound: OutboundPolicy | None = None) -> None:
+        self._http = HttpClient(outbound)
 
     async def __aenter__(self) -> ApiCallHandler:
         return self

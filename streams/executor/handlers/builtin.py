@@ -6,7 +6,8 @@
     await handlers.close()  # closes their HTTP sessions
 
 Every handler is wrapped by :func:`with_notifications`, so any task may ask for
-notify_on_complete / notify_on_failure notices.
+notify_on_complete / notify_on_failure notices. api_call, webhooks and ghl_action connect only
+to public addresses and to those ``Settings.outbound_allow`` lists.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from streams.executor.handlers.ghl_action import GhlActionHandler
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.notification import NotificationHandler, WebhookNotifier
 from streams.executor.handlers.notify import with_notifications
+from streams.executor.handlers.outbound import OutboundPolicy
 from streams.executor.handlers.report import Fetch, ReportGenerationHandler, ViewClient
 from streams.settings import Settings
 
@@ -26,7 +28,7 @@ class BuiltinHandlers(dict[str, AsyncHandler]):
     """``operation -> handler``; ``await close()`` (or ``async with``) releases HTTP sessions."""
 
     def __init__(
-        self, handlers: dict[str, AsyncHandler], http: HttpClient, api_call: ApiCallHandler
+        self, handlers: dict[str, AsyncHandler], api_call: ApiCallHandler, *http: HttpClient
     ):
         super().__init__(handlers)
         self._http = http
@@ -34,7 +36,8 @@ class BuiltinHandlers(dict[str, AsyncHandler]):
 
     async def close(self) -> None:
         await self._api_call.close()
-        await self._http.close()
+        for client in self._http:
+            await client.close()
 
     async def __aenter__(self) -> BuiltinHandlers:
         return self
@@ -55,9 +58,13 @@ def builtin_handlers(
     ``fetch`` replaces the HTTP view client of report_generation; ``browser_driver`` serves the
     browser types (without it they fail with a clear message).
     """
-    http = HttpClient()
+    outbound = OutboundPolicy.parse(settings.outbound_allow)
+    http = HttpClient(outbound)
+    # The report handler reads this service's own view, an address the operator configured
+    # (usually loopback), never one from a payload: its client is not guarded.
+    view_http = HttpClient(OutboundPolicy.open())
     notifier = WebhookNotifier(timeout_ms=settings.webhook_timeout_ms, http=http)
-    api_call = ApiCallHandler()
+    api_call = ApiCallHandler(outbound)
     browser = BrowserAutomationHandler(browser_driver)
     raw: dict[str, Handler] = {
         "api_call": api_call,
@@ -69,10 +76,10 @@ def builtin_handlers(
             notifier, default_webhook_url=settings.notification_webhook_url, kind="reminder"
         ),
         "report_generation": ReportGenerationHandler(
-            fetch if fetch is not None else ViewClient.from_settings(settings, http)
+            fetch if fetch is not None else ViewClient.from_settings(settings, view_http)
         ),
         "browser_automation": browser,
         "data_extraction": browser,
     }
     wrapped = {name: with_notifications(handler, notifier) for name, handler in raw.items()}
-    return BuiltinHandlers(dict(wrapped), http, api_call)
+    return BuiltinHandlers(dict(wrapped), api_call, http, view_http)

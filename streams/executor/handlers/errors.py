@@ -9,6 +9,7 @@ __all__ = [
     "GhlActionError",
     "NoBrowserDriverError",
     "NotificationError",
+    "OutboundRefusedError",
     "ReportError",
     "TaskConfigError",
 ]
@@ -36,3 +37,8 @@ class BrowserAutomationError(HandlerError):
 
 class NoBrowserDriverError(BrowserAutomationError):
     """A browser task reached an executor that has no ``BrowserDriver`` configured."""
+
+
+class OutboundRefusedError(HandlerError):
+    """A request's destination (after DNS resolution, or a redirect's) is not a public address
+    and ``TASKSTREAM_OUTBOUND_ALLOW`` does not list it; retrying cannot help."""

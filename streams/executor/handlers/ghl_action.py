@@ -13,7 +13,8 @@ add_tag                POST /contacts/{contactId}/tags             tags
 The payload's other fields go into the body as given (``customFields`` as GHL's
 ``customField``), plus ``locationId`` from the payload or ``Settings.ghl_location_id``. The API
 key (``TASKSTREAM_GHL_API_KEY``) goes in ``Authorization: Bearer``; it never reaches a log line,
-an error or the output. A non-2xx answer fails the task with the status in the error.
+an error or the output. A non-2xx answer fails the task with the status in the error. The
+base URL must be a public address unless ``TASKSTREAM_OUTBOUND_ALLOW`` lists it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from streams.executor.errors import ExecutorError
 from streams.executor.handlers.errors import GhlActionError, TaskConfigError
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.masking import Masker
+from streams.executor.handlers.outbound import OutboundPolicy
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class GhlActionHandler:
 
     @classmethod
     def from_settings(cls, settings: Settings, http: HttpClient | None = None) -> GhlActionHandler:
+        if http is None:
+            http = HttpClient(OutboundPolicy.parse(settings.outbound_allow))
         return cls(
             api_key=settings.ghl_api_key,
             base_url=settings.ghl_api_base_url,

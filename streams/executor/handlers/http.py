@@ -1,5 +1,6 @@
 """One aiohttp session shared by the built-in handlers, and a request helper that turns every
-transport problem into the handler's typed error with secrets masked."""
+transport problem into the handler's typed error with secrets masked. Every connection it makes,
+redirect hops included, passes the outbound guard (``outbound.OutboundPolicy``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 import aiohttp
 
 from streams.executor.errors import HandlerError
+from streams.executor.handlers.errors import OutboundRefusedError
 from streams.executor.handlers.masking import Masker
+from streams.executor.handlers.outbound import OutboundPolicy, refusal_in
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +34,15 @@ class HttpAnswer:
 
 
 class HttpClient:
-    """A lazily created ``aiohttp.ClientSession`` (created inside the running loop on first use).
+    """A lazily created ``aiohttp.ClientSession`` (created inside the running loop on first use)
+    whose connector enforces ``outbound`` (default: public addresses only).
 
-    Pass an existing session to share it; then closing is the caller's business.
+    There is no way to hand in a ready session: its connector would bypass the guard.
     """
 
-    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
-        self._session = session
-        self._owns_session = session is None
+    def __init__(self, outbound: OutboundPolicy | None = None) -> None:
+        self.outbound = outbound if outbound is not None else OutboundPolicy()
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -47,14 +51,13 @@ class HttpClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._owns_session and self._session is not None:
+        if self._session is not None:
             await self._session.close()
             self._session = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._owns_session = True
+            self._session = aiohttp.ClientSession(connector=self.outbound.connector())
         return self._session
 
     async def request(
@@ -91,6 +94,9 @@ class HttpClient:
         except TimeoutError:
             raise error(f"{what} timed out after {timeout_ms} ms: {safe}") from None
         except aiohttp.ClientError as exc:
+            refused = refusal_in(exc)
+            if refused is not None:
+                raise OutboundRefusedError(f"{what} refused: {safe}: {refused}") from None
             detail = masker.text(str(exc)) or type(exc).__name__
             raise error(f"{what} request failed: {safe}: {detail}") from None
         elapsed_ms = int((time.monotonic() - started) * 1000)

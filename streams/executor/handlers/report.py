@@ -29,6 +29,7 @@ from streams.executor.errors import ExecutorError
 from streams.executor.handlers.errors import ReportError, TaskConfigError
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.masking import Masker
+from streams.executor.handlers.outbound import OutboundPolicy
 from streams.settings import Settings
 
 Fetch: TypeAlias = Callable[[str, Mapping[str, str]], Awaitable[Mapping[str, Any]]]
@@ -53,7 +54,8 @@ class ViewClient:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout_ms = timeout_ms
-        self.http = http if http is not None else HttpClient()
+        # base_url is the operator's own view (usually loopback), never a payload's URL.
+        self.http = http if http is not None else HttpClient(OutboundPolicy.open())
 
     @classmethod
     def from_settings(cls, settings: Settings, http: HttpClient | None = None) -> ViewClient:
