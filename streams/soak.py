@@ -41,6 +41,7 @@ from streams.executor.context import TaskContext
 from streams.kafka import consumer_kwargs
 from streams.kafka.local import LocalBroker, local_broker
 from streams.kafka.process import die_with_parent, free_loopback_port
+from streams.kafka.profile import broker_profile
 from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
 
@@ -622,6 +623,7 @@ async def soak(
             "submit_errors": load.errors,
             "load_min": min(x[0] for x in loads),
             "load_max": max(x[0] for x in loads),
+            "profile": broker_profile(settings).name,
         }
     return samples, summary
 
@@ -692,7 +694,12 @@ def _render_run(run: SoakRun) -> list[str]:
     head = ["t (s)", *(f"{n} RSS (MiB)" for n in names)]
     head += ["projection lag (events)", "processor lag (commands)", "submitted", "completed"]
     head += ["failed"]
-    lines = [f"## {BROKER_TITLES.get(run.broker, run.broker)}", ""]
+    lines = [
+        f"## {BROKER_TITLES.get(run.broker, run.broker)}",
+        "",
+        f"The broker answered the profile probe as `{summary.get('profile')}`.",
+        "",
+    ]
     if run.burst is not None:
         b = run.burst
         cpu = ", ".join(f"{n} {v:.2f}" for n, v in b.cpu_per_1000().items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.soak import SOAK_CLIENTS
+from streams.soak import SOAK_CLIENTS, broker_kinds
 
 
 def test_soak_clients_cover_every_partition_of_four() -> None:
@@ -12,3 +12,9 @@ def test_soak_clients_cover_every_partition_of_four() -> None:
     partitions = [0, 1, 2, 3]
     used = {partitioner(c.encode(), partitions, partitions) for c in SOAK_CLIENTS}
     assert used == set(partitions)
+
+
+def test_the_soak_runs_on_both_brokers_unless_told() -> None:
+    assert broker_kinds(None) == ["kafka", "embedded"]
+    assert broker_kinds(["embedded"]) == ["embedded"]
+    assert broker_kinds(["embedded", "both"]) == ["embedded", "kafka"]
