@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from schemas import commands as c
 from schemas import events as ev
@@ -23,6 +24,7 @@ from tests.integration.distributor_harness import (
     rig,
     submit,
 )
+from tests.unit.test_codec import schema_file, write_with
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +94,43 @@ async def test_each_ending_gives_exactly_one_outcome_record(
     refused = by_id["t-refused"].value
     assert (refused.operation, refused.reason) == ("teleport", "unknown operation 'teleport'")
 
-    # The SDK's iterator hands out every ending, each once.
+    # A failure written before the outcome field existed (TaskFailed v1), as an old processor
+    # left it on the topic.
+    old = write_with(
+        schema_file("TaskFailed", 1),
+        {
+            "client_id": CLIENT,
+            "occurred_at_ms": 1,
+            "task_id": "t-old",
+            "operation": OP,
+            "attempt": 4,
+            "error": "boom",
+            "reason": "retries exhausted",
+            "attempts": [],
+        },
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=r.settings.kafka_bootstrap_servers, enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(r.settings.topic("failed"), old, key=CLIENT.encode())
+    finally:
+        await producer.stop()
+
+    # The SDK's iterator hands out every ending, each once, old records included.
     got: list[Outcome] = []
     async with TaskstreamClient(r.settings) as client:
 
         async def loop() -> None:
             async for outcome in client.outcomes(group_id="outcomes-test"):
                 got.append(outcome)
-                if len(got) == 5:
+                if len(got) == 6:
                     break
 
         await asyncio.wait_for(loop(), 60)
-    assert {o.task_id: o.outcome for o in got} == {"t-ok": "completed", **outcomes}
+    assert {o.task_id: o.outcome for o in got} == {
+        "t-ok": "completed",
+        "t-old": "failed",
+        **outcomes,
+    }
