@@ -86,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_broker)
 
-    from streams import batch_cli, cli_commands, config_dump
+    from streams import batch_cli, cli_commands, config_dump, topics_cli
     from streams.bench import main as bench
 
     cli_commands.register(sub)
+    topics_cli.register(sub)
     batch_cli.register(sub)
     config_dump.register(sub)
     bench.register(sub)

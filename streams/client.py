@@ -2,8 +2,13 @@
 
 Commands are validated with the wire models and size-checked *before* anything is produced, so
 a bad request fails in the caller with a typed error instead of becoming a dead letter later.
-Every command is keyed by ``client_id``, which routes it to the partition that owns the
-client's tasks and sessions.
+Every command is keyed by ``client_id`` and sent to the client's home partition by number
+(``streams.kafka.routing``), the partition that owns the client's tasks and sessions.
+
+Before its first send the client checks the topic layout (``streams.topics.layout_problems``)
+from its producer's metadata: producing to a missing ``task.commands`` would have the broker
+auto-create it with its default partition count, so a missing or mismatched layout raises
+``TopicLayoutError`` saying what to run (``taskstream topics create``) or set.
 
 Outcomes (``task.completed`` / ``task.failed``) are read in a consumer group; an outcome's
 offset is committed only once the caller asks for the next one (or closes the stream without
@@ -53,8 +58,10 @@ from streams.errors import (
     ClientClosedError,
     InvalidCommandError,
     PayloadTooLargeError,
+    TopicLayoutError,
 )
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka.routing import home_partition
 from streams.runtime.protocol import TYPE_HEADER
 from streams.settings import Settings
 
@@ -118,6 +125,7 @@ class TaskstreamClient:
         self.settings = settings
         self.commands_topic = settings.topic("commands")
         self._producer: Any = None
+        self._partitions: int | None = None  # of the commands topic, once the layout checked
         self._streams: list[OutcomeStream] = []
 
     async def __aenter__(self) -> TaskstreamClient:
@@ -150,7 +158,38 @@ class TaskstreamClient:
             await stream.close(handled=handled)
         if self._producer is not None:
             producer, self._producer = self._producer, None
+            self._partitions = None
             await producer.stop()
+
+    async def check_layout(self) -> int:
+        """Check the topic layout (see the module docstring); returns the command topic's
+        partition count. ``send`` calls it once, before the first command.
+
+        The client does not own the layout: it takes the partition count ``task.commands``
+        has (not ``TASKSTREAM_PARTITIONS``) and checks that the rest fits it: every topic
+        there, events co-partitioned with commands, tiers at least as wide."""
+        from streams.topics import layout_problems, topic_layout
+
+        if self._producer is None:
+            raise ClientClosedError("TaskstreamClient is not started; use `async with`")
+        try:
+            # All topics, named none: asking for a missing topic by name may auto-create it.
+            cluster = await self._producer.client.fetch_all_metadata()
+        except KafkaError as exc:
+            raise BrokerError(f"client cannot read the topic layout: {exc}") from exc
+        names = {spec.name for spec in topic_layout(self.settings)}
+        existing = {
+            topic: len(cluster.partitions_for_topic(topic) or ())
+            for topic in cluster.topics()
+            if topic in names
+        }
+        count = existing.get(self.commands_topic)
+        as_found = self.settings.model_copy(update={"partitions": count or 1})
+        problems = layout_problems(as_found if count else self.settings, existing)
+        if problems:
+            raise TopicLayoutError(f"not sending to {self.commands_topic}: " + "; ".join(problems))
+        self._partitions = existing[self.commands_topic]
+        return self._partitions
 
     # --- commands ----------------------------------------------------------------------
 
@@ -159,11 +198,13 @@ class TaskstreamClient:
         if self._producer is None:
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")
         value = encode_command(command, self.settings.max_payload_bytes)
+        partitions = self._partitions or await self.check_layout()
         try:
             meta = await self._producer.send_and_wait(
                 self.commands_topic,
                 value,
                 key=command.client_id.encode(),
+                partition=home_partition(command.client_id, partitions),
                 headers=[(TYPE_HEADER, type(command).__name__.encode())],
             )
         except KafkaError as exc:
