@@ -401,7 +401,10 @@ def _cluster_id() -> str:
     ``kafka-storage random-uuid`` prints)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:  # like Kafka's Uuid.randomUuid: an id that starts with "-" reads as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _megabytes(size: str) -> int:
