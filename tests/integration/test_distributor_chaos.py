@@ -144,8 +144,6 @@ async def test_randomized_run_with_a_processor_kill_ends_every_task_exactly_once
     ended_otherwise = {t: s[0] for t, s in states.items() if s != ["task.completed"]}
     assert Counter(v.task_id for v in failed) == Counter(dict.fromkeys(ended_otherwise, 1))
     how = {"task.failed": "failed", "task.cancelled": "cancelled", "task.rejected": "rejected"}
-    assert {v.task_id: v.outcome for v in failed} == {
-        t: how[s] for t, s in ended_otherwise.items()
-    }
+    assert {v.task_id: v.outcome for v in failed} == {t: how[s] for t, s in ended_otherwise.items()}
     # The kill really interrupted work: the second processor recovered the partitions.
     assert "recovered" in second.log_text()
