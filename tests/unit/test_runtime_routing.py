@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,12 @@ from streams.runtime.clock import decision_time
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor
 from streams.runtime.protocol import HOME, Output
+from streams.runtime.recovery import recover_partition
 from streams.runtime.staging import stage
+from streams.runtime.store import PartitionStore
 from tests.integration.runtime_app import CounterApp, incr, schedule
 from tests.unit.test_runtime_processing import TOPICS, FakeStore, Journal
+from tests.unit.test_runtime_recovery import Broker
 
 PARTITIONS = 4
 WALL = 1_000_000
@@ -191,3 +195,34 @@ async def test_side_records_placed_home_go_to_the_events_partition_and_name_it()
 @pytest.mark.parametrize("home", range(PARTITIONS))
 def test_keys_found_for_every_home(home: int) -> None:
     assert home_partition(_key_with_home(home), PARTITIONS) == home
+
+
+async def test_a_forward_cut_short_by_a_crash_is_produced_once_by_recovery(
+    tmp_path: Path,
+) -> None:
+    broker = Broker()
+    app = CounterApp("p", routed=True)
+
+    async def recover() -> PartitionRun[Any]:
+        store, reason = PartitionStore.open(tmp_path / "s")
+        run, _ = await recover_partition(
+            app, store, 0, TOPICS, broker, broker, broker.committed.get(0), rebuilt_reason=reason
+        )
+        return run
+
+    run = await recover()
+    key = _key_with_home(2)
+    arrived = broker.command(incr(key, 5))  # on partition 0, away from home
+    processor: Processor[Any] = Processor(app, TOPICS, broker, broker.commit, partitions=4)
+    processor.apply_commands(run, [arrived])
+    await broker.flush()  # the event reached the log; the process died before the store write
+    assert broker.log("p.commands", 2) == []
+    run.store.close()
+    run = await recover()
+    (sent,) = broker.log("p.commands", 2)
+    assert (sent.key, sent.value) == (key.encode(), arrived.value)
+    assert (FORWARDED_HEADER, b"0:0") in sent.headers
+    run.store.close()
+    run = await recover()  # recovering again sends nothing more
+    assert len(broker.log("p.commands", 2)) == 1
+    assert run.next_command_offset == 1
