@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from .access import Caller
 from .batch_jobs import BatchJobRow, batch_job_key
 from .reader import ProjectionInfo, ProjectionReader
 
@@ -28,9 +29,9 @@ def batch_jobs_router(reader: ProjectionReader) -> APIRouter:
         responses={404: {"description": "no batch job with that id"}},
         summary="One batch job: state, progress (total, processed, succeeded, failed), results",
     )
-    async def get_batch_job(batch_job_id: str) -> Any:
+    async def get_batch_job(batch_job_id: str, caller: Caller) -> Any:
         row = batch_job(reader, batch_job_id)
-        if row is None:
+        if row is None or not caller.sees(row.client_id):
             return JSONResponse(
                 {"detail": f"no batch job with id {batch_job_id!r}"}, status_code=404
             )

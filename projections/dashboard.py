@@ -4,7 +4,8 @@ projection pushed every second as server-sent events on ``GET /live``.
 The page and its assets hold no data and are public. ``GET /dashboard/snapshot`` is an API
 route like the others (bearer token when one is configured). ``GET /live`` is read by the
 browser's ``EventSource``, which cannot send headers, so it takes the token either as
-``Authorization: Bearer`` or as ``?token=``; both are compared in constant time.
+``Authorization: Bearer`` or as ``?token=``; both are looked up in constant time. The snapshot
+adds up every client, so both need a token for every client (``projections.access``).
 
 Snapshots are built on the projector's loop, between write batches, like every other answer,
 and shared between the open streams that ask within the same interval.
@@ -13,7 +14,6 @@ and shared between the open streams that ask within the same interval.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from schemas.catalog import PRIORITY_NAMES, load_catalog
 from streams.redrive import redrive_id
 
+from .access import OPEN, AccessBook, Principal
 from .activity import DepthSample, LatencySummary, RecentActivity, RecentEvent, Throughput
 from .errors import ProjectionError
 from .reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
@@ -248,22 +249,22 @@ class SnapshotBuilder:
         return text
 
 
-def _authorized(request: Request, secret: str | None) -> bool:
-    if not secret:
-        return True
+def _principal(request: Request, access: AccessBook | None) -> Principal | None:
+    if access is None:
+        return OPEN
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     given = value.strip() if scheme.lower() == "bearer" else ""
     if not given:
         given = request.query_params.get("token", "")
-    return hmac.compare_digest(given.encode(), secret.encode())
+    return access.principal(given) if given else None
 
 
 def install_dashboard(
     app: FastAPI,
     reader: ProjectionReader,
     *,
-    token: str | None,
+    access: AccessBook | None,
     options: DashboardOptions | None = None,
     operations_file: Path | None = None,
     clock: Callable[[], float] = time.time,
@@ -299,11 +300,20 @@ def install_dashboard(
         return FileResponse(str(page), media_type="text/html", headers=_PAGE_HEADERS)
 
     async def live(request: Request) -> Response:
-        if not _authorized(request, token):
+        principal = _principal(request, access)
+        if principal is None:
             return JSONResponse(
                 {"detail": "missing or wrong token (Authorization: Bearer <token> or ?token=)"},
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not principal.every_client:
+            return JSONResponse(
+                {
+                    "detail": f"{LIVE_PATH} adds up every client; token {principal.name!r} is "
+                    'limited to some clients (give it clients = ["*"])'
+                },
+                status_code=403,
             )
 
         async def events() -> AsyncIterator[str]:

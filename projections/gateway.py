@@ -11,6 +11,10 @@ task, approving a task that needs no review) ``409``.
 ``POST /tasks`` takes ``task_id`` as an idempotency key: a repeat with the same specification
 answers the same id and creates nothing (the processor ignores an identical submit of a known
 task id); a repeat with a different specification is ``409``.
+
+Access (``projections.access``): a command for a client the token does not cover is ``403``; a
+command about another client's task or session is ``404``, as if it did not exist; a redrive
+takes only the dead letters of the token's clients.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from streams.redrive import (
 )
 from streams.settings import Settings
 
+from .access import Caller, Principal
 from .batch_jobs_view import batch_job
 from .reader import ProjectionReader
 from .rows import TERMINAL_STATES, TaskRow
@@ -178,6 +183,7 @@ class GatewayProblem(BaseModel):
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         404: "Unknown id (or not yet seen by the read side)",
+        403: "The token may not act for this client",
         409: "The read side shows the command cannot succeed",
         413: "Payload larger than TASKSTREAM_MAX_PAYLOAD_BYTES",
         422: "Invalid request: the message names the field and the reason",
@@ -248,6 +254,12 @@ def gateway_router(
         )
         return await send(command, answer)
 
+    def not_theirs(caller: Principal, client_id: str) -> JSONResponse | None:
+        """403 when ``caller`` may not act for ``client_id``."""
+        if caller.sees(client_id):
+            return None
+        return _problem(403, f"client_id: token {caller.name!r} may not act for {client_id!r}")
+
     def unknown(kind: str, key: str) -> JSONResponse:
         lag = reader.projection().lag_events
         behind = f" (the read side is {lag} events behind the log)" if lag else ""
@@ -283,7 +295,10 @@ def gateway_router(
         responses=_problems(409, 413, 422, 503),
         summary="Submit a task (task_id is an idempotency key)",
     )
-    async def submit(request: SubmitRequest) -> Any:
+    async def submit(request: SubmitRequest, caller: Caller) -> Any:
+        forbidden = not_theirs(caller, request.client_id)
+        if forbidden is not None:
+            return forbidden
         if request.operation not in catalog:
             return unknown_operation(request.operation)
         refused = payload_problem(request.operation, request.payload)
@@ -314,6 +329,9 @@ def gateway_router(
             task_id=command.task_id, link=task_link(command.task_id), command="SubmitTask"
         )
         existing = reader.task(command.task_id)
+        if existing is not None and not caller.sees(existing.client_id):
+            # Another client's task: say nothing about it.
+            return _problem(409, f"task_id: {command.task_id!r} is taken; use another task_id")
         if existing is not None and existing.operation is not None:
             differs = _spec_difference(existing, command)
             if differs is not None:
@@ -331,10 +349,11 @@ def gateway_router(
         verb: str,
         conflict: Callable[[TaskRow], str | None],
         build: Callable[[TaskRow], Command],
+        caller: Principal,
     ) -> Any:
         """A command about a task the read side knows; its client id comes from the row."""
         row = reader.task(task_id)
-        if row is None:
+        if row is None or not caller.sees(row.client_id):
             return unknown("task", task_id)
         why = conflict(row)
         if why is not None:
@@ -372,7 +391,10 @@ def gateway_router(
             "refuses a different one."
         ),
     )
-    async def submit_batch_job(request: BatchJobRequest) -> Any:
+    async def submit_batch_job(request: BatchJobRequest, caller: Caller) -> Any:
+        forbidden = not_theirs(caller, request.client_id)
+        if forbidden is not None:
+            return forbidden
         if request.operation not in catalog:
             return unknown_operation(request.operation)
         seen: set[str] = set()
@@ -387,6 +409,10 @@ def gateway_router(
                 return refused
         batch_job_id = request.batch_job_id or str(uuid.uuid4())
         existing = batch_job(reader, batch_job_id)
+        if existing is not None and not caller.sees(existing.client_id):
+            return _problem(
+                409, f"batch_job_id: {batch_job_id!r} is taken; use another batch_job_id"
+            )
         if existing is not None and existing.state != "rejected":
             known_spec = (existing.client_id, existing.operation, existing.total)
             asked = (request.client_id, request.operation, len(request.items))
@@ -421,13 +447,16 @@ def gateway_router(
         responses=task_responses,
         summary="Cancel a task (a running one is told to stop)",
     )
-    async def cancel(task_id: str, request: Annotated[CancelRequest | None, Body()] = None) -> Any:
+    async def cancel(
+        task_id: str, caller: Caller, request: Annotated[CancelRequest | None, Body()] = None
+    ) -> Any:
         reason = request.reason if request else None
         return await task_command(
             task_id,
             "cancel",
             finished,
             lambda row: CancelTask(client_id=row.client_id, task_id=task_id, reason=reason),
+            caller,
         )
 
     @router.post(
@@ -438,7 +467,7 @@ def gateway_router(
         summary="Approve a task pending review",
     )
     async def approve(
-        task_id: str, request: Annotated[ApproveRequest | None, Body()] = None
+        task_id: str, caller: Caller, request: Annotated[ApproveRequest | None, Body()] = None
     ) -> Any:
         reviewer = request.reviewer if request else None
         return await task_command(
@@ -446,6 +475,7 @@ def gateway_router(
             "approve",
             not_in_review,
             lambda row: ApproveTask(client_id=row.client_id, task_id=task_id, reviewer=reviewer),
+            caller,
         )
 
     @router.post(
@@ -455,7 +485,9 @@ def gateway_router(
         responses=task_responses,
         summary="Reject a task pending review",
     )
-    async def reject(task_id: str, request: Annotated[RejectRequest | None, Body()] = None) -> Any:
+    async def reject(
+        task_id: str, caller: Caller, request: Annotated[RejectRequest | None, Body()] = None
+    ) -> Any:
         reviewer = request.reviewer if request else None
         reason = request.reason if request else None
         return await task_command(
@@ -465,6 +497,7 @@ def gateway_router(
             lambda row: RejectTask(
                 client_id=row.client_id, task_id=task_id, reviewer=reviewer, reason=reason
             ),
+            caller,
         )
 
     @router.post(
@@ -474,12 +507,13 @@ def gateway_router(
         responses=task_responses,
         summary="Raise a waiting task to critical priority",
     )
-    async def expedite(task_id: str) -> Any:
+    async def expedite(task_id: str, caller: Caller) -> Any:
         return await task_command(
             task_id,
             "expedite",
             finished,
             lambda row: ExpediteTask(client_id=row.client_id, task_id=task_id),
+            caller,
         )
 
     # -- sessions -----------------------------------------------------------------------
@@ -491,7 +525,10 @@ def gateway_router(
         responses=_problems(413, 422, 503),
         summary="Register an executor session",
     )
-    async def register(request: SessionRequest) -> Any:
+    async def register(request: SessionRequest, caller: Caller) -> Any:
+        forbidden = not_theirs(caller, request.client_id)
+        if forbidden is not None:
+            return forbidden
         return await send_session(
             RegisterSession(
                 client_id=request.client_id,
@@ -510,10 +547,12 @@ def gateway_router(
         summary="Release a session (its in-flight work is re-queued)",
     )
     async def release(
-        session_id: str, reason: Annotated[str | None, Query(max_length=1000)] = None
+        session_id: str,
+        caller: Caller,
+        reason: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Any:
         row = reader.session(session_id)
-        if row is None or row.client_id is None:
+        if row is None or row.client_id is None or not caller.sees(row.client_id):
             return unknown("session", session_id)
         return await send_session(
             ReleaseSession(client_id=row.client_id, session_id=session_id, reason=reason)
@@ -537,11 +576,15 @@ def gateway_router(
             "input) are listed under not_redrivable."
         ),
     )
-    async def redrive_dead_letters(selection: Selection) -> Any:
+    async def redrive_dead_letters(selection: Selection, caller: Caller) -> Any:
         if dead_letters is None:
             return _problem(503, "no dead-letter topic configured for this view")
         try:
-            entries = await dead_letters()
+            entries = [
+                e
+                for e in await dead_letters()
+                if caller.every_client or (e.letter is not None and caller.sees(e.letter.client_id))
+            ]
             report = await redrive(
                 entries, selection, commands, known=lambda t: reader.task(t) is not None
             )

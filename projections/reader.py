@@ -256,7 +256,12 @@ class ProjectionReader:
         operation: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        clients: frozenset[str] | None = None,
     ) -> Page[TaskRow]:
+        """A page of tasks matching every filter given; ``clients`` (the caller's client ids,
+        None for all) bounds what may be listed at all."""
+        if clients is not None and client_id is None and len(clients) == 1:
+            [client_id] = clients  # the client index instead of a scan
         c = self.counters
         rows: Iterator[tuple[str, TaskRow]]
         if client_id is not None and status is not None:
@@ -282,6 +287,7 @@ class ProjectionReader:
         def keep(row: TaskRow) -> bool:
             return (
                 (client_id is None or row.client_id == client_id)
+                and (clients is None or row.client_id in clients)
                 and (status is None or row.state == status)
                 and (operation is None or row.operation == operation)
             )
@@ -289,10 +295,21 @@ class ProjectionReader:
         return self._page(rows, keep, limit)
 
     def sessions(
-        self, *, state: str | None = None, limit: int = 100, cursor: str | None = None
+        self,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        clients: frozenset[str] | None = None,
     ) -> Page[SessionRow]:
         rows = self._scan_rows(keys.SESSION, cursor, SessionRow)
-        return self._page(rows, lambda row: state is None or row.state == state, limit)
+
+        def keep(row: SessionRow) -> bool:
+            return (state is None or row.state == state) and (
+                clients is None or row.client_id in clients
+            )
+
+        return self._page(rows, keep, limit)
 
     def dead_letters(
         self,
@@ -302,7 +319,10 @@ class ProjectionReader:
         operation: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        clients: frozenset[str] | None = None,
     ) -> Page[DeadLetterRow]:
+        if clients is not None and client_id is None and len(clients) == 1:
+            [client_id] = clients
         c = self.counters
         candidates = [
             (c.dlq_by_reason, keys.DLQ_BY_REASON, reason),
@@ -321,6 +341,7 @@ class ProjectionReader:
             return (
                 (reason is None or row.reason == reason)
                 and (client_id is None or row.client_id == client_id)
+                and (clients is None or row.client_id in clients)
                 and (operation is None or row.operation == operation)
             )
 

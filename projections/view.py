@@ -2,7 +2,8 @@
 
 Every answer says how far behind the event log it is: a ``projection`` object in JSON bodies
 and the ``X-Projection-Lag`` header on every response. With a token configured every route
-but the OpenAPI document needs ``Authorization: Bearer <token>``. Payloads, outputs and errors
+but the OpenAPI document needs ``Authorization: Bearer <token>``; which token sees which
+clients and may send which commands is ``projections.access``. Payloads, outputs and errors
 are shown masked (``projections.redact``). The live dashboard (``projections.dashboard``) adds
 a page at ``/`` and its assets, which hold no data and are public, and ``/live``, which also
 takes the token as ``?token=`` (``EventSource`` cannot send headers).
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from pydantic import BaseModel, SecretStr
 from streams.redrive import CommandSender
 from streams.settings import Settings
 
+from .access import OPEN, AccessBook, Caller, Principal, Scope
 from .batch_jobs_view import batch_jobs_router
 from .dashboard import install_dashboard
 from .errors import BadQueryError, ProjectionError
@@ -48,6 +49,39 @@ R = TypeVar("R", bound=BaseModel)
 
 class _UnauthorizedError(Exception):
     pass
+
+
+class _ForbiddenError(Exception):
+    pass
+
+
+# Routes whose answer adds up every client: only a token for every client reads them.
+SERVICE_WIDE = frozenset({"/status", "/health", "/metrics", "/dashboard/snapshot"})
+
+
+def required_scope(method: str, path: str) -> Scope:
+    """The scope a request needs: reads need ``read``, the redrive ``admin``, any other
+    command ``write`` (a route added later is a command unless it is a GET)."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    if path == "/dlq/redrive":
+        return "admin"
+    return "write"
+
+
+def refusal(principal: Principal, method: str, path: str) -> str | None:
+    """Why ``principal`` may not make this request at all, or None."""
+    scope = required_scope(method, path)
+    if not principal.can(scope):
+        return (
+            f"token {principal.name!r} has scope {principal.scope}; {method} {path} needs {scope}"
+        )
+    if path in SERVICE_WIDE and not principal.every_client:
+        return (
+            f"{path} adds up every client; token {principal.name!r} is limited to some "
+            'clients (give it clients = ["*"] to read service-wide figures)'
+        )
+    return None
 
 
 class Problem(BaseModel):
@@ -99,6 +133,7 @@ class HealthAnswer(Answer):
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Bad request (for example an invalid cursor)"},
     401: {"model": Problem, "description": "Missing or wrong bearer token"},
+    403: {"model": Problem, "description": "The token's scope or clients do not cover this"},
     422: {"model": Problem, "description": "Invalid parameters"},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -136,21 +171,29 @@ def create_app(
     token: SecretStr | str | None = None,
     commands: CommandSender | None = None,
     settings: Settings | None = None,
+    access: AccessBook | None = None,
 ) -> FastAPI:
-    """The HTTP view over ``reader``. With ``token`` set, requests need the bearer token.
+    """The HTTP view over ``reader``. With ``token`` set (an admin token) or ``access`` (the
+    tokens of ``projections.access``), requests need a bearer token the book knows.
 
     With ``commands`` (a ``streams.client.TaskstreamClient``) the command gateway is mounted
     too (``projections.gateway``), using the catalog, payload limit and dead-letter topic of
     ``settings``.
     """
-    secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+    book = access if access is not None else AccessBook.build(token=token)
 
-    async def authorize(credentials: Bearer) -> None:
-        if not secret:
-            return
-        given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            raise _UnauthorizedError
+    async def authorize(request: Request, credentials: Bearer) -> None:
+        principal = OPEN
+        if book is not None:
+            given = credentials.credentials if credentials is not None else ""
+            found = book.principal(given) if given else None
+            if found is None:
+                raise _UnauthorizedError
+            principal = found
+        why = refusal(principal, request.method, request.url.path)
+        if why is not None:
+            raise _ForbiddenError(why)
+        request.state.principal = principal
 
     # Handlers are coroutines on purpose: they run on the projector's loop, between write
     # batches, so an answer never mixes counters and rows of different batches.
@@ -178,6 +221,10 @@ def create_app(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    @app.exception_handler(_ForbiddenError)
+    async def forbidden(request: Request, exc: _ForbiddenError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
     @app.middleware("http")
     async def lag_header(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -190,10 +237,16 @@ def create_app(
         return response
 
     def one(
-        answer: type[Answer], kind: str, key: str, row: R | None, mask: Callable[[R], R]
+        answer: type[Answer],
+        kind: str,
+        key: str,
+        row: R | None,
+        mask: Callable[[R], R],
+        caller: Principal,
     ) -> Any:
-        """``row`` (masked) as ``answer``, or a 404 naming the ``kind`` and ``key``."""
-        if row is None:
+        """``row`` (masked) as ``answer``, or a 404 naming the ``kind`` and ``key`` -- also
+        when the row is another client's than the caller's (it does not exist for them)."""
+        if row is None or not caller.sees(getattr(row, "client_id", None)):
             return JSONResponse({"detail": f"no {kind} with id {key!r}"}, status_code=404)
         return answer(**mask(row).model_dump(), projection=reader.projection())
 
@@ -207,11 +260,12 @@ def create_app(
         responses=_NOT_FOUND,
         summary="One task: state, attempts, history",
     )
-    async def task(task_id: str) -> Any:
-        return one(TaskAnswer, "task", task_id, reader.task(task_id), masked_task)
+    async def task(task_id: str, caller: Caller) -> Any:
+        return one(TaskAnswer, "task", task_id, reader.task(task_id), masked_task, caller)
 
     @app.get("/tasks", response_model=TaskList, summary="Tasks, filtered and paged by id")
     async def tasks(
+        caller: Caller,
         limit: Limit = 100,
         cursor: Cursor = None,
         client_id: str | None = None,
@@ -219,7 +273,12 @@ def create_app(
         operation: str | None = None,
     ) -> TaskList:
         page = reader.tasks(
-            client_id=client_id, status=status, operation=operation, limit=limit, cursor=cursor
+            client_id=client_id,
+            status=status,
+            operation=operation,
+            limit=limit,
+            cursor=cursor,
+            clients=caller.clients,
         )
         return TaskList(
             items=[masked_task(row) for row in page.items],
@@ -229,11 +288,12 @@ def create_app(
 
     @app.get("/sessions", response_model=SessionList, summary="Executor sessions")
     async def sessions(
+        caller: Caller,
         limit: Limit = 100,
         cursor: Cursor = None,
         state: Literal["unregistered", "active", "released", "cleaned"] | None = None,
     ) -> SessionList:
-        page = reader.sessions(state=state, limit=limit, cursor=cursor)
+        page = reader.sessions(state=state, limit=limit, cursor=cursor, clients=caller.clients)
         return SessionList(
             items=page.items, next_cursor=page.next_cursor, projection=reader.projection()
         )
@@ -244,8 +304,9 @@ def create_app(
         responses=_NOT_FOUND,
         summary="One session: health, circuit, in flight",
     )
-    async def session(session_id: str) -> Any:
-        return one(SessionAnswer, "session", session_id, reader.session(session_id), _as_is)
+    async def session(session_id: str, caller: Caller) -> Any:
+        row = reader.session(session_id)
+        return one(SessionAnswer, "session", session_id, row, _as_is, caller)
 
     @app.get(
         "/batches/{batch_id:path}",
@@ -253,11 +314,13 @@ def create_app(
         responses=_NOT_FOUND,
         summary="One batch and its consolidated result (seed getBatchResults)",
     )
-    async def batch(batch_id: str) -> Any:
-        return one(BatchAnswer, "batch", batch_id, reader.batch(batch_id), masked_batch)
+    async def batch(batch_id: str, caller: Caller) -> Any:
+        row = reader.batch(batch_id)
+        return one(BatchAnswer, "batch", batch_id, row, masked_batch, caller)
 
     @app.get("/dlq", response_model=DeadLetterList, summary="Dead-lettered tasks")
     async def dlq(
+        caller: Caller,
         limit: Limit = 100,
         cursor: Cursor = None,
         reason: str | None = None,
@@ -265,7 +328,12 @@ def create_app(
         operation: str | None = None,
     ) -> DeadLetterList:
         page = reader.dead_letters(
-            reason=reason, client_id=client_id, operation=operation, limit=limit, cursor=cursor
+            reason=reason,
+            client_id=client_id,
+            operation=operation,
+            limit=limit,
+            cursor=cursor,
+            clients=caller.clients,
         )
         return DeadLetterList(
             items=[masked_dead_letter(row) for row in page.items],
@@ -305,7 +373,7 @@ def create_app(
     if commands is not None:
         app.include_router(router_for(reader, commands, settings))
     install_dashboard(
-        app, reader, token=secret, operations_file=settings.operations_file if settings else None
+        app, reader, access=book, operations_file=settings.operations_file if settings else None
     )
     return app
 
@@ -379,7 +447,14 @@ async def serve(settings: Settings, projector: Any, commands: CommandSender | No
     http_port until cancelled or the server stops; cancel the task to stop it."""
     reader: ProjectionReader = projector.reader
     server = ViewServer(
-        create_app(reader, token=settings.http_token, commands=commands, settings=settings),
+        create_app(
+            reader,
+            commands=commands,
+            settings=settings,
+            access=AccessBook.build(
+                token=settings.http_token, tokens_file=settings.http_tokens_file
+            ),
+        ),
         settings.http_host,
         settings.http_port,
     )

@@ -121,7 +121,8 @@ def run_worker(settings: Settings, executor_factory: Callable[[Settings], Any]) 
 
 
 def check_view_exposure(settings: Settings) -> None:
-    """The view answers without a token only on loopback; anywhere else a token is required."""
+    """The view answers without a token only on loopback; anywhere else a token (not an empty
+    one) or a tokens file is required."""
     import ipaddress
 
     from streams.errors import ConfigurationError
@@ -131,8 +132,10 @@ def check_view_exposure(settings: Settings) -> None:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and settings.http_token is None:
+    token = settings.http_token.get_secret_value() if settings.http_token else ""
+    if not loopback and not token and settings.http_tokens_file is None:
         raise ConfigurationError(
             f"the HTTP view binds to {host}, which is not a loopback address: "
-            "set TASKSTREAM_HTTP_TOKEN to require a bearer token"
+            "set TASKSTREAM_HTTP_TOKEN (an admin token) or TASKSTREAM_HTTP_TOKENS_FILE "
+            "(per-client tokens) to require a bearer token"
         )

@@ -136,7 +136,16 @@ class Settings(BaseSettings):
     # HTTP view
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
-    http_token: SecretStr | None = None
+    http_token: SecretStr | None = Field(
+        default=None, description="A bearer token with admin scope on every client."
+    )
+    http_tokens_file: Path | None = Field(
+        default=None,
+        description=(
+            "TOML file of per-client tokens (digest -> name, clients, scopes); see "
+            "projections/access.py and the README's security section."
+        ),
+    )
 
     # Built-in handlers (streams/executor/handlers/builtin.py)
     ghl_api_base_url: str = Field(

@@ -1,0 +1,84 @@
+"""Two clients' worth of read-side rows (tasks, a session, a batch, a batch job, a dead letter,
+a task pending review) made by the real decider, for access and masking tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from projections.memory import MemorySource
+from schemas import commands as c
+from schemas import events as ev
+from tests.unit.test_domain_gwt import Harness, register, submit
+
+
+class TenantSource(MemorySource):
+    def lag(self) -> dict[int, int]:
+        return {0: 0}
+
+    def running(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Tenant:
+    client: str
+
+    @property
+    def session(self) -> str:
+        return f"s-{self.client}"
+
+    @property
+    def dead(self) -> str:
+        return f"dead-{self.client}"
+
+    @property
+    def review(self) -> str:
+        return f"review-{self.client}"
+
+    @property
+    def job(self) -> str:
+        return f"J-{self.client}"
+
+
+def tenant_events(client: str, payload: dict[str, Any] | None = None) -> list[ev.Event]:
+    """Events of one client: session ``s-<c>``, a batch of ``b1-<c>``/``b2-<c>`` assigned to it,
+    ``dead-<c>`` dead-lettered, ``review-<c>`` pending review, batch job ``J-<c>``."""
+    t = Tenant(client)
+    extra = payload or {}
+    h = Harness()
+    h.given(register(t.session, client=client, max_concurrent=5), at=1)
+    h.do(submit(t.dead, "workflow_trigger", client=client, max_retries=0, payload=extra), at=2)
+    h.fail(t.dead, error="upstream said no", at=3)
+    for n in (1, 2):
+        h.do(submit(f"b{n}-{client}", "tag_add", client=client, payload=extra), at=4)
+    h.tick(10_000)
+    h.do(submit(t.review, "contact_create", client=client, requires_review=True), at=10_001)
+    h.do(
+        c.SubmitBatchJob(
+            client_id=client,
+            batch_job_id=t.job,
+            operation="report_generate",
+            items=[c.BatchJobItem(payload=extra) for _ in range(2)],
+        ),
+        at=10_002,
+    )
+    return h.log
+
+
+def two_tenants(payload: dict[str, Any] | None = None) -> TenantSource:
+    source = TenantSource()
+    for client in ("A", "B"):
+        for event in tenant_events(client, payload):
+            source.feed(event)
+    source.flush()
+    return source
+
+
+def batch_of(source: TenantSource, client: str) -> str:
+    """The id of the batch the decider formed for ``client``."""
+    from projections.reader import ProjectionReader
+
+    task = ProjectionReader(source).task(f"b1-{client}")
+    assert task is not None and task.batch_id is not None, task
+    return task.batch_id
