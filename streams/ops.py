@@ -197,6 +197,8 @@ def describe_event(event: Event) -> str:
         else v
         for k, v in event.model_dump(exclude={"client_id", "occurred_at_ms"}).items()
     }
+    # Raw record bytes (a forwarded command's key and value) show as their size only.
+    data = {k: f"<{len(v)} bytes>" if isinstance(v, bytes) else v for k, v in data.items()}
     ident = data.pop("task_id", None) or data.pop("batch_id", None) or data.pop("session_id", "")
     details = " ".join(
         f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"

@@ -226,3 +226,33 @@ async def test_a_forward_cut_short_by_a_crash_is_produced_once_by_recovery(
     run = await recover()  # recovering again sends nothing more
     assert len(broker.log("p.commands", 2)) == 1
     assert run.next_command_offset == 1
+
+
+def test_causation_headers_with_and_without_the_decision_time_parse() -> None:
+    from streams.runtime.causation import Cause
+
+    assert Cause.parse(b"c:1:40:0:2", 1) == Cause("c", 1, 40, 0, 2, None)
+    assert Cause.parse(b"c:1:40:0:2:1234", 1) == Cause("c", 1, 40, 0, 2, 1234)
+    assert Cause("c", 1, 40, 0, 2, 1234).encode() == b"c:1:40:0:2:1234"
+    assert Cause.parse(b"c:1:40:0:2:x", 1) is None
+
+
+def test_a_forward_reads_as_one_line_in_the_tail() -> None:
+    from schemas import events as ev
+    from streams.ops import describe_event
+
+    line = describe_event(
+        ev.CommandForwarded(
+            client_id="acme",
+            occurred_at_ms=1_000,
+            command="SubmitTask",
+            task_id="t1",
+            source_partition=0,
+            source_offset=7,
+            home_partition=2,
+            key=b"acme",
+            value=b"\xc3\x01" + b"x" * 500,
+        )
+    )
+    assert "command.forwarded" in line and "home_partition=2" in line
+    assert "value=<502 bytes>" in line and "xxx" not in line
