@@ -150,9 +150,11 @@ class _Replay(Generic[S]):
         self.deferred = []
 
 
-async def _load(
+def _load(
     app: Application[S], store: PartitionStore, end: int, report: RecoveryReport
 ) -> tuple[S, StoredOffsets, list[StagedOutput]]:
+    """Read the store's state, offsets and staged records (run in a thread: a large store
+    loads for seconds, and the event loop must keep the group's heartbeats going)."""
     items = store.state_items()
     try:
         offsets = store.offsets()
@@ -187,7 +189,7 @@ async def recover_partition(
     """Bring ``partition`` up to the end of the event log; see the module docstring."""
     report = RecoveryReport(partition, rebuilt_reason=rebuilt_reason)
     end = await reader.end_offset(topics.events, partition)
-    state, stored, staged_before = await _load(app, store, end, report)
+    state, stored, staged_before = await asyncio.to_thread(_load, app, store, end, report)
     # Side records of commands below the group's committed offset were produced by whoever
     # committed it: by this store's processor, or by another one that owned the partition
     # while this store stood still (its commands offset is then below the committed one).

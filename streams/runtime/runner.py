@@ -6,7 +6,14 @@ One task runs the loop: fetch a batch (waiting at most until the next tick is du
 commands, apply the tick if due, complete the cycle. Ticks therefore neither starve command
 batches (a tick is one call per partition) nor get starved by them (checked every cycle).
 The rebalance listener runs in aiokafka's coordinator task; a lock makes it wait for the cycle
-in flight before it closes stores, and makes cycles wait for recovery.
+in flight before it closes stores.
+
+Recovery runs in the loop, not in the listener: aiokafka sends no heartbeat while the
+assignment callback runs, so a recovery longer than the session timeout (a store of a million
+tasks loads for tens of seconds) got the member expelled, and it recovered again after every
+rejoin, forever. The listener only pauses newly assigned partitions and notes them; the loop
+recovers one partition per turn (loading the store in a thread, so heartbeats keep going) and
+resumes it, so recovered partitions already process while the others still load.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class StreamRuntime(Generic[S]):
         self._crash_after_events = crash_after_events
         self._lock = asyncio.Lock()
         self._runs: dict[int, PartitionRun[S]] = {}
+        self._pending: set[int] = set()  # assigned, paused until recovered
         self._fatal: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._processor: Processor[S] | None = None
@@ -127,15 +135,17 @@ class StreamRuntime(Generic[S]):
                 crash_after_events=self._crash_after_events,
             )
             reader = KafkaLogReader(reader_consumer, profile=broker_profile(settings))
-            consumer.subscribe([self.topics.commands], listener=_Listener(self, reader, outbox))
+            consumer.subscribe([self.topics.commands], listener=_Listener(self))
             log.info(
                 "%s: joining group %s on %s", self.name, settings.group_id, self.topics.commands
             )
-            await self._loop(consumer)
+            await self._loop(consumer, reader, outbox)
         finally:
             await self._close(started)
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+    async def _loop(
+        self, consumer: AIOKafkaConsumer, reader: KafkaLogReader, outbox: Outbox
+    ) -> None:
         interval_s = self.settings.tick_interval_ms / 1000
         next_tick = time.monotonic() + interval_s
         processor = self.processor
@@ -144,7 +154,9 @@ class StreamRuntime(Generic[S]):
         )
         while not self._stop.is_set():
             self._raise_if_fatal()
-            wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+            if self._pending:
+                await self._recover_next(reader, outbox)
+            wait_ms = 0 if self._pending else max(0, int((next_tick - time.monotonic()) * 1000))
             batch = await consumer.getmany(timeout_ms=wait_ms, max_records=MAX_POLL_RECORDS)
             self._raise_if_fatal()
             fetch_wait.observe(starved(consumer, batch, MAX_POLL_RECORDS))
@@ -214,7 +226,8 @@ class StreamRuntime(Generic[S]):
             ) from self._fatal
 
     async def _revoke(self, partitions: list[int]) -> None:
-        async with self._lock:  # waits for the cycle in flight
+        async with self._lock:  # waits for the cycle (or the recovery) in flight
+            self._pending.difference_update(partitions)
             for partition in partitions:
                 run = self._runs.pop(partition, None)
                 if run is not None:
@@ -222,56 +235,71 @@ class StreamRuntime(Generic[S]):
             if partitions:
                 log.info("%s: released partitions %s", self.name, partitions)
 
-    async def _assign(self, partitions: list[int], reader: KafkaLogReader, outbox: Outbox) -> None:
+    def _assigned(self, partitions: list[int]) -> None:
+        """The listener's half of an assignment: pause what is new until it is recovered."""
+        consumer = self._consumer
+        assert consumer is not None
+        new = [p for p in partitions if p not in self._runs]
+        consumer.pause(*(TopicPartition(self.topics.commands, p) for p in new))
+        self._pending.update(new)
+        if not self._pending:
+            self.ready.set()
+
+    async def _recover_next(self, reader: KafkaLogReader, outbox: Outbox) -> None:
+        """Recover the lowest pending partition, seek it to its next command and resume it."""
         consumer = self._consumer
         assert consumer is not None
         async with self._lock:
-            for partition in partitions:
-                if partition in self._runs:
-                    continue
-                tp = TopicPartition(self.topics.commands, partition)
-                path = store_path(self.settings.data_dir, self.name, partition)
-                store, reason = await open_store(path)
-                if reason:
-                    log.warning("%s: partition %d: %s; rebuilding", self.name, partition, reason)
-                try:
-                    committed = await consumer.committed(tp)
-                    run, report = await recover_partition(
-                        self.app,
-                        store,
-                        partition,
-                        self.topics,
-                        reader,
-                        outbox,
-                        committed,
-                        rebuilt_reason=reason,
-                    )
-                except BaseException:
-                    store.close()
-                    raise
-                if report.rebuilt_reason and not reason:
-                    log.warning(
-                        "%s: partition %d: %s; rebuilt from the event log",
-                        self.name,
-                        partition,
-                        report.rebuilt_reason,
-                    )
-                self._runs[partition] = run
-                self.recoveries.append(report)
-                consumer.seek(tp, run.next_command_offset)
-                log.info(
-                    "%s: partition %d recovered: %d events replayed, %d duplicates skipped, "
-                    "%d missing events completed, %d side records re-produced; commands resume "
-                    "at %d",
+            if not self._pending:
+                return
+            partition = min(self._pending)
+            tp = TopicPartition(self.topics.commands, partition)
+            path = store_path(self.settings.data_dir, self.name, partition)
+            store, reason = await open_store(path)
+            if reason:
+                log.warning("%s: partition %d: %s; rebuilding", self.name, partition, reason)
+            try:
+                committed = await consumer.committed(tp)
+                run, report = await recover_partition(
+                    self.app,
+                    store,
+                    partition,
+                    self.topics,
+                    reader,
+                    outbox,
+                    committed,
+                    rebuilt_reason=reason,
+                )
+            except BaseException:
+                store.close()
+                raise
+            if report.rebuilt_reason and not reason:
+                log.warning(
+                    "%s: partition %d: %s; rebuilt from the event log",
                     self.name,
                     partition,
-                    report.replayed,
-                    report.duplicates,
-                    report.completed_partial,
-                    report.outputs,
-                    run.next_command_offset,
+                    report.rebuilt_reason,
                 )
-        self.ready.set()
+            self._pending.discard(partition)
+            self._runs[partition] = run
+            self.recoveries.append(report)
+            if tp in consumer.assignment():  # else revoked while its recovery awaited
+                consumer.seek(tp, run.next_command_offset)
+                consumer.resume(tp)
+            log.info(
+                "%s: partition %d recovered: %d events replayed, %d duplicates skipped, "
+                "%d missing events completed, %d side records re-produced; commands resume "
+                "at %d",
+                self.name,
+                partition,
+                report.replayed,
+                report.duplicates,
+                report.completed_partial,
+                report.outputs,
+                run.next_command_offset,
+            )
+            if not self._pending:
+                self.ready.set()
 
     async def _close(self, started: list[Any]) -> None:
         if self._committing is not None:  # the last cycles' commit, before the consumer goes
@@ -302,27 +330,31 @@ def _end_offsets(consumer: AIOKafkaConsumer) -> Any:
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Hands rebalances to the runtime; errors become fatal for the loop (aiokafka would
-    otherwise log them and carry on with a partition nobody processes)."""
+    otherwise log them and carry on with a partition nobody processes). Returns quickly:
+    no heartbeat goes out while an assignment callback runs."""
 
-    def __init__(self, runtime: StreamRuntime[Any], reader: KafkaLogReader, outbox: Outbox):
+    def __init__(self, runtime: StreamRuntime[Any]):
         self._runtime = runtime
-        self._reader = reader
-        self._outbox = outbox
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._guard(self._runtime._revoke(sorted(tp.partition for tp in revoked)))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        partitions = sorted(tp.partition for tp in assigned)
-        await self._guard(self._runtime._assign(partitions, self._reader, self._outbox))
+        try:
+            self._runtime._assigned(sorted(tp.partition for tp in assigned))
+        except Exception as exc:
+            self._fail(exc)
 
     async def _guard(self, work: Any) -> None:
         try:
             await work
         except Exception as exc:
-            log.exception("%s: rebalance handling failed", self._runtime.name)
-            self._runtime._fatal = exc
-            self._runtime.stop()
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        log.exception("%s: rebalance handling failed", self._runtime.name)
+        self._runtime._fatal = exc
+        self._runtime.stop()
 
 
 async def run_processor(

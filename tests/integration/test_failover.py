@@ -16,19 +16,33 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas import events as ev
 from schemas.commands import RetryDue
 from streams.client import TaskstreamClient
+from streams.runtime.runner import StreamRuntime
 from streams.settings import Settings
 from streams.soak import SOAK_CLIENTS, ProcessStack
 from streams.topics import ensure_topics
 from tests.conftest import suite_broker
+from tests.integration.runtime_app import (
+    CounterApp,
+    Counters,
+    check_event_log,
+    incr,
+    key_on_partition,
+    read_all,
+    settings_for,
+    wait_until,
+)
+from tests.integration.runtime_app import produce as produce_commands
 from tests.integration.test_delay_agent import Collector, collecting, now_ms, produce
 
 pytestmark = [
@@ -204,3 +218,47 @@ async def test_killed_delay_agent_restarted_at_once_resumes_before_its_session_c
             took = await all_forwarded(commands, "after", RESUME_BOUND_S)
             print(f"delay agent restart to forwarding: {took:.1f} s (session timeout 60 s)")
             assert not stack.dead_parts()
+
+
+class SlowLoadingApp(CounterApp):
+    """Loads a partition's store for longer than the session timeout, as a store of a million
+    tasks does."""
+
+    LOAD_S = 4.0  # the session timeout of ``settings_for`` is 3 s
+
+    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> Counters:
+        time.sleep(self.LOAD_S)
+        return super().load_state(items)
+
+
+async def test_a_recovery_longer_than_the_session_timeout_keeps_the_member(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = settings_for(kafka_bootstrap, f"r{uuid.uuid4().hex[:8]}", tmp_path / "data")
+    await ensure_topics(settings)
+    keys = [key_on_partition(p, settings.partitions) for p in range(settings.partitions)]
+
+    async def run_until(app: CounterApp, events: int) -> StreamRuntime[Any]:
+        await produce_commands(kafka_bootstrap, settings.topic("commands"), [incr(k) for k in keys])
+        runtime: StreamRuntime[Any] = StreamRuntime(app, settings)
+        task = asyncio.ensure_future(runtime.run())
+        try:
+
+            async def logged() -> list[Any] | None:
+                if task.done():
+                    task.result()
+                found = await read_all(kafka_bootstrap, settings.topic("events"))
+                return found if len(found) >= events else None
+
+            await wait_until(logged, 90)
+        finally:
+            runtime.stop()
+            await asyncio.wait_for(task, 30)
+        return runtime
+
+    await run_until(CounterApp(settings.topic_prefix), len(keys))  # every store now holds state
+    runtime = await run_until(SlowLoadingApp(settings.topic_prefix), 2 * len(keys))
+    # Recovered once per partition: the member was not expelled and made to recover again.
+    assert sorted(r.partition for r in runtime.recoveries) == list(range(settings.partitions))
+    events = await read_all(kafka_bootstrap, settings.topic("events"))
+    assert check_event_log(events) == {k: 2 for k in keys}
