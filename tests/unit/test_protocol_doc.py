@@ -62,6 +62,13 @@ def test_the_protocol_page_names_every_topic_and_links_the_partitioning_page() -
     assert "(partitioning.md)" in PROTOCOL
 
 
+def test_every_relative_link_of_the_protocol_page_resolves() -> None:
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", PROTOCOL)
+    assert links
+    missing = [link for link in links if not (ROOT / "docs" / link).resolve().exists()]
+    assert missing == []
+
+
 def test_the_record_reference_is_what_the_schemas_say() -> None:
     assert reference.updated(PROTOCOL) == PROTOCOL, "run: python -m schemas.reference"
 
