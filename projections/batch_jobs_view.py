@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from .access import Caller
 from .batch_jobs import BatchJobRow, batch_job_key
 from .reader import ProjectionInfo, ProjectionReader
+from .redact import masked_batch_job
 
 
 class BatchJobAnswer(BatchJobRow):
@@ -35,6 +36,6 @@ def batch_jobs_router(reader: ProjectionReader) -> APIRouter:
             return JSONResponse(
                 {"detail": f"no batch job with id {batch_job_id!r}"}, status_code=404
             )
-        return BatchJobAnswer(**row.model_dump(), projection=reader.projection())
+        return BatchJobAnswer(**masked_batch_job(row).model_dump(), projection=reader.projection())
 
     return router

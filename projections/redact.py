@@ -1,7 +1,8 @@
 """What the HTTP view shows of rows that carry submitted documents: payloads, outputs and
-errors pass through ``streams.logs.mask_document`` / ``mask_secrets``, so a credential inside a
-task payload (an ``api_call``'s ``bearerToken``, an ``Authorization`` header) never leaves the
-read side. The event log and the projection store keep the documents as submitted."""
+errors pass through ``streams.logs.mask_document`` / ``mask_secrets`` (whose rule of what is a
+credential is ``schemas.credentials``), so a credential an executor put into an output or an
+error, or one inside a payload, never leaves the read side. Every route that answers with such
+a row goes through one function here; ``tests/unit/test_masking_routes.py`` walks every route."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from streams.logs import mask_document, mask_secrets
 
+from .batch_jobs import BatchJobItemRow, BatchJobRow
 from .rows import Attempt, BatchRow, DeadLetterRow, Execution, TaskRow
 
 
@@ -56,5 +58,20 @@ def masked_dead_letter(row: DeadLetterRow) -> DeadLetterRow:
             "reason": mask_secrets(row.reason),
             "last_error": _text(row.last_error),
             "attempts": _attempts(row.attempts),
+        }
+    )
+
+
+def _item(item: BatchJobItemRow) -> BatchJobItemRow:
+    return item.model_copy(
+        update={"output": mask_document(item.output), "error": _text(item.error)}
+    )
+
+
+def masked_batch_job(row: BatchJobRow) -> BatchJobRow:
+    return row.model_copy(
+        update={
+            "reason": _text(row.reason),
+            "results": {task_id: _item(item) for task_id, item in row.results.items()},
         }
     )

@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:token|password|api[_-]?key|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+from schemas.credentials import (
+    MASK,
+    is_credential_name,
+    mask_text,
+    mask_url,
+    url_has_credentials,
 )
+
+__all__ = [
+    "MASK",
+    "MaskingFormatter",
+    "configure",
+    "is_secret_name",
+    "mask_document",
+    "mask_secrets",
+]
 
 
 def mask_secrets(text: str) -> str:
-    """Replace anything that looks like a credential with ``***``."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    return text
-
-
-MASK = "***"
-
-# Field names (lower case, separators removed) whose values are credentials.
-_SECRET_NAME = re.compile(
-    r"password|passwd|passphrase|secret|token|apikey|authorization|cookie|credential"
-    r"|privatekey|accesskey|signature|^auth$|^pwd$|^pin$"
-)
+    """Replace anything that looks like a credential with ``***`` (``schemas.credentials``)."""
+    return mask_text(text)
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a payload field, header or setting called ``name`` holds a credential."""
-    return _SECRET_NAME.search(re.sub(r"[^a-z0-9]", "", name.lower())) is not None
+    """Whether a payload field, header or setting called ``name`` holds a credential (the one
+    rule: ``schemas.credentials``)."""
+    return is_credential_name(name)
 
 
 def mask_document(value: Any) -> Any:
@@ -52,6 +53,8 @@ def mask_document(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [mask_document(v) for v in value]
     if isinstance(value, str):
+        if url_has_credentials(value):
+            value = mask_url(value)
         return mask_secrets(_printable(value))
     return value
 

@@ -41,15 +41,35 @@ class Tenant:
         return f"J-{self.client}"
 
 
-def tenant_events(client: str, payload: dict[str, Any] | None = None) -> list[ev.Event]:
+def tenant_events(
+    client: str, payload: dict[str, Any] | None = None, secret: str | None = None
+) -> list[ev.Event]:
     """Events of one client: session ``s-<c>``, a batch of ``b1-<c>``/``b2-<c>`` assigned to it,
-    ``dead-<c>`` dead-lettered, ``review-<c>`` pending review, batch job ``J-<c>``."""
+    ``dead-<c>`` dead-lettered, ``review-<c>`` pending review, batch job ``J-<c>``.
+
+    With ``secret``, it is also planted wherever an executor or a person could put one: in
+    errors, outputs, a progress message and a rejection reason, and in batch-job results (the
+    tasks of the batch and of the batch job then finish, and ``rejected-<c>`` is rejected).
+    """
     t = Tenant(client)
     extra = payload or {}
     h = Harness()
     h.given(register(t.session, client=client, max_concurrent=5), at=1)
     h.do(submit(t.dead, "workflow_trigger", client=client, max_retries=0, payload=extra), at=2)
-    h.fail(t.dead, error="upstream said no", at=3)
+    error = "upstream said no"
+    if secret is not None:
+        error += f": Authorization: Bearer {secret}"
+        h.do(
+            c.ReportProgress(
+                client_id=client,
+                task_id=t.dead,
+                fencing_token=h.token(t.dead),
+                progress=0.5,
+                message=f"logging in with password={secret}",
+            ),
+            at=3,
+        )
+    h.fail(t.dead, error=error, at=3)
     for n in (1, 2):
         h.do(submit(f"b{n}-{client}", "tag_add", client=client, payload=extra), at=4)
     h.tick(10_000)
@@ -60,16 +80,47 @@ def tenant_events(client: str, payload: dict[str, Any] | None = None) -> list[ev
             batch_job_id=t.job,
             operation="report_generate",
             items=[c.BatchJobItem(payload=extra) for _ in range(2)],
+            max_retries=0,
         ),
         at=10_002,
     )
+    if secret is not None:
+        batch = h.state.tasks[f"b1-{client}"].batch_id
+        assert batch is not None
+        h.do(
+            c.ReportResult(
+                client_id=client,
+                batch_id=batch,
+                fencing_token=h.token(f"b1-{client}"),
+                success=False,
+                output={"accessToken": secret, "note": f"token={secret}"},
+                items=[
+                    c.ItemResult(task_id=f"b1-{client}", success=True, output={"password": secret}),
+                    c.ItemResult(task_id=f"b2-{client}", success=False, error=f"api_key={secret}"),
+                ],
+            ),
+            at=10_003,
+        )
+        first = f"{t.job}.0"
+        h.succeed(first, at=10_004, output={"apiKey": secret, "echo": f"Bearer {secret}"})
+        h.fail(f"{t.job}.1", error=f"secret: {secret}", at=10_005)
+        h.do(submit(f"rejected-{client}", "contact_create", client=client, requires_review=True))
+        h.do(
+            c.RejectTask(
+                client_id=client,
+                task_id=f"rejected-{client}",
+                reviewer="ops",
+                reason=f"contains token: {secret}",
+            ),
+            at=10_006,
+        )
     return h.log
 
 
-def two_tenants(payload: dict[str, Any] | None = None) -> TenantSource:
+def two_tenants(payload: dict[str, Any] | None = None, secret: str | None = None) -> TenantSource:
     source = TenantSource()
     for client in ("A", "B"):
-        for event in tenant_events(client, payload):
+        for event in tenant_events(client, payload, secret):
             source.feed(event)
     source.flush()
     return source

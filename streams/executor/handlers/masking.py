@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
-MASK = "***"
-_SENSITIVE_WORDS = ("auth", "token", "key", "secret", "password", "cookie", "signature", "session")
+from schemas.credentials import MASK, is_credential_name, mask_url
+
+__all__ = ["MASK", "Masker", "is_sensitive", "url_secrets"]
 
 
 def is_sensitive(name: str) -> bool:
-    """Whether a header or query parameter name suggests its value is a credential."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SENSITIVE_WORDS)
+    """Whether a header or query parameter name holds a credential (the one rule:
+    ``schemas.credentials``)."""
+    return is_credential_name(name)
 
 
 def url_secrets(url: str) -> set[str]:
@@ -54,15 +55,4 @@ class Masker:
 
     def url(self, url: str) -> str:
         """The URL with userinfo dropped and sensitive query values masked."""
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{host}:{parts.port}"
-            query = urlencode(
-                [(k, MASK if is_sensitive(k) else v) for k, v in parse_qsl(parts.query)],
-                safe="*",
-            )
-            return self.text(urlunsplit((parts.scheme, host, parts.path, query, "")))
-        except ValueError:
-            return self.text(url)
+        return self.text(mask_url(url))

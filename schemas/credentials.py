@@ -1,0 +1,117 @@
+"""Which values in a task payload are credentials: the one rule, used everywhere.
+
+The HTTP view and the CLI mask them for display (``streams.logs.mask_document``), the built-in
+handlers keep them out of log lines, errors and outputs (``streams.executor.handlers.masking``),
+and the submit door seals them before a command is produced (``streams.secrets``), so their
+plaintext never reaches a Kafka record or a RocksDB store. The decider refuses a submit that
+carries one unsealed (raw producers skip the door). All of them ask this module.
+
+A credential is:
+
+* the value of a field whose name says so -- ``bearerToken``, ``apiKey``, ``password``,
+  ``Authorization``, ``X-Api-Key``, ``client_secret``, ``cookie``, ``signature`` ... (names are
+  compared in lower case with separators removed), at any depth, header maps included; names
+  that are about a credential (``apiKeyHeader``, ``tokenType``, ``secretName``) are not;
+* a URL string carrying a password in its userinfo or a credential-named query parameter
+  (``https://user:pw@host``, ``...?token=...``), whatever field holds it.
+
+Pure standard library: the domain imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+
+_SECRET_NAME = re.compile(
+    r"password|passwd|passphrase|secret|token|apikey|authorization|cookie|credential"
+    r"|privatekey|accesskey|signature|^auth$|^pwd$|^pin$|^key$|^sig$"
+)
+
+# Credentials inside free text (errors, progress messages, log lines): a scheme's token, or a
+# credential-like word followed by : or = and the value.
+_TEXT_PATTERNS = (
+    re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(
+        r"(?i)((?:token|password|passwd|passphrase|api[_-]?key|secret|credential|cookie"
+        r"|private[_-]?key|access[_-]?key|signature)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"
+    ),
+)
+
+Path = tuple[str | int, ...]
+"""Where a value sits in a document: keys and list indices from the top."""
+
+
+# Names about a credential rather than holding one: apiKeyHeader, tokenType, secretName ...
+_ABOUT_SECRET = re.compile(r"(header|name|type|field|url|uri|expiry|expiresat|expiresin)$")
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a payload field, header, query parameter or setting called ``name`` holds a
+    credential."""
+    flat = re.sub(r"[^a-z0-9]", "", name.lower())
+    return _SECRET_NAME.search(flat) is not None and _ABOUT_SECRET.search(flat) is None
+
+
+def mask_text(text: str) -> str:
+    """``text`` with anything that looks like a credential replaced by ``***``."""
+    for pattern in _TEXT_PATTERNS:
+        text = pattern.sub(r"\1" + MASK, text)
+    return text
+
+
+def url_has_credentials(value: str) -> bool:
+    """Whether ``value`` is an http(s) URL with a password or a credential-named query value."""
+    if "://" not in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        if parts.password:
+            return True
+        return any(is_credential_name(k) and v for k, v in parse_qsl(parts.query))
+    except ValueError:
+        return False
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its userinfo dropped and credential-named query values as ``***``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        query = urlencode(
+            [(k, MASK if is_credential_name(k) else v) for k, v in parse_qsl(parts.query)],
+            safe="*",
+        )
+        return urlunsplit((parts.scheme, host, parts.path, query, ""))
+    except ValueError:
+        return url
+
+
+def credentials(document: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """Every credential in a JSON-like document, as (path, value), outermost first. A value
+    under a credential-named field is one credential whatever its type; nothing inside it is
+    visited again."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            here = (*path, str(key))
+            if is_credential_name(str(key)) and value not in (None, ""):
+                yield here, value
+            else:
+                yield from credentials(value, here)
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            yield from credentials(value, (*path, index))
+    elif isinstance(document, str) and url_has_credentials(document):
+        yield path, document
+
+
+def describe(path: Path) -> str:
+    """``payload.customHeaders.Authorization`` for a path inside a payload."""
+    out = "payload"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
