@@ -5,6 +5,7 @@ results and batch-job results, and in the bodies of commands that are refused.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 
@@ -16,7 +17,7 @@ from tests.support.routes import api_routes
 from tests.support.tenants import batch_of, two_tenants
 
 SECRET = "sk-live-9f2c7d1e5b"
-PAYLOAD = {
+PAYLOAD: dict[str, Any] = {
     "apiEndpoint": "https://api.example.com/v1",
     "authType": "bearer",
     "bearerToken": SECRET,
@@ -52,9 +53,9 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         "/dashboard/operations": ["/dashboard/operations"],
         "/openapi.json": ["/openapi.json"],
     }
-    bad_submit = {"client_id": "A", "operation": "api_call", "payload": {**PAYLOAD}}
-    bad_submit["payload"]["apiEndpoint"] = f"https://user:{SECRET}@"
-    posts = {
+    bad_payload: dict[str, Any] = {**PAYLOAD, "apiEndpoint": f"https://user:{SECRET}@"}
+    bad_submit = {"client_id": "A", "operation": "api_call", "payload": bad_payload}
+    posts: dict[tuple[str, str], list[dict[str, Any]]] = {
         ("/tasks", "POST"): [bad_submit],
         ("/batch-jobs", "POST"): [
             {"client_id": "A", "operation": "api_call", "items": [{"payload": PAYLOAD}] * 2},
