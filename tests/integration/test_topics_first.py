@@ -16,10 +16,12 @@ from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from projections.view import create_app
 from schemas import events as ev
+from schemas.commands import CancelTask
 from streams import cli
 from streams.client import TaskstreamClient
 from streams.errors import TopicLayoutError
 from streams.kafka.profile import broker_profile
+from streams.kafka.routing import home_partition
 from streams.settings import Settings
 from streams.topics import check_topics, create_topics, ensure_topics, topic_layout
 from tests.integration.distributor_harness import FAST, register, rig, submit
@@ -148,8 +150,13 @@ async def test_the_sdk_checks_the_layout_before_its_first_send_and_creates_nothi
             await client.submit("acme", "conversation_send")
     assert settings.topic("commands") not in await counts(settings)  # nothing auto-created
     await create_topics(settings)
-    async with TaskstreamClient(settings) as client:
-        await client.submit("acme", "conversation_send")
+    # The client takes the count the cluster has, whatever its own TASKSTREAM_PARTITIONS says,
+    # and sends to the client's home partition by number.
+    elsewhere = settings.model_copy(update={"partitions": settings.partitions * 3})
+    async with TaskstreamClient(elsewhere) as client:
+        for name in ("acme", "globex", "initech"):
+            sent = await client.send(CancelTask(client_id=name, task_id="t"))
+            assert sent.partition == home_partition(name, settings.partitions)
 
 
 async def test_the_gateway_answers_503_with_the_fix_when_the_layout_is_missing(
