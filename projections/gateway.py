@@ -39,6 +39,7 @@ from schemas.commands import (
     SubmitBatchJob,
     SubmitTask,
 )
+from schemas.credentials import comparable
 from schemas.errors import TaskstreamError
 from schemas.task_configs import reminder_time_ms, validate_task_config
 from streams.domain.spec import canonical_json
@@ -621,7 +622,8 @@ def _spec_difference(row: TaskRow, command: SubmitTask) -> str | None:
     checks: list[tuple[str, bool]] = [
         ("client_id", row.client_id == command.client_id),
         ("operation", row.operation == command.operation),
-        ("payload", row.payload == command.payload),
+        # Credentials do not take part: each submit seals them afresh (schemas.credentials).
+        ("payload", comparable(row.payload) == comparable(command.payload)),
         (
             "priority",
             row.priority == command.priority and row.explicit_priority

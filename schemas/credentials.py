@@ -91,16 +91,27 @@ def mask_url(url: str) -> str:
         return url
 
 
+SEALED = "$sealed"
+"""The key that marks a sealed value: ``{"$sealed": "<scheme>", ...}`` (``streams.secrets``)."""
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether ``value`` is a sealed credential (its shape only; opening needs the key)."""
+    return isinstance(value, dict) and isinstance(value.get(SEALED), str)
+
+
 def credentials(document: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """Every credential in a JSON-like document, as (path, value), outermost first. A value
-    under a credential-named field is one credential whatever its type; nothing inside it is
-    visited again."""
+    """Every credential in plaintext in a JSON-like document, as (path, value), outermost
+    first. A value under a credential-named field is one credential whatever its type; nothing
+    inside it is visited again. Sealed values are not credentials in plaintext."""
+    if is_sealed(document):
+        return
     if isinstance(document, dict):
         for key, value in document.items():
             here = (*path, str(key))
-            if is_credential_name(str(key)) and value not in (None, ""):
+            if is_credential_name(str(key)) and value not in (None, "") and not is_sealed(value):
                 yield here, value
-            else:
+            elif not is_credential_name(str(key)):
                 yield from credentials(value, here)
     elif isinstance(document, list):
         for index, value in enumerate(document):
@@ -115,3 +126,40 @@ def describe(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
+
+
+def replace_credentials(document: Any, replace: Any) -> Any:
+    """A copy of ``document`` with each credential in plaintext replaced by
+    ``replace(path, value)`` (the same walk as :func:`credentials`)."""
+    found = dict(credentials(document))
+    if not found:
+        return document
+    return _rebuild(document, (), found, replace)
+
+
+def _rebuild(value: Any, path: Path, found: dict[Path, Any], replace: Any) -> Any:
+    if path in found:
+        return replace(path, value)
+    if isinstance(value, dict) and not is_sealed(value):
+        return {k: _rebuild(v, (*path, str(k)), found, replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebuild(v, (*path, i), found, replace) for i, v in enumerate(value)]
+    return value
+
+
+def comparable(document: Any) -> Any:
+    """``document`` with every credential, sealed or not, as ``***``: what two submits of one
+    task are compared by. Sealing is randomized, so a resubmit of the same credential never has
+    the same ciphertext; credentials do not take part in the comparison."""
+    if is_sealed(document):
+        return MASK
+    if isinstance(document, dict):
+        return {
+            k: MASK if is_credential_name(str(k)) and v not in (None, "") else comparable(v)
+            for k, v in document.items()
+        }
+    if isinstance(document, list):
+        return [comparable(v) for v in document]
+    if isinstance(document, str) and url_has_credentials(document):
+        return MASK
+    return document

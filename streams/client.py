@@ -2,6 +2,8 @@
 
 Commands are validated with the wire models and size-checked *before* anything is produced, so
 a bad request fails in the caller with a typed error instead of becoming a dead letter later.
+Credentials in payloads are sealed on the way out (``streams.secrets``; without
+``TASKSTREAM_SECRETS_KEY`` a payload carrying one is refused).
 Every command is keyed by ``client_id`` and sent to the client's home partition by number
 (``streams.kafka.routing``), the partition that owns the client's tasks and sessions.
 
@@ -63,6 +65,7 @@ from streams.errors import (
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.routing import home_partition
 from streams.runtime.protocol import TYPE_HEADER
+from streams.secrets import Keyring, seal_command
 from streams.settings import Settings
 
 __all__ = ["OutcomeStream", "Outcome", "Sent", "TaskstreamClient"]
@@ -123,6 +126,7 @@ class TaskstreamClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._keyring = Keyring.from_settings(settings)
         self.commands_topic = settings.topic("commands")
         self._producer: Any = None
         self._partitions: int | None = None  # of the commands topic, once the layout checked
@@ -194,9 +198,11 @@ class TaskstreamClient:
     # --- commands ----------------------------------------------------------------------
 
     async def send(self, command: Command) -> Sent:
-        """Validate, size-check and produce any command; returns where it landed."""
+        """Validate, seal its payload credentials (``streams.secrets``), size-check and produce
+        any command; returns where it landed."""
         if self._producer is None:
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")
+        command = seal_command(self._keyring, command)
         value = encode_command(command, self.settings.max_payload_bytes)
         partitions = self._partitions or await self.check_layout()
         try:

@@ -15,6 +15,7 @@ from schemas import events as ev
 from schemas.catalog import Catalog, load_catalog
 from schemas.codec import CODEC
 from schemas.commands import Command, RetryDue, SubmitTask
+from schemas.credentials import MASK, replace_credentials
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import (
@@ -105,7 +106,10 @@ def submit_document(task: TaskRecord) -> dict[str, Any]:
 
 
 def _command_document(command: SubmitTask) -> dict[str, Any]:
-    return {name: getattr(command, name) for name in type(command).model_fields}
+    doc = {name: getattr(command, name) for name in type(command).model_fields}
+    # A submit refused for carrying a credential in plaintext must not carry it on to task.dlq.
+    doc["payload"] = replace_credentials(command.payload, lambda _path, _value: MASK)
+    return doc
 
 
 class Distributor:

@@ -8,6 +8,7 @@ from typing import Any
 from schemas.credentials import (
     MASK,
     is_credential_name,
+    is_sealed,
     mask_text,
     mask_url,
     url_has_credentials,
@@ -43,6 +44,8 @@ def mask_document(value: Any) -> Any:
     resubmits it); every place that *shows* a payload -- the HTTP view, the CLI -- goes
     through this function.
     """
+    if is_sealed(value):
+        return MASK
     if isinstance(value, dict):
         return {
             _printable(str(k)): (

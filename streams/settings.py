@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     http_token: SecretStr | None = Field(
         default=None, description="A bearer token with admin scope on every client."
     )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key ring that seals payload credentials before they are produced and opens them "
+            "in executors: kid:base64key entries, comma separated, the first seals "
+            "(python -m streams.secrets new-key k1). Unset: a payload with a credential is "
+            "refused."
+        ),
+    )
     http_tokens_file: Path | None = Field(
         default=None,
         description=(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from schemas import commands as cmd
+from schemas.credentials import credentials, describe
 from schemas.events import (
     BatchResultConsolidated,
     CommandRejected,
@@ -213,6 +214,13 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
         return "invalid task_id or client_id: control characters (line breaks, NUL, ...)"
     if any(len(name) > MAX_ID_LENGTH for name in (*c.capabilities, *c.depends_on)):
         return f"invalid capabilities or depends_on: a name longer than {MAX_ID_LENGTH} characters"
+    plaintext = next(credentials(c.payload), None)
+    if plaintext is not None:
+        # A producer that skipped the SDK's sealing: refused, and not recorded anywhere.
+        return (
+            f"{describe(plaintext[0])} holds a credential in plaintext: submit through the SDK "
+            "or the gateway with TASKSTREAM_SECRETS_KEY set, which seal it"
+        )
     return TaskAccepted(
         client_id=c.client_id,
         task_id=c.task_id,

@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from schemas.credentials import comparable
 from schemas.events import TaskAccepted
 
 
@@ -14,10 +15,11 @@ def canonical_json(value: Any) -> str:
 
 
 def spec_digest(accepted: TaskAccepted) -> str:
-    """A digest of everything the submitter chose (resolved defaults included), not of time."""
+    """A digest of everything the submitter chose (resolved defaults included), not of time.
+    Credentials are left out: each submit seals them afresh (``schemas.credentials``)."""
     doc = [
         accepted.operation,
-        accepted.payload,
+        comparable(accepted.payload),
         accepted.priority,
         accepted.explicit_priority,
         accepted.max_retries,

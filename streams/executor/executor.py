@@ -49,6 +49,7 @@ from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
 from streams.kafka.routing import home_partition
+from streams.secrets import Keyring
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class Executor:
             queue_size=queue_size if queue_size is not None else 2 * concurrency,
             default_timeout_ms=default_timeout_ms or settings.default_timeout_ms,
             default_handler=default_handler,
+            keyring=Keyring.from_settings(settings),
         )
         self._heartbeat_s = (
             heartbeat_interval_ms or max(100, min(30_000, settings.session_stale_ms // 10))

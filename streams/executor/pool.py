@@ -38,6 +38,7 @@ from schemas.commands import ItemResult, ReportProgress, ReportResult, TaskStart
 from schemas.records import Assignment
 from streams.executor.context import AsyncHandler, Handler, SyncHandler, TaskContext
 from streams.executor.errors import ExecutorError, PoolClosedError
+from streams.secrets import Keyring, SealedValueError, open_payload
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class WorkerPool:
         queue_size: int = 8,
         default_timeout_ms: int = 300_000,
         default_handler: Handler | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         if concurrency < 1:
             raise ExecutorError(f"concurrency must be at least 1, got {concurrency}")
@@ -151,6 +153,7 @@ class WorkerPool:
             raise ExecutorError(f"default_timeout_ms must be positive, got {default_timeout_ms}")
         self._handlers = dict(handlers)
         self._default_handler = default_handler
+        self._keyring = keyring
         self._report = report
         self.concurrency = concurrency
         self.queue_size = queue_size
@@ -438,6 +441,11 @@ class WorkerPool:
             handler = self._handler_for(a.operation)
             if handler is None:
                 return _Outcome(False, error=f"no handler for operation {a.operation!r}")
+            try:
+                # Sealed credentials are opened here and nowhere else (streams.secrets).
+                item.ctx.payload = open_payload(self._keyring, a.client_id, item.ctx.payload)
+            except SealedValueError as exc:
+                return _Outcome(False, error=str(exc))
             self._report(
                 TaskStarted(
                     client_id=a.client_id, task_id=item.task_id, fencing_token=a.fencing_token

@@ -25,6 +25,7 @@ import pytest
 
 from streams.distributor import Distributor
 from streams.runtime import run_processor
+from streams.secrets import new_key_entry
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.integration
 TOKEN = f"tok-{uuid.uuid4().hex}"
 WRONG = f"wrong-{uuid.uuid4().hex}"
 PAYLOAD_SECRET = f"sk-live-{uuid.uuid4().hex}"
+# The gateway seals payload credentials with it (without one it refuses them).
+SECRETS_KEY = new_key_entry("sec")
 
 
 def _env(**values: str) -> dict[str, str]:
@@ -79,6 +82,7 @@ def view_process(
         TASKSTREAM_HTTP_HOST="0.0.0.0",
         TASKSTREAM_HTTP_PORT="0",
         TASKSTREAM_HTTP_TOKEN=TOKEN,
+        TASKSTREAM_SECRETS_KEY=SECRETS_KEY,
         TASKSTREAM_LOG_LEVEL="DEBUG",
     )
     with log_path.open("wb") as out:
@@ -168,6 +172,6 @@ async def test_token_protected_view_401_without_200_with_and_never_logs_it(
 
     text = log_path.read_text(errors="replace")
     assert "HTTP view on" in text  # the log was captured at all
-    for secret in (TOKEN, WRONG, PAYLOAD_SECRET):
+    for secret in (TOKEN, WRONG, PAYLOAD_SECRET, SECRETS_KEY.split(":")[1]):
         assert secret not in text
         assert secret not in caplog.text

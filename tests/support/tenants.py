@@ -9,7 +9,11 @@ from typing import Any
 from projections.memory import MemorySource
 from schemas import commands as c
 from schemas import events as ev
+from streams.secrets import Keyring, new_key_entry, seal_payload
 from tests.unit.test_domain_gwt import Harness, register, submit
+
+# The key ring the submitters of these tests seal credentials with, as the SDK would.
+KEYRING = Keyring.parse(new_key_entry("test"))
 
 
 class TenantSource(MemorySource):
@@ -52,7 +56,7 @@ def tenant_events(
     tasks of the batch and of the batch job then finish, and ``rejected-<c>`` is rejected).
     """
     t = Tenant(client)
-    extra = payload or {}
+    extra = seal_payload(KEYRING, client, dict(payload or {}))
     h = Harness()
     h.given(register(t.session, client=client, max_concurrent=5), at=1)
     h.do(submit(t.dead, "workflow_trigger", client=client, max_retries=0, payload=extra), at=2)
