@@ -9,6 +9,10 @@ the producer is flushed.
 faust owns its event loop, so the benchmark runs this module as a separate process:
 ``python -m streams.bench.faust_pipeline BOOTSTRAP SOURCE SINK COUNT RESULT_FILE DATA_DIR``;
 it writes ``{"events": n, "seconds": s}`` to RESULT_FILE and exits.
+
+The harness creates the table's changelog topic with the source's partitions first: faust may
+not declare topics here, and Apache Kafka would auto-create it with the broker's default of one
+partition, which faust refuses (``PartitionsMismatch``) for a four-partition source.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ def main(argv: list[str]) -> None:
     from schemas.commands import SessionHeartbeat
     from schemas.events import SessionHeartbeatReceived
 
-    bootstrap, source_name, sink_name, count_s, result_file, data_dir = argv
+    bootstrap, source_name, sink_name, count_s, result_file, data_dir, app_id = argv
     count = int(count_s)
     app = faust.App(
-        f"bench-faust-{uuid.uuid4().hex[:8]}",
+        app_id,
         broker=f"kafka://{bootstrap}",
         store="rocksdb://",
         datadir=data_dir,
@@ -120,13 +124,19 @@ async def run_faust(
     count: int,
     work_dir: Path,
     timeout_s: float = 900.0,
+    partitions: int = 4,
 ) -> BenchResult:
     """Run the faust agent over the first ``count`` records of ``source`` in a subprocess."""
     if not faust_installed():
         return BenchResult("faust", "not installed", detail=INSTALL_HINT)
+    from streams.bench.common import create_topics
+
     result_file = work_dir / "faust-result.json"
     log_file = work_dir / "faust.log"
-    argv = [bootstrap, source, sink, str(count), str(result_file), str(work_dir / "faust-data")]
+    app_id = f"bench-faust-{uuid.uuid4().hex[:8]}"
+    await create_topics(bootstrap, [f"{app_id}-counts-changelog"], partitions)
+    data_dir = str(work_dir / "faust-data")
+    argv = [bootstrap, source, sink, str(count), str(result_file), data_dir, app_id]
     proc = _spawn(argv, log_file)
     try:
         await asyncio.to_thread(proc.wait, timeout_s)

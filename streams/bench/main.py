@@ -335,6 +335,7 @@ async def run_suite(
                     f"{prefix}.sink",
                     options.faust_events,
                     work_dir / "faust",
+                    partitions=options.partitions,
                 ),
             )
         )
