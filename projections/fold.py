@@ -40,6 +40,7 @@ from .rows import (
     DeadLetterDoc,
     DeadLetterRow,
     ExecutionDoc,
+    HistoryDoc,
     Row,
     SessionDoc,
     SessionRow,
@@ -301,7 +302,11 @@ def _close(
     """Note the event in the task's history and move its footprint; returns the row."""
     key, row, before = opened
     history = row["history"]
-    history.append({"type": event.TYPE, "at_ms": event.occurred_at_ms, "detail": detail})
+    entry: HistoryDoc = {"type": event.TYPE, "at_ms": event.occurred_at_ms, "detail": detail}
+    actor = getattr(event, "actor", None)
+    if actor is not None:  # who sent the command (the token's name, the SDK's identity)
+        entry["actor"] = actor
+    history.append(entry)
     if len(history) > HISTORY_LIMIT:
         # Keep the first entry (how the task began) and the latest ones: a task that gets
         # endless progress reports or stale results must not grow a row without bound.

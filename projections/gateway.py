@@ -68,6 +68,7 @@ _ID_MAX = 512
 _BATCH_JOB_ITEMS_MAX = 100_000
 
 A = TypeVar("A", bound=BaseModel)
+C = TypeVar("C", bound=Command)
 
 DeadLetterSource = Callable[[], Awaitable[list[DeadLetterEntry]]]
 """Reads the dead letters a redrive chooses from (``task.dlq`` to its current end)."""
@@ -236,10 +237,11 @@ def gateway_router(
 ) -> APIRouter:
     router = APIRouter(tags=["commands"])
 
-    async def send(command: Command, answer: A) -> A | JSONResponse:
-        """Produce ``command`` and give ``answer``; an error answer if it could not be sent."""
+    async def send(command: Command, answer: A, caller: Principal) -> A | JSONResponse:
+        """Produce ``command`` as sent by ``caller`` (its actor is the token's name) and give
+        ``answer``; an error answer if it could not be sent."""
         try:
-            await commands.send(command)
+            await commands.send(as_sent_by(command, caller))
         except PayloadTooLargeError as exc:
             return _problem(413, str(exc))
         except InvalidCommandError as exc:
@@ -248,12 +250,12 @@ def gateway_router(
             return _problem(503, f"the command was not sent: {exc}")
         return answer
 
-    async def send_session(command: RegisterSession | ReleaseSession) -> Any:
+    async def send_session(command: RegisterSession | ReleaseSession, caller: Principal) -> Any:
         session_id = command.session_id
         answer = SessionAccepted(
             session_id=session_id, link=_session_link(session_id), command=type(command).__name__
         )
-        return await send(command, answer)
+        return await send(command, answer, caller)
 
     def not_theirs(caller: Principal, client_id: str) -> JSONResponse | None:
         """403 when ``caller`` may not act for ``client_id``."""
@@ -343,7 +345,7 @@ def gateway_router(
                 )
             answer.duplicate = True
             return answer
-        return await send(command, answer)
+        return await send(command, answer, caller)
 
     async def task_command(
         task_id: str,
@@ -363,7 +365,7 @@ def gateway_router(
         answer = TaskAccepted(
             task_id=task_id, link=task_link(task_id), command=type(command).__name__
         )
-        return await send(command, answer)
+        return await send(command, answer, caller)
 
     def finished(row: TaskRow) -> str | None:
         return f"it is already {row.state}" if row.state in TERMINAL_STATES else None
@@ -439,7 +441,7 @@ def gateway_router(
         except ValueError as exc:  # pydantic ValidationError is a ValueError
             return _problem(422, str(exc).splitlines()[0])
         link = "/batch-jobs/" + task_link(batch_job_id)[len("/tasks/") :]
-        return await send(command, BatchJobAccepted(batch_job_id=batch_job_id, link=link))
+        return await send(command, BatchJobAccepted(batch_job_id=batch_job_id, link=link), caller)
 
     @router.post(
         "/tasks/{task_id:path}/cancel",
@@ -537,7 +539,8 @@ def gateway_router(
                 agent_id=request.agent_id,
                 max_concurrent=request.max_concurrent,
                 capabilities=list(dict.fromkeys(request.capabilities)),
-            )
+            ),
+            caller,
         )
 
     @router.delete(
@@ -556,7 +559,8 @@ def gateway_router(
         if row is None or row.client_id is None or not caller.sees(row.client_id):
             return unknown("session", session_id)
         return await send_session(
-            ReleaseSession(client_id=row.client_id, session_id=session_id, reason=reason)
+            ReleaseSession(client_id=row.client_id, session_id=session_id, reason=reason),
+            caller,
         )
 
     # -- dead letters -------------------------------------------------------------------
@@ -587,7 +591,10 @@ def gateway_router(
                 if caller.every_client or (e.letter is not None and caller.sees(e.letter.client_id))
             ]
             report = await redrive(
-                entries, selection, commands, known=lambda t: reader.task(t) is not None
+                entries,
+                selection,
+                _SentBy(commands, caller),
+                known=lambda t: reader.task(t) is not None,
             )
         except RedriveError as exc:
             return _problem(503, str(exc))
@@ -601,6 +608,24 @@ def gateway_router(
         return report
 
     return router
+
+
+def as_sent_by(command: C, caller: Principal) -> C:
+    """``command`` with the caller's name as its actor (commands that have one)."""
+    if "actor" not in type(command).model_fields:
+        return command
+    return command.model_copy(update={"actor": caller.name})
+
+
+class _SentBy:
+    """A sender that names ``caller`` as the actor of every command (the redrive's)."""
+
+    def __init__(self, commands: CommandSender, caller: Principal) -> None:
+        self._commands = commands
+        self._caller = caller
+
+    async def send(self, command: Command) -> Any:
+        return await self._commands.send(as_sent_by(command, self._caller))
 
 
 def _priority_level(priority: int | str | None) -> int | None:

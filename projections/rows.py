@@ -8,7 +8,7 @@ still agree.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict, get_args
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,8 @@ class HistoryEntry(Row):
     type: str
     at_ms: int
     detail: str | None = None
+    actor: str | None = None
+    """Who sent the command behind the entry, when the command named one."""
 
 
 class Attempt(Row):
@@ -277,6 +279,7 @@ class HistoryDoc(TypedDict):
     type: str
     at_ms: int
     detail: str | None
+    actor: NotRequired[str]
 
 
 class AttemptDoc(TypedDict):

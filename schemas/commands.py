@@ -28,28 +28,33 @@ class SubmitTask(Command):
     requires_review: bool = False
     depends_on: list[str] = Field(default_factory=list)
     capabilities: list[str] = Field(default_factory=list)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class CancelTask(Command):
     task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class ApproveTask(Command):
     task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reviewer: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class RejectTask(Command):
     task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reviewer: str | None = None
     reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class ExpediteTask(Command):
     """Raise a waiting task to critical priority."""
 
     task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class RegisterSession(Command):
@@ -57,11 +62,13 @@ class RegisterSession(Command):
     agent_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     max_concurrent: int = Field(default=1, ge=1)
     capabilities: list[str] = Field(default_factory=list)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class ReleaseSession(Command):
     session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class SessionHeartbeat(Command):
@@ -142,6 +149,7 @@ class SubmitBatchJob(Command):
     max_retries: int | None = Field(default=None, ge=0)
     timeout_ms: int | None = Field(default=None, ge=1)
     capabilities: list[str] = Field(default_factory=list)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 COMMAND_TYPES: tuple[type[Command], ...] = (

@@ -43,6 +43,7 @@ class TaskAccepted(TaskEvent):
     capabilities: list[str] = Field(default_factory=list)
     batchable: bool = False
     session_required: bool = True
+    actor: str | None = None
 
 
 class TaskPendingReview(TaskEvent):
@@ -52,6 +53,7 @@ class TaskPendingReview(TaskEvent):
 class TaskApproved(TaskEvent):
     TYPE: ClassVar[str] = "task.approved"
     reviewer: str | None = None
+    actor: str | None = None
 
 
 class TaskScheduled(TaskEvent):
@@ -76,6 +78,7 @@ class TaskQueued(TaskEvent):
 class TaskExpedited(TaskEvent):
     TYPE: ClassVar[str] = "task.expedited"
     priority: int
+    actor: str | None = None
 
 
 class TaskBatched(TaskEvent):
@@ -203,6 +206,7 @@ class TaskCancelled(TaskEvent):
     reason: str | None = None
     session_id: str | None = None
     fencing_token: int | None = None
+    actor: str | None = None
 
 
 class TaskRejected(TaskEvent):
@@ -213,6 +217,7 @@ class TaskRejected(TaskEvent):
     command: str = "SubmitTask"
     reviewer: str | None = None
     operation: str | None = None
+    actor: str | None = None
 
 
 class TaskDeadLettered(TaskEvent):

@@ -3,7 +3,8 @@
 Commands are validated with the wire models and size-checked *before* anything is produced, so
 a bad request fails in the caller with a typed error instead of becoming a dead letter later.
 Credentials in payloads are sealed on the way out (``streams.secrets``; without
-``TASKSTREAM_SECRETS_KEY`` a payload carrying one is refused).
+``TASKSTREAM_SECRETS_KEY`` a payload carrying one is refused), and commands name who sent them
+(``actor``: ``TASKSTREAM_ACTOR``, else ``<user>@<host>``).
 Every command is keyed by ``client_id`` and sent to the client's home partition by number
 (``streams.kafka.routing``), the partition that owns the client's tasks and sessions.
 
@@ -27,7 +28,10 @@ submit was invalid); ``outcome.outcome`` reads the same on both (``completed`` o
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
+import socket
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -96,6 +100,24 @@ def _build(model: type[C], **fields: Any) -> C:
         raise InvalidCommandError(f"invalid {model.__name__}: {problems}") from None
 
 
+def default_actor() -> str:
+    """``<user>@<host>`` of this process: who its commands say sent them without
+    ``TASKSTREAM_ACTOR``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers) and no LOGNAME/USER
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"[:200]
+
+
+def with_actor(command: C, actor: str) -> C:
+    """``command`` naming ``actor`` as its sender, unless it names one already (the gateway
+    sets the token's name) or has no such field (executor commands)."""
+    if "actor" not in type(command).model_fields or getattr(command, "actor", None):
+        return command
+    return command.model_copy(update={"actor": actor})
+
+
 def encode_command(command: Command, max_bytes: int) -> bytes:
     """Validate and encode ``command``; refuse it when its encoding exceeds ``max_bytes``."""
     if not isinstance(command, Command):
@@ -127,6 +149,7 @@ class TaskstreamClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._keyring = Keyring.from_settings(settings)
+        self.actor = settings.actor or default_actor()
         self.commands_topic = settings.topic("commands")
         self._producer: Any = None
         self._partitions: int | None = None  # of the commands topic, once the layout checked
@@ -202,7 +225,7 @@ class TaskstreamClient:
         any command; returns where it landed."""
         if self._producer is None:
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")
-        command = seal_command(self._keyring, command)
+        command = seal_command(self._keyring, with_actor(command, self.actor))
         value = encode_command(command, self.settings.max_payload_bytes)
         partitions = self._partitions or await self.check_layout()
         try:

@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     http_token: SecretStr | None = Field(
         default=None, description="A bearer token with admin scope on every client."
     )
+    actor: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "Who this process's SDK and CLI commands say sent them (shown in task history); "
+            "unset: <user>@<host>. The HTTP gateway names the caller's token instead."
+        ),
+    )
     secrets_key: SecretStr | None = Field(
         default=None,
         description=(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from schemas import commands as cmd
 from schemas import events as ev
+from schemas.credentials import credentials, describe
 from streams.domain import lifecycle
 from streams.domain.batch_job_fold import job_digest
 from streams.domain.context import Decision
@@ -85,6 +86,13 @@ def _problem(ctx: Decision, accepted: ev.BatchJobAccepted) -> str | None:
             return (
                 f"payload of item {child.task_id!r} larger than {cfg.max_payload_bytes} bytes "
                 "(TASKSTREAM_MAX_PAYLOAD_BYTES)"
+            )
+        plaintext = next(credentials(child.payload), None)
+        if plaintext is not None:
+            return (
+                f"item {child.task_id!r}: {describe(plaintext[0])} holds a credential in "
+                "plaintext: submit through the SDK or the gateway with TASKSTREAM_SECRETS_KEY "
+                "set, which seal it"
             )
     unfinished = st.open_tasks.get(accepted.client_id, 0)
     if unfinished >= cfg.max_queued_per_client:

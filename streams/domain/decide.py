@@ -145,6 +145,7 @@ def _reject_task(ctx: Decision, c: cmd.Command, task_id: str, reason: str, **ext
             command=type(c).__name__,
             # A refused submit's outcome record names its operation (``domain.outcomes``).
             operation=c.operation if isinstance(c, cmd.SubmitTask) else None,
+            actor=getattr(c, "actor", None),
             **extra,
         )
     )
@@ -237,6 +238,7 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
         capabilities=list(dict.fromkeys(c.capabilities)),
         batchable=spec.batchable,
         session_required=spec.session_required,
+        actor=c.actor,
     )
 
 
@@ -331,6 +333,7 @@ def _cancel(ctx: Decision, c: cmd.CancelTask) -> None:
             reason=c.reason,
             session_id=task.session_id if active else None,
             fencing_token=task.fencing_token if active else None,
+            actor=c.actor,
         )
     )
     lifecycle.cascade_failure(ctx, c.task_id)
@@ -346,7 +349,11 @@ def _approve(ctx: Decision, c: cmd.ApproveTask) -> None:
         return
     ctx.emit(
         TaskApproved(
-            client_id=c.client_id, task_id=c.task_id, occurred_at_ms=ctx.now, reviewer=c.reviewer
+            client_id=c.client_id,
+            task_id=c.task_id,
+            occurred_at_ms=ctx.now,
+            reviewer=c.reviewer,
+            actor=c.actor,
         )
     )
     lifecycle.admit(ctx, c.task_id, "approved")
@@ -377,7 +384,11 @@ def _expedite(ctx: Decision, c: cmd.ExpediteTask) -> None:
         return
     ctx.emit(
         TaskExpedited(
-            client_id=c.client_id, task_id=c.task_id, occurred_at_ms=ctx.now, priority=CRITICAL
+            client_id=c.client_id,
+            task_id=c.task_id,
+            occurred_at_ms=ctx.now,
+            priority=CRITICAL,
+            actor=c.actor,
         )
     )
     dispatch(ctx, c.client_id)

@@ -1,7 +1,8 @@
 """A whole run with a planted credential: submitted through the SDK, decided by the processor,
 projected, run by an executor whose api_call sends it to a local server. Afterwards the raw
 bytes of every record on every topic, every file of every RocksDB store and every value in
-those stores are searched for it: only the server ever saw it."""
+those stores are searched for it: only the server ever saw it. The history names the SDK's
+actor."""
 
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ async def test_no_record_and_no_store_holds_a_planted_credential(
     settings = make_settings(
         secrets_key=SecretStr(new_key_entry("k1")),
         outbound_allow="127.0.0.1",
+        actor="ops-bot",
         partitions=2,
         tick_interval_ms=50,
         kafka_session_timeout_ms=6000,
@@ -160,6 +162,10 @@ async def test_no_record_and_no_store_holds_a_planted_credential(
             while projector.reader.dead_letter(failed) is None:
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.1)
+            # The SDK named its identity; the task's history shows it.
+            row = projector.reader.task(ok)
+            assert row is not None and row.history[0].type == "task.accepted"
+            assert row.history[0].actor == "ops-bot"
         finally:
             await executor.stop()
             await projector.stop()

@@ -20,6 +20,9 @@ from schemas.records import DeadLetter
 from streams.errors import BrokerError
 from streams.redrive import DeadLetterEntry
 
+# The gateway names the caller as each command's actor; an open view's caller is anonymous.
+ANON = "anonymous"
+
 
 class Recorder:
     def __init__(self, error: Exception | None = None) -> None:
@@ -117,6 +120,7 @@ async def test_submit_sends_the_command_and_answers_202_with_a_link() -> None:
         payload={"name": "Ada"},
         priority=1,
         capabilities=["crm"],
+        actor=ANON,
     )
     assert isinstance(second, cmd.SubmitTask) and second.task_id == generated and generated
 
@@ -239,10 +243,10 @@ async def test_task_commands_take_the_client_from_the_read_side() -> None:
         ).status_code == 202
         assert (await client.post("/tasks/t-review/reject")).status_code == 202
     assert sender.sent == [
-        cmd.CancelTask(client_id="c1", task_id="t-queued", reason="dup"),
-        cmd.ExpediteTask(client_id="c1", task_id="t-queued"),
-        cmd.ApproveTask(client_id="c1", task_id="t-review", reviewer="bo"),
-        cmd.RejectTask(client_id="c1", task_id="t-review"),
+        cmd.CancelTask(client_id="c1", task_id="t-queued", reason="dup", actor=ANON),
+        cmd.ExpediteTask(client_id="c1", task_id="t-queued", actor=ANON),
+        cmd.ApproveTask(client_id="c1", task_id="t-review", reviewer="bo", actor=ANON),
+        cmd.RejectTask(client_id="c1", task_id="t-review", actor=ANON),
     ]
 
 
@@ -293,8 +297,10 @@ async def test_sessions_register_and_release() -> None:
         r = await client.delete("/sessions/unknown")
         assert r.status_code == 404 and "no session" in r.json()["detail"]
     assert sender.sent == [
-        cmd.RegisterSession(client_id="c9", session_id="s-2", agent_id="agent", max_concurrent=3),
-        cmd.ReleaseSession(client_id="c9", session_id="s/1", reason="done"),
+        cmd.RegisterSession(
+            client_id="c9", session_id="s-2", agent_id="agent", max_concurrent=3, actor=ANON
+        ),
+        cmd.ReleaseSession(client_id="c9", session_id="s/1", reason="done", actor=ANON),
     ]
 
 
@@ -363,7 +369,9 @@ async def test_redrive_endpoint_submits_once_and_reports_what_it_cannot_use() ->
         assert r.status_code == 422 and "task_ids" in str(r.json()["detail"])
         r = await client.post("/dlq/redrive", json={"all": True, "reason": "x"})
         assert r.status_code == 422
-    assert sender.sent == [cmd.SubmitTask(client_id="c1", task_id="t-done.r1", operation="tag_add")]
+    assert sender.sent == [
+        cmd.SubmitTask(client_id="c1", task_id="t-done.r1", operation="tag_add", actor=ANON)
+    ]
 
 
 async def test_redrive_without_a_dead_letter_source_is_503() -> None:
@@ -434,6 +442,7 @@ async def test_batch_job_is_sent_as_one_command_with_a_link_to_follow_it() -> No
         parallelism=3,
         priority=4,
         max_retries=0,
+        actor=ANON,
     )
     assert isinstance(second, cmd.SubmitBatchJob) and second.batch_job_id == generated
     assert generated and second.parallelism == 1 and second.priority is None
