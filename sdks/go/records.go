@@ -28,18 +28,21 @@ type SubmitTask struct {
 	RequiresReview bool     `avro:"requires_review"`
 	DependsOn      []string `avro:"depends_on"`
 	Capabilities   []string `avro:"capabilities"`
+	Actor          *string  `avro:"actor"`
 }
 
 type CancelTask struct {
 	ClientID string  `avro:"client_id"`
 	TaskID   string  `avro:"task_id"`
 	Reason   *string `avro:"reason"`
+	Actor    *string `avro:"actor"`
 }
 
 type ApproveTask struct {
 	ClientID string  `avro:"client_id"`
 	TaskID   string  `avro:"task_id"`
 	Reviewer *string `avro:"reviewer"`
+	Actor    *string `avro:"actor"`
 }
 
 type RejectTask struct {
@@ -47,11 +50,13 @@ type RejectTask struct {
 	TaskID   string  `avro:"task_id"`
 	Reviewer *string `avro:"reviewer"`
 	Reason   *string `avro:"reason"`
+	Actor    *string `avro:"actor"`
 }
 
 type ExpediteTask struct {
-	ClientID string `avro:"client_id"`
-	TaskID   string `avro:"task_id"`
+	ClientID string  `avro:"client_id"`
+	TaskID   string  `avro:"task_id"`
+	Actor    *string `avro:"actor"`
 }
 
 type RegisterSession struct {
@@ -60,12 +65,14 @@ type RegisterSession struct {
 	AgentID       string   `avro:"agent_id"`
 	MaxConcurrent int64    `avro:"max_concurrent"`
 	Capabilities  []string `avro:"capabilities"`
+	Actor         *string  `avro:"actor"`
 }
 
 type ReleaseSession struct {
 	ClientID  string  `avro:"client_id"`
 	SessionID string  `avro:"session_id"`
 	Reason    *string `avro:"reason"`
+	Actor     *string `avro:"actor"`
 }
 
 type SessionHeartbeat struct {
@@ -122,6 +129,7 @@ type SubmitBatchJob struct {
 	MaxRetries   *int64         `avro:"max_retries"`
 	TimeoutMs    *int64         `avro:"timeout_ms"`
 	Capabilities []string       `avro:"capabilities"`
+	Actor        *string        `avro:"actor"`
 }
 
 type AssignmentItem struct {
