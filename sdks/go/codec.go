@@ -227,4 +227,3 @@ func (c *Codec) Decode(data []byte) (Record, error) {
 	}
 	return r, nil
 }
-

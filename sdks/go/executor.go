@@ -222,6 +222,8 @@ type Executor struct {
 	producer    *kgo.Client
 	assignments *kgo.Client
 	partitions  int32 // of task.commands
+	// sink, when set, takes the commands instead of Kafka (tests of the pool).
+	sink func(cmd Command, partition int32) error
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -364,25 +366,32 @@ func (e *Executor) Start() error {
 		}
 	}
 
-	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(ctx))
+	pollCtx := e.startWorkers()
+	e.loops.Add(2)
+	go e.readAssignments(pollCtx)
+	go e.heartbeats(pollCtx)
+	return nil
+}
+
+// startWorkers starts the workers and the watch on the executor's context; it returns the
+// context of the loops that feed them (done on shutdown).
+func (e *Executor) startWorkers() context.Context {
+	e.runCtx, e.runCancel = context.WithCancel(context.WithoutCancel(e.ctx))
 	pollCtx, pollStop := context.WithCancel(context.Background())
 	e.pollStop = pollStop
 	for i := 0; i < e.workers; i++ {
 		e.workersWG.Add(1)
 		go e.worker()
 	}
-	e.loops.Add(2)
-	go e.readAssignments(pollCtx)
-	go e.heartbeats(pollCtx)
 	go func() {
 		select {
-		case <-ctx.Done():
+		case <-e.ctx.Done():
 			// Cancelling the executor's context cancels the handlers at once.
 			_ = e.stop(0)
 		case <-pollCtx.Done():
 		}
 	}()
-	return nil
+	return pollCtx
 }
 
 // Shutdown stops taking work, waits up to timeout for the work in hand (then cancels the
@@ -442,11 +451,13 @@ func (e *Executor) doStop(timeout time.Duration) error {
 		_, _ = e.send(ctx, &ReleaseSession{ClientID: s.spec.ClientID, SessionID: s.spec.SessionID,
 			Reason: ptr("executor shutdown")}, -1)
 	}
-	if ferr := e.producer.Flush(ctx); ferr != nil && err == nil {
-		err = &BrokerError{Op: "flush the executor's commands", Err: ferr}
+	if e.producer != nil {
+		if ferr := e.producer.Flush(ctx); ferr != nil && err == nil {
+			err = &BrokerError{Op: "flush the executor's commands", Err: ferr}
+		}
+		e.assignments.Close()
+		e.producer.Close()
 	}
-	e.assignments.Close()
-	e.producer.Close()
 	e.mu.Lock()
 	e.stopped = true
 	e.mu.Unlock()
@@ -463,6 +474,9 @@ func (e *Executor) send(ctx context.Context, cmd Command, home int32) (Sent, err
 	if home < 0 || home >= e.partitions {
 		home = HomePartition(cmd.Client(), e.partitions)
 	}
+	if e.sink != nil {
+		return Sent{Partition: home}, e.sink(cmd, home)
+	}
 	return produceCommand(ctx, e.producer, e.opts.cfg.Topic("commands"), cmd, value, home)
 }
 
@@ -476,6 +490,10 @@ func (e *Executor) sendAsync(cmd Command, home int32) {
 	}
 	if home < 0 || home >= e.partitions {
 		home = HomePartition(cmd.Client(), e.partitions)
+	}
+	if e.sink != nil {
+		_ = e.sink(cmd, home)
+		return
 	}
 	e.producer.Produce(context.Background(), &kgo.Record{
 		Topic: e.opts.cfg.Topic("commands"), Partition: home, Key: []byte(cmd.Client()), Value: value,
