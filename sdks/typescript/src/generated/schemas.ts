@@ -25,6 +25,39 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "string"
         ],
         "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "ApproveTask.v1": {
+    "type": "record",
+    "name": "ApproveTask",
+    "namespace": "taskstream",
+    "doc": "ApproveTask version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -536,6 +569,39 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "string"
         ],
         "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "CancelTask.v1": {
+    "type": "record",
+    "name": "CancelTask",
+    "namespace": "taskstream",
+    "doc": "CancelTask version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -740,6 +806,31 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       {
         "name": "task_id",
         "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "ExpediteTask.v1": {
+    "type": "record",
+    "name": "ExpediteTask",
+    "namespace": "taskstream",
+    "doc": "ExpediteTask version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
       }
     ]
   },
@@ -748,6 +839,48 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "RegisterSession",
     "namespace": "taskstream",
     "doc": "An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields counts as a heartbeat; with other fields it updates the session.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": "string"
+      },
+      {
+        "name": "agent_id",
+        "type": "string"
+      },
+      {
+        "name": "max_concurrent",
+        "type": "long",
+        "default": 1
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "RegisterSession.v1": {
+    "type": "record",
+    "name": "RegisterSession",
+    "namespace": "taskstream",
+    "doc": "RegisterSession version 1: before actor.",
     "fields": [
       {
         "name": "client_id",
@@ -805,6 +938,47 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "string"
         ],
         "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "RejectTask.v1": {
+    "type": "record",
+    "name": "RejectTask",
+    "namespace": "taskstream",
+    "doc": "RejectTask version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -813,6 +987,39 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "ReleaseSession",
     "namespace": "taskstream",
     "doc": "An executor gives a session up (shutdown); the work it held is queued again at once.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "ReleaseSession.v1": {
+    "type": "record",
+    "name": "ReleaseSession",
+    "namespace": "taskstream",
+    "doc": "ReleaseSession version 1: before actor.",
     "fields": [
       {
         "name": "client_id",
@@ -1292,6 +1499,100 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "items": "string"
         },
         "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
+  "SubmitBatchJob.v1": {
+    "type": "record",
+    "name": "SubmitBatchJob",
+    "namespace": "taskstream",
+    "doc": "SubmitBatchJob version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "batch_job_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "items",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "BatchJobItem",
+            "namespace": "taskstream",
+            "fields": [
+              {
+                "name": "task_id",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "payload",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): this child task's input."
+              }
+            ]
+          }
+        },
+        "default": []
+      },
+      {
+        "name": "parallelism",
+        "type": "long",
+        "default": 1
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "max_retries",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timeout_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
       }
     ]
   },
@@ -1374,6 +1675,15 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "items": "string"
         },
         "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
       }
     ]
   },
@@ -1436,6 +1746,88 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "requires_review",
         "type": "boolean",
         "default": false
+      }
+    ]
+  },
+  "SubmitTask.v2": {
+    "type": "record",
+    "name": "SubmitTask",
+    "namespace": "taskstream",
+    "doc": "SubmitTask version 2: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's input, handed to the executor unchanged as Assignment.items[].payload. Nested at most 64 levels; the encoded record must fit TASKSTREAM_MAX_PAYLOAD_BYTES."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "1 (critical) to 5 (background); null takes the operation's urgency from the catalog."
+      },
+      {
+        "name": "max_retries",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timeout_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: do not start before then (null: now)."
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Task ids of the same client that must complete first; a dependency that fails, is cancelled or rejected fails this task."
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
       }
     ]
   },
@@ -1522,6 +1914,101 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "session_required",
         "type": "boolean",
         "default": true
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      }
+    ]
+  },
+  "TaskAccepted.v1": {
+    "type": "record",
+    "name": "TaskAccepted",
+    "namespace": "taskstream",
+    "doc": "TaskAccepted version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the accepted task's input (SubmitTask.payload)."
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "max_retries",
+        "type": "long"
+      },
+      {
+        "name": "timeout_ms",
+        "type": "long"
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "batchable",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "session_required",
+        "type": "boolean",
+        "default": true
       }
     ]
   },
@@ -1530,6 +2017,43 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "TaskApproved",
     "namespace": "taskstream",
     "doc": "task.approved: a reviewer approved the task.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      }
+    ]
+  },
+  "TaskApproved.v1": {
+    "type": "record",
+    "name": "TaskApproved",
+    "namespace": "taskstream",
+    "doc": "TaskApproved version 1: before actor.",
     "fields": [
       {
         "name": "client_id",
@@ -1727,6 +2251,59 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "long"
         ],
         "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      }
+    ]
+  },
+  "TaskCancelled.v1": {
+    "type": "record",
+    "name": "TaskCancelled",
+    "namespace": "taskstream",
+    "doc": "TaskCancelled version 1: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "fencing_token",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
       }
     ]
   },
@@ -1852,6 +2429,39 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "TaskExpedited",
     "namespace": "taskstream",
     "doc": "task.expedited: the task was raised to critical priority.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      }
+    ]
+  },
+  "TaskExpedited.v1": {
+    "type": "record",
+    "name": "TaskExpedited",
+    "namespace": "taskstream",
+    "doc": "TaskExpedited version 1: before actor.",
     "fields": [
       {
         "name": "client_id",
@@ -2153,6 +2763,15 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -2190,6 +2809,52 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "string"
         ],
         "default": null
+      }
+    ]
+  },
+  "TaskRejected.v2": {
+    "type": "record",
+    "name": "TaskRejected",
+    "namespace": "taskstream",
+    "doc": "TaskRejected version 2: before actor.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string",
+        "default": "SubmitTask"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "operation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
       }
     ]
   },
@@ -2444,6 +3109,8 @@ export interface ApproveTask {
   client_id: string;
   task_id: string;
   reviewer: null | string;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** ApproveTask as a producer writes it: fields with an Avro default may be left out. */
@@ -2451,6 +3118,7 @@ export interface ApproveTaskInit {
   client_id: string;
   task_id: string;
   reviewer?: null | string;
+  actor?: null | string;
 }
 
 /** Work for an executor: on task.assignments (keyed by session_id) for a session, on task.pool (keyed by task_id) for pool work; also the cancel signal for handed-out work. */
@@ -2698,6 +3366,8 @@ export interface CancelTask {
   client_id: string;
   task_id: string;
   reason: null | string;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** CancelTask as a producer writes it: fields with an Avro default may be left out. */
@@ -2705,6 +3375,7 @@ export interface CancelTaskInit {
   client_id: string;
   task_id: string;
   reason?: null | string;
+  actor?: null | string;
 }
 
 /** A command record read on a task.commands partition other than its client's home partition (murmur2 of the client id, docs/partitioning.md) was produced again, unchanged, to the home partition. Written to task.events at the partition the command arrived on; the home partition then decides the command. */
@@ -2800,12 +3471,15 @@ export interface DeadLetterInit {
 export interface ExpediteTask {
   client_id: string;
   task_id: string;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** ExpediteTask as a producer writes it: fields with an Avro default may be left out. */
 export interface ExpediteTaskInit {
   client_id: string;
   task_id: string;
+  actor?: null | string;
 }
 
 /** An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields counts as a heartbeat; with other fields it updates the session. */
@@ -2815,6 +3489,8 @@ export interface RegisterSession {
   agent_id: string;
   max_concurrent: number;
   capabilities: Array<string>;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** RegisterSession as a producer writes it: fields with an Avro default may be left out. */
@@ -2824,6 +3500,7 @@ export interface RegisterSessionInit {
   agent_id: string;
   max_concurrent?: number;
   capabilities?: Array<string>;
+  actor?: null | string;
 }
 
 /** Reject a task awaiting review: it ends with a TaskFailed (outcome rejected) on task.failed. */
@@ -2832,6 +3509,8 @@ export interface RejectTask {
   task_id: string;
   reviewer: null | string;
   reason: null | string;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** RejectTask as a producer writes it: fields with an Avro default may be left out. */
@@ -2840,6 +3519,7 @@ export interface RejectTaskInit {
   task_id: string;
   reviewer?: null | string;
   reason?: null | string;
+  actor?: null | string;
 }
 
 /** An executor gives a session up (shutdown); the work it held is queued again at once. */
@@ -2847,6 +3527,8 @@ export interface ReleaseSession {
   client_id: string;
   session_id: string;
   reason: null | string;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** ReleaseSession as a producer writes it: fields with an Avro default may be left out. */
@@ -2854,6 +3536,7 @@ export interface ReleaseSessionInit {
   client_id: string;
   session_id: string;
   reason?: null | string;
+  actor?: null | string;
 }
 
 /** Progress of running work (shown by the view). Optional. */
@@ -3077,6 +3760,8 @@ export interface SubmitBatchJob {
   max_retries: null | number;
   timeout_ms: null | number;
   capabilities: Array<string>;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** SubmitBatchJob as a producer writes it: fields with an Avro default may be left out. */
@@ -3090,6 +3775,7 @@ export interface SubmitBatchJobInit {
   max_retries?: null | number;
   timeout_ms?: null | number;
   capabilities?: Array<string>;
+  actor?: null | string;
 }
 
 export interface BatchJobItem {
@@ -3121,6 +3807,8 @@ export interface SubmitTask {
   /** Task ids of the same client that must complete first; a dependency that fails, is cancelled or rejected fails this task. */
   depends_on: Array<string>;
   capabilities: Array<string>;
+  /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
+  actor: null | string;
 }
 
 /** SubmitTask as a producer writes it: fields with an Avro default may be left out. */
@@ -3136,6 +3824,7 @@ export interface SubmitTaskInit {
   requires_review?: boolean;
   depends_on?: Array<string>;
   capabilities?: Array<string>;
+  actor?: null | string;
 }
 
 /** task.accepted: a SubmitTask passed validation; the whole task specification, defaults resolved. */
@@ -3156,6 +3845,8 @@ export interface TaskAccepted {
   capabilities: Array<string>;
   batchable: boolean;
   session_required: boolean;
+  /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
+  actor: null | string;
 }
 
 /** TaskAccepted as a producer writes it: fields with an Avro default may be left out. */
@@ -3175,6 +3866,7 @@ export interface TaskAcceptedInit {
   capabilities?: Array<string>;
   batchable?: boolean;
   session_required?: boolean;
+  actor?: null | string;
 }
 
 /** task.approved: a reviewer approved the task. */
@@ -3183,6 +3875,8 @@ export interface TaskApproved {
   occurred_at_ms: number;
   task_id: string;
   reviewer: null | string;
+  /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
+  actor: null | string;
 }
 
 /** TaskApproved as a producer writes it: fields with an Avro default may be left out. */
@@ -3191,6 +3885,7 @@ export interface TaskApprovedInit {
   occurred_at_ms: number;
   task_id: string;
   reviewer?: null | string;
+  actor?: null | string;
 }
 
 /** task.assigned: an attempt was handed to a session (session_id) or to the pool (session_id null). */
@@ -3271,6 +3966,8 @@ export interface TaskCancelled {
   reason: null | string;
   session_id: null | string;
   fencing_token: null | number;
+  /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
+  actor: null | string;
 }
 
 /** TaskCancelled as a producer writes it: fields with an Avro default may be left out. */
@@ -3281,6 +3978,7 @@ export interface TaskCancelledInit {
   reason?: null | string;
   session_id?: null | string;
   fencing_token?: null | number;
+  actor?: null | string;
 }
 
 /** task.completed: the task completed. The same record is the task's outcome on the task.completed topic. */
@@ -3351,6 +4049,8 @@ export interface TaskExpedited {
   occurred_at_ms: number;
   task_id: string;
   priority: number;
+  /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
+  actor: null | string;
 }
 
 /** TaskExpedited as a producer writes it: fields with an Avro default may be left out. */
@@ -3359,6 +4059,7 @@ export interface TaskExpeditedInit {
   occurred_at_ms: number;
   task_id: string;
   priority: number;
+  actor?: null | string;
 }
 
 /** task.failed: the task failed permanently. On the task.failed topic the same record type is also the outcome of every other ending that is not a completion (see outcome). */
@@ -3453,6 +4154,8 @@ export interface TaskRejected {
   reviewer: null | string;
   /** The refused SubmitTask's operation (null for other commands and for records written before this field). */
   operation: null | string;
+  /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
+  actor: null | string;
 }
 
 /** TaskRejected as a producer writes it: fields with an Avro default may be left out. */
@@ -3464,6 +4167,7 @@ export interface TaskRejectedInit {
   command?: string;
   reviewer?: null | string;
   operation?: null | string;
+  actor?: null | string;
 }
 
 /** task.retry_scheduled: attempt (the next one) runs after delay_ms, via the delay tier of tier_ms. */
