@@ -26,7 +26,16 @@ name a static member. So :class:`GroupConsumer` sends LeaveGroup v3 (the members
 KIP-345) itself, from the point in ``stop()`` where aiokafka would have left: after the
 coordination and heartbeat tasks end (a heartbeat after the leave would rejoin), before the
 connection closes. It replaces the coordinator's ``_maybe_leave_group`` on that instance for
-that call only; nothing else of aiokafka is changed.
+that call only.
+
+And a static member must know when another process took its id. aiokafka's Heartbeat (v0/v1)
+does not name the instance, so Kafka can only answer UNKNOWN_MEMBER_ID; aiokafka then rejoins
+under the same id and takes it back, and two processes with one id (a misconfigured
+``TASKSTREAM_INSTANCE_ID``) take the partitions from each other on every heartbeat, both
+processing them. So a static :class:`GroupConsumer` heartbeats with Heartbeat v3 (it names the
+instance); Kafka answers FENCED_INSTANCE_ID to the replaced member, which then fails with
+:class:`FencedInstanceError` from its next ``getmany`` instead of rejoining. Its other answers
+are handled as aiokafka handles them.
 """
 
 from __future__ import annotations
@@ -40,22 +49,65 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka import errors as kafka_errors
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 
+from streams.errors import BrokerError
 from streams.kafka.clients import consumer_kwargs
 from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
-__all__ = ["FENCED_INSTANCE_ID", "GroupConsumer", "MemberId", "group_consumer", "member_id"]
+__all__ = [
+    "FENCED_INSTANCE_ID",
+    "FencedInstanceError",
+    "GroupConsumer",
+    "MemberId",
+    "group_consumer",
+    "member_id",
+]
 
 log = logging.getLogger(__name__)
 
 FENCED_INSTANCE_ID = 82
 """Another member joined with this member's ``group.instance.id`` (aiokafka has no class)."""
 UNKNOWN_MEMBER_ID = 25
+
+
+class FencedInstanceError(BrokerError):
+    """Another process joined the group with this member's static id and took its place."""
+
+
+class HeartbeatResponse_v3(Response):  # type: ignore[misc]  # noqa: N801 - Kafka's naming
+    API_KEY = 12
+    API_VERSION = 3
+    SCHEMA = Schema(("throttle_time_ms", Int32), ("error_code", Int16))
+
+
+class HeartbeatRequest_v3(RequestStruct):  # type: ignore[misc]  # noqa: N801
+    API_KEY = 12
+    API_VERSION = 3
+    RESPONSE_TYPE = HeartbeatResponse_v3
+    SCHEMA = Schema(
+        ("group_id", String("utf-8")),
+        ("generation_id", Int32),
+        ("member_id", String("utf-8")),
+        ("group_instance_id", String("utf-8")),
+    )
+
+
+class StaticHeartbeatRequest(Request[HeartbeatRequest_v3]):  # type: ignore[misc]
+    """Heartbeat naming the static member; v3, the last non-flexible version."""
+
+    API_KEY = 12
+
+    def __init__(self, group_id: str, generation: int, member: str, instance: str) -> None:
+        self._fields = (group_id, generation, member, instance)
+
+    def build(self, request_struct_class: type[HeartbeatRequest_v3]) -> HeartbeatRequest_v3:
+        return request_struct_class(*self._fields)
 
 
 class LeaveGroupResponse_v3(Response):  # type: ignore[misc]  # noqa: N801 - Kafka's naming
@@ -188,6 +240,16 @@ class GroupConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.member = member
 
+    async def start(self) -> None:
+        await super().start()
+        coordinator = getattr(self, "_coordinator", None)
+        if isinstance(coordinator, GroupCoordinator) and coordinator._group_instance_id:
+
+            async def heartbeat() -> bool:
+                return await _heartbeat_static(coordinator)
+
+            coordinator._do_heartbeat = heartbeat
+
     async def stop(self) -> None:
         coordinator = getattr(self, "_coordinator", None)
         if isinstance(coordinator, GroupCoordinator) and coordinator._group_instance_id:
@@ -200,6 +262,46 @@ class GroupConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             await super().stop()
         finally:
             self.member.release()
+
+
+async def _heartbeat_static(coordinator: Any) -> bool:
+    """aiokafka's ``_do_heartbeat`` with a request that names the instance, and a fenced
+    member failing instead of rejoining."""
+    group, instance = coordinator.group_id, coordinator._group_instance_id
+    request = StaticHeartbeatRequest(group, coordinator.generation, coordinator.member_id, instance)
+    try:
+        response = await coordinator._send_req(request)
+    except KafkaError as exc:
+        log.error("Heartbeat send request failed: %s. Will retry.", exc)
+        return False
+    code = response.error_code
+    if code == FENCED_INSTANCE_ID:
+        raise FencedInstanceError(
+            f"another process joined group {group} as static member {instance} and took its "
+            "partitions: this one stops. Give each running instance its own "
+            "TASKSTREAM_INSTANCE_ID (or leave it unset)."
+        )
+    error_type = for_code(code)
+    if error_type is kafka_errors.NoError:
+        return True
+    if error_type in (
+        kafka_errors.GroupCoordinatorNotAvailableError,
+        kafka_errors.NotCoordinatorForGroupError,
+    ):
+        log.warning("Heartbeat failed for group %s: coordinator is not valid", group)
+        coordinator.coordinator_dead()
+    elif error_type is kafka_errors.RebalanceInProgressError:
+        log.warning("Heartbeat failed for group %s because it is rebalancing", group)
+        coordinator.request_rejoin()
+        return True  # keep heartbeating while the group rebalances
+    elif error_type in (kafka_errors.IllegalGenerationError, kafka_errors.UnknownMemberIdError):
+        log.warning("Heartbeat failed for group %s: %s; re-joining", group, error_type.__name__)
+        coordinator.reset_generation()
+    elif error_type is kafka_errors.GroupAuthorizationFailedError:
+        raise error_type(group)
+    else:
+        raise KafkaError(f"Unexpected exception in heartbeat task: {error_type()!r}")
+    return False
 
 
 async def _leave_static(coordinator: Any) -> None:

@@ -181,6 +181,33 @@ async def test_processor_stopped_cleanly_hands_its_partitions_over_at_once(
         assert "left group" in stack.log_tail("processor-a", 100_000)
 
 
+async def test_a_second_process_with_the_same_instance_id_stops_the_first(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Two processes with one static id would take the partitions from each other on every
+    heartbeat, both processing them; the replaced one must stop instead."""
+    settings = failover_settings(make_settings)
+    await ensure_topics(settings)
+    with stack_of(settings, tmp_path / "stack") as stack:
+        for name in ("first", "second"):
+            env = {"TASKSTREAM_INSTANCE_ID": "same", "TASKSTREAM_DATA_DIR": str(tmp_path / name)}
+            stack.add(name, ["processor"], env)
+        async with collecting(settings, "events") as events, TaskstreamClient(settings) as client:
+            stack.start("first")
+            await all_accepted(events, await submit_everywhere(client, "one"), 60, "first")
+            stack.start("second")
+
+            async def first_stopped() -> bool:
+                return not stack.parts["first"].alive()
+
+            await until(first_stopped, RESUME_BOUND_S, "the replaced processor stopping")
+            code = stack.parts["first"].proc and stack.parts["first"].proc.returncode
+            assert code == 1
+            assert "FencedInstanceError" in stack.log_tail("first", 100_000)
+            await all_accepted(events, await submit_everywhere(client, "two"), 60, "second")
+            assert stack.parts["second"].alive()
+
+
 async def test_killed_delay_agent_restarted_at_once_resumes_before_its_session_could_expire(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
