@@ -139,3 +139,7 @@ def check_view_exposure(settings: Settings) -> None:
             "set TASKSTREAM_HTTP_TOKEN (an admin token) or TASKSTREAM_HTTP_TOKENS_FILE "
             "(per-client tokens) to require a bearer token"
         )
+    if settings.http_tokens_file is not None:
+        from projections.access import load_tokens_file
+
+        load_tokens_file(settings.http_tokens_file)  # a bad file stops the start, naming it

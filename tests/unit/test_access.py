@@ -272,3 +272,13 @@ def test_a_public_view_needs_a_real_token_or_a_tokens_file(tmp_path: Path) -> No
     check_view_exposure(Settings(http_host="0.0.0.0", http_tokens_file=tokens_file(tmp_path)))
     check_view_exposure(Settings(http_host="0.0.0.0", http_token=SecretStr("t0k")))
     check_view_exposure(Settings(http_host="127.0.0.1"))
+
+
+def test_a_bad_tokens_file_stops_the_view_before_it_starts(tmp_path: Path) -> None:
+    from streams.parts import check_view_exposure
+    from streams.settings import Settings
+
+    path = tmp_path / "tokens.toml"
+    path.write_text('[tokens."nope"]\nname = "x"\nclients = ["*"]\nscopes = ["read"]\n')
+    with pytest.raises(AccessConfigError, match="is not a token digest"):
+        check_view_exposure(Settings(http_host="127.0.0.1", http_tokens_file=path))
