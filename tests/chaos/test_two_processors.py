@@ -63,7 +63,9 @@ async def faults(stack: ProcessStack, log: list[str]) -> None:
     async def stop(name: str, sig: int) -> None:
         pid = stack.parts[name].pid
         code = await asyncio.to_thread(stack.kill, name, sig)
-        log.append(f"{time.monotonic() - t0:5.1f}s {signal.Signals(sig).name} {name} pid {pid} -> exit {code}")
+        log.append(
+            f"{time.monotonic() - t0:5.1f}s {signal.Signals(sig).name} {name} pid {pid} -> exit {code}"
+        )
         if sig == signal.SIGTERM:
             assert code == 0, f"{name} exited with {code} on SIGTERM"
 
