@@ -79,6 +79,7 @@ func (c *Client) CheckLayout(ctx context.Context) (int32, error) {
 
 // Send validates, size-checks and produces any command to its client's home partition.
 func (c *Client) Send(ctx context.Context, cmd Command) (Sent, error) {
+	withActor(cmd, c.cfg.Actor)
 	value, err := encodeCommand(c.codec, cmd, c.cfg.MaxPayloadBytes)
 	if err != nil {
 		return Sent{}, err
@@ -252,6 +253,33 @@ func (c *Client) ReleaseSession(ctx context.Context, clientID, sessionID, reason
 // Heartbeat says a session is alive.
 func (c *Client) Heartbeat(ctx context.Context, clientID, sessionID string) (Sent, error) {
 	return c.Send(ctx, &SessionHeartbeat{ClientID: clientID, SessionID: sessionID})
+}
+
+// withActor names actor as the sender of cmd unless it names one already or has no such
+// field (executor reports).
+func withActor(cmd Command, actor string) {
+	var field **string
+	switch c := cmd.(type) {
+	case *SubmitTask:
+		field = &c.Actor
+	case *CancelTask:
+		field = &c.Actor
+	case *ApproveTask:
+		field = &c.Actor
+	case *RejectTask:
+		field = &c.Actor
+	case *ExpediteTask:
+		field = &c.Actor
+	case *RegisterSession:
+		field = &c.Actor
+	case *ReleaseSession:
+		field = &c.Actor
+	case *SubmitBatchJob:
+		field = &c.Actor
+	}
+	if field != nil && *field == nil && actor != "" {
+		*field = &actor
+	}
 }
 
 // ---- validation (the one door every command goes through) -------------------------------

@@ -109,3 +109,24 @@ func TestNewExecutorChecksItsArguments(t *testing.T) {
 		t.Errorf("metrics of a new executor: %+v", m)
 	}
 }
+
+func TestClientCommandsNameTheirActor(t *testing.T) {
+	cmd := &SubmitTask{ClientID: "c", TaskID: "t", Operation: "op", Payload: "{}"}
+	withActor(cmd, "ops@host")
+	if cmd.Actor == nil || *cmd.Actor != "ops@host" {
+		t.Errorf("actor %v", cmd.Actor)
+	}
+	named := &CancelTask{ClientID: "c", TaskID: "t", Actor: ptr("gateway-token")}
+	withActor(named, "ops@host")
+	if *named.Actor != "gateway-token" {
+		t.Errorf("an actor already named was replaced by %q", *named.Actor)
+	}
+	t.Setenv("TASKSTREAM_ACTOR", "")
+	if actor := ConfigFromEnv().Actor; !strings.Contains(actor, "@") {
+		t.Errorf("default actor %q is not <user>@<host>", actor)
+	}
+	t.Setenv("TASKSTREAM_ACTOR", "billing-job")
+	if actor := ConfigFromEnv().Actor; actor != "billing-job" {
+		t.Errorf("TASKSTREAM_ACTOR gave %q", actor)
+	}
+}

@@ -2,6 +2,7 @@ package taskstream
 
 import (
 	"os"
+	osuser "os/user"
 	"strconv"
 	"strings"
 
@@ -17,6 +18,9 @@ type Config struct {
 	TopicPrefix string
 	// MaxPayloadBytes: the largest encoded command (TASKSTREAM_MAX_PAYLOAD_BYTES, 1 MiB).
 	MaxPayloadBytes int
+	// Actor names who sends the client's commands (their actor field): TASKSTREAM_ACTOR,
+	// else <user>@<host> of this process, as the Python SDK does.
+	Actor string
 	// KafkaOptions are added to every franz-go client this SDK makes (TLS, SASL, logging).
 	KafkaOptions []kgo.Opt
 }
@@ -40,6 +44,7 @@ func ConfigFromEnv() Config {
 		}
 	}
 	cfg.TopicPrefix = os.Getenv("TASKSTREAM_TOPIC_PREFIX")
+	cfg.Actor = os.Getenv("TASKSTREAM_ACTOR")
 	if n, err := strconv.Atoi(os.Getenv("TASKSTREAM_MAX_PAYLOAD_BYTES")); err == nil {
 		cfg.MaxPayloadBytes = n
 	}
@@ -52,6 +57,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPayloadBytes <= 0 {
 		c.MaxPayloadBytes = defaultMaxPayloadBytes
+	}
+	if c.Actor == "" {
+		c.Actor = defaultActor()
 	}
 	if len(c.Brokers) == 0 {
 		c.Brokers = []string{"127.0.0.1:9092"}
@@ -74,4 +82,21 @@ func (c Config) kafkaOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ProducerBatchCompression(kgo.NoCompression())}
 	opts = append(opts, c.KafkaOptions...)
 	return append(opts, extra...)
+}
+
+func defaultActor() string {
+	user := os.Getenv("USER")
+	if user == "" {
+		if u, err := osuser.Current(); err == nil {
+			user = u.Username
+		} else {
+			user = "uid" + strconv.Itoa(os.Getuid())
+		}
+	}
+	host, _ := os.Hostname()
+	actor := user + "@" + host
+	if len(actor) > 200 {
+		actor = actor[:200]
+	}
+	return actor
 }

@@ -102,6 +102,9 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 			task.ReportProgress(0.5, "half way")
 			return map[string]any{"ran": task.ID, "by": "go", "token": task.FencingToken}, nil
 		},
+		"notification": func(ctx context.Context, task *Task) (map[string]any, error) {
+			return map[string]any{"pool": task.SessionID == "", "by": "go"}, nil
+		},
 		"contact_create": func(ctx context.Context, task *Task) (map[string]any, error) {
 			var in map[string]any
 			if err := task.DecodePayload(&in); err != nil {
@@ -116,7 +119,7 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 		sessions = append(sessions, SessionSpec{SessionID: "go-py-session-" + run, ClientID: pyClient, AgentID: "go-agent"})
 	}
 	executor, err := NewExecutor(ctx, handlers, 4, WithConfig(cfg), WithSessions(sessions...),
-		WithHeartbeatInterval(time.Second))
+		WithHeartbeatInterval(time.Second), WithPool())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +175,8 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 	failing := submit("workflow_trigger", map[string]any{"fail": "no such workflow"}, WithMaxRetries(0))
 	// Cancelled while its handler runs.
 	blocking := submit("workflow_trigger", map[string]any{"block": true}, WithMaxRetries(0))
+	// Work that needs no session goes to the pool.
+	pooled := submit("notification", map[string]any{"to": "+15550100"})
 	// A batch job of a batchable operation: its children run as batch assignments.
 	jobID, err := client.SubmitBatchJob(ctx, clientID, "contact_create", []BatchItem{
 		{TaskID: "child-a-" + run, Payload: map[string]any{"email": "a@example.com"}},
@@ -198,7 +203,7 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 
 	want := map[string]string{
 		first: "completed", second: "completed", approved: "completed", rejected: "rejected",
-		failing: "failed", blocking: "cancelled",
+		failing: "failed", blocking: "cancelled", pooled: "completed",
 		"child-a-" + run: "completed", "child-b-" + run: "completed", "child-c-" + run: "completed",
 	}
 	if pyTask != "" {
@@ -228,6 +233,9 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 			t.Errorf("first's output %s", c.Output)
 		}
 	}
+	if c := got[pooled].Completed; c != nil && (c.SessionID != nil || c.Output != `{"by":"go","pool":true}`) {
+		t.Errorf("pool task %+v", c)
+	}
 	if f := got[failing].Failed; f != nil && f.Error != "no such workflow" {
 		t.Errorf("failing's error %q", f.Error)
 	}
@@ -249,7 +257,7 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 		t.Errorf("progress callback saw %v", seen.status)
 	}
 	m := executor.GetMetrics()
-	if m.CancelledTasks != 1 || m.FailedTasks != 1 || m.CompletedTasks < 6 || m.RunningTasks != 0 {
+	if m.CancelledTasks != 1 || m.FailedTasks != 1 || m.CompletedTasks < 7 || m.RunningTasks != 0 {
 		t.Errorf("metrics %+v", m)
 	}
 	errs := executor.GetErrors()

@@ -122,6 +122,7 @@ type executorOptions struct {
 	heartbeat      time.Duration
 	defaultTimeout time.Duration
 	defaultHandler HandlerFunc
+	pool           bool
 }
 
 // ExecutorOption configures NewExecutor.
@@ -190,6 +191,7 @@ type job struct {
 	session *session
 	items   []*item
 	seq     int64
+	rec     *kgo.Record // the task.pool record of pool work (its offset is committed after)
 }
 
 type jobQueue []*job
@@ -221,6 +223,10 @@ type Executor struct {
 
 	producer    *kgo.Client
 	assignments *kgo.Client
+	pool        *kgo.Client
+	poolSession *session // the pool's capacity: workers handler calls
+	tracker     *offsetTracker
+	poolFreed   chan struct{}
 	partitions  int32 // of task.commands
 	// sink, when set, takes the commands instead of Kafka (tests of the pool).
 	sink func(cmd Command, partition int32) error
@@ -258,11 +264,16 @@ func NewExecutor(ctx context.Context, handlers Handlers, workers int, opts ...Ex
 		opt(&o)
 	}
 	o.cfg = o.cfg.withDefaults()
-	if len(o.sessions) == 0 {
-		return nil, &InvalidCommandError{Reason: "nothing to serve: give sessions with WithSessions"}
+	if len(o.sessions) == 0 && !o.pool {
+		return nil, &InvalidCommandError{Reason: "nothing to serve: give sessions with WithSessions, WithPool, or both"}
 	}
 	e := &Executor{ctx: ctx, handlers: handlers, workers: workers, opts: o, codec: DefaultCodec(),
 		sessions: map[string]*session{}, byTask: map[string][]*item{}}
+	if o.pool {
+		e.poolSession = &session{spec: SessionSpec{MaxConcurrent: workers}, slots: make(chan struct{}, workers)}
+		e.tracker = newOffsetTracker()
+		e.poolFreed = make(chan struct{}, 1)
+	}
 	e.cond = sync.NewCond(&e.mu)
 	for _, s := range o.sessions {
 		if s.MaxConcurrent == 0 {
@@ -334,13 +345,44 @@ func (e *Executor) Start() error {
 		producer.Close()
 		return err
 	}
+	if err := e.openConsumers(); err != nil {
+		producer.Close()
+		return err
+	}
+	pollCtx := e.startWorkers()
+	if e.assignments != nil {
+		e.loops.Add(2)
+		go e.readAssignments(pollCtx)
+		go e.heartbeats(pollCtx)
+	}
+	if e.pool != nil {
+		e.loops.Add(1)
+		go e.readPool(pollCtx)
+	}
+	return nil
+}
+
+// openConsumers positions the assignment reader, registers the sessions (in that order, so
+// no assignment for them is missed) and joins the pool's group.
+func (e *Executor) openConsumers() error {
+	ctx, cfg := e.ctx, e.opts.cfg
+	if e.opts.pool {
+		pool, err := e.openPool()
+		if err != nil {
+			return err
+		}
+		e.pool = pool
+	}
+	if len(e.sessions) == 0 {
+		return nil
+	}
 	topic := cfg.Topic("assignments")
-	ends, err := kadm.NewClient(producer).ListEndOffsets(ctx, topic)
+	ends, err := kadm.NewClient(e.producer).ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		producer.Close()
+		e.closePool()
 		return &BrokerError{Op: "list the end offsets of " + topic, Err: err}
 	}
 	at := map[int32]kgo.Offset{}
@@ -350,10 +392,9 @@ func (e *Executor) Start() error {
 		kgo.FetchMaxWait(200*time.Millisecond),
 	)...)
 	if err != nil {
-		producer.Close()
+		e.closePool()
 		return &BrokerError{Op: "executor cannot configure Kafka", Err: err}
 	}
-	e.assignments = assignments
 
 	for _, s := range e.sessions {
 		spec := s.spec
@@ -361,16 +402,19 @@ func (e *Executor) Start() error {
 			AgentID: spec.AgentID, MaxConcurrent: int64(spec.MaxConcurrent),
 			Capabilities: append([]string{}, spec.Capabilities...)}, -1); err != nil {
 			assignments.Close()
-			producer.Close()
+			e.closePool()
 			return err
 		}
 	}
-
-	pollCtx := e.startWorkers()
-	e.loops.Add(2)
-	go e.readAssignments(pollCtx)
-	go e.heartbeats(pollCtx)
+	e.assignments = assignments
 	return nil
+}
+
+func (e *Executor) closePool() {
+	if e.pool != nil {
+		e.pool.Close()
+		e.pool = nil
+	}
 }
 
 // startWorkers starts the workers and the watch on the executor's context; it returns the
@@ -406,8 +450,8 @@ func (e *Executor) stop(timeout time.Duration) error {
 
 func (e *Executor) doStop(timeout time.Duration) error {
 	e.mu.Lock()
-	if !e.started {
-		e.stopped = true
+	if !e.started || e.runCancel == nil {
+		e.stopped = true // never started, or Start failed and closed what it opened
 		e.mu.Unlock()
 		return nil
 	}
@@ -455,7 +499,13 @@ func (e *Executor) doStop(timeout time.Duration) error {
 		if ferr := e.producer.Flush(ctx); ferr != nil && err == nil {
 			err = &BrokerError{Op: "flush the executor's commands", Err: ferr}
 		}
-		e.assignments.Close()
+		if e.pool != nil {
+			e.commitPool(ctx, e.pool, nil)
+			e.pool.Close()
+		}
+		if e.assignments != nil {
+			e.assignments.Close()
+		}
 		e.producer.Close()
 	}
 	e.mu.Lock()
@@ -566,15 +616,16 @@ func (e *Executor) onAssignment(rec *kgo.Record) {
 	}
 	switch a.Kind {
 	case "task", "batch":
-		e.enqueue(&a, homeHeader(rec), s)
+		e.enqueueFrom(&a, homeHeader(rec), s, nil)
 	case "cancel":
 		e.cancelTask(&a)
 	}
 	// Any other kind: later versions may add kinds; skip it.
 }
 
-func (e *Executor) enqueue(a *Assignment, home int32, s *session) {
-	j := &job{a: a, home: home, session: s}
+// enqueueFrom queues an assignment's work; false when there is nothing to run.
+func (e *Executor) enqueueFrom(a *Assignment, home int32, s *session, rec *kgo.Record) bool {
+	j := &job{a: a, home: home, session: s, rec: rec}
 	timeout := time.Duration(a.TimeoutMs) * time.Millisecond
 	if timeout <= 0 {
 		timeout = e.opts.defaultTimeout
@@ -593,12 +644,14 @@ func (e *Executor) enqueue(a *Assignment, home int32, s *session) {
 		j.items = append(j.items, &item{task: t})
 	}
 	if len(j.items) == 0 {
-		return
+		return false
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.stopping {
-		return // not run: the attempt times out and is retried elsewhere
+		// Not run: the attempt times out and is retried elsewhere. Pool work stays
+		// uncommitted, so the next owner of the partition reads it again.
+		return true
 	}
 	e.seq++
 	j.seq = e.seq
@@ -608,6 +661,7 @@ func (e *Executor) enqueue(a *Assignment, home int32, s *session) {
 	e.metrics.TotalTasks += len(j.items)
 	heap.Push(&e.queue, j)
 	e.cond.Signal()
+	return true
 }
 
 func (e *Executor) cancelTask(a *Assignment) {
@@ -727,6 +781,7 @@ func (e *Executor) finish(j *job, started time.Time, outcomes []itemOutcome) {
 	if a.Kind == "task" {
 		o := outcomes[0]
 		if o.cancelled {
+			e.poolRecordDone(j)
 			return // the processor cancelled it before it told us; no result is expected
 		}
 		result.TaskID = ptr(j.items[0].task.ID)
@@ -751,6 +806,7 @@ func (e *Executor) finish(j *job, started time.Time, outcomes []itemOutcome) {
 			result.Items = append(result.Items, ir)
 		}
 		if all {
+			e.poolRecordDone(j)
 			return
 		}
 		result.BatchID = a.BatchID
@@ -764,6 +820,19 @@ func (e *Executor) finish(j *job, started time.Time, outcomes []itemOutcome) {
 	defer cancel()
 	if _, err := e.send(ctx, result, j.home); err != nil {
 		e.recordError(a.ClientID, "", a.FencingToken, err)
+		return // not delivered: its pool offset stays uncommitted
+	}
+	e.poolRecordDone(j)
+}
+
+func (e *Executor) poolRecordDone(j *job) {
+	if j.rec == nil {
+		return
+	}
+	e.tracker.done(j.rec.Partition, j.rec.Offset)
+	select {
+	case e.poolFreed <- struct{}{}:
+	default:
 	}
 }
 
