@@ -41,6 +41,7 @@ from schemas.codec import CODEC
 from schemas.commands import Command, RegisterSession, ReleaseSession, SessionHeartbeat
 from schemas.errors import DecodeError
 from schemas.records import Assignment
+from streams.client import default_actor
 from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
@@ -167,6 +168,7 @@ class Executor:
             default_handler=default_handler,
             keyring=Keyring.from_settings(settings),
         )
+        self.actor = settings.actor or default_actor()  # who its session commands name
         self._heartbeat_s = (
             heartbeat_interval_ms or max(100, min(30_000, settings.session_stale_ms // 10))
         ) / 1000
@@ -238,7 +240,10 @@ class Executor:
                 for s in self.sessions:
                     self._emit(
                         ReleaseSession(
-                            client_id=s.client_id, session_id=s.session_id, reason="shutdown"
+                            client_id=s.client_id,
+                            session_id=s.session_id,
+                            reason="shutdown",
+                            actor=self.actor,
                         )
                     )
                 await self._flush()
@@ -282,6 +287,7 @@ class Executor:
                         agent_id=s.agent_id,
                         max_concurrent=s.max_concurrent,
                         capabilities=list(s.capabilities),
+                        actor=self.actor,
                     )
                 )
             await self._flush()
