@@ -10,13 +10,19 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import events as ev
+from schemas.credentials import comparable
 from streams.domain.spec import canonical_json
 from streams.domain.state import RETIRED_JOB, BatchJobRecord, PartitionState
 
 
 def job_digest(e: ev.BatchJobAccepted) -> str:
-    """What a repeated SubmitBatchJob is compared against (everything but time)."""
+    """What a repeated SubmitBatchJob is compared against (everything but time, and not the
+    items' credentials: each submit seals them afresh, ``schemas.credentials``)."""
     doc = e.model_dump(mode="json", exclude={"client_id", "occurred_at_ms", "batch_job_id"})
+    for child, dumped in zip(e.children, doc["children"], strict=True):
+        shown = comparable(child.payload)
+        if shown != child.payload:
+            dumped["payload"] = canonical_json(shown)
     return hashlib.blake2b(canonical_json(doc).encode(), digest_size=16).hexdigest()
 
 

@@ -199,3 +199,33 @@ async def test_the_worker_pool_opens_credentials_for_the_handler(ring: Keyring) 
         else:
             assert not result.success and "no TASKSTREAM_SECRETS_KEY" in (result.error or "")
     assert len(seen) == 1
+
+
+def test_a_batch_job_resealed_is_a_redelivery(ring: Keyring) -> None:
+    def job() -> c.SubmitBatchJob:
+        sealed = seal_command(
+            ring,
+            c.SubmitBatchJob(
+                client_id="A",
+                batch_job_id="J",
+                operation="api_call",
+                items=[c.BatchJobItem(payload=PAYLOAD), c.BatchJobItem(payload={"x": 1})],
+            ),
+        )
+        assert isinstance(sealed, c.SubmitBatchJob)
+        return sealed
+
+    h = Harness()
+    first, again = job(), job()
+    assert first.items[0].payload != again.items[0].payload
+    assert any(isinstance(e, ev.BatchJobAccepted) for e in h.do(first))
+    assert not any(isinstance(e, ev.BatchJobRejected) for e in h.do(again))
+    # A plaintext credential in an item is refused.
+    plain = c.SubmitBatchJob(
+        client_id="A",
+        batch_job_id="K",
+        operation="api_call",
+        items=[c.BatchJobItem(payload=PAYLOAD)],
+    )
+    [rejected] = [e for e in h.do(plain) if isinstance(e, ev.BatchJobRejected)]
+    assert "holds a credential in plaintext" in rejected.reason and SECRET not in rejected.reason
