@@ -29,7 +29,7 @@ MASK = "***"
 
 _SECRET_NAME = re.compile(
     r"password|passwd|passphrase|secret|token|apikey|authorization|cookie|credential"
-    r"|privatekey|accesskey|signature|^auth$|^pwd$|^pin$|^key$|^sig$"
+    r"|privatekey|accesskey|signature|^auth$|^pwd$|^pin$|^sig$"
 )
 
 # Credentials inside free text (errors, progress messages, log lines): a scheme's token, or a

@@ -59,7 +59,7 @@ async def read_all(settings: Settings, expected: int) -> list[tuple[int, object,
 async def test_every_command_lands_decodable_on_its_clients_partition(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(actor="tester")  # every command names its sender
     await ensure_topics(settings)
     async with TaskstreamClient(settings) as client:
         generated = await client.submit("acme", "send_sms", {"to": "+15550100"}, priority=2)
@@ -104,6 +104,7 @@ async def test_every_command_lands_decodable_on_its_clients_partition(
             operation="send_sms",
             payload={"to": "+15550100"},
             priority=2,
+            actor="tester",
         ),
         SubmitTask(
             client_id="acme",
@@ -113,16 +114,27 @@ async def test_every_command_lands_decodable_on_its_clients_partition(
             depends_on=[generated],
             capabilities=["email"],
             scheduled_for_ms=1_900_000_000_000,
+            actor="tester",
         ),
-        CancelTask(client_id="acme", task_id="task-given", reason="changed my mind"),
-        ApproveTask(client_id="acme", task_id="task-given", reviewer="ann"),
-        RejectTask(client_id="acme", task_id="task-given", reviewer="bob", reason="spam"),
-        ExpediteTask(client_id="acme", task_id=generated),
+        CancelTask(
+            client_id="acme", task_id="task-given", reason="changed my mind", actor="tester"
+        ),
+        ApproveTask(client_id="acme", task_id="task-given", reviewer="ann", actor="tester"),
+        RejectTask(
+            client_id="acme", task_id="task-given", reviewer="bob", reason="spam", actor="tester"
+        ),
+        ExpediteTask(client_id="acme", task_id=generated, actor="tester"),
     ]
     assert by_client["globex"] == [
-        RegisterSession(client_id="globex", session_id="s1", agent_id="agent-7", max_concurrent=3),
+        RegisterSession(
+            client_id="globex",
+            session_id="s1",
+            agent_id="agent-7",
+            max_concurrent=3,
+            actor="tester",
+        ),
         SessionHeartbeat(client_id="globex", session_id="s1"),
-        ReleaseSession(client_id="globex", session_id="s1", reason="shift over"),
+        ReleaseSession(client_id="globex", session_id="s1", reason="shift over", actor="tester"),
         RetryDue(client_id="globex", task_id="t9", attempt=2, due_at_ms=5),
     ]
 

@@ -18,14 +18,14 @@ from streams.logs import is_secret_name
 
 @pytest.mark.parametrize(
     "name",
-    ["bearerToken", "apiKey", "X-API-Key", "password", "Authorization", "client_secret", "key"],
+    ["bearerToken", "apiKey", "X-API-Key", "password", "Authorization", "client_secret", "pin"],
 )
 def test_credential_names_under_every_door(name: str) -> None:
     assert is_credential_name(name) and is_secret_name(name) and is_sensitive(name)
 
 
 @pytest.mark.parametrize(
-    "name", ["apiKeyHeader", "tokenType", "session_id", "keyword", "authType", "url"]
+    "name", ["apiKeyHeader", "tokenType", "session_id", "keyword", "authType", "url", "key"]
 )
 def test_ordinary_names_under_every_door(name: str) -> None:
     assert not is_credential_name(name)
