@@ -1,0 +1,17 @@
+export { TaskstreamClient, OutcomeStream, checkLayout } from "./client";
+export type { Sent, Payload, SubmitOptions, BatchJobOptions, BatchJobItemSpec, SessionOptions, Outcome, OutcomeOptions, OutcomeHandler } from "./client";
+export { Executor } from "./executor";
+export type { ExecutorOptions, SessionSpec } from "./executor";
+export { Runner, TaskAbort, TIMEOUT, CANCELLED, SHUTDOWN } from "./runner";
+export type { Handler, TaskContext, RunnerMetrics, Report } from "./runner";
+export { encode, encodeWith, decode, decodeAs, crc64Avro, schemaEntry, schemaEntries } from "./codec";
+export type { Decoded, SchemaEntry } from "./codec";
+export { encodeCommand, COMMAND_NAMES } from "./commands";
+export type { CommandName, CommandInit } from "./commands";
+export { resolveConfig, topicName, LOGICAL_TOPICS, RETRY_TIERS_S } from "./config";
+export type { TaskstreamConfig, LogicalTopic } from "./config";
+export { layoutProblems } from "./topics";
+export { homePartition, murmur2, TYPE_HEADER, HOME_HEADER } from "./partitioning";
+export { jsonText } from "./json";
+export * from "./errors";
+export * from "./generated/schemas";
