@@ -15,7 +15,7 @@
 import { randomUUID } from "node:crypto";
 import { Admin, Consumer, Kafka, logLevel, Partitioners, Producer } from "kafkajs";
 import { decode } from "./codec";
-import { CommandInit, CommandName, encodeCommand } from "./commands";
+import { CommandInit, CommandName, defaultActor, encodeCommand, withActor } from "./commands";
 import { resolveConfig, TaskstreamConfig, topicName } from "./config";
 import { BrokerError, ClientClosedError, InvalidCommandError, TopicLayoutError } from "./errors";
 import { BatchJobItemInit, TaskCompleted, TaskFailed } from "./generated/schemas";
@@ -78,7 +78,7 @@ export type OutcomeHandler = (outcome: Outcome) => Promise<void> | void;
 /** Quiet kafkajs unless asked: its INFO lines are about its own group protocol. */
 export function createKafka(config: TaskstreamConfig): Kafka {
   const level = process.env.TASKSTREAM_KAFKAJS_LOG === "debug" ? logLevel.DEBUG : logLevel.ERROR;
-  return new Kafka({ clientId: config.clientId, brokers: config.brokers, logLevel: level, retry: { retries: 8 } });
+  return new Kafka({ clientId: config.clientId, brokers: config.brokers, logLevel: level, retry: { retries: 5 } });
 }
 
 function payloadText(payload: Payload | undefined, what: string): string {
@@ -116,6 +116,8 @@ export class TaskstreamClient {
   private admin: Admin | null = null;
   private partitions: number | null = null;
   private readonly streams = new Set<OutcomeStream>();
+  /** Written into each command's `actor` (TASKSTREAM_ACTOR, else <user>@<host>). */
+  actor: string = defaultActor();
 
   constructor(config: Partial<TaskstreamConfig> = {}) {
     this.config = resolveConfig(config);
@@ -161,7 +163,7 @@ export class TaskstreamClient {
   /** Validate, size-check and produce any command to the client's home partition. */
   async send<N extends CommandName>(name: N, command: CommandInit<N>): Promise<Sent> {
     if (!this.producer) throw new ClientClosedError("TaskstreamClient is not started; call start() first");
-    const value = encodeCommand(name, command, this.config.maxPayloadBytes);
+    const value = encodeCommand(name, withActor(name, command, this.actor), this.config.maxPayloadBytes);
     const clientId = (command as { client_id: string }).client_id;
     const partitions = this.partitions ?? (await this.checkLayout());
     try {

@@ -4,7 +4,7 @@
  * The rules are those of the wire contract (docs/protocol.md, "Records"); the processor checks
  * them again.
  */
-import { encode } from "./codec";
+import { encode, schemaEntry } from "./codec";
 import { EncodeError, InvalidCommandError, PayloadTooLargeError } from "./errors";
 import { RecordInits } from "./generated/schemas";
 
@@ -16,6 +16,30 @@ export type CommandName = (typeof COMMAND_NAMES)[number];
 export type CommandInit<N extends CommandName = CommandName> = RecordInits[N];
 
 const MAX_ID = 512;
+
+/**
+ * Who sends commands, written into their `actor` field when the caller names nobody:
+ * TASKSTREAM_ACTOR, else `<user>@<host>` (as the Python and Go SDKs do).
+ */
+export function defaultActor(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TASKSTREAM_ACTOR) return env.TASKSTREAM_ACTOR;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const os = require("node:os") as typeof import("node:os");
+  let user = "unknown";
+  try {
+    user = os.userInfo().username || user;
+  } catch {
+    // no passwd entry: keep "unknown"
+  }
+  return `${user}@${os.hostname()}`.slice(0, MAX_ID);
+}
+
+/** Set `actor` on commands whose schema has one, unless the caller set it. */
+export function withActor<N extends CommandName>(name: N, command: CommandInit<N>, actor: string): CommandInit<N> {
+  const fields = (schemaEntry(name).type as unknown as { fields: { name: string }[] }).fields;
+  if (!fields.some((f) => f.name === "actor") || (command as { actor?: unknown }).actor !== undefined) return command;
+  return { ...command, actor };
+}
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 

@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto";
 import { Admin, Consumer, Kafka, Partitioners, Producer } from "kafkajs";
 import { checkLayout, createKafka } from "./client";
 import { decodeAs } from "./codec";
-import { CommandInit, CommandName, encodeCommand } from "./commands";
+import { CommandInit, CommandName, defaultActor, encodeCommand, withActor } from "./commands";
 import { resolveConfig, TaskstreamConfig, topicName } from "./config";
 import { BrokerError, DecodeError, ExecutorError } from "./errors";
 import { Assignment } from "./generated/schemas";
@@ -76,6 +76,8 @@ export class Executor {
   private stopped = false;
   private readonly stoppedSignal: Promise<void>;
   private signalStopped!: () => void;
+  /** Written into the `actor` of its session commands. */
+  actor: string = defaultActor();
   /** Assignments skipped: undecodable, malformed, or of an unknown kind. */
   skipped = 0;
 
@@ -217,7 +219,7 @@ export class Executor {
     const clientId = (command as { client_id: string }).client_id;
     let value: Buffer;
     try {
-      value = encodeCommand(name, command, this.config.maxPayloadBytes);
+      value = encodeCommand(name, withActor(name, command, this.actor), this.config.maxPayloadBytes);
     } catch (err) {
       if (name !== "ReportResult") throw err;
       // An output too large for a record: report the failure instead of nothing.

@@ -151,6 +151,7 @@ describe("end to end with the Python processor", { skip: BROKERS ? false : "KAFK
     assert.equal(accepted.max_retries, 1);
     assert.equal(accepted.timeout_ms, 30_000);
     assert.deepEqual(accepted.capabilities, ["browser"]);
+    assert.equal(typeof accepted.actor, "string"); // TASKSTREAM_ACTOR, else <user>@<host>
     const progressed = await waitFor("task.progressed", () => log.find("TaskProgressed", first));
     assert.equal(progressed.progress, 0.5);
     // The dependent, scheduled task was accepted as such, waited for its start, then ran.
