@@ -57,6 +57,12 @@ def is_credential_name(name: str) -> bool:
     return _SECRET_NAME.search(flat) is not None and _ABOUT_SECRET.search(flat) is None
 
 
+def _is_credential_parameter(name: str) -> bool:
+    """A URL query parameter that holds a credential: a credential name, or plain ``key``
+    (``?key=`` carries API keys in URLs; as a payload field ``key`` is an ordinary name)."""
+    return is_credential_name(name) or name.lower() == "key"
+
+
 def mask_text(text: str) -> str:
     """``text`` with anything that looks like a credential replaced by ``***``."""
     for pattern in _TEXT_PATTERNS:
@@ -72,7 +78,7 @@ def url_has_credentials(value: str) -> bool:
         parts = urlsplit(value)
         if parts.password:
             return True
-        return any(is_credential_name(k) and v for k, v in parse_qsl(parts.query))
+        return any(_is_credential_parameter(k) and v for k, v in parse_qsl(parts.query))
     except ValueError:
         return False
 
@@ -83,7 +89,7 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]
         query = urlencode(
-            [(k, MASK if is_credential_name(k) else v) for k, v in parse_qsl(parts.query)],
+            [(k, MASK if _is_credential_parameter(k) else v) for k, v in parse_qsl(parts.query)],
             safe="*",
         )
         return urlunsplit((parts.scheme, host, parts.path, query, ""))
