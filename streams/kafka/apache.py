@@ -19,17 +19,16 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from streams.errors import BrokerError
-from streams.kafka.process import die_with_parent, free_loopback_port
+from streams.kafka.process import BrokerProcess, die_with_parent, free_loopback_port, kafka_request
 
 __all__ = ["ApacheKafka", "KAFKA_TOOLS_DIR", "ensure_jars", "java_binary"]
 
@@ -149,39 +148,20 @@ def _metadata_names_broker(host: str, port: int, node_id: int) -> bool:
     """True when the broker answers Metadata v1 with itself among the brokers: it has caught
     up with the controller and serves clients (ApiVersions alone comes earlier)."""
     # Metadata v1: api_key=3, version=1, correlation_id=7, client_id="ts", topics=[] (none)
-    body = (3).to_bytes(2, "big") + (1).to_bytes(2, "big") + (7).to_bytes(4, "big")
-    body += (2).to_bytes(2, "big") + b"ts" + (0).to_bytes(4, "big", signed=True)
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
-            sock.sendall(len(body).to_bytes(4, "big") + body)
-            data = b""
-            while len(data) < 4:
-                chunk = sock.recv(4 - len(data))
-                if not chunk:
-                    return False
-                data += chunk
-            size = int.from_bytes(data[:4], "big")
-            data = b""
-            while len(data) < size:
-                chunk = sock.recv(size - len(data))
-                if not chunk:
-                    return False
-                data += chunk
-    except OSError:
+    data = kafka_request(host, port, struct.pack(">hhih2si", 3, 1, 7, 2, b"ts", 0))
+    if data is None or len(data) < 12 or struct.unpack(">i", data[:4])[0] != 7:
         return False
-    if len(data) < 12 or int.from_bytes(data[0:4], "big") != 7:
-        return False
-    count = int.from_bytes(data[4:8], "big", signed=True)
+    (count,) = struct.unpack(">i", data[4:8])
     offset = 8
     for _ in range(max(count, 0)):
         if offset + 4 > len(data):
             return False
-        if int.from_bytes(data[offset : offset + 4], "big", signed=True) == node_id:
+        if struct.unpack(">i", data[offset : offset + 4])[0] == node_id:
             return True
         offset += 4
-        host_len = int.from_bytes(data[offset : offset + 2], "big", signed=True)
+        (host_len,) = struct.unpack(">h", data[offset : offset + 2])
         offset += 2 + max(host_len, 0) + 4  # host, port
-        rack_len = int.from_bytes(data[offset : offset + 2], "big", signed=True)
+        (rack_len,) = struct.unpack(">h", data[offset : offset + 2])
         offset += 2 + max(rack_len, 0)
     return False
 
@@ -196,7 +176,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-class ApacheKafka:
+class ApacheKafka(BrokerProcess):
     """One Apache Kafka (KRaft, combined broker and controller) on loopback.
 
     ``data_dir`` holds the log directory, the configuration and the chosen ports; it survives
@@ -229,14 +209,6 @@ class ApacheKafka:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- start -------------------------------------------------------------------------------
 
@@ -352,48 +324,10 @@ class ApacheKafka:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Controlled shutdown (SIGTERM), SIGKILL after ``timeout_s``; a temporary data
-        directory is removed."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        directory is removed. (:meth:`kill` leaves the data directory.)"""
+        super().stop(timeout_s)
         if self._temporary:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """SIGKILL, for crash tests; the data directory stays."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP), for fault tests."""
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGCONT)
-
-    def __enter__(self) -> ApacheKafka:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _cluster_id() -> str:

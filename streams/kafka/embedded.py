@@ -12,15 +12,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 from streams.errors import BrokerError
-from streams.kafka.process import answers_api_versions, die_with_parent, free_loopback_port
+from streams.kafka.process import (
+    BrokerProcess,
+    answers_api_versions,
+    die_with_parent,
+    free_loopback_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def _broker_binary() -> str:
         raise BrokerError(str(exc)) from None
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """A Tansu broker process on a free loopback port. Use as a (sync) context manager."""
 
     def __init__(self, log_path: Path | None = None, port: int | None = None) -> None:
@@ -51,10 +54,6 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     def start(self, timeout_s: float = 20.0) -> None:
         binary = _broker_binary()
@@ -97,40 +96,6 @@ class EmbeddedBroker:
         raise BrokerError(
             f"embedded broker did not answer within {timeout_s:.0f}s; see {self.log_path}"
         )
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP), for fault tests."""
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._proc is not None:
-            os.kill(self._proc.pid, signal.SIGCONT)
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

@@ -16,11 +16,11 @@ probe. ``auto`` sends InitProducerId to a bootstrap server over PLAINTEXT; behin
 from __future__ import annotations
 
 import logging
-import socket
 import struct
 import time
 from dataclasses import dataclass
 
+from streams.kafka.process import kafka_request
 from streams.settings import Settings
 
 __all__ = ["EMBEDDED", "KAFKA", "BrokerProfile", "broker_profile", "probe_init_producer_id"]
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_SERVER_ERROR = -1
 # A broker that has just started loads its transaction coordinator first: ask again.
-_RETRIABLE = frozenset({14, 15, 16})  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
+_RETRIABLE = frozenset(
+    {14, 15, 16}
+)  # COORDINATOR_LOAD_IN_PROGRESS, _NOT_AVAILABLE, NOT_COORDINATOR
 _RETRY_FOR_S = 15.0
 
 
@@ -75,26 +77,9 @@ _cache: dict[tuple[str, str], BrokerProfile] = {}
 def probe_init_producer_id(host: str, port: int, timeout_s: float = 2.0) -> int | None:
     """The error code of an InitProducerId v0 (no transactional id) sent to ``host:port``, or
     None when the broker cannot be asked."""
-    body = struct.pack(">hhih2sh", 22, 0, 11, 2, b"ts", -1) + struct.pack(">i", 60_000)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            data = b""
-            while len(data) < 4:
-                chunk = sock.recv(4 - len(data))
-                if not chunk:
-                    return None
-                data += chunk
-            (size,) = struct.unpack(">i", data)
-            data = b""
-            while len(data) < size:
-                chunk = sock.recv(size - len(data))
-                if not chunk:
-                    return None
-                data += chunk
-    except OSError:
-        return None
-    if len(data) < 10:
+    request = struct.pack(">hhih2shi", 22, 0, 11, 2, b"ts", -1, 60_000)
+    data = kafka_request(host, port, request, timeout_s)
+    if data is None or len(data) < 10:
         return None
     correlation, _throttle, error = struct.unpack(">iih", data[:10])
     return int(error) if correlation == 11 else None
