@@ -109,9 +109,8 @@ def test_typescript_sdk_against_the_processor(stack: dict[str, str]) -> None:
     )
     report = tests.stdout + tests.stderr
     assert tests.returncode == 0, report[-6000:]
-    # The end-to-end suite ran (it skips itself without a broker) and nothing failed.
+    # Nothing failed, and the end-to-end suite ran: skipped (no broker), it lists no subtests.
     assert "# fail 0" in report
-    assert "# skipped 0" in report, report[-3000:]
     assert re.search(
         r"^\s*ok \d+ - a task submitted by the Python SDK runs on the TypeScript", report, re.M
     )
