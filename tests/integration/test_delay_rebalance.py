@@ -55,7 +55,14 @@ async def test_member_joining_and_leaving_loses_nothing(
         assert consistent(first)
 
         async with running(second):
-            assert await wait_until(lambda: bool(first.assignment), timeout_s=10)
+            # Each member's view of its assignment changes when its own SyncGroup answer
+            # arrives, so for a moment the old owner still lists what the new one has: wait
+            # until both views are of the new generation (every partition owned, none twice).
+            def settled() -> bool:
+                mine, theirs = first.assignment, second.assignment
+                return bool(mine) and bool(theirs) and len(mine | theirs) == len(mine) + len(theirs)
+
+            assert await wait_until(settled, timeout_s=15)
             both = first.assignment | second.assignment
             assert len(both) == 6 * settings.partitions
             assert not first.assignment & second.assignment
