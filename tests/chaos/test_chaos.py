@@ -211,6 +211,36 @@ async def assert_each_task_ended_once(
     return events
 
 
+async def load_with_faults_then_drain(
+    settings: Settings,
+    load: SteadyLoad,
+    faults_done: Awaitable[None],
+    *,
+    load_s: float,
+    quiet_s: float,
+    no_part_died: Callable[[str], None],
+) -> None:
+    """Run ``load`` while ``faults_done`` injects its faults (within ``load_s``), keep loading
+    for ``quiet_s`` after them, stop, then wait until every accepted task is terminal (read
+    from the event log itself)."""
+    loading = asyncio.create_task(load.run())
+    try:
+        await asyncio.wait_for(faults_done, load_s)
+        await asyncio.sleep(max(0.0, quiet_s))
+        no_part_died("under load")
+    finally:
+        load.stop.set()
+        await asyncio.wait_for(loading, 60)
+    assert len(load.acked) > RATE_PER_S * load_s * 0.5, "the load did not get through"
+
+    async def all_terminal() -> bool:
+        no_part_died("while draining")
+        accepted, terminal = terminal_by_task(await read_log(settings, "events"))
+        return bool(accepted) and all(terminal.get(t) for t in accepted)
+
+    await until(all_terminal, DRAIN_TIMEOUT_S, "every accepted task terminal")
+
+
 async def faults(stack: ProcessStack, log: list[str]) -> None:
     """The fault schedule, relative to the start of the load."""
     t0 = time.monotonic()
@@ -288,24 +318,17 @@ async def test_no_task_lost_or_done_twice_when_parts_are_killed(
 
     load = SteadyLoad(settings)
     fault_log: list[str] = []
-    loading = asyncio.create_task(load.run())
     try:
-        await asyncio.wait_for(faults(stack, fault_log), LOAD_S)
-        await asyncio.sleep(max(0.0, LOAD_S - 62))
-        no_part_died("under load")
+        await load_with_faults_then_drain(
+            settings,
+            load,
+            faults(stack, fault_log),
+            load_s=LOAD_S,
+            quiet_s=LOAD_S - 62,
+            no_part_died=no_part_died,
+        )
     finally:
-        load.stop.set()
-        await asyncio.wait_for(loading, 60)
-    print("\n".join(fault_log))
-    assert len(load.acked) > RATE_PER_S * LOAD_S * 0.5, "the load did not get through"
-
-    # Bounded wait until every accepted task is terminal (read from the event log itself).
-    async def all_terminal() -> bool:
-        no_part_died("while draining")
-        accepted, terminal = terminal_by_task(await read_log(settings, "events"))
-        return bool(accepted) and all(terminal.get(t) for t in accepted)
-
-    await until(all_terminal, DRAIN_TIMEOUT_S, "every accepted task terminal")
+        print("\n".join(fault_log))
 
     # Quiesce: only the processor writes the event log; stop it (and what feeds it) so the
     # log is final, then compare everything against it.

@@ -26,13 +26,11 @@ from streams.soak import SOAK_CLIENTS, ProcessStack
 from streams.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
 from tests.chaos.test_chaos import (
-    DRAIN_TIMEOUT_S,
     ENV,
-    RATE_PER_S,
     SteadyLoad,
     assert_each_task_ended_once,
+    load_with_faults_then_drain,
     read_log,
-    terminal_by_task,
     until,
 )
 
@@ -110,23 +108,17 @@ async def test_two_processors_one_killed_every_task_ends_once(
 
     load = SteadyLoad(settings, SOAK_CLIENTS, prefix="two")
     fault_log: list[str] = []
-    loading = asyncio.create_task(load.run())
     try:
-        await asyncio.wait_for(faults(stack, fault_log), LOAD_S)
-        await asyncio.sleep(max(0.0, LOAD_S - 40))
-        no_part_died("under load")
+        await load_with_faults_then_drain(
+            settings,
+            load,
+            faults(stack, fault_log),
+            load_s=LOAD_S,
+            quiet_s=LOAD_S - 40,
+            no_part_died=no_part_died,
+        )
     finally:
-        load.stop.set()
-        await asyncio.wait_for(loading, 60)
-    print("\n".join(fault_log))
-    assert len(load.acked) > RATE_PER_S * LOAD_S * 0.5, "the load did not get through"
-
-    async def all_terminal() -> bool:
-        no_part_died("while draining")
-        accepted, terminal = terminal_by_task(await read_log(settings, "events"))
-        return bool(accepted) and all(terminal.get(t) for t in accepted)
-
-    await until(all_terminal, DRAIN_TIMEOUT_S, "every accepted task terminal")
+        print("\n".join(fault_log))
 
     for name in ("worker-a", "worker-b", "delay", *PROCESSORS):
         code = await asyncio.to_thread(stack.kill, name, signal.SIGTERM)
