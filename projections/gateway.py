@@ -41,8 +41,9 @@ from schemas.commands import (
 )
 from schemas.credentials import comparable
 from schemas.errors import TaskstreamError
-from schemas.task_configs import reminder_time_ms, validate_task_config
+from schemas.task_configs import validate_task_config
 from streams.domain.spec import canonical_json
+from streams.domain.submission import SubmitRefused, build_submit
 from streams.errors import InvalidCommandError, PayloadTooLargeError
 from streams.redrive import (
     CommandSender,
@@ -82,6 +83,26 @@ Name = Annotated[str, Field(min_length=1, max_length=256)]
 PriorityName = Literal["critical", "high", "normal", "low", "background"]
 
 
+class AssigneeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["agent", "session"]
+    id: Id
+
+
+class StepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    name: str | None = Field(default=None, max_length=512)
+    operation: Name
+    config: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=100
+    )
+    failure_policy: Literal["fail_task", "skip_dependents", "continue"] = "fail_task"
+
+
 class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -100,6 +121,22 @@ class SubmitRequest(BaseModel):
     requires_review: bool = False
     depends_on: list[Id] = Field(default_factory=list, max_length=1000)
     capabilities: list[Name] = Field(default_factory=list, max_length=100)
+    title: str | None = Field(default=None, max_length=512)
+    description: str | None = Field(default=None, max_length=10_000)
+    tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=50
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Your own data, kept with the task, never executed"
+    )
+    due_at_ms: int | None = Field(
+        default=None, ge=0, description="Finish by (epoch ms); past it the task is overdue"
+    )
+    assigned_to: AssigneeRequest | None = Field(
+        default=None, description="Only this agent's sessions (or this one session) run it"
+    )
+    steps: list[StepRequest] = Field(default_factory=list, max_length=100)
+    template: Id | None = Field(default=None, description="A named task template's defaults")
 
 
 class BatchJobItemRequest(BaseModel):
@@ -304,28 +341,16 @@ def gateway_router(
             return forbidden
         if request.operation not in catalog:
             return unknown_operation(request.operation)
-        refused = payload_problem(request.operation, request.payload)
-        if refused is not None:
-            return refused
-        scheduled_for_ms = request.scheduled_for_ms
-        if scheduled_for_ms is None and request.operation == "reminder":
-            # The submitter maps reminderTime to the scheduled start (schemas.task_configs).
-            scheduled_for_ms = reminder_time_ms(request.payload)
-        priority = _priority_level(request.priority)
         try:
-            command = SubmitTask(
-                client_id=request.client_id,
+            command = build_submit(
+                catalog,
+                max_payload_bytes,
+                **request.model_dump(exclude={"priority", "task_id"}),
                 task_id=request.task_id or str(uuid.uuid4()),
-                operation=request.operation,
-                payload=request.payload,
-                priority=priority,
-                max_retries=request.max_retries,
-                timeout_ms=request.timeout_ms,
-                scheduled_for_ms=scheduled_for_ms,
-                requires_review=request.requires_review,
-                depends_on=list(dict.fromkeys(request.depends_on)),
-                capabilities=list(dict.fromkeys(request.capabilities)),
+                priority=_priority_level(request.priority),
             )
+        except SubmitRefused as exc:
+            return _problem(413 if exc.too_large else 422, str(exc))
         except ValueError as exc:  # pydantic ValidationError is a ValueError
             return _problem(422, str(exc).splitlines()[0])
         answer = TaskAccepted(

@@ -24,6 +24,7 @@ from streams.domain.retry import tier_for_delay
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
 from streams.kafka.routing import FORWARDED_HEADER
+from streams.management_outputs import management_outputs
 from streams.runtime.protocol import HOME, TYPE_HEADER, Output
 from streams.settings import Settings, retry_tier_name
 from streams.state_codec import dump_changes, load_state
@@ -152,6 +153,7 @@ class Distributor:
             ev.TaskDeadLettered: self._dead_lettered,
             ev.TaskRejected: self._rejected,
             ev.CommandForwarded: self._forwarded,
+            **management_outputs(self._timer),
         }
 
     # -- decider -------------------------------------------------------------------------------
@@ -413,6 +415,10 @@ class Distributor:
             kind="scheduled",
         )
         return [self._delay(tier_for_delay(e.due_at_ms - e.occurred_at_ms), due)]
+
+    def _timer(self, due: RetryDue, occurred_at_ms: int) -> Output:
+        """A ``RetryDue`` the delay agent sends back at ``due.due_at_ms``."""
+        return self._delay(tier_for_delay(due.due_at_ms - occurred_at_ms), due)
 
     def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
         task = state.tasks.get(e.task_id)

@@ -39,7 +39,7 @@ from schemas.events import (
     TaskStartedEvent,
 )
 from schemas.fields import MAX_ID_LENGTH
-from streams.domain import batch_jobs, lifecycle, submission
+from streams.domain import batch_jobs, lifecycle, management, submission
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -226,8 +226,9 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
         requires_review=c.requires_review,
         depends_on=depends_on,
         capabilities=list(dict.fromkeys(c.capabilities)),
-        batchable=spec.batchable,
-        session_required=spec.session_required,
+        batchable=spec.batchable and c.assigned_to is None,
+        # An assigned task goes to that agent's or session's sessions, never to the pool.
+        session_required=spec.session_required or c.assigned_to is not None,
         actor=c.actor,
         title=c.title,
         description=c.description,
@@ -567,7 +568,11 @@ def _retry_due(ctx: Decision, c: cmd.RetryDue) -> None:
     elif c.kind == "scheduled":
         if task.status != Status.SCHEDULED or task.attempt != c.attempt:
             return
+        if task.due_at_ms is not None and task.due_at_ms != c.due_at_ms:
+            return  # rescheduled (UpdateTask): the new time has its own RetryDue
         lifecycle.admit(ctx, c.task_id, "scheduled", check_schedule=False)
+    elif c.kind in management.RETRY_KINDS:
+        management.RETRY_KINDS[c.kind](ctx, c)
     else:
         _reject_command(ctx, c, f"unknown RetryDue kind {c.kind!r}", task_id=c.task_id)
         return
@@ -668,4 +673,5 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportResult: _result,
     cmd.RetryDue: _retry_due,
     cmd.SubmitBatchJob: _submit_batch_job,
+    **management.HANDLERS,
 }

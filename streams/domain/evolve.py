@@ -13,6 +13,7 @@ from schemas import events as ev
 from streams.domain import health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
+from streams.domain.management_fold import management_folds
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     ACTIVE,
@@ -528,4 +529,5 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.CommandRejected: _nothing,
     ev.TasksForgotten: _forgotten,
     **BATCH_JOB_FOLDS,
+    **management_folds(_detach, _seen),
 }
