@@ -112,7 +112,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.service import rebuild_with_progress_bar
+    from api.service import rebuild_with_progress_bar
 
     report = rebuild_with_progress_bar(settings)
     print(f"rebuilt the projection: {report}")
