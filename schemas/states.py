@@ -11,6 +11,8 @@ TaskState = Literal[
     "pending_review",
     "scheduled",
     "waiting",
+    "waiting_input",
+    "deferred",
     "queued",
     "batched",
     "assigned",
@@ -34,6 +36,8 @@ class TaskStatus:
     PENDING_REVIEW: Final = "pending_review"
     SCHEDULED: Final = "scheduled"
     WAITING: Final = "waiting"
+    WAITING_INPUT: Final = "waiting_input"  # an executor asked a person; ProvideInput resumes
+    DEFERRED: Final = "deferred"  # an executor put it off to a time; re-queued then
     QUEUED: Final = "queued"
     BATCHED: Final = "batched"
     ASSIGNED: Final = "assigned"
