@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "TOML file of per-client tokens (digest -> name, clients, scopes); see "
-            "projections/access.py and the README's security section."
+            "api/access.py and the README's security section."
         ),
     )
 

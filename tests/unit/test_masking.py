@@ -13,9 +13,9 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import events as ev
 from streams import cli
 from streams.cli.config import SECRET_SHOWN, masked_settings
