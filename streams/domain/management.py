@@ -25,11 +25,13 @@ from typing import Any
 from schemas import commands as cmd
 from schemas import events as ev
 from schemas.fields import MAX_ID_LENGTH
+from schemas.states import ACTIVE_STATES as ACTIVE
+from schemas.states import TERMINAL_STATES as TERMINAL
 from streams.domain import lifecycle
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.spec import canonical_json
-from streams.domain.state import ACTIVE, TERMINAL, Status, TaskRecord
+from streams.domain.state import Status, TaskRecord
 from streams.domain.submission import (
     ASSIGNEE_KINDS,
     MAX_DESCRIPTION,
