@@ -36,6 +36,9 @@ class OperationSpec(BaseModel):
     expected_duration_ms: int = Field(ge=0)
     session_required: bool = True
     batchable: bool = False
+    ghl_api: str | None = None
+    """The GoHighLevel v2 request of the operation ("POST /contacts/{contactId}/tags"), "none"
+    when v2 has no endpoint for it, unset for operations that are not GoHighLevel's."""
 
 
 class Catalog(Mapping[str, OperationSpec]):

@@ -85,7 +85,6 @@ def test_settings_dump_masks_secret_settings(capsys: pytest.CaptureFixture[str])
         kafka_bootstrap_servers="b:9092",
         http_token=SECRET,
         kafka_sasl_password=SECRET,
-        ghl_api_key=SECRET,
         notification_webhook_url=f"https://hooks.example.invalid/x?token={SECRET}",
     )
     shown = masked_settings(s)
