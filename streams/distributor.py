@@ -32,7 +32,7 @@ from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
 from streams.kafka.routing import FORWARDED_HEADER
 from streams.runtime.protocol import HOME, TYPE_HEADER, Output
-from streams.settings import Settings, retry_tier_name, tier_for_delay
+from streams.settings import Settings, retry_tier_name
 
 # Submits refused by the last decisions, kept until their dead letter is written (bounded).
 _STASH_LIMIT = 10_000
@@ -134,7 +134,6 @@ class Distributor:
             ev.TaskCompleted: self._outcome,
             ev.TaskFailed: self._outcome,
             ev.TaskRetryScheduled: self._retry,
-            ev.TaskScheduled: self._scheduled,
             ev.TaskDeadLettered: self._dead_lettered,
             ev.TaskRejected: self._rejected,
             ev.CommandForwarded: self._forwarded,
@@ -388,17 +387,6 @@ class Distributor:
             kind="retry",
         )
         return [self._delay(e.tier_ms, due)]
-
-    def _scheduled(self, state: PartitionState, e: ev.TaskScheduled) -> list[Output]:
-        task = state.tasks.get(e.task_id)
-        due = RetryDue(
-            client_id=e.client_id,
-            task_id=e.task_id,
-            attempt=task.attempt if task is not None else 1,
-            due_at_ms=e.due_at_ms,
-            kind="scheduled",
-        )
-        return [self._delay(tier_for_delay(e.due_at_ms - e.occurred_at_ms), due)]
 
     def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
         task = state.tasks.get(e.task_id)

@@ -39,7 +39,7 @@ from schemas.events import (
     TaskStartedEvent,
 )
 from schemas.fields import MAX_ID_LENGTH
-from streams.domain import batch_jobs, lifecycle
+from streams.domain import batch_jobs, lifecycle, schedules
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -676,4 +676,12 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportResult: _result,
     cmd.RetryDue: _retry_due,
     cmd.SubmitBatchJob: _submit_batch_job,
+    cmd.CreateSchedule: schedules.create,
+    cmd.DeleteSchedule: schedules.delete,
+    cmd.DefineTemplate: schedules.define_template,
+    cmd.DeleteTemplate: schedules.delete_template,
 }
+
+# What other rules decide with (``schedules``: an occurrence is a submit like any other).
+submit_task = _submit
+accepted_event = _accepted_event

@@ -200,7 +200,47 @@ class BatchJobRecord:
         return copy
 
 
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A recurring schedule (``streams.domain.schedules``): a task per occurrence."""
+
+    schedule_id: str
+    client_id: str
+    cron: str | None
+    interval_ms: int | None
+    timezone: str
+    start_at_ms: int | None
+    end_at_ms: int | None
+    missed: str  # "run" or "skip": occurrences missed while nobody ticked
+    task: dict[str, Any]  # the SubmitTask fields every occurrence's task is submitted with
+    spec_digest: str  # what a repeated CreateSchedule is compared against
+    created_at_ms: int
+    next_at_ms: int | None  # the next occurrence; None once the schedule ended
+    fired: int = 0  # occurrences that created a task
+    skipped: int = 0  # occurrences missed and skipped (catch_up "skip")
+    last_occurrence_ms: int | None = None
+
+    def clone(self) -> ScheduleRecord:
+        return _clone_schedule(self)
+
+
+@dataclass(slots=True)
+class TemplateRecord:
+    """A named task template of a client (``streams.domain.schedules``)."""
+
+    client_id: str
+    name: str
+    task: dict[str, Any]
+    defined_at_ms: int
+
+
+def template_id(client_id: str, name: str) -> str:
+    """Templates are named per client: the key of ``PartitionState.templates``."""
+    return f"{client_id}/{name}"
+
+
 _clone_task = _cloner(TaskRecord)
+_clone_schedule = _cloner(ScheduleRecord)
 _clone_session = _cloner(SessionRecord)
 _clone_batch = _cloner(BatchRecord)
 _clone_batch_job = _cloner(BatchJobRecord)
@@ -238,6 +278,10 @@ META_KEY: Final = b"meta"
 RETIRED_TASK: Final = 0
 RETIRED_JOB: Final = 1
 
+# kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
+TIMER_TASK: Final = 0  # a scheduled task's start
+TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
+
 
 def task_key(task_id: str) -> bytes:
     return b"task/" + task_id.encode()
@@ -255,6 +299,14 @@ def batch_job_key(batch_job_id: str) -> bytes:
     return b"batchjob/" + batch_job_id.encode()
 
 
+def schedule_key(schedule_id: str) -> bytes:
+    return b"schedule/" + schedule_id.encode()
+
+
+def template_key(key: str) -> bytes:
+    return b"template/" + key.encode()
+
+
 class PartitionState:
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
@@ -266,6 +318,8 @@ class PartitionState:
         "sessions",
         "batches",
         "batch_jobs",
+        "schedules",
+        "templates",
         "meta",
         "lanes",
         "client_sessions",
@@ -276,6 +330,7 @@ class PartitionState:
         "open_tasks",
         "job_children",
         "retired",
+        "timers",
         "dirty",
         "_log",
         "_copied",
@@ -286,6 +341,8 @@ class PartitionState:
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
         self.batch_jobs: dict[str, BatchJobRecord] = {}
+        self.schedules: dict[str, ScheduleRecord] = {}
+        self.templates: dict[str, TemplateRecord] = {}  # by ``template_id``
         self.meta = Meta()
         # client -> queue priority -> (seq, task id) in arrival order; stale entries are skipped
         self.lanes: dict[str, dict[int, Lane]] = {}
@@ -306,6 +363,9 @@ class PartitionState:
         # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id): what retention may forget
         # (``streams.domain.retention``); stale entries are skipped, never removed eagerly
         self.retired: list[tuple[int, int, str]] = []
+        # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
+        # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
+        self.timers: list[tuple[int, int, str]] = []
         self.dirty: set[bytes] = {META_KEY}
         self._log: list[tuple[Any, Any, Any]] | None = None
         self._copied: set[tuple[str, str]] = set()
@@ -318,6 +378,8 @@ class PartitionState:
             and self.sessions == other.sessions
             and self.batches == other.batches
             and self.batch_jobs == other.batch_jobs
+            and self.schedules == other.schedules
+            and self.templates == other.templates
             and self.meta == other.meta
         )
 
@@ -456,6 +518,44 @@ class PartitionState:
         ):
             heapq.heappop(heap)
 
+    def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
+        """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
+
+        Not journaled, like ``retire``: inside a decision nothing is pushed (the events are
+        folded again outside it); a stale entry is harmless.
+        """
+        if self._log is None:
+            heapq.heappush(self.timers, (due_at_ms, kind, record_id))
+
+    def timer_valid(self, entry: tuple[int, int, str]) -> bool:
+        """Whether a ``timers`` entry still stands for something waiting for that time."""
+        due_at_ms, kind, record_id = entry
+        if kind == TIMER_TASK:
+            task = self.tasks.get(record_id)
+            return (
+                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
+            )
+        schedule = self.schedules.get(record_id)
+        return schedule is not None and schedule.next_at_ms == due_at_ms
+
+    def prune_timers(self) -> None:
+        """Drop stale entries from the top of ``timers`` (outside decisions only)."""
+        heap = self.timers
+        while self._log is None and heap and not self.timer_valid(heap[0]):
+            heapq.heappop(heap)
+
+    def due_timers(self, now_ms: int) -> list[tuple[int, int, str]]:
+        """The valid ``timers`` entries due at ``now_ms``, in (time, kind, id) order: a choice
+        that depends on the records alone, never on the heap's layout."""
+        heap, found, todo = self.timers, set(), [0]
+        while todo:
+            i = todo.pop()
+            if i < len(heap) and heap[i][0] <= now_ms:
+                if self.timer_valid(heap[i]):
+                    found.add(heap[i])
+                todo += (2 * i + 1, 2 * i + 2)
+        return sorted(found)
+
     def add_batch_job(self, job: BatchJobRecord) -> None:
         self.put(self.batch_jobs, job.batch_job_id, job)
         self._copied.add(("j", job.batch_job_id))
@@ -469,6 +569,34 @@ class PartitionState:
             rec = rec.clone()
             self.put(self.batch_jobs, batch_job_id, rec)
         return rec
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None:
+        self.put(self.schedules, schedule.schedule_id, schedule)
+        self._copied.add(("c", schedule.schedule_id))
+        self._touch(schedule_key(schedule.schedule_id))
+
+    def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
+        rec = self.schedules[schedule_id]
+        self._touch(schedule_key(schedule_id))
+        if self._log is not None and ("c", schedule_id) not in self._copied:
+            self._copied.add(("c", schedule_id))
+            rec = rec.clone()
+            self.put(self.schedules, schedule_id, rec)
+        return rec
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        self.delete(self.schedules, schedule_id)
+        self._touch(schedule_key(schedule_id))
+
+    def put_template(self, template: TemplateRecord) -> None:
+        """Templates are replaced whole, never edited in place."""
+        key = template_id(template.client_id, template.name)
+        self.put(self.templates, key, template)
+        self._touch(template_key(key))
+
+    def remove_template(self, key: str) -> None:
+        self.delete(self.templates, key)
+        self._touch(template_key(key))
 
     def edit_meta(self) -> Meta:
         self._touch(META_KEY)
@@ -553,6 +681,7 @@ class PartitionState:
         self.open_tasks = {}
         self.job_children = {}
         self.retired = []
+        self.timers = []
         for job in self.batch_jobs.values():
             for task_id in job.running:
                 self.job_children[task_id] = job.batch_job_id
@@ -579,7 +708,13 @@ class PartitionState:
                     self.dependents.setdefault(dep, {})[task.task_id] = None
             elif task.status in ACTIVE and task.batch_id is None:
                 self.inflight["t:" + task.task_id] = task.deadline_at_ms
+            elif task.status == Status.SCHEDULED and task.due_at_ms is not None:
+                self.timers.append((task.due_at_ms, TIMER_TASK, task.task_id))
+        for schedule in self.schedules.values():
+            if schedule.next_at_ms is not None:
+                self.timers.append((schedule.next_at_ms, TIMER_SCHEDULE, schedule.schedule_id))
         heapq.heapify(self.retired)
+        heapq.heapify(self.timers)
 
     def indices(self) -> dict[str, Any]:
         """The indices in a comparable form (tests check them against ``rebuild_indices``)."""
@@ -594,6 +729,7 @@ class PartitionState:
             "open_tasks": dict(self.open_tasks),
             "job_children": dict(self.job_children),
             "retired": sorted({e for e in self.retired if self.forgettable(e) is not None}),
+            "timers": sorted({e for e in self.timers if self.timer_valid(e)}),
         }
 
     # -- retention -------------------------------------------------------------------------
