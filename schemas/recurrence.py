@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+from pydantic import ValidationError
+
+from schemas.commands import SubmitTask
 
 MIN_INTERVAL_MS: Final = 1000
 MISSED_POLICIES: Final = ("run", "skip")
@@ -99,3 +102,14 @@ def latest_due(rec: Recurrence, first_ms: int, now_ms: int, limit: int) -> tuple
             break
         at, before = following, before + 1
     return at, before
+
+
+def submit_of(fields: dict[str, Any]) -> SubmitTask | str:
+    """The SubmitTask ``fields`` make, or what is wrong with them (``task.<field>: ...``):
+    a schedule's task is SubmitTask fields held as JSON, checked like a command."""
+    try:
+        return SubmitTask.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "task"
+        return f"task.{where}: {first['msg']}"

@@ -39,13 +39,13 @@ from schemas.events import (
     TaskStartedEvent,
 )
 from schemas.fields import MAX_ID_LENGTH
-from streams.domain import batch_jobs, lifecycle, schedules
+from streams.domain import batch_jobs, lifecycle, schedules, submission
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.errors import UnknownCommandError
 from streams.domain.priority import CRITICAL
-from streams.domain.spec import canonical_json, spec_digest
+from streams.domain.spec import spec_digest
 from streams.domain.state import ACTIVE, TERMINAL, BatchStatus, PartitionState, Status, TaskRecord
 
 # Ids travel in URLs, log lines and file names: control characters in them are refused.
@@ -200,22 +200,12 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
     """The TaskAccepted a submit stands for, or the reason it cannot be accepted."""
     cfg = ctx.config
     spec = cfg.catalog.get(c.operation)
-    if spec is None:
-        shown = c.operation if len(c.operation) <= 100 else c.operation[:100] + "…"
-        return f"unknown operation {shown!r}"
-    if c.priority is not None and not 1 <= c.priority <= 5:
-        return f"invalid priority {c.priority}: must be 1 (critical) to 5 (background)"
-    if c.max_retries is not None and c.max_retries < 0:
-        return f"invalid max_retries {c.max_retries}: must be >= 0"
-    if c.timeout_ms is not None and c.timeout_ms < 1:
-        return f"invalid timeout_ms {c.timeout_ms}: must be >= 1"
-    if any(not cap for cap in c.capabilities):
-        return "invalid capabilities: empty capability name"
-    if _CONTROL.search(c.task_id) or _CONTROL.search(c.client_id):
-        return "invalid task_id or client_id: control characters (line breaks, NUL, ...)"
-    if any(len(name) > MAX_ID_LENGTH for name in (*c.capabilities, *c.depends_on)):
-        return f"invalid capabilities or depends_on: a name longer than {MAX_ID_LENGTH} characters"
-    plaintext = next(credentials(c.payload), None)
+    problems = submission.spec_problems(c, cfg.catalog)
+    if spec is None or problems:
+        return problems[0]
+    plaintext = next(credentials(c.payload), None) or next(
+        (found for s in c.steps for found in credentials(s.config)), None
+    )
     if plaintext is not None:
         # A producer that skipped the SDK's sealing: refused, and not recorded anywhere.
         return (
@@ -232,13 +222,20 @@ def _accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> 
         explicit_priority=c.priority is not None,
         max_retries=c.max_retries if c.max_retries is not None else cfg.max_retries,
         timeout_ms=c.timeout_ms if c.timeout_ms is not None else cfg.default_timeout_ms,
-        scheduled_for_ms=c.scheduled_for_ms,
+        scheduled_for_ms=submission.start_time_ms(c),
         requires_review=c.requires_review,
         depends_on=depends_on,
         capabilities=list(dict.fromkeys(c.capabilities)),
         batchable=spec.batchable,
         session_required=spec.session_required,
         actor=c.actor,
+        title=c.title,
+        description=c.description,
+        tags=list(dict.fromkeys(c.tags)),
+        metadata=c.metadata,
+        due_at_ms=c.due_at_ms,
+        assigned_to=c.assigned_to,
+        steps=c.steps,
     )
 
 
@@ -284,14 +281,9 @@ def _submit(ctx: Decision, c: cmd.SubmitTask) -> None:
     if isinstance(accepted, str):
         _reject_task(ctx, c, c.task_id, accepted)
         return
-    if c.payload and len(canonical_json(c.payload)) > ctx.config.max_payload_bytes:
-        _reject_task(
-            ctx,
-            c,
-            c.task_id,
-            f"payload larger than {ctx.config.max_payload_bytes} bytes "
-            "(TASKSTREAM_MAX_PAYLOAD_BYTES)",
-        )
+    too_large = submission.payload_size_problem(c, ctx.config.max_payload_bytes)
+    if too_large is not None:
+        _reject_task(ctx, c, c.task_id, too_large)
         return
     problem = _dependency_problem(ctx, c, depends_on)
     if problem is not None:

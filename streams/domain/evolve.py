@@ -171,6 +171,11 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
             accepted_at_ms=e.occurred_at_ms,
             accepted_seq=meta.seq,
             queue_priority=e.priority,
+            assigned_to=(
+                (e.assigned_to.kind, e.assigned_to.id) if e.assigned_to is not None else None
+            ),
+            deadline_due_ms=e.due_at_ms,
+            steps=tuple(e.steps),
         )
     )
 

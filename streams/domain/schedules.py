@@ -23,11 +23,16 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pydantic import ValidationError
-
 from schemas import commands as cmd
 from schemas import events as ev
-from schemas.recurrence import MISSED_POLICIES, Recurrence, latest_due, next_after, problem
+from schemas.recurrence import (
+    MISSED_POLICIES,
+    Recurrence,
+    latest_due,
+    next_after,
+    problem,
+    submit_of,
+)
 from streams.domain.context import Decision
 from streams.domain.schedule_fold import schedule_digest
 from streams.domain.state import ScheduleRecord, template_id
@@ -74,12 +79,6 @@ def _refuse_template(
     )
 
 
-def _validation_text(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"]) or "task"
-    return f"task.{where}: {first['msg']}"
-
-
 def task_problem(
     ctx: Decision, client_id: str, task: dict[str, Any], *, partial: bool
 ) -> str | None:
@@ -93,10 +92,9 @@ def task_problem(
     probe: dict[str, Any] = {**task, "client_id": client_id, "task_id": "probe"}
     if partial and "operation" not in task:
         probe["operation"] = "probe"
-    try:
-        submit = cmd.SubmitTask.model_validate(probe)
-    except ValidationError as exc:
-        return _validation_text(exc)
+    submit = submit_of(probe)
+    if isinstance(submit, str):
+        return submit
     if partial and "operation" not in task:
         return None
     if "operation" not in task:
@@ -206,18 +204,15 @@ def fire(ctx: Decision, schedule_id: str) -> str:
             next_at_ms=next_after(rec, occurrence),
         )
     )
-    try:
-        submit = cmd.SubmitTask.model_validate(
-            {**schedule.task, "client_id": client_id, "task_id": task_id}
-        )
-    except ValidationError as exc:  # the task was valid at creation; the schema moved on
+    submit = submit_of({**schedule.task, "client_id": client_id, "task_id": task_id})
+    if isinstance(submit, str):  # the task was valid at creation; the schema moved on
         ctx.emit(
             ev.ScheduleRejected(
                 client_id=client_id,
                 occurred_at_ms=ctx.now,
                 schedule_id=schedule_id,
                 command="occurrence",
-                reason=f"occurrence {occurrence}: {_validation_text(exc)}",
+                reason=f"occurrence {occurrence}: {submit}",
             )
         )
         return client_id

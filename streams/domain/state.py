@@ -21,9 +21,11 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Final, TypeVar
+
+from schemas.commands import TaskStep
 
 R = TypeVar("R")
 
@@ -46,6 +48,8 @@ class Status:
     PENDING_REVIEW: Final = "pending_review"
     SCHEDULED: Final = "scheduled"
     WAITING: Final = "waiting"
+    WAITING_INPUT: Final = "waiting_input"  # an executor asked a person; ProvideInput resumes
+    DEFERRED: Final = "deferred"  # an executor put it off to a time; re-queued then
     QUEUED: Final = "queued"
     BATCHED: Final = "batched"
     ASSIGNED: Final = "assigned"
@@ -118,9 +122,31 @@ class TaskRecord:
     progress: float = 0.0
     failures: tuple[Failure, ...] = ()
     finished_at_ms: int | None = None
+    # Task management (``streams.domain.management``); added later, so old pickles lack them.
+    assigned_to: tuple[str, str] | None = None  # (kind "agent" | "session", id)
+    deadline_due_ms: int | None = None  # the submitter's due date (TaskAccepted.due_at_ms)
+    overdue: bool = False  # task.overdue was raised
+    archived: bool = False
+    prompt: str | None = None  # what a task waiting for input asks
+    steps: tuple[TaskStep, ...] = ()
 
     def clone(self) -> TaskRecord:
         return _clone_task(self)
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickle, with the defaults for fields added after the record was stored."""
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state = state[1]  # (None, slots) from pickle's generic slot protocol
+        names = [f.name for f in fields(self)]
+        values = dict(zip(names, state, strict=False)) if not isinstance(state, dict) else state
+        for f in fields(self):
+            if f.name in values:
+                value = values[f.name]
+            elif f.default_factory is not MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            object.__setattr__(self, f.name, value)
 
 
 @dataclass(slots=True)

@@ -146,7 +146,11 @@ def test_templates_give_the_defaults_of_a_schedule() -> None:
     ).then_names("TemplateDefined")
     (created,) = h.do(schedule(template="sync", task={"payload": {"b": 2}}), at=10_000)
     assert isinstance(created, ev.ScheduleCreated)
-    assert created.task == {"operation": "contact_update", "priority": 1, "payload": {"a": 1, "b": 2}}
+    assert created.task == {
+        "operation": "contact_update",
+        "priority": 1,
+        "payload": {"a": 1, "b": 2},
+    }
     h.tick(12_000)
     (accepted,) = of(h.log, ev.TaskAccepted)
     assert (accepted.priority, accepted.payload) == (1, {"a": 1, "b": 2})

@@ -1,4 +1,4 @@
-"""Incremental persistence of a partition state: one store key per record.
+"""The distributor's storage format of a partition state: one store key per record.
 
 Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>``, ``schedule/<id>``,
 ``template/<client>/<name>`` and ``meta``. Values are pickles of the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Iterator
 
-from streams.domain.errors import DomainError
 from streams.domain.state import (
     META_KEY,
     BatchJobRecord,
@@ -24,9 +23,10 @@ from streams.domain.state import (
     TemplateRecord,
     template_id,
 )
+from streams.errors import StoreError
 
 
-class CorruptStateError(DomainError):
+class CorruptStateError(StoreError):
     """A stored record cannot be read back; rebuild the store from the event log."""
 
 
@@ -51,7 +51,7 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
     elif kind == b"template":
         record = state.templates.get(record_id)
     else:
-        raise DomainError(f"unknown state key {key!r}")
+        raise StoreError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
 
 
