@@ -36,6 +36,8 @@ from schemas.recurrence import (
 from streams.domain.context import Decision
 from streams.domain.schedule_fold import schedule_digest
 from streams.domain.state import ScheduleRecord, template_id
+from streams.domain.submit import accepted_event
+from streams.domain.submit import submit as submit_task
 
 SKIP_COUNT_LIMIT: Final = 10_000
 """Missed cron occurrences one firing counts at most (intervals are counted exactly)."""
@@ -84,8 +86,6 @@ def task_problem(
 ) -> str | None:
     """Why ``task`` cannot be the SubmitTask fields of an occurrence (``partial``: a template,
     which may leave the operation to the schedule), naming the field; None when it can."""
-    from streams.domain.decide import accepted_event  # noqa: PLC0415 (decide imports us)
-
     named = [key for key in _RESERVED if key in task]
     if named:
         return f"task.{named[0]}: set by the schedule, not by its task"
@@ -183,8 +183,6 @@ def delete(ctx: Decision, c: cmd.DeleteSchedule) -> None:
 def fire(ctx: Decision, schedule_id: str) -> str:
     """The due occurrence of ``schedule_id``: ``ScheduleFired``, then its task's submit.
     Returns the schedule's client."""
-    from streams.domain.decide import submit_task  # noqa: PLC0415 (decide imports us)
-
     schedule = ctx.state.schedules[schedule_id]
     assert schedule.next_at_ms is not None
     rec = recurrence_of(schedule)
