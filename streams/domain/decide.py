@@ -23,6 +23,7 @@ from streams.domain import (
     batch_jobs,
     management,
     results,
+    schedules,
     session_commands,
     submit,
     task_commands,
@@ -66,4 +67,8 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.RetryDue: task_commands.retry_due,
     cmd.SubmitBatchJob: submit.submit_batch_job,
     **management.HANDLERS,
+    cmd.CreateSchedule: schedules.create,
+    cmd.DeleteSchedule: schedules.delete,
+    cmd.DefineTemplate: schedules.define_template,
+    cmd.DeleteTemplate: schedules.delete_template,
 }

@@ -15,9 +15,12 @@ from streams.domain import health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.management_fold import management_folds
+from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     RETIRED_TASK,
+    TIMER_OVERDUE,
+    TIMER_TASK,
     BatchRecord,
     BatchStatus,
     Failure,
@@ -37,6 +40,7 @@ def evolve(state: PartitionState, event: ev.Event) -> PartitionState:
     handler(state, event)
     if isinstance(event, ev.TaskEvent):
         state.lane_compact(event.client_id)
+    state.prune_timers()
     return state
 
 
@@ -175,6 +179,8 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
             steps=tuple(e.steps),
         )
     )
+    if e.due_at_ms is not None:
+        st.arm(e.due_at_ms, TIMER_OVERDUE, e.task_id)  # task.overdue then, if unfinished
 
 
 def _pending_review(st: PartitionState, e: ev.TaskPendingReview) -> None:
@@ -194,6 +200,7 @@ def _scheduled(st: PartitionState, e: ev.TaskScheduled) -> None:
         _detach(st, task)
         task.status = Status.SCHEDULED
         task.due_at_ms = e.due_at_ms
+        st.arm(e.due_at_ms, TIMER_TASK, e.task_id)
 
 
 def _waiting(st: PartitionState, e: ev.TaskWaiting) -> None:
@@ -529,4 +536,5 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.TasksForgotten: _forgotten,
     **BATCH_JOB_FOLDS,
     **management_folds(_detach, _seen),
+    **SCHEDULE_FOLDS,
 }

@@ -10,9 +10,8 @@
   dependencies that are not met is refused (run them first).
 * ``RequestInput`` / ``DeferTask`` (from the executor holding the current attempt) end the
   attempt without failing it: ``waiting_input`` until ``ProvideInput``, or ``deferred`` until
-  its time (a ``RetryDue`` of kind ``deferred`` from the delay agent).
-* Overdue: at a task's due date (a ``RetryDue`` of kind ``overdue``) an unfinished task raises
-  ``task.overdue`` once.
+  its time (a timer of the partition state, ``streams.domain.timers``).
+* Overdue: at a task's due date (a timer too) an unfinished task raises ``task.overdue`` once.
 
 Refusals follow the decider's rule: ``TaskRejected`` naming the command, the task unaffected.
 """
@@ -45,9 +44,7 @@ __all__ = [
     "EDITABLE",
     "HANDLERS",
     "NOT_STARTED",
-    "RETRY_KINDS",
-    "retry_due_deferred",
-    "retry_due_overdue",
+    "raise_overdue",
 ]
 
 EDITABLE = (
@@ -340,31 +337,15 @@ def _provide_input(ctx: Decision, c: cmd.ProvideInput) -> None:
     dispatch(ctx, c.client_id)
 
 
-def retry_due_deferred(ctx: Decision, c: cmd.RetryDue) -> None:
-    """A deferred task's time came (``RetryDue`` kind ``deferred``)."""
-    task = ctx.state.tasks.get(c.task_id)
-    if task is None or task.client_id != c.client_id:
-        return
-    if task.status != Status.DEFERRED or task.due_at_ms != c.due_at_ms:
-        return  # run already, or deferred again to another time
-    lifecycle.enqueue(ctx, c.task_id, "deferred")
-    dispatch(ctx, c.client_id)
-
-
-def retry_due_overdue(ctx: Decision, c: cmd.RetryDue) -> None:
-    """A task's due date came (``RetryDue`` kind ``overdue``, timed by the delay agent like a
-    scheduled start): ``task.overdue`` once, if it is still unfinished and due then."""
-    task = ctx.state.tasks.get(c.task_id)
-    if task is None or task.client_id != c.client_id:
-        return
-    if task.overdue or task.status in TERMINAL or task.deadline_due_ms != c.due_at_ms:
-        return  # finished in time, raised already, or its due date moved
+def raise_overdue(ctx: Decision, task_id: str) -> None:
+    """A task's due date came (its timer): ``task.overdue``, once, for an unfinished task."""
+    task = ctx.state.tasks[task_id]
     ctx.emit(
         ev.TaskOverdue(
             client_id=task.client_id,
-            task_id=task.task_id,
+            task_id=task_id,
             occurred_at_ms=ctx.now,
-            due_at_ms=c.due_at_ms,
+            due_at_ms=task.deadline_due_ms or 0,
             status=task.status,
         )
     )
@@ -377,9 +358,4 @@ HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.RequestInput: _request_input,
     cmd.DeferTask: _defer,
     cmd.ProvideInput: _provide_input,
-}
-
-RETRY_KINDS: dict[str, Callable[[Decision, cmd.RetryDue], None]] = {
-    "deferred": retry_due_deferred,
-    "overdue": retry_due_overdue,
 }

@@ -10,7 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import events as ev
-from streams.domain.state import PartitionState, Status, TaskRecord
+from schemas.states import TERMINAL_STATES
+from streams.domain.state import (
+    TIMER_DEFERRED,
+    TIMER_OVERDUE,
+    PartitionState,
+    Status,
+    TaskRecord,
+)
 
 Detach = Callable[[PartitionState, TaskRecord], None]
 Seen = Callable[[PartitionState, str | None, int], Any]
@@ -39,6 +46,8 @@ def management_folds(
         if "due_at_ms" in changed:
             rec.deadline_due_ms = e.due_at_ms
             rec.overdue = False
+            if e.due_at_ms is not None and rec.status not in TERMINAL_STATES:
+                st.arm(e.due_at_ms, TIMER_OVERDUE, e.task_id)
         if "assigned_to" in changed:
             assignee = e.assigned_to
             rec.assigned_to = (assignee.kind, assignee.id) if assignee is not None else None
@@ -85,6 +94,7 @@ def management_folds(
         detach(st, rec)
         rec.status = Status.DEFERRED
         rec.due_at_ms = e.due_at_ms
+        st.arm(e.due_at_ms, TIMER_DEFERRED, e.task_id)
         seen(st, e.session_id, e.occurred_at_ms)
 
     def overdue(st: PartitionState, e: ev.TaskOverdue) -> None:

@@ -13,7 +13,7 @@ from schemas.events import (
     TaskStartedEvent,
 )
 from schemas.states import ACTIVE_STATES
-from streams.domain import lifecycle, management
+from streams.domain import lifecycle
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.priority import CRITICAL
@@ -155,8 +155,6 @@ def retry_due(ctx: Decision, c: cmd.RetryDue) -> None:
         if task.due_at_ms is not None and task.due_at_ms != c.due_at_ms:
             return  # rescheduled (UpdateTask): the new time has its own RetryDue
         lifecycle.admit(ctx, c.task_id, "scheduled", check_schedule=False)
-    elif c.kind in management.RETRY_KINDS:
-        management.RETRY_KINDS[c.kind](ctx, c)
     else:
         reject_command(ctx, c, f"unknown RetryDue kind {c.kind!r}", task_id=c.task_id)
         return

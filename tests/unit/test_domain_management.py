@@ -52,9 +52,9 @@ def test_a_new_start_time_moves_a_scheduled_task_and_the_old_timer_is_stale() ->
     h.do(c.UpdateTask(client_id="A", task_id="t1", changed=["scheduled_for_ms"],
                       scheduled_for_ms=5000))  # fmt: skip
     assert (h.status("t1"), h.state.tasks["t1"].due_at_ms) == (Status.SCHEDULED, 5000)
-    stale = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=1000, kind="scheduled")
-    assert h.do(stale, at=1000) == []
+    assert h.tick(1000) == []
     assert h.status("t1") == Status.SCHEDULED
+    assert of(h.tick(5000), ev.TaskQueued)[0].reason == "scheduled"
 
 
 def test_archive_cancels_unfinished_work_then_archives() -> None:
@@ -81,8 +81,7 @@ def test_run_starts_a_scheduled_task_now() -> None:
     events = h.do(c.RunTask(client_id="A", task_id="t1"), at=5)
     assert isinstance(events[0], ev.TaskRunRequested) and events[0].from_status == "scheduled"
     assert h.status("t1") == Status.ASSIGNED
-    late = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=10_000, kind="scheduled")
-    assert h.do(late, at=10_000) == []
+    assert not of(h.tick(10_000), ev.TaskAssigned)
 
 
 def test_run_starts_a_retry_waiting_task_now() -> None:
@@ -137,8 +136,8 @@ def test_a_deferred_task_is_queued_again_at_its_time() -> None:
     token = h.token("t1")
     h.do(c.DeferTask(client_id="A", task_id="t1", fencing_token=token, until_ms=60_000), at=10)
     assert (h.status("t1"), h.state.tasks["t1"].due_at_ms) == (Status.DEFERRED, 60_000)
-    due = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=60_000, kind="deferred")
-    events = h.do(due, at=60_000)
+    assert h.tick(59_999) == []
+    events = h.tick(60_000)
     assert of(events, ev.TaskQueued)[0].reason == "deferred"
     assert h.status("t1") == Status.ASSIGNED
     consistent(h)
@@ -153,18 +152,18 @@ def test_run_starts_a_deferred_task_now() -> None:
 
 def test_an_unfinished_task_past_its_due_date_is_overdue_once() -> None:
     h = Harness().given(submit("t1", operation=OP, due_at_ms=1000), at=0)
-    due = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=1000, kind="overdue")
-    (overdue,) = h.do(due, at=1000)
+    assert h.tick(999) == []
+    (overdue,) = h.tick(1000)
     assert isinstance(overdue, ev.TaskOverdue) and overdue.status == Status.QUEUED
     assert h.state.tasks["t1"].overdue
-    assert h.do(due, at=1001) == []
+    assert h.tick(1001) == []
+    consistent(h)
 
 
 def test_a_task_finished_in_time_is_not_overdue() -> None:
     h = Harness().given(register("s1"), submit("t1", operation=OP, due_at_ms=1000), at=0)
     h.succeed("t1", at=10)
-    due = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=1000, kind="overdue")
-    assert h.do(due, at=1000) == []
+    assert h.tick(1000) == []
 
 
 def test_an_assigned_task_goes_only_to_its_agent() -> None:
