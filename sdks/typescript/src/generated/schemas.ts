@@ -1684,6 +1684,128 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -1831,6 +1953,97 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "SubmitTask.v3": {
+    "type": "record",
+    "name": "SubmitTask",
+    "namespace": "taskstream",
+    "doc": "SubmitTask version 3: before title, description, tags, metadata, due_at_ms, assigned_to and steps.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's input, handed to the executor unchanged as Assignment.items[].payload. Nested at most 64 levels; the encoded record must fit TASKSTREAM_MAX_PAYLOAD_BYTES."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "1 (critical) to 5 (background); null takes the operation's urgency from the catalog."
+      },
+      {
+        "name": "max_retries",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timeout_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: do not start before then (null: now)."
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Task ids of the same client that must complete first; a dependency that fails, is cancelled or rejected fails this task."
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
   "TaskAccepted": {
     "type": "record",
     "name": "TaskAccepted",
@@ -1923,6 +2136,128 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -2009,6 +2344,101 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "session_required",
         "type": "boolean",
         "default": true
+      }
+    ]
+  },
+  "TaskAccepted.v2": {
+    "type": "record",
+    "name": "TaskAccepted",
+    "namespace": "taskstream",
+    "doc": "TaskAccepted version 2: before title, description, tags, metadata, due_at_ms, assigned_to and steps.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the accepted task's input (SubmitTask.payload)."
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "max_retries",
+        "type": "long"
+      },
+      {
+        "name": "timeout_ms",
+        "type": "long"
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "batchable",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "session_required",
+        "type": "boolean",
+        "default": true
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -2772,6 +3202,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "submit",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {\"_omitted\": why} past max_payload_bytes. {} for other commands and for records written before this field."
       }
     ]
   },
@@ -2855,6 +3291,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      }
+    ]
+  },
+  "TaskRejected.v3": {
+    "type": "record",
+    "name": "TaskRejected",
+    "namespace": "taskstream",
+    "doc": "TaskRejected version 3: before submit.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string",
+        "default": "SubmitTask"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "operation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -3809,6 +4300,20 @@ export interface SubmitTask {
   capabilities: Array<string>;
   /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
   actor: null | string;
+  /** A person's title for the task (at most 512 characters). */
+  title: null | string;
+  /** Free text (at most 10,000 characters). */
+  description: null | string;
+  /** Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them. */
+  tags: Array<string>;
+  /** JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors. */
+  metadata: string;
+  /** Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once. */
+  due_at_ms: null | number;
+  /** Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session. */
+  assigned_to: null | TaskAssignee;
+  /** A multi-step task: each step runs like a task once the steps it depends on ended. */
+  steps: Array<TaskStep>;
 }
 
 /** SubmitTask as a producer writes it: fields with an Avro default may be left out. */
@@ -3825,6 +4330,51 @@ export interface SubmitTaskInit {
   depends_on?: Array<string>;
   capabilities?: Array<string>;
   actor?: null | string;
+  title?: null | string;
+  description?: null | string;
+  tags?: Array<string>;
+  metadata?: string;
+  due_at_ms?: null | number;
+  assigned_to?: null | TaskAssigneeInit;
+  steps?: Array<TaskStepInit>;
+}
+
+/** Who alone may run the task: every session of an agent, or one session. */
+export interface TaskAssignee {
+  /** agent (any session of agent_id = id) or session (session_id = id). */
+  kind: string;
+  id: string;
+}
+
+/** TaskAssignee as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskAssigneeInit {
+  kind: string;
+  id: string;
+}
+
+/** One step of a multi-step task. */
+export interface TaskStep {
+  /** Unique within the task, 1..128 characters. */
+  id: string;
+  name: null | string;
+  /** An operation of the catalog. */
+  operation: string;
+  /** JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation. */
+  config: string;
+  /** Ids of other steps of this task that must end first. */
+  depends_on: Array<string>;
+  /** fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable). */
+  failure_policy: string;
+}
+
+/** TaskStep as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepInit {
+  id: string;
+  name?: null | string;
+  operation: string;
+  config?: string;
+  depends_on?: Array<string>;
+  failure_policy?: string;
 }
 
 /** task.accepted: a SubmitTask passed validation; the whole task specification, defaults resolved. */
@@ -3847,6 +4397,20 @@ export interface TaskAccepted {
   session_required: boolean;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** A person's title for the task (at most 512 characters). */
+  title: null | string;
+  /** Free text (at most 10,000 characters). */
+  description: null | string;
+  /** Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them. */
+  tags: Array<string>;
+  /** JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors. */
+  metadata: string;
+  /** Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once. */
+  due_at_ms: null | number;
+  /** Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session. */
+  assigned_to: null | TaskAssignee;
+  /** A multi-step task: each step runs like a task once the steps it depends on ended. */
+  steps: Array<TaskStep>;
 }
 
 /** TaskAccepted as a producer writes it: fields with an Avro default may be left out. */
@@ -3867,6 +4431,13 @@ export interface TaskAcceptedInit {
   batchable?: boolean;
   session_required?: boolean;
   actor?: null | string;
+  title?: null | string;
+  description?: null | string;
+  tags?: Array<string>;
+  metadata?: string;
+  due_at_ms?: null | number;
+  assigned_to?: null | TaskAssigneeInit;
+  steps?: Array<TaskStepInit>;
 }
 
 /** task.approved: a reviewer approved the task. */
@@ -4156,6 +4727,8 @@ export interface TaskRejected {
   operation: null | string;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {"_omitted": why} past max_payload_bytes. {} for other commands and for records written before this field. */
+  submit: string;
 }
 
 /** TaskRejected as a producer writes it: fields with an Avro default may be left out. */
@@ -4168,6 +4741,7 @@ export interface TaskRejectedInit {
   reviewer?: null | string;
   operation?: null | string;
   actor?: null | string;
+  submit?: string;
 }
 
 /** task.retry_scheduled: attempt (the next one) runs after delay_ms, via the delay tier of tier_ms. */
