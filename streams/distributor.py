@@ -22,8 +22,8 @@ from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
 from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
-from streams.kafka.routing import FORWARDED_HEADER
-from streams.runtime.protocol import HOME, TYPE_HEADER, Output
+from streams.kafka.headers import FORWARDED_HEADER, TYPE_HEADER
+from streams.runtime.protocol import HOME, Output
 from streams.settings import Settings, retry_tier_name
 from streams.state_codec import dump_changes, load_state
 
