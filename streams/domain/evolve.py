@@ -14,9 +14,11 @@ from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain import health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
+from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     RETIRED_TASK,
+    TIMER_TASK,
     BatchRecord,
     BatchStatus,
     Failure,
@@ -36,6 +38,7 @@ def evolve(state: PartitionState, event: ev.Event) -> PartitionState:
     handler(state, event)
     if isinstance(event, ev.TaskEvent):
         state.lane_compact(event.client_id)
+    state.prune_timers()
     return state
 
 
@@ -193,6 +196,7 @@ def _scheduled(st: PartitionState, e: ev.TaskScheduled) -> None:
         _detach(st, task)
         task.status = Status.SCHEDULED
         task.due_at_ms = e.due_at_ms
+        st.arm(e.due_at_ms, TIMER_TASK, e.task_id)
 
 
 def _waiting(st: PartitionState, e: ev.TaskWaiting) -> None:
@@ -527,4 +531,5 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.CommandRejected: _nothing,
     ev.TasksForgotten: _forgotten,
     **BATCH_JOB_FOLDS,
+    **SCHEDULE_FOLDS,
 }
