@@ -24,6 +24,7 @@ from streams.domain import (
     results,
     schedules,
     session_commands,
+    steps,
     submit,
     task_commands,
 )
@@ -44,6 +45,7 @@ def decide(
     try:
         handler(ctx, command)
         batch_jobs.settle(ctx)
+        steps.settle(ctx)
     finally:
         state.rollback()
     return ctx.events

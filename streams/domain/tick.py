@@ -19,7 +19,7 @@ from schemas.events import (
     TaskTimedOut,
 )
 from schemas.states import ACTIVE_STATES
-from streams.domain import batch_jobs, batching, health, lifecycle, retention, timers
+from streams.domain import batch_jobs, batching, health, lifecycle, retention, steps, timers
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -34,6 +34,7 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
         timers.fire(ctx)
         _run(ctx)
         batch_jobs.settle(ctx)
+        steps.settle(ctx)
     finally:
         state.rollback()
     return ctx.events
