@@ -23,6 +23,7 @@ from typing import Any
 
 from schemas import commands as cmd
 from schemas import events as ev
+from schemas import management_events as mev
 from schemas.fields import MAX_ID_LENGTH
 from schemas.states import ACTIVE_STATES as ACTIVE
 from schemas.states import TERMINAL_STATES as TERMINAL
@@ -151,7 +152,7 @@ def _update(ctx: Decision, c: cmd.UpdateTask) -> None:
     fields = list(dict.fromkeys(c.changed))
     readmit = task.status in _READMIT
     ctx.emit(
-        ev.TaskUpdated(
+        mev.TaskUpdated(
             client_id=c.client_id,
             task_id=c.task_id,
             occurred_at_ms=ctx.now,
@@ -192,7 +193,7 @@ def _archive(ctx: Decision, c: cmd.ArchiveTask) -> None:
         )
         lifecycle.cascade_failure(ctx, c.task_id)
     ctx.emit(
-        ev.TaskArchived(
+        mev.TaskArchived(
             client_id=c.client_id,
             task_id=c.task_id,
             occurred_at_ms=ctx.now,
@@ -223,7 +224,7 @@ def _run(ctx: Decision, c: cmd.RunTask) -> None:
             _reject(ctx, c, f"task waits on dependencies: {', '.join(unmet or [dead or ''])}")
             return
     ctx.emit(
-        ev.TaskRunRequested(
+        mev.TaskRunRequested(
             client_id=c.client_id,
             task_id=c.task_id,
             occurred_at_ms=ctx.now,
@@ -281,7 +282,7 @@ def _request_input(ctx: Decision, c: cmd.RequestInput) -> None:
     if task is None:
         return
     ctx.emit(
-        ev.TaskWaitingInput(
+        mev.TaskWaitingInput(
             client_id=c.client_id,
             task_id=c.task_id,
             occurred_at_ms=ctx.now,
@@ -300,7 +301,7 @@ def _defer(ctx: Decision, c: cmd.DeferTask) -> None:
     if task is None:
         return
     ctx.emit(
-        ev.TaskDeferred(
+        mev.TaskDeferred(
             client_id=c.client_id,
             task_id=c.task_id,
             occurred_at_ms=ctx.now,
@@ -323,7 +324,7 @@ def _provide_input(ctx: Decision, c: cmd.ProvideInput) -> None:
         _reject(ctx, c, f"task is {task.status}, not waiting for input")
         return
     ctx.emit(
-        ev.TaskInputProvided(
+        mev.TaskInputProvided(
             client_id=c.client_id,
             task_id=c.task_id,
             occurred_at_ms=ctx.now,
@@ -341,7 +342,7 @@ def raise_overdue(ctx: Decision, task_id: str) -> None:
     """A task's due date came (its timer): ``task.overdue``, once, for an unfinished task."""
     task = ctx.state.tasks[task_id]
     ctx.emit(
-        ev.TaskOverdue(
+        mev.TaskOverdue(
             client_id=task.client_id,
             task_id=task_id,
             occurred_at_ms=ctx.now,

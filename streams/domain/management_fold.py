@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import events as ev
+from schemas import management_events as mev
 from schemas.states import TERMINAL_STATES
 from streams.domain.state import (
     TIMER_DEFERRED,
@@ -29,7 +30,7 @@ def management_folds(
     def task(st: PartitionState, task_id: str) -> TaskRecord | None:
         return st.edit_task(task_id) if task_id in st.tasks else None
 
-    def updated(st: PartitionState, e: ev.TaskUpdated) -> None:
+    def updated(st: PartitionState, e: mev.TaskUpdated) -> None:
         rec = task(st, e.task_id)
         if rec is None:
             return
@@ -60,7 +61,7 @@ def management_folds(
             rec.status = Status.ACCEPTED
             rec.due_at_ms = None
 
-    def archived(st: PartitionState, e: ev.TaskArchived) -> None:
+    def archived(st: PartitionState, e: mev.TaskArchived) -> None:
         rec = task(st, e.task_id)
         if rec is not None:
             rec.archived = True
@@ -68,7 +69,7 @@ def management_folds(
     def nothing(st: PartitionState, e: Any) -> None:
         """The state changes with the events that follow."""
 
-    def waiting_input(st: PartitionState, e: ev.TaskWaitingInput) -> None:
+    def waiting_input(st: PartitionState, e: mev.TaskWaitingInput) -> None:
         rec = task(st, e.task_id)
         if rec is None:
             return
@@ -77,7 +78,7 @@ def management_folds(
         rec.prompt = e.prompt
         seen(st, e.session_id, e.occurred_at_ms)
 
-    def input_provided(st: PartitionState, e: ev.TaskInputProvided) -> None:
+    def input_provided(st: PartitionState, e: mev.TaskInputProvided) -> None:
         rec = task(st, e.task_id)
         if rec is None:
             return
@@ -87,7 +88,7 @@ def management_folds(
         rec.max_retries += max(0, e.attempt - rec.attempt)
         rec.attempt = e.attempt
 
-    def deferred(st: PartitionState, e: ev.TaskDeferred) -> None:
+    def deferred(st: PartitionState, e: mev.TaskDeferred) -> None:
         rec = task(st, e.task_id)
         if rec is None:
             return
@@ -97,17 +98,17 @@ def management_folds(
         st.arm(e.due_at_ms, TIMER_DEFERRED, e.task_id)
         seen(st, e.session_id, e.occurred_at_ms)
 
-    def overdue(st: PartitionState, e: ev.TaskOverdue) -> None:
+    def overdue(st: PartitionState, e: mev.TaskOverdue) -> None:
         rec = task(st, e.task_id)
         if rec is not None:
             rec.overdue = True
 
     return {
-        ev.TaskUpdated: updated,
-        ev.TaskArchived: archived,
-        ev.TaskRunRequested: nothing,
-        ev.TaskWaitingInput: waiting_input,
-        ev.TaskInputProvided: input_provided,
-        ev.TaskDeferred: deferred,
-        ev.TaskOverdue: overdue,
+        mev.TaskUpdated: updated,
+        mev.TaskArchived: archived,
+        mev.TaskRunRequested: nothing,
+        mev.TaskWaitingInput: waiting_input,
+        mev.TaskInputProvided: input_provided,
+        mev.TaskDeferred: deferred,
+        mev.TaskOverdue: overdue,
     }

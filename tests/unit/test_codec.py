@@ -37,6 +37,7 @@ from schemas.errors import (
 )
 from schemas.events import EVENT_TYPES, AttemptRecord, TaskAssigned, TaskFailed
 from schemas.fastcodec import _write_long, encode_long
+from schemas.management_events import MANAGEMENT_EVENTS
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
@@ -415,7 +416,12 @@ def test_every_current_schema_is_compiled() -> None:
         assert CODEC._writers[cls].fast is not None, cls.__name__
         assert CODEC._readers[fingerprint_of(cls)].fast is not None, cls.__name__
     # What the processor writes can be read back without validation (commands keep it).
-    written_types: list[type[BaseModel]] = [*EVENT_TYPES, Assignment, DeadLetter]
+    written_types: list[type[BaseModel]] = [
+        *EVENT_TYPES,
+        *MANAGEMENT_EVENTS,
+        Assignment,
+        DeadLetter,
+    ]
     for written in written_types:
         assert CODEC._readers[fingerprint_of(written)].build is not None, written.__name__
 

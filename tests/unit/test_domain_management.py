@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from schemas import commands as c
 from schemas import events as ev
+from schemas import management_events as mev
 from streams.domain import Status
-from tests.unit.test_domain_gwt import Harness, of, register, submit
+from tests.support.gwt import Harness, of, register, submit
 
 OP = "workflow_trigger"  # session operation, not batchable
 
@@ -23,7 +24,7 @@ def test_an_edit_before_start_takes_effect_and_requeues() -> None:
             priority=5, payload={"a": 2}, tags=["x"],
         )
     )  # fmt: skip
-    (updated,) = of(events, ev.TaskUpdated)
+    (updated,) = of(events, mev.TaskUpdated)
     assert updated.changed == ["priority", "payload", "tags"]
     (queued,) = of(events, ev.TaskQueued)
     assert (queued.priority, queued.reason) == (5, "updated")
@@ -60,7 +61,7 @@ def test_a_new_start_time_moves_a_scheduled_task_and_the_old_timer_is_stale() ->
 def test_archive_cancels_unfinished_work_then_archives() -> None:
     h = Harness().given(submit("t1", operation=OP))
     events = h.do(c.ArchiveTask(client_id="A", task_id="t1"))
-    assert [type(e) for e in events] == [ev.TaskCancelled, ev.TaskArchived]
+    assert [type(e) for e in events] == [ev.TaskCancelled, mev.TaskArchived]
     task = h.state.tasks["t1"]
     assert (task.status, task.archived) == (Status.CANCELLED, True)
     assert h.do(c.ArchiveTask(client_id="A", task_id="t1")) == []
@@ -71,7 +72,7 @@ def test_archive_of_a_finished_task_only_archives() -> None:
     h = Harness().given(register("s1"), submit("t1", operation=OP))
     h.succeed("t1")
     events = h.do(c.ArchiveTask(client_id="A", task_id="t1"))
-    assert [type(e) for e in events] == [ev.TaskArchived]
+    assert [type(e) for e in events] == [mev.TaskArchived]
     assert h.status("t1") == Status.COMPLETED
 
 
@@ -79,7 +80,7 @@ def test_run_starts_a_scheduled_task_now() -> None:
     h = Harness().given(register("s1"), submit("t1", operation=OP, scheduled_for_ms=10_000), at=0)
     assert h.status("t1") == Status.SCHEDULED
     events = h.do(c.RunTask(client_id="A", task_id="t1"), at=5)
-    assert isinstance(events[0], ev.TaskRunRequested) and events[0].from_status == "scheduled"
+    assert isinstance(events[0], mev.TaskRunRequested) and events[0].from_status == "scheduled"
     assert h.status("t1") == Status.ASSIGNED
     assert not of(h.tick(10_000), ev.TaskAssigned)
 
@@ -104,12 +105,12 @@ def test_a_task_waits_for_input_and_resumes_with_the_answer_on_a_new_attempt() -
     h = Harness().given(register("s1"), submit("t1", operation=OP, payload={"q": 1}))
     token = h.token("t1")
     events = h.do(c.RequestInput(client_id="A", task_id="t1", fencing_token=token, prompt="Ok?"))
-    (waiting,) = of(events, ev.TaskWaitingInput)
+    (waiting,) = of(events, mev.TaskWaitingInput)
     assert waiting.prompt == "Ok?"
     assert h.status("t1") == Status.WAITING_INPUT
     assert h.state.sessions["s1"].units == ()
     events = h.do(c.ProvideInput(client_id="A", task_id="t1", input={"answer": "yes"}))
-    (provided,) = of(events, ev.TaskInputProvided)
+    (provided,) = of(events, mev.TaskInputProvided)
     assert provided.attempt == 2
     (assigned,) = of(events, ev.TaskAssigned)
     assert assigned.attempt == 2 and assigned.fencing_token > token
@@ -154,7 +155,7 @@ def test_an_unfinished_task_past_its_due_date_is_overdue_once() -> None:
     h = Harness().given(submit("t1", operation=OP, due_at_ms=1000), at=0)
     assert h.tick(999) == []
     (overdue,) = h.tick(1000)
-    assert isinstance(overdue, ev.TaskOverdue) and overdue.status == Status.QUEUED
+    assert isinstance(overdue, mev.TaskOverdue) and overdue.status == Status.QUEUED
     assert h.state.tasks["t1"].overdue
     assert h.tick(1001) == []
     consistent(h)
