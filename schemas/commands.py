@@ -6,6 +6,8 @@ class name. All commands are keyed by ``client_id`` on ``task.commands``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.fields import MAX_ID_LENGTH, JsonInput
@@ -15,6 +17,30 @@ class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     client_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+
+
+class TaskAssignee(BaseModel):
+    """Who alone may run a task: every session of an agent (``kind="agent"``, ``id`` = the
+    agent id) or one session (``kind="session"``). A string kind, checked by the decider, so a
+    bad value is refused with a reason instead of failing to decode."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    id: str = Field(max_length=MAX_ID_LENGTH)
+
+
+class TaskStep(BaseModel):
+    """One step of a multi-step task (shape rules: ``streams.domain.submission``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(max_length=MAX_ID_LENGTH)
+    name: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    operation: str = Field(max_length=MAX_ID_LENGTH)
+    config: JsonInput = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    failure_policy: str = Field(default="fail_task", max_length=MAX_ID_LENGTH)
 
 
 class SubmitTask(Command):
@@ -29,6 +55,28 @@ class SubmitTask(Command):
     depends_on: list[str] = Field(default_factory=list)
     capabilities: list[str] = Field(default_factory=list)
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: JsonInput = Field(default_factory=dict)
+    due_at_ms: int | None = None
+    assigned_to: TaskAssignee | None = None
+    steps: list[TaskStep] = Field(default_factory=list)
+
+
+def submit_document(command: SubmitTask) -> dict[str, Any]:
+    """The submit as a JSON object: its fields by name, the payload and every nested record
+    or document as objects rather than JSON text (what a dead letter's ``submit`` holds, ready
+    to be validated as a SubmitTask again)."""
+    return {name: _plain(getattr(command, name)) for name in SubmitTask.model_fields}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 class CancelTask(Command):
@@ -152,6 +200,39 @@ class SubmitBatchJob(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+class CreateSchedule(Command):
+    """A recurring schedule: one task per occurrence (``streams.domain.schedules``)."""
+
+    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    cron: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    interval_ms: int | None = Field(default=None, ge=1000)
+    timezone: str = Field(default="UTC", max_length=MAX_ID_LENGTH)
+    start_at_ms: int | None = None
+    end_at_ms: int | None = None
+    missed: str = Field(default="run", max_length=MAX_ID_LENGTH)
+    task: JsonInput = Field(default_factory=dict)
+    template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DeleteSchedule(Command):
+    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DefineTemplate(Command):
+    """A named task template: defaults for the tasks of the schedules that name it."""
+
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    task: JsonInput = Field(default_factory=dict)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DeleteTemplate(Command):
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -166,4 +247,8 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReportResult,
     RetryDue,
     SubmitBatchJob,
+    CreateSchedule,
+    DeleteSchedule,
+    DefineTemplate,
+    DeleteTemplate,
 )

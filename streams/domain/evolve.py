@@ -10,14 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import events as ev
+from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain import health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
+from streams.domain.records import StepRun
+from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
-    ACTIVE,
     RETIRED_TASK,
-    TERMINAL,
+    TIMER_TASK,
     BatchRecord,
     BatchStatus,
     Failure,
@@ -37,6 +39,7 @@ def evolve(state: PartitionState, event: ev.Event) -> PartitionState:
     handler(state, event)
     if isinstance(event, ev.TaskEvent):
         state.lane_compact(event.client_id)
+    state.prune_timers()
     return state
 
 
@@ -95,7 +98,7 @@ def _unpinned(st: PartitionState, task_id: str) -> None:
     if (
         task is not None
         and task.finished_at_ms is not None
-        and task.status in TERMINAL
+        and task.status in TERMINAL_STATES
         and not st.pinned(task)
     ):
         st.retire(task.finished_at_ms, RETIRED_TASK, task_id)
@@ -106,7 +109,7 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
     status = task.status
     if status == Status.BATCHED:
         _leave_batch(st, task.batch_id, task.task_id)
-    elif status in ACTIVE:
+    elif status in ACTIVE_STATES:
         if task.batch_id is not None:
             _leave_batch(st, task.batch_id, task.task_id)
         else:
@@ -120,7 +123,7 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
 def _finish(
     st: PartitionState, task: TaskRecord, status: str, at_ms: int, *, keep_payload: bool = False
 ) -> None:
-    if task.status not in TERMINAL:
+    if task.status not in TERMINAL_STATES:
         st.count_open(task.client_id, -1)
     task.status = status
     task.finished_at_ms = at_ms
@@ -146,7 +149,7 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
     meta = st.edit_meta()
     meta.seq += 1
     old = st.tasks.get(e.task_id)
-    if old is None or old.status in TERMINAL:
+    if old is None or old.status in TERMINAL_STATES:
         st.count_open(e.client_id, 1)
     st.add_task(
         TaskRecord(
@@ -168,6 +171,11 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
             accepted_at_ms=e.occurred_at_ms,
             accepted_seq=meta.seq,
             queue_priority=e.priority,
+            assigned_to=(
+                (e.assigned_to.kind, e.assigned_to.id) if e.assigned_to is not None else None
+            ),
+            deadline_due_ms=e.due_at_ms,
+            steps=tuple(e.steps),
         )
     )
 
@@ -189,6 +197,7 @@ def _scheduled(st: PartitionState, e: ev.TaskScheduled) -> None:
         _detach(st, task)
         task.status = Status.SCHEDULED
         task.due_at_ms = e.due_at_ms
+        st.arm(e.due_at_ms, TIMER_TASK, e.task_id)
 
 
 def _waiting(st: PartitionState, e: ev.TaskWaiting) -> None:
@@ -319,14 +328,14 @@ def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
 
 def _started(st: PartitionState, e: ev.TaskStartedEvent) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status in ACTIVE:
+    if task is not None and task.status in ACTIVE_STATES:
         task.status = Status.IN_PROGRESS
         _seen(st, task.session_id, e.occurred_at_ms)
 
 
 def _progressed(st: PartitionState, e: ev.TaskProgressed) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status in ACTIVE:
+    if task is not None and task.status in ACTIVE_STATES:
         task.status = Status.IN_PROGRESS
         task.progress = e.progress
         _seen(st, task.session_id, e.occurred_at_ms)
@@ -376,7 +385,7 @@ def _nothing(st: PartitionState, e: Any) -> None:
 
 def _cancelled(st: PartitionState, e: ev.TaskCancelled) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status not in TERMINAL:
+    if task is not None and task.status not in TERMINAL_STATES:
         _detach(st, task)
         _finish(st, task, Status.CANCELLED, e.occurred_at_ms)
 
@@ -386,17 +395,37 @@ def _rejected(st: PartitionState, e: ev.TaskRejected) -> None:
     if e.command != "RejectTask" or e.task_id not in st.tasks:
         return
     task = st.edit_task(e.task_id)
-    if task.status not in TERMINAL:
+    if task.status not in TERMINAL_STATES:
         _detach(st, task)
         _finish(st, task, Status.REJECTED, e.occurred_at_ms)
 
 
 def _failed(st: PartitionState, e: ev.TaskFailed) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status not in TERMINAL:
+    if task is not None and task.status not in TERMINAL_STATES:
         _detach(st, task)
         # The payload stays: the dead letter carries the original submit.
         _finish(st, task, Status.FAILED, e.occurred_at_ms, keep_payload=True)
+
+
+def _step_started(st: PartitionState, e: ev.TaskStepStarted) -> None:
+    task = _task(st, e.task_id)
+    if task is None or task.status in TERMINAL_STATES:
+        return
+    _detach(st, task)
+    task.status = Status.RUNNING
+    task.step_runs = (*task.step_runs, StepRun(e.step_id, Status.RUNNING, e.child_task_id))
+    st.put(st.step_children, e.child_task_id, e.task_id)
+
+
+def _step_finished(st: PartitionState, e: ev.TaskStepFinished) -> None:
+    if e.child_task_id is not None and st.step_children.get(e.child_task_id) == e.task_id:
+        st.delete(st.step_children, e.child_task_id)
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    run = StepRun(e.step_id, e.status, e.child_task_id, dict(e.output), e.error)
+    task.step_runs = (*(r for r in task.step_runs if r.step_id != e.step_id), run)
 
 
 def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> None:
@@ -422,7 +451,7 @@ def _forgotten(st: PartitionState, e: ev.TasksForgotten) -> None:
     """Retention (``streams.domain.retention``): the records go, their store keys are deleted."""
     for task_id in e.task_ids:
         task = st.tasks.get(task_id)
-        if task is not None and task.status in TERMINAL and not st.pinned(task):
+        if task is not None and task.status in TERMINAL_STATES and not st.pinned(task):
             st.remove_task(task_id)
     for batch_job_id in e.batch_job_ids:
         job = st.batch_jobs.get(batch_job_id)
@@ -522,5 +551,8 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _nothing,
     ev.TasksForgotten: _forgotten,
+    ev.TaskStepStarted: _step_started,
+    ev.TaskStepFinished: _step_finished,
     **BATCH_JOB_FOLDS,
+    **SCHEDULE_FOLDS,
 }

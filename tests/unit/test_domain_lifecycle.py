@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import commands as c
 from schemas import events as ev
 from streams.domain import Status
-from tests.unit.test_domain_gwt import Harness, names, of, register, submit
+from tests.support.gwt import Harness, names, of, register, submit
 
 # Non-batchable session operations, one per priority, so tasks queue individually.
 CRITICAL_OP = "workflow_trigger"
@@ -24,6 +24,7 @@ def test_unknown_operation_is_rejected_with_the_reason_and_not_kept() -> None:
             reason="unknown operation 'teleport'",
             command="SubmitTask",
             operation="teleport",
+            submit=c.submit_document(submit("t1", operation="teleport")),
         )
     )
     assert "t1" not in h.state.tasks
@@ -54,6 +55,7 @@ def test_duplicate_task_id_with_another_spec_is_rejected_and_the_original_kept()
             occurred_at_ms=0,
             reason="duplicate task_id with a different specification",
             operation="contact_update",
+            submit=c.submit_document(submit("t1", payload={"a": 2})),
         )
     )
     assert h.state.tasks["t1"].payload == {"a": 1}

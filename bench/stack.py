@@ -1,0 +1,151 @@
+"""The whole stack as users run it: processor, delay agent, view and one real executor as
+separate processes on the benchmark's broker.
+
+The stack is the soak's (``bench.soak_load.soak_stack``: four clients, one session of capacity 64
+each plus the pool, the soak's mix of session, batched and pool operations) with handlers that
+return at once and never fail (``--handlers bench.stack``), so neither the handlers nor
+the retry path are the limit. Two phases:
+
+1. max rate: submit ``tasks`` as fast as the client SDK goes; tasks completed per second from
+   the first submit to the last completion, and the CPU seconds each process (the broker too,
+   when the harness started it) spent per 1,000 tasks;
+2. half that rate, for ``latency_seconds``: submit -> completed per task from record
+   timestamps (the ``SubmitTask`` record on ``task.commands`` to the ``TaskCompleted`` event
+   on ``task.events``), p50 and p99.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.common import BenchResult, load_average
+from bench.lifecycle import percentile
+from schemas.codec import CODEC
+from schemas.commands import SubmitTask
+from schemas.events import TaskCompleted
+from streams.executor.context import TaskContext
+from streams.kafka import consumer_kwargs
+from streams.kafka.headers import TYPE_HEADER
+from streams.settings import Settings
+
+__all__ = ["HANDLERS", "run_stack", "submit_to_completed_ms"]
+
+
+async def _no_op(ctx: TaskContext) -> dict[str, Any]:
+    return {"ok": True}
+
+
+HANDLERS = {"conversation_send": _no_op, "tag_add": _no_op, "integration_sync": _no_op}
+
+
+async def run_stack(
+    bootstrap: str,
+    work_dir: Path,
+    *,
+    tasks: int,
+    latency_seconds: float,
+    broker: str,
+    broker_pid: int | None = None,
+) -> BenchResult:
+    from bench.soak_load import SOAK_CLIENTS, Load, LogOffsets, soak_stack, start_all, wait_view
+
+    stack = soak_stack(
+        work_dir,
+        {"KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        broker_kind=broker,
+        handlers="bench.stack",
+    )
+    with stack:
+        from bench.soak_load import burst
+
+        await asyncio.to_thread(start_all, stack, False)
+        await wait_view(stack, sessions=len(SOAK_CLIENTS))
+        extra_pids = {"broker": broker_pid} if broker_pid else None
+        peak = await burst(stack, tasks, "max", counts=lambda _: True, extra_pids=extra_pids)
+        settings = stack.settings()
+        rate = peak.rate / 2
+        load_before = load_average()
+        load = Load(settings, rate, "half")
+        runner = asyncio.create_task(load.run())
+        await asyncio.sleep(latency_seconds)
+        load.stop()
+        submitted = await runner
+        async with LogOffsets(settings) as offsets:
+            target = peak.tasks + submitted
+            deadline = time.monotonic() + 120
+            while await offsets.end("completed") < target:
+                if time.monotonic() > deadline or stack.dead_parts():
+                    raise RuntimeError(f"half-rate phase did not complete: {stack.dead_parts()}")
+                await asyncio.sleep(0.1)
+        latencies = await submit_to_completed_ms(settings, "half-")
+        dead = stack.dead_parts()
+        if dead:
+            raise RuntimeError(f"parts exited: {dead}")
+    return BenchResult(
+        "stack",
+        "ok",
+        events=peak.tasks,
+        seconds=peak.seconds,
+        detail="tasks/s; processor, delay, view, executor as processes, no-op handler",
+        extra={
+            "tasks": peak.tasks,
+            "cpu_s": peak.cpu_s,
+            "cpu_s_per_1000_tasks": peak.cpu_per_1000(),
+            "load_burst": [peak.load_before, peak.load_after],
+            "load_latency": [load_before, load_average()],
+            "latency_rate": rate,
+            "latency_tasks": submitted,
+            "latency_samples": len(latencies),
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p99_ms": percentile(latencies, 99),
+            "submit_errors": load.errors,
+        },
+    )
+
+
+async def _read(settings: Settings, topic: str) -> list[Any]:
+    """Every record of ``topic`` up to its end now."""
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: Mapping[TopicPartition, int] = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                return records
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+
+
+async def submit_to_completed_ms(settings: Settings, task_prefix: str) -> list[float]:
+    """Per task whose id starts with ``task_prefix``: the ``TaskCompleted`` event's timestamp
+    minus its ``SubmitTask`` record's."""
+    submitted: dict[str, int] = {}
+    for record in await _read(settings, settings.topic("commands")):
+        if record.value is None:
+            continue
+        command = CODEC.decode(record.value)
+        if isinstance(command, SubmitTask) and command.task_id.startswith(task_prefix):
+            submitted.setdefault(command.task_id, record.timestamp)
+    completed_type = TaskCompleted.TYPE.encode()
+    latencies: list[float] = []
+    for record in await _read(settings, settings.topic("events")):
+        if dict(record.headers).get(TYPE_HEADER) != completed_type or record.value is None:
+            continue
+        event = CODEC.decode_trusted(record.value)
+        start = submitted.pop(getattr(event, "task_id", ""), None)
+        if start is not None:
+            latencies.append(float(record.timestamp - start))
+    return latencies
