@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
+from api.view import ViewServer, create_app
 from projections.projector import Projector
-from projections.view import ViewServer, create_app
 from schemas import events as ev
 from schemas.records import Assignment
 from streams.client import TaskstreamClient
@@ -51,8 +51,9 @@ async def test_submit_many_then_wait_returns_every_outcome(
 
         assert set(outcomes) == set(ids)
         assert [outcomes[i].outcome for i in ids] == ["completed"] * 5 + ["failed"]
-        assert isinstance(outcomes[ids[0]], ev.TaskCompleted)
-        assert outcomes[ids[0]].output == {"sent": ids[0]}
+        first = outcomes[ids[0]]
+        assert isinstance(first, ev.TaskCompleted)
+        assert first.output == {"sent": ids[0]}
 
 
 async def test_submit_many_sends_nothing_when_one_task_is_invalid(
