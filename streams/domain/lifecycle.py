@@ -24,7 +24,7 @@ from schemas.events import (
 from streams.domain import batching, health
 from streams.domain.context import Decision
 from streams.domain.priority import queue_priority_for
-from streams.domain.retry import backoff_ms, has_retry_left, tier_ms
+from streams.domain.retry import backoff_ms, has_retry_left, tier_for_delay
 from streams.domain.state import ACTIVE, DEAD, PartitionState, Status, TaskRecord
 
 RETRIES_EXHAUSTED = "retries exhausted"
@@ -222,7 +222,7 @@ def attempt_failed(ctx: Decision, task_id: str, error: str, execution_time_ms: i
                 attempt=attempt + 1,
                 delay_ms=delay,
                 due_at_ms=now + delay,
-                tier_ms=tier_ms(delay),
+                tier_ms=tier_for_delay(delay),
                 error=error,
             )
         )

@@ -262,8 +262,8 @@ def test_the_book_finds_each_token_and_no_other(tmp_path: Path) -> None:
 def test_a_public_view_needs_a_real_token_or_a_tokens_file(tmp_path: Path) -> None:
     from pydantic import SecretStr
 
+    from streams.cli.parts import check_view_exposure
     from streams.errors import ConfigurationError
-    from streams.parts import check_view_exposure
     from streams.settings import Settings
 
     for token in (None, SecretStr("")):
@@ -275,7 +275,7 @@ def test_a_public_view_needs_a_real_token_or_a_tokens_file(tmp_path: Path) -> No
 
 
 def test_a_bad_tokens_file_stops_the_view_before_it_starts(tmp_path: Path) -> None:
-    from streams.parts import check_view_exposure
+    from streams.cli.parts import check_view_exposure
     from streams.settings import Settings
 
     path = tmp_path / "tokens.toml"

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from schemas import commands as c
 from schemas import events as ev
-from streams.domain import dump_changes, load_state
 from streams.domain.state import TERMINAL
+from streams.state_codec import dump_changes, load_state
 from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
 
 POOL_OP = "integration_sync"  # no session, not batchable: assigned to the pool at once

@@ -18,9 +18,9 @@ from projections.reader import ProjectionReader
 from projections.view import create_app
 from schemas import events as ev
 from streams import cli
-from streams.config_dump import SECRET_SHOWN, masked_settings
+from streams.cli.config import SECRET_SHOWN, masked_settings
+from streams.cli.render import describe_event
 from streams.logs import MASK, MaskingFormatter, is_secret_name, mask_document, mask_secrets
-from streams.ops import describe_event
 from streams.settings import Settings
 
 SECRET = "sk-live-5b1e0c9a"

@@ -1,4 +1,4 @@
-"""Incremental persistence of a partition state: one store key per record.
+"""The distributor's storage format of a partition state: one store key per record.
 
 Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>`` and ``meta``. Values are pickles of the
 record dataclasses (an internal format of the local store, never shared: the event log is the
@@ -10,7 +10,6 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Iterator
 
-from streams.domain.errors import DomainError
 from streams.domain.state import (
     META_KEY,
     BatchJobRecord,
@@ -20,9 +19,10 @@ from streams.domain.state import (
     SessionRecord,
     TaskRecord,
 )
+from streams.errors import StoreError
 
 
-class CorruptStateError(DomainError):
+class CorruptStateError(StoreError):
     """A stored record cannot be read back; rebuild the store from the event log."""
 
 
@@ -41,7 +41,7 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
     elif kind == b"batchjob":
         record = state.batch_jobs.get(record_id)
     else:
-        raise DomainError(f"unknown state key {key!r}")
+        raise StoreError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
 
 
