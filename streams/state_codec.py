@@ -1,6 +1,7 @@
 """The distributor's storage format of a partition state: one store key per record.
 
-Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>`` and ``meta``. Values are pickles of the
+Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>``, ``client/<id>``,
+``pool`` and ``meta``. Values are pickles of the
 record dataclasses (an internal format of the local store, never shared: the event log is the
 source of truth and rebuilds the store when it is missing or unreadable).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Iterator
 
+from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord
 from streams.domain.state import (
     META_KEY,
     BatchJobRecord,
@@ -29,9 +31,11 @@ class CorruptStateError(StoreError):
 def _value(state: PartitionState, key: bytes) -> bytes | None:
     if key == META_KEY:
         return pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
+    if key == POOL_KEY:
+        return pickle.dumps(state.pool, protocol=pickle.HIGHEST_PROTOCOL)
     kind, _, raw_id = key.partition(b"/")
     record_id = raw_id.decode()
-    record: TaskRecord | SessionRecord | BatchRecord | BatchJobRecord | None
+    record: TaskRecord | SessionRecord | BatchRecord | BatchJobRecord | ClientRecord | None
     if kind == b"task":
         record = state.tasks.get(record_id)
     elif kind == b"session":
@@ -40,6 +44,8 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         record = state.batches.get(record_id)
     elif kind == b"batchjob":
         record = state.batch_jobs.get(record_id)
+    elif kind == b"client":
+        record = state.clients.get(record_id)
     else:
         raise StoreError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
@@ -64,6 +70,10 @@ def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
         yield b"batch/" + bid.encode(), pickle.dumps(state.batches[bid], pickle.HIGHEST_PROTOCOL)
     for jid, job in state.batch_jobs.items():
         yield b"batchjob/" + jid.encode(), pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
+    for cid, client in state.clients.items():
+        yield b"client/" + cid.encode(), pickle.dumps(client, pickle.HIGHEST_PROTOCOL)
+    if state.pool != PoolRecord():
+        yield POOL_KEY, pickle.dumps(state.pool, pickle.HIGHEST_PROTOCOL)
 
 
 def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
@@ -76,6 +86,10 @@ def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
         kind = key.partition(b"/")[0]
         if kind == META_KEY and isinstance(record, Meta):
             state.meta = record
+        elif kind == POOL_KEY and isinstance(record, PoolRecord):
+            state.pool = record
+        elif kind == b"client" and isinstance(record, ClientRecord):
+            state.clients[record.client_id] = record
         elif kind == b"task" and isinstance(record, TaskRecord):
             state.tasks[record.task_id] = record
         elif kind == b"session" and isinstance(record, SessionRecord):

@@ -39,7 +39,7 @@ from schemas.events import (
     TaskStartedEvent,
 )
 from schemas.fields import MAX_ID_LENGTH
-from streams.domain import batch_jobs, lifecycle
+from streams.domain import batch_jobs, lifecycle, pool
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -676,4 +676,6 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportResult: _result,
     cmd.RetryDue: _retry_due,
     cmd.SubmitBatchJob: _submit_batch_job,
+    cmd.RegisterPool: pool.register,
+    cmd.ReleasePool: pool.release,
 }
