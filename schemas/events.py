@@ -11,6 +11,7 @@ from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.commands import TaskAssignee, TaskStep
 from schemas.fields import JsonObject
 
 
@@ -44,6 +45,13 @@ class TaskAccepted(TaskEvent):
     batchable: bool = False
     session_required: bool = True
     actor: str | None = None
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: JsonObject = Field(default_factory=dict)
+    due_at_ms: int | None = None
+    assigned_to: TaskAssignee | None = None
+    steps: list[TaskStep] = Field(default_factory=list)
 
 
 class TaskPendingReview(TaskEvent):
@@ -441,6 +449,61 @@ class TaskSlaBreached(TaskEvent):
     sla_ms: int
 
 
+class ScheduleEvent(Event):
+    schedule_id: str
+
+
+class ScheduleCreated(ScheduleEvent):
+    """A CreateSchedule passed validation: the schedule, its task resolved, its first time."""
+
+    TYPE: ClassVar[str] = "schedule.created"
+    cron: str | None = None
+    interval_ms: int | None = None
+    timezone: str = "UTC"
+    start_at_ms: int | None = None
+    end_at_ms: int | None = None
+    missed: str = "run"
+    task: JsonObject = Field(default_factory=dict)
+    template: str | None = None
+    next_at_ms: int | None = None
+    actor: str | None = None
+
+
+class ScheduleFired(ScheduleEvent):
+    """An occurrence fell due: its task (``task_id``) was submitted; its events follow."""
+
+    TYPE: ClassVar[str] = "schedule.fired"
+    occurrence_ms: int
+    task_id: str
+    skipped: int = 0
+    next_at_ms: int | None = None
+
+
+class ScheduleDeleted(ScheduleEvent):
+    TYPE: ClassVar[str] = "schedule.deleted"
+    actor: str | None = None
+
+
+class ScheduleRejected(ScheduleEvent):
+    TYPE: ClassVar[str] = "schedule.rejected"
+    command: str
+    reason: str
+    actor: str | None = None
+
+
+class TemplateDefined(Event):
+    TYPE: ClassVar[str] = "template.defined"
+    name: str
+    task: JsonObject = Field(default_factory=dict)
+    actor: str | None = None
+
+
+class TemplateDeleted(Event):
+    TYPE: ClassVar[str] = "template.deleted"
+    name: str
+    actor: str | None = None
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     TaskAccepted,
     TaskPendingReview,
@@ -483,6 +546,12 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ClientStarved,
     ClientServed,
     TaskSlaBreached,
+    ScheduleCreated,
+    ScheduleFired,
+    ScheduleDeleted,
+    ScheduleRejected,
+    TemplateDefined,
+    TemplateDeleted,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_TYPES}

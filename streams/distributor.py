@@ -21,7 +21,6 @@ from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
 from streams.domain.config import DEFAULTS
 from streams.domain.outcomes import outcome_record
-from streams.domain.retry import tier_for_delay
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
 from streams.kafka.routing import FORWARDED_HEADER
@@ -161,7 +160,6 @@ class Distributor:
             ev.TaskCompleted: self._outcome,
             ev.TaskFailed: self._outcome,
             ev.TaskRetryScheduled: self._retry,
-            ev.TaskScheduled: self._scheduled,
             ev.TaskDeadLettered: self._dead_lettered,
             ev.TaskRejected: self._rejected,
             ev.CommandForwarded: self._forwarded,
@@ -422,17 +420,6 @@ class Distributor:
             kind="retry",
         )
         return [self._delay(e.tier_ms, due)]
-
-    def _scheduled(self, state: PartitionState, e: ev.TaskScheduled) -> list[Output]:
-        task = state.tasks.get(e.task_id)
-        due = RetryDue(
-            client_id=e.client_id,
-            task_id=e.task_id,
-            attempt=task.attempt if task is not None else 1,
-            due_at_ms=e.due_at_ms,
-            kind="scheduled",
-        )
-        return [self._delay(tier_for_delay(e.due_at_ms - e.occurred_at_ms), due)]
 
     def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
         task = state.tasks.get(e.task_id)

@@ -206,23 +206,21 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "TOML file of per-client tokens (digest -> name, clients, scopes); see "
-            "projections/access.py and the README's security section."
+            "api/access.py and the README's security section."
         ),
     )
 
     # Built-in handlers (streams/executor/handlers/builtin.py)
-    ghl_api_base_url: str = Field(
-        default="https://rest.gohighlevel.com/v1", description="GoHighLevel REST API base URL."
+    ghl_base_url: str = Field(
+        default="https://services.leadconnectorhq.com",
+        description="GoHighLevel API v2 base URL (the GHL handlers and ghl_action).",
     )
-    ghl_api_key: SecretStr | None = Field(
+    ghl_credentials_file: Path | None = Field(
         default=None,
-        validation_alias=AliasChoices("TASKSTREAM_GHL_API_KEY", "GHL_API_KEY"),
-        description="GoHighLevel API key (Bearer); ghl_action tasks fail without it.",
-    )
-    ghl_location_id: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("TASKSTREAM_GHL_LOCATION_ID", "GHL_LOCATION_ID"),
-        description="Default GoHighLevel locationId when a payload names none.",
+        description=(
+            "TOML (or .json) file of per-client GoHighLevel credentials: [<client id>] "
+            "location_id and token (a private integration or OAuth token of the sub-account)."
+        ),
     )
     ghl_timeout_ms: int = Field(default=30_000, ge=1)
     notification_webhook_url: str | None = Field(
@@ -236,7 +234,7 @@ class Settings(BaseSettings):
         default="",
         description=(
             "IP addresses and CIDR networks (comma or space separated) that api_call, webhooks "
-            "and ghl_action may reach although they are not public: loopback, private, "
+            "and the GoHighLevel handlers may reach although they are not public: loopback, private, "
             "link-local and reserved destinations are refused otherwise, after DNS resolution "
             "and on every redirect."
         ),

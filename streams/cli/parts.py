@@ -46,7 +46,7 @@ def run_delay(settings: Settings) -> int:
 
 
 def run_view(settings: Settings) -> int:
-    from projections import service
+    from api import service
 
     check_view_exposure(settings)
 
@@ -106,7 +106,7 @@ def check_view_exposure(settings: Settings) -> None:
             "(per-client tokens) to require a bearer token"
         )
     if settings.http_tokens_file is not None:
-        from projections.access import load_tokens_file
+        from api.access import load_tokens_file
 
         load_tokens_file(settings.http_tokens_file)  # a bad file stops the start, naming it
 

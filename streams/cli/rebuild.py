@@ -9,7 +9,7 @@ from streams.settings import Settings
 
 
 def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.service import rebuild_with_progress_bar
+    from api.service import rebuild_with_progress_bar
 
     report = rebuild_with_progress_bar(settings)
     print(f"rebuilt the projection: {report}")

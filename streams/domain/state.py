@@ -20,213 +20,62 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
+from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
+from streams.domain.records import (
+    DEAD,
+    META_KEY,
+    BatchJobRecord,
+    BatchRecord,
+    BatchStatus,
+    Circuit,
+    Failure,
+    Meta,
+    ScheduleRecord,
+    SessionRecord,
+    Status,
+    TaskRecord,
+    TemplateRecord,
+    batch_job_key,
+    batch_key,
+    schedule_key,
+    session_key,
+    task_key,
+    template_id,
+    template_key,
+)
 
-R = TypeVar("R")
-
-
-def _cloner(cls: type[R]) -> Callable[[R], R]:
-    """A fast shallow copy for a slotted dataclass (about 8x faster than ``copy.copy``)."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    get = attrgetter(*names)
-
-    def clone(record: R) -> R:
-        return cls(*get(record))
-
-    return clone
-
-
-class Status:
-    """Task lifecycle states. ``ACCEPTED`` and ``ATTEMPT_FAILED`` only exist inside one decision."""
-
-    ACCEPTED: Final = "accepted"
-    PENDING_REVIEW: Final = "pending_review"
-    SCHEDULED: Final = "scheduled"
-    WAITING: Final = "waiting"
-    QUEUED: Final = "queued"
-    BATCHED: Final = "batched"
-    ASSIGNED: Final = "assigned"
-    IN_PROGRESS: Final = "in_progress"
-    ATTEMPT_FAILED: Final = "attempt_failed"
-    RETRY_SCHEDULED: Final = "retry_scheduled"
-    COMPLETED: Final = "completed"
-    FAILED: Final = "failed"
-    CANCELLED: Final = "cancelled"
-    REJECTED: Final = "rejected"
-
-
-TERMINAL: Final = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.REJECTED})
-ACTIVE: Final = frozenset({Status.ASSIGNED, Status.IN_PROGRESS})
-# A dependency in one of these states can never complete: its dependents fail.
-DEAD: Final = frozenset({Status.FAILED, Status.CANCELLED, Status.REJECTED})
-
-
-class Circuit:
-    CLOSED: Final = "closed"
-    OPEN: Final = "open"
-    HALF_OPEN: Final = "half_open"
-
-
-class BatchStatus:
-    OPEN: Final = "open"  # collecting or closed-and-waiting for a session (not dispatched)
-    DISPATCHED: Final = "dispatched"
-
-
-@dataclass(slots=True)
-class Failure:
-    """One failed attempt (mirrors ``schemas.events.AttemptRecord``)."""
-
-    attempt: int
-    session_id: str | None
-    error: str
-    at_ms: int
-
-
-@dataclass(slots=True)
-class TaskRecord:
-    task_id: str
-    client_id: str
-    operation: str
-    payload: dict[str, Any] | None  # dropped once completed/cancelled/rejected
-    priority: int  # base: catalog urgency or the explicit override
-    explicit_priority: bool
-    max_retries: int
-    timeout_ms: int
-    scheduled_for_ms: int | None
-    requires_review: bool
-    depends_on: tuple[str, ...]
-    capabilities: tuple[str, ...]
-    batchable: bool
-    session_required: bool
-    spec_digest: str  # what a duplicate SubmitTask is compared against
-    accepted_at_ms: int
-    accepted_seq: int
-    status: str = Status.ACCEPTED
-    attempt: int = 1  # the current attempt, or the next one while queued / waiting for a retry
-    queue_priority: int = 3  # the priority it was queued with (before aging)
-    expedited: bool = False
-    queued_at_ms: int = 0
-    seq: int = 0  # arrival order among queued tasks and batches of the partition
-    session_id: str | None = None
-    batch_id: str | None = None
-    fencing_token: int | None = None
-    deadline_at_ms: int = 0
-    due_at_ms: int | None = None  # scheduled start or retry
-    progress: float = 0.0
-    failures: tuple[Failure, ...] = ()
-    finished_at_ms: int | None = None
-
-    def clone(self) -> TaskRecord:
-        return _clone_task(self)
-
-
-@dataclass(slots=True)
-class SessionRecord:
-    session_id: str
-    client_id: str
-    agent_id: str
-    max_concurrent: int
-    capabilities: tuple[str, ...]
-    registered_at_ms: int
-    reg_seq: int
-    last_seen_ms: int
-    score: float = 1.0
-    circuit: str = Circuit.CLOSED
-    circuit_since_ms: int = 0
-    # Units of capacity in use: "t:<task_id>" for a single task, "b:<batch_id>" for a batch.
-    units: tuple[str, ...] = ()
-    successes: int = 0
-    failures: int = 0
-
-    def clone(self) -> SessionRecord:
-        return _clone_session(self)
-
-
-@dataclass(slots=True)
-class BatchRecord:
-    batch_id: str
-    client_id: str
-    operation: str
-    opened_at_ms: int
-    seq: int
-    task_ids: tuple[str, ...] = ()  # every item, in joining order
-    live: tuple[str, ...] = ()  # items not resolved yet (the batch goes when this empties)
-    status: str = BatchStatus.OPEN
-    session_id: str | None = None
-    fencing_token: int | None = None
-    deadline_at_ms: int = 0
-    closed_by: str | None = None
-    reported: bool = False  # a result (or timeout) was consolidated; the unit is free
-
-    def clone(self) -> BatchRecord:
-        return _clone_batch(self)
-
-
-@dataclass(slots=True)
-class BatchJobRecord:
-    """A batch job (``streams.domain.batch_jobs``): its items wait here until released."""
-
-    batch_job_id: str
-    client_id: str
-    operation: str
-    parallelism: int
-    spec_digest: str
-    task_ids: tuple[str, ...]  # child ids, in item order
-    payloads: tuple[dict[str, Any], ...] | None  # dropped once the job completed
-    # The resolved spec every child is accepted with.
-    priority: int
-    explicit_priority: bool
-    max_retries: int
-    timeout_ms: int
-    capabilities: tuple[str, ...]
-    batchable: bool
-    session_required: bool
-    accepted_at_ms: int
-    next_index: int = 0  # items before it were released (or failed at release)
-    running: dict[str, int] = field(default_factory=dict)  # unfinished child -> item index
-    succeeded: int = 0
-    failed: int = 0
-    # task id -> (index, success, output, error); dropped once the job completed
-    results: dict[str, tuple[int, bool, dict[str, Any], str | None]] = field(default_factory=dict)
-    completed_at_ms: int | None = None
-
-    def clone(self) -> BatchJobRecord:
-        copy = _clone_batch_job(self)
-        copy.running = dict(self.running)
-        copy.results = dict(self.results)
-        return copy
-
-
-_clone_task = _cloner(TaskRecord)
-_clone_session = _cloner(SessionRecord)
-_clone_batch = _cloner(BatchRecord)
-_clone_batch_job = _cloner(BatchJobRecord)
-
-
-@dataclass(slots=True)
-class Meta:
-    clock: int = 0  # the latest time seen; decisions never go back in time
-    seq: int = 0
-    fencing: int = 0
-    batch_seq: int = 0
-    session_seq: int = 0
-    rr_cursor: dict[str, int] = field(default_factory=dict)  # client -> reg_seq last served
-
-    def clone(self) -> Meta:
-        return Meta(
-            self.clock,
-            self.seq,
-            self.fencing,
-            self.batch_seq,
-            self.session_seq,
-            dict(self.rr_cursor),
-        )
-
+# The records are part of the state's API: importable from here as from ``records``.
+__all__ = [
+    "DEAD",
+    "META_KEY",
+    "RETIRED_JOB",
+    "RETIRED_TASK",
+    "TIMER_SCHEDULE",
+    "TIMER_TASK",
+    "BatchJobRecord",
+    "BatchRecord",
+    "BatchStatus",
+    "Circuit",
+    "Failure",
+    "Lane",
+    "Meta",
+    "PartitionState",
+    "ScheduleRecord",
+    "SessionRecord",
+    "Status",
+    "TaskRecord",
+    "TemplateRecord",
+    "batch_job_key",
+    "batch_key",
+    "schedule_key",
+    "session_key",
+    "task_key",
+    "template_id",
+    "template_key",
+]
 
 _MISSING: Final = object()
 _DIRTY: Final = object()  # journal marker: a key newly added to ``dirty``
@@ -234,27 +83,13 @@ _APPENDED: Final = object()  # journal marker: an entry appended to a lane
 
 Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 
-META_KEY: Final = b"meta"
-
 # kinds of ``PartitionState.retired`` entries (tasks sort before batch jobs of the same time)
 RETIRED_TASK: Final = 0
 RETIRED_JOB: Final = 1
 
-
-def task_key(task_id: str) -> bytes:
-    return b"task/" + task_id.encode()
-
-
-def session_key(session_id: str) -> bytes:
-    return b"session/" + session_id.encode()
-
-
-def batch_key(batch_id: str) -> bytes:
-    return b"batch/" + batch_id.encode()
-
-
-def batch_job_key(batch_job_id: str) -> bytes:
-    return b"batchjob/" + batch_job_id.encode()
+# kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
+TIMER_TASK: Final = 0  # a scheduled task's start
+TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
 
 
 class PartitionState:
@@ -270,6 +105,8 @@ class PartitionState:
         "batch_jobs",
         "clients",
         "pool",
+        "schedules",
+        "templates",
         "meta",
         "lanes",
         "pool_lanes",
@@ -284,6 +121,7 @@ class PartitionState:
         "open_tasks",
         "job_children",
         "retired",
+        "timers",
         "dirty",
         "_log",
         "_copied",
@@ -296,6 +134,8 @@ class PartitionState:
         self.batch_jobs: dict[str, BatchJobRecord] = {}
         self.clients: dict[str, ClientRecord] = {}  # rate buckets, starvation, SLA reports
         self.pool = PoolRecord()
+        self.schedules: dict[str, ScheduleRecord] = {}
+        self.templates: dict[str, TemplateRecord] = {}  # by ``template_id``
         self.meta = Meta()
         # client -> queue priority -> (seq, task id) in arrival order; stale entries are skipped
         self.lanes: dict[str, dict[int, Lane]] = {}
@@ -323,6 +163,9 @@ class PartitionState:
         # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id): what retention may forget
         # (``streams.domain.retention``); stale entries are skipped, never removed eagerly
         self.retired: list[tuple[int, int, str]] = []
+        # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
+        # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
+        self.timers: list[tuple[int, int, str]] = []
         self.dirty: set[bytes] = {META_KEY}
         self._log: list[tuple[Any, Any, Any]] | None = None
         self._copied: set[tuple[str, str]] = set()
@@ -337,6 +180,8 @@ class PartitionState:
             and self.batch_jobs == other.batch_jobs
             and self.clients == other.clients
             and self.pool == other.pool
+            and self.schedules == other.schedules
+            and self.templates == other.templates
             and self.meta == other.meta
         )
 
@@ -475,6 +320,73 @@ class PartitionState:
         ):
             heapq.heappop(heap)
 
+    def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
+        """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
+
+        Not journaled, like ``retire``: inside a decision nothing is pushed (the events are
+        folded again outside it); a stale entry is harmless.
+        """
+        if self._log is None:
+            heapq.heappush(self.timers, (due_at_ms, kind, record_id))
+
+    def timer_valid(self, entry: tuple[int, int, str]) -> bool:
+        """Whether a ``timers`` entry still stands for something waiting for that time."""
+        due_at_ms, kind, record_id = entry
+        if kind == TIMER_TASK:
+            task = self.tasks.get(record_id)
+            return (
+                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
+            )
+        schedule = self.schedules.get(record_id)
+        return schedule is not None and schedule.next_at_ms == due_at_ms
+
+    def prune_timers(self) -> None:
+        """Drop stale entries from the top of ``timers`` (outside decisions only)."""
+        heap = self.timers
+        while self._log is None and heap and not self.timer_valid(heap[0]):
+            heapq.heappop(heap)
+
+    def due_timers(self, now_ms: int) -> list[tuple[int, int, str]]:
+        """The valid ``timers`` entries due at ``now_ms``, in (time, kind, id) order: a choice
+        that depends on the records alone, never on the heap's layout."""
+        heap, todo = self.timers, [0]
+        found: set[tuple[int, int, str]] = set()
+        while todo:
+            i = todo.pop()
+            if i < len(heap) and heap[i][0] <= now_ms:
+                if self.timer_valid(heap[i]):
+                    found.add(heap[i])
+                todo += (2 * i + 1, 2 * i + 2)
+        return sorted(found)
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None:
+        self.put(self.schedules, schedule.schedule_id, schedule)
+        self._copied.add(("c", schedule.schedule_id))
+        self._touch(schedule_key(schedule.schedule_id))
+
+    def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
+        rec = self.schedules[schedule_id]
+        self._touch(schedule_key(schedule_id))
+        if self._log is not None and ("c", schedule_id) not in self._copied:
+            self._copied.add(("c", schedule_id))
+            rec = rec.clone()
+            self.put(self.schedules, schedule_id, rec)
+        return rec
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        self.delete(self.schedules, schedule_id)
+        self._touch(schedule_key(schedule_id))
+
+    def put_template(self, template: TemplateRecord) -> None:
+        """Templates are replaced whole, never edited in place."""
+        key = template_id(template.client_id, template.name)
+        self.put(self.templates, key, template)
+        self._touch(template_key(key))
+
+    def remove_template(self, key: str) -> None:
+        self.delete(self.templates, key)
+        self._touch(template_key(key))
+
     def add_batch_job(self, job: BatchJobRecord) -> None:
         self.put(self.batch_jobs, job.batch_job_id, job)
         self._copied.add(("j", job.batch_job_id))
@@ -605,6 +517,7 @@ class PartitionState:
         self.open_tasks = {}
         self.job_children = {}
         self.retired = []
+        self.timers = []
         for job in self.batch_jobs.values():
             for task_id in job.running:
                 self.job_children[task_id] = job.batch_job_id
@@ -619,7 +532,7 @@ class PartitionState:
             elif not batch.reported:
                 self.inflight["b:" + batch.batch_id] = batch.deadline_at_ms
         for task in sorted(self.tasks.values(), key=lambda t: (t.seq, t.accepted_seq)):
-            if task.status not in TERMINAL:
+            if task.status not in TERMINAL_STATES:
                 self.open_tasks[task.client_id] = self.open_tasks.get(task.client_id, 0) + 1
             elif task.finished_at_ms is not None:
                 self.retired.append((task.finished_at_ms, RETIRED_TASK, task.task_id))
@@ -632,11 +545,17 @@ class PartitionState:
             elif task.status == Status.WAITING:
                 for dep in task.depends_on:
                     self.dependents.setdefault(dep, {})[task.task_id] = None
-            elif task.status in ACTIVE and task.batch_id is None:
+            elif task.status in ACTIVE_STATES and task.batch_id is None:
                 self.inflight["t:" + task.task_id] = task.deadline_at_ms
                 if task.session_id is None:
                     self.pool_inflight["t:" + task.task_id] = None
+            elif task.status == Status.SCHEDULED and task.due_at_ms is not None:
+                self.timers.append((task.due_at_ms, TIMER_TASK, task.task_id))
+        for schedule in self.schedules.values():
+            if schedule.next_at_ms is not None:
+                self.timers.append((schedule.next_at_ms, TIMER_SCHEDULE, schedule.schedule_id))
         heapq.heapify(self.retired)
+        heapq.heapify(self.timers)
 
     def indices(self) -> dict[str, Any]:
         """The indices in a comparable form (tests check them against ``rebuild_indices``)."""
@@ -659,6 +578,7 @@ class PartitionState:
             "open_tasks": dict(self.open_tasks),
             "job_children": dict(self.job_children),
             "retired": sorted({e for e in self.retired if self.forgettable(e) is not None}),
+            "timers": sorted({e for e in self.timers if self.timer_valid(e)}),
         }
 
     # -- retention -------------------------------------------------------------------------
@@ -676,7 +596,7 @@ class PartitionState:
         at_ms, kind, record_id = entry
         if kind == RETIRED_TASK:
             task = self.tasks.get(record_id)
-            if task is None or task.finished_at_ms != at_ms or task.status not in TERMINAL:
+            if task is None or task.finished_at_ms != at_ms or task.status not in TERMINAL_STATES:
                 return None
             return None if self.pinned(task) else task.client_id
         job = self.batch_jobs.get(record_id)

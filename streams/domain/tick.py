@@ -1,6 +1,7 @@
 """``tick(state, now_ms, config) -> list[Event]``: what the passing of time alone causes.
 
-In order: finished work past the retention window is forgotten (``retention``), stale
+In order: finished work past the retention window is forgotten (``retention``), scheduled
+starts and schedule occurrences that fell due are started (``timers``), stale
 sessions are cleaned (their work re-queued, same attempt: losing a session is not the
 task's fault), overdue assignments time out (the retry path), open circuits whose
 cooldown passed go half-open, and every client with something newly dispatchable (a batch
@@ -17,11 +18,22 @@ from schemas.events import (
     SessionHealthChanged,
     TaskTimedOut,
 )
-from streams.domain import batch_jobs, batching, health, lifecycle, pool, rates, retention, watch
+from schemas.states import ACTIVE_STATES
+from streams.domain import (
+    batch_jobs,
+    batching,
+    health,
+    lifecycle,
+    pool,
+    rates,
+    retention,
+    timers,
+    watch,
+)
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
-from streams.domain.state import ACTIVE, Circuit, PartitionState
+from streams.domain.state import Circuit, PartitionState
 
 
 def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event]:
@@ -29,6 +41,7 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
     state.begin()
     try:
         retention.forget(ctx)
+        timers.fire(ctx)
         _run(ctx)
         batch_jobs.settle(ctx)
         if watch.due(ctx):
@@ -118,7 +131,7 @@ def _time_out(ctx: Decision, unit: str) -> str:
         lifecycle.attempt_failed(ctx, unit_id, error)
         return task.client_id
     batch = st.batches[unit_id]
-    items = [t for t in batch.live if st.tasks[t].status in ACTIVE]
+    items = [t for t in batch.live if st.tasks[t].status in ACTIVE_STATES]
     before = lifecycle.health_snapshot(st, batch.session_id)
     longest = max((st.tasks[t].timeout_ms for t in batch.live), default=0)
     error = f"batch timed out after {longest} ms"

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from projections.access import AccessBook, AccessConfigError, load_tokens_file, token_digest
-from projections.gateway import gateway_router
+from api.access import AccessBook, AccessConfigError, load_tokens_file, token_digest
+from api.gateway import Gateway, mount
+from api.view import create_app
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as cmd
 from schemas.catalog import load_catalog
 from schemas.records import DeadLetter
@@ -79,8 +79,9 @@ def build(tmp_path: Path, source: TenantSource | None = None) -> tuple[FastAPI, 
     async def dead_letters() -> list[DeadLetterEntry]:
         return letters()
 
-    app.include_router(
-        gateway_router(
+    mount(
+        app,
+        Gateway(
             reader,
             sender,
             catalog=load_catalog(),

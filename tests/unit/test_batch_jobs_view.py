@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as c
 from schemas import events as ev
 from tests.unit.test_batch_jobs import job
