@@ -226,6 +226,8 @@ class TaskRejected(TaskEvent):
     reviewer: str | None = None
     operation: str | None = None
     actor: str | None = None
+    # A refused SubmitTask, for its dead letter (``streams.domain.refusals.refused_submit``).
+    submit: JsonObject = Field(default_factory=dict)
 
 
 class TaskDeadLettered(TaskEvent):
@@ -449,6 +451,25 @@ class TaskSlaBreached(TaskEvent):
     sla_ms: int
 
 
+class TaskStepStarted(TaskEvent):
+    """A step of the multi-step task ``task_id`` runs as the child task ``child_task_id``."""
+
+    TYPE: ClassVar[str] = "task.step_started"
+    step_id: str
+    child_task_id: str
+
+
+class TaskStepFinished(TaskEvent):
+    """A step ended: ``completed``, ``failed`` or ``skipped`` (``streams.domain.steps``)."""
+
+    TYPE: ClassVar[str] = "task.step_finished"
+    step_id: str
+    status: str
+    child_task_id: str | None = None
+    output: JsonObject = Field(default_factory=dict)
+    error: str | None = None
+
+
 class ScheduleEvent(Event):
     schedule_id: str
 
@@ -546,6 +567,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ClientStarved,
     ClientServed,
     TaskSlaBreached,
+    TaskStepStarted,
+    TaskStepFinished,
     ScheduleCreated,
     ScheduleFired,
     ScheduleDeleted,

@@ -25,6 +25,7 @@ from streams.domain import (
     results,
     schedules,
     session_commands,
+    steps,
     submit,
     task_commands,
 )
@@ -45,6 +46,7 @@ def decide(
     try:
         handler(ctx, command)
         batch_jobs.settle(ctx)
+        steps.settle(ctx)
     finally:
         state.rollback()
     return ctx.events

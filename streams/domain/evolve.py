@@ -15,6 +15,7 @@ from streams.domain import buckets, health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.dispatch_fold import DISPATCH_FOLDS
 from streams.domain.errors import DomainError
+from streams.domain.records import StepRun
 from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
@@ -425,6 +426,26 @@ def _failed(st: PartitionState, e: ev.TaskFailed) -> None:
         _finish(st, task, Status.FAILED, e.occurred_at_ms, keep_payload=True)
 
 
+def _step_started(st: PartitionState, e: ev.TaskStepStarted) -> None:
+    task = _task(st, e.task_id)
+    if task is None or task.status in TERMINAL_STATES:
+        return
+    _detach(st, task)
+    task.status = Status.RUNNING
+    task.step_runs = (*task.step_runs, StepRun(e.step_id, Status.RUNNING, e.child_task_id))
+    st.put(st.step_children, e.child_task_id, e.task_id)
+
+
+def _step_finished(st: PartitionState, e: ev.TaskStepFinished) -> None:
+    if e.child_task_id is not None and st.step_children.get(e.child_task_id) == e.task_id:
+        st.delete(st.step_children, e.child_task_id)
+    task = _task(st, e.task_id)
+    if task is None:
+        return
+    run = StepRun(e.step_id, e.status, e.child_task_id, dict(e.output), e.error)
+    task.step_runs = (*(r for r in task.step_runs if r.step_id != e.step_id), run)
+
+
 def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> None:
     if e.batch_id not in st.batches:
         return
@@ -548,6 +569,8 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _nothing,
     ev.TasksForgotten: _forgotten,
+    ev.TaskStepStarted: _step_started,
+    ev.TaskStepFinished: _step_finished,
     **BATCH_JOB_FOLDS,
     **SCHEDULE_FOLDS,
     **DISPATCH_FOLDS,

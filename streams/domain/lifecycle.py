@@ -82,6 +82,12 @@ def enqueue(
     """
     st, now = ctx.state, ctx.now
     task = st.tasks[task_id]
+    if task.steps:
+        # A multi-step task is never queued itself: its steps are (``steps``).
+        from streams.domain import steps  # noqa: PLC0415 (steps admits its children here)
+
+        steps.start(ctx, task_id)
+        return
     if priority is None:
         priority = queue_priority_for(task.priority, expedited=task.expedited, retry=retry)
     ctx.emit(

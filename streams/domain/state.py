@@ -120,6 +120,7 @@ class PartitionState:
         "inflight",
         "open_tasks",
         "job_children",
+        "step_children",
         "retired",
         "timers",
         "dirty",
@@ -160,6 +161,8 @@ class PartitionState:
         self.open_tasks: dict[str, int] = {}
         # running child task id -> its batch job id
         self.job_children: dict[str, str] = {}
+        # running step's child task id -> its multi-step task id (``streams.domain.steps``)
+        self.step_children: dict[str, str] = {}
         # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id): what retention may forget
         # (``streams.domain.retention``); stale entries are skipped, never removed eagerly
         self.retired: list[tuple[int, int, str]] = []
@@ -516,6 +519,7 @@ class PartitionState:
         self.inflight = {}
         self.open_tasks = {}
         self.job_children = {}
+        self.step_children = {}
         self.retired = []
         self.timers = []
         for job in self.batch_jobs.values():
@@ -532,6 +536,9 @@ class PartitionState:
             elif not batch.reported:
                 self.inflight["b:" + batch.batch_id] = batch.deadline_at_ms
         for task in sorted(self.tasks.values(), key=lambda t: (t.seq, t.accepted_seq)):
+            for run in task.step_runs:
+                if run.status == Status.RUNNING and run.child_task_id is not None:
+                    self.step_children[run.child_task_id] = task.task_id
             if task.status not in TERMINAL_STATES:
                 self.open_tasks[task.client_id] = self.open_tasks.get(task.client_id, 0) + 1
             elif task.finished_at_ms is not None:
@@ -577,6 +584,7 @@ class PartitionState:
             "inflight": dict(self.inflight),
             "open_tasks": dict(self.open_tasks),
             "job_children": dict(self.job_children),
+            "step_children": dict(self.step_children),
             "retired": sorted({e for e in self.retired if self.forgettable(e) is not None}),
             "timers": sorted({e for e in self.timers if self.timer_valid(e)}),
         }

@@ -27,6 +27,7 @@ from streams.domain import (
     pool,
     rates,
     retention,
+    steps,
     timers,
     watch,
 )
@@ -44,6 +45,7 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
         timers.fire(ctx)
         _run(ctx)
         batch_jobs.settle(ctx)
+        steps.settle(ctx)
         if watch.due(ctx):
             watch.watch(ctx)
     finally:

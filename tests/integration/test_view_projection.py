@@ -26,8 +26,8 @@ from schemas.codec import CODEC
 from schemas.errors import DecodeError
 from schemas.events import Event
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka.headers import CAUSE_HEADER
 from streams.kafka.process import free_loopback_port
-from streams.runtime.protocol import CAUSE_HEADER
 from streams.settings import Settings
 from streams.topics import ensure_topics
 

@@ -3758,6 +3758,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "submit",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {\"_omitted\": why} past max_payload_bytes. {} for other commands and for records written before this field."
       }
     ]
   },
@@ -3841,6 +3847,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      }
+    ]
+  },
+  "TaskRejected.v3": {
+    "type": "record",
+    "name": "TaskRejected",
+    "namespace": "taskstream",
+    "doc": "TaskRejected version 3: before submit.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string",
+        "default": "SubmitTask"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "operation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -4016,6 +4077,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskStepFinished": {
+    "type": "record",
+    "name": "TaskStepFinished",
+    "namespace": "taskstream",
+    "doc": "task.step_finished: a step of a multi-step task ended: status completed (output), failed (error: its child task failed, was cancelled or its id was taken) or skipped (a step it depends on failed with skip_dependents or was skipped, or the task ended first).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "step_id",
+        "type": "string"
+      },
+      {
+        "name": "status",
+        "type": "string"
+      },
+      {
+        "name": "child_task_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the child task's output when the step completed, {} otherwise."
+      },
+      {
+        "name": "error",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "TaskStepStarted": {
+    "type": "record",
+    "name": "TaskStepStarted",
+    "namespace": "taskstream",
+    "doc": "task.step_started: a step of a multi-step task (task_id) became ready (its depends_on ended as they allow) and runs as the child task child_task_id (<task_id>:<step_id>), whose own events follow.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "step_id",
+        "type": "string"
+      },
+      {
+        "name": "child_task_id",
+        "type": "string"
+      }
+    ]
+  },
   "TaskTimedOut": {
     "type": "record",
     "name": "TaskTimedOut",
@@ -4180,7 +4319,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
+export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -5614,6 +5753,8 @@ export interface TaskRejected {
   operation: null | string;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {"_omitted": why} past max_payload_bytes. {} for other commands and for records written before this field. */
+  submit: string;
 }
 
 /** TaskRejected as a producer writes it: fields with an Avro default may be left out. */
@@ -5626,6 +5767,7 @@ export interface TaskRejectedInit {
   reviewer?: null | string;
   operation?: null | string;
   actor?: null | string;
+  submit?: string;
 }
 
 /** task.retry_scheduled: attempt (the next one) runs after delay_ms, via the delay tier of tier_ms. */
@@ -5734,6 +5876,49 @@ export interface TaskStartedEventInit {
   task_id: string;
   session_id?: null | string;
   fencing_token: number;
+}
+
+/** task.step_finished: a step of a multi-step task ended: status completed (output), failed (error: its child task failed, was cancelled or its id was taken) or skipped (a step it depends on failed with skip_dependents or was skipped, or the task ended first). */
+export interface TaskStepFinished {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  status: string;
+  child_task_id: null | string;
+  /** JSON text: the child task's output when the step completed, {} otherwise. */
+  output: string;
+  error: null | string;
+}
+
+/** TaskStepFinished as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepFinishedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  status: string;
+  child_task_id?: null | string;
+  output?: string;
+  error?: null | string;
+}
+
+/** task.step_started: a step of a multi-step task (task_id) became ready (its depends_on ended as they allow) and runs as the child task child_task_id (<task_id>:<step_id>), whose own events follow. */
+export interface TaskStepStarted {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  child_task_id: string;
+}
+
+/** TaskStepStarted as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepStartedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  child_task_id: string;
 }
 
 /** task.timed_out: the attempt passed its deadline; it fails and goes the retry path. */
@@ -5890,6 +6075,8 @@ export interface Records {
   TaskSlaBreached: TaskSlaBreached;
   TaskStarted: TaskStarted;
   TaskStartedEvent: TaskStartedEvent;
+  TaskStepFinished: TaskStepFinished;
+  TaskStepStarted: TaskStepStarted;
   TaskTimedOut: TaskTimedOut;
   TaskWaiting: TaskWaiting;
   TasksForgotten: TasksForgotten;
@@ -5962,6 +6149,8 @@ export interface RecordInits {
   TaskSlaBreached: TaskSlaBreachedInit;
   TaskStarted: TaskStartedInit;
   TaskStartedEvent: TaskStartedEventInit;
+  TaskStepFinished: TaskStepFinishedInit;
+  TaskStepStarted: TaskStepStartedInit;
   TaskTimedOut: TaskTimedOutInit;
   TaskWaiting: TaskWaitingInit;
   TasksForgotten: TasksForgottenInit;
