@@ -201,6 +201,58 @@ class SubmitBatchJob(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+class RegisterPool(Command):
+    """A pool executor's capacity for one ``task.commands`` partition (``client_id``: its
+    member id). Applied on the partition it is read from; see ``streams.domain.pool``."""
+
+    partition: int = Field(ge=0)
+    capacity: int = Field(default=1, ge=1)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ReleasePool(Command):
+    partition: int = Field(ge=0)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+POOL_COMMANDS: tuple[type[Command], ...] = (RegisterPool, ReleasePool)
+"""Commands about a partition's pool capacity, not about a client: applied where they are read."""
+
+
+class CreateSchedule(Command):
+    """A recurring schedule: one task per occurrence (``streams.domain.schedules``)."""
+
+    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    cron: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    interval_ms: int | None = Field(default=None, ge=1000)
+    timezone: str = Field(default="UTC", max_length=MAX_ID_LENGTH)
+    start_at_ms: int | None = None
+    end_at_ms: int | None = None
+    missed: str = Field(default="run", max_length=MAX_ID_LENGTH)
+    task: JsonInput = Field(default_factory=dict)
+    template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DeleteSchedule(Command):
+    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DefineTemplate(Command):
+    """A named task template: defaults for the tasks of the schedules that name it."""
+
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    task: JsonInput = Field(default_factory=dict)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DeleteTemplate(Command):
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 # -- task management (issue 15): edit, archive, run now, people in the loop ------------------
 
 
@@ -276,39 +328,6 @@ class CancelBatchJob(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
-class CreateSchedule(Command):
-    """A recurring schedule: one task per occurrence (``streams.domain.schedules``)."""
-
-    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    cron: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    interval_ms: int | None = Field(default=None, ge=1000)
-    timezone: str = Field(default="UTC", max_length=MAX_ID_LENGTH)
-    start_at_ms: int | None = None
-    end_at_ms: int | None = None
-    missed: str = Field(default="run", max_length=MAX_ID_LENGTH)
-    task: JsonInput = Field(default_factory=dict)
-    template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-
-
-class DeleteSchedule(Command):
-    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-
-
-class DefineTemplate(Command):
-    """A named task template: defaults for the tasks of the schedules that name it."""
-
-    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    task: JsonInput = Field(default_factory=dict)
-    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-
-
-class DeleteTemplate(Command):
-    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-
-
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -323,6 +342,12 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReportResult,
     RetryDue,
     SubmitBatchJob,
+    RegisterPool,
+    ReleasePool,
+    CreateSchedule,
+    DeleteSchedule,
+    DefineTemplate,
+    DeleteTemplate,
     UpdateTask,
     ArchiveTask,
     RunTask,
@@ -330,8 +355,4 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     RequestInput,
     DeferTask,
     CancelBatchJob,
-    CreateSchedule,
-    DeleteSchedule,
-    DefineTemplate,
-    DeleteTemplate,
 )

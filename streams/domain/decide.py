@@ -22,6 +22,7 @@ from schemas.events import Event
 from streams.domain import (
     batch_jobs,
     management,
+    pool,
     results,
     schedules,
     session_commands,
@@ -73,4 +74,6 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.DeleteSchedule: schedules.delete,
     cmd.DefineTemplate: schedules.define_template,
     cmd.DeleteTemplate: schedules.delete_template,
+    cmd.RegisterPool: pool.register,
+    cmd.ReleasePool: pool.release,
 }
