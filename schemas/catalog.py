@@ -10,13 +10,22 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import SchemaError
 
-PRIORITY_NAMES: dict[int, str] = {1: "critical", 2: "high", 3: "normal", 4: "low", 5: "background"}
+PriorityName = Literal["critical", "high", "normal", "low", "background"]
+PRIORITY_NAMES: dict[int, str] = {
+    1: "critical",
+    2: "high",
+    3: "normal",
+    4: "low",
+    5: "background",
+}
+"""Priority 1 (most urgent) to 5 by name (``PriorityName``), as the HTTP API and the read
+model show them."""
 
 
 class OperationSpec(BaseModel):
@@ -27,6 +36,9 @@ class OperationSpec(BaseModel):
     expected_duration_ms: int = Field(ge=0)
     session_required: bool = True
     batchable: bool = False
+    ghl_api: str | None = None
+    """The GoHighLevel v2 request of the operation ("POST /contacts/{contactId}/tags"), "none"
+    when v2 has no endpoint for it, unset for operations that are not GoHighLevel's."""
 
 
 class Catalog(Mapping[str, OperationSpec]):

@@ -19,6 +19,30 @@ class Command(BaseModel):
     client_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
+class TaskAssignee(BaseModel):
+    """Who alone may run a task: every session of an agent (``kind="agent"``, ``id`` = the
+    agent id) or one session (``kind="session"``). A string kind, checked by the decider, so a
+    bad value is refused with a reason instead of failing to decode."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    id: str = Field(max_length=MAX_ID_LENGTH)
+
+
+class TaskStep(BaseModel):
+    """One step of a multi-step task (shape rules: ``streams.domain.submission``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(max_length=MAX_ID_LENGTH)
+    name: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    operation: str = Field(max_length=MAX_ID_LENGTH)
+    config: JsonInput = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    failure_policy: str = Field(default="fail_task", max_length=MAX_ID_LENGTH)
+
+
 class SubmitTask(Command):
     task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     operation: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -31,6 +55,13 @@ class SubmitTask(Command):
     depends_on: list[str] = Field(default_factory=list)
     capabilities: list[str] = Field(default_factory=list)
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: JsonInput = Field(default_factory=dict)
+    due_at_ms: int | None = None
+    assigned_to: TaskAssignee | None = None
+    steps: list[TaskStep] = Field(default_factory=list)
 
 
 class CancelTask(Command):

@@ -11,6 +11,7 @@ from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.commands import TaskAssignee, TaskStep
 from schemas.fields import JsonObject
 
 
@@ -44,6 +45,13 @@ class TaskAccepted(TaskEvent):
     batchable: bool = False
     session_required: bool = True
     actor: str | None = None
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: JsonObject = Field(default_factory=dict)
+    due_at_ms: int | None = None
+    assigned_to: TaskAssignee | None = None
+    steps: list[TaskStep] = Field(default_factory=list)
 
 
 class TaskPendingReview(TaskEvent):

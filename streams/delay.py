@@ -32,13 +32,14 @@ from schemas.codec import CODEC
 from schemas.commands import RetryDue
 from schemas.errors import DecodeError
 from schemas.records import DeadLetter
+from streams.domain.retry import RETRY_TIERS_MS, tier_for_delay
 from streams.errors import BrokerError, ProcessingError
 from streams.kafka import producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
 from streams.kafka.routing import header_partition, home_partition
-from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name, tier_for_delay
+from streams.settings import Settings, retry_tier_name
 
 __all__ = [
     "DelayAgent",

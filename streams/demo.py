@@ -138,6 +138,8 @@ async def _run(
 
 
 def run_demo(settings: Settings, rate_per_s: float = 5.0, failure_rate: float = 0.05) -> int:
-    from streams.parts import run_part
+    from streams.runtime.signals import run_part
 
-    return run_part(lambda stop: _run(settings, stop, rate_per_s, failure_rate), grace_s=15.0)
+    return run_part(
+        lambda stop: _run(settings, stop, rate_per_s, failure_rate), name="demo", grace_s=15.0
+    )

@@ -18,21 +18,15 @@ from schemas.commands import Command, RetryDue, SubmitTask
 from schemas.credentials import MASK, replace_credentials
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
-from streams.domain import (
-    DomainConfig,
-    PartitionState,
-    decide,
-    dump_changes,
-    evolve,
-    load_state,
-    tick,
-)
+from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
 from streams.domain.outcomes import outcome_record
+from streams.domain.retry import tier_for_delay
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
 from streams.kafka.routing import FORWARDED_HEADER
 from streams.runtime.protocol import HOME, TYPE_HEADER, Output
-from streams.settings import Settings, retry_tier_name, tier_for_delay
+from streams.settings import Settings, retry_tier_name
+from streams.state_codec import dump_changes, load_state
 
 # Submits refused by the last decisions, kept until their dead letter is written (bounded).
 _STASH_LIMIT = 10_000
@@ -105,6 +99,26 @@ def submit_document(task: TaskRecord) -> dict[str, Any]:
     }
 
 
+def domain_config(settings: Settings, catalog: Catalog | None = None) -> DomainConfig:
+    """The decider's config from the process settings (the domain never reads settings)."""
+    return DomainConfig(
+        catalog=catalog if catalog is not None else load_catalog(settings.operations_file),
+        batch_window_ms=settings.batch_window_ms,
+        max_batch_size=settings.max_batch_size,
+        max_retries=settings.max_retries,
+        retry_base_ms=settings.retry_base_ms,
+        retry_max_ms=settings.retry_max_ms,
+        session_stale_ms=settings.session_stale_ms,
+        default_timeout_ms=settings.default_timeout_ms,
+        aging_step_ms=settings.aging_step_ms,
+        dispatch_strategy=settings.dispatch_strategy,
+        circuit_cooldown_ms=settings.circuit_cooldown_ms,
+        max_payload_bytes=settings.max_payload_bytes,
+        max_queued_per_client=settings.max_queued_per_client,
+        task_retention_ms=settings.task_retention_ms,
+    )
+
+
 def _command_document(command: SubmitTask) -> dict[str, Any]:
     doc = {name: getattr(command, name) for name in type(command).model_fields}
     # A submit refused for carrying a credential in plaintext must not carry it on to task.dlq.
@@ -118,7 +132,7 @@ class Distributor:
     def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
         self.settings = settings
         self.catalog = catalog if catalog is not None else load_catalog(settings.operations_file)
-        self.config = DomainConfig.from_settings(settings, self.catalog)
+        self.config = domain_config(settings, self.catalog)
         self._topic_commands = settings.topic("commands")
         self._topic_assignments = settings.topic("assignments")
         self._topic_pool = settings.topic("pool")

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DispatchStrategy = Literal["session-aware", "capability-based", "least-loaded", "round-robin"]
+from streams.domain.config import DEFAULTS as DOMAIN
+from streams.domain.config import DispatchStrategy
 
 
 class Settings(BaseSettings):
@@ -89,20 +90,22 @@ class Settings(BaseSettings):
     # Local state
     data_dir: Path = Path("data")
 
-    # Domain
+    # Domain (defaults: streams.domain.config.DomainConfig)
     operations_file: Path | None = None
-    batch_window_ms: int = Field(default=2000, ge=0)
-    max_batch_size: int = Field(default=10, ge=1)
-    max_retries: int = Field(default=3, ge=0)
-    retry_base_ms: int = Field(default=1000, ge=1)
-    retry_max_ms: int = Field(default=32000, ge=1)
-    session_stale_ms: int = Field(default=300_000, ge=1)
-    default_timeout_ms: int = Field(default=300_000, ge=1)
-    aging_step_ms: int = Field(default=60_000, ge=1)
+    batch_window_ms: int = Field(default=DOMAIN.batch_window_ms, ge=0)
+    max_batch_size: int = Field(default=DOMAIN.max_batch_size, ge=1)
+    max_retries: int = Field(default=DOMAIN.max_retries, ge=0)
+    retry_base_ms: int = Field(default=DOMAIN.retry_base_ms, ge=1)
+    retry_max_ms: int = Field(default=DOMAIN.retry_max_ms, ge=1)
+    session_stale_ms: int = Field(default=DOMAIN.session_stale_ms, ge=1)
+    default_timeout_ms: int = Field(default=DOMAIN.default_timeout_ms, ge=1)
+    aging_step_ms: int = Field(default=DOMAIN.aging_step_ms, ge=1)
     circuit_cooldown_ms: int = Field(
-        default=30_000, ge=0, description="How long an open session circuit waits before a probe."
+        default=DOMAIN.circuit_cooldown_ms,
+        ge=0,
+        description="How long an open session circuit waits before a probe.",
     )
-    dispatch_strategy: DispatchStrategy = "session-aware"
+    dispatch_strategy: DispatchStrategy = DOMAIN.dispatch_strategy
     tick_interval_ms: int = Field(default=100, ge=10)
     max_clock_skew_ms: int = Field(
         default=5_000,
@@ -114,17 +117,17 @@ class Settings(BaseSettings):
         ),
     )
     max_payload_bytes: int = Field(
-        default=1_048_576,
+        default=DOMAIN.max_payload_bytes,
         ge=1024,
         description="Largest command record (and task payload) accepted, in bytes.",
     )
     max_queued_per_client: int = Field(
-        default=100_000,
+        default=DOMAIN.max_queued_per_client,
         ge=1,
         description="Unfinished tasks one client may have; a SubmitTask beyond is rejected.",
     )
     task_retention_ms: int = Field(
-        default=86_400_000,
+        default=DOMAIN.task_retention_ms,
         ge=60_000,
         description=(
             "How long the processor remembers a finished task (and a completed batch job) "
@@ -160,23 +163,21 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "TOML file of per-client tokens (digest -> name, clients, scopes); see "
-            "projections/access.py and the README's security section."
+            "api/access.py and the README's security section."
         ),
     )
 
     # Built-in handlers (streams/executor/handlers/builtin.py)
-    ghl_api_base_url: str = Field(
-        default="https://rest.gohighlevel.com/v1", description="GoHighLevel REST API base URL."
+    ghl_base_url: str = Field(
+        default="https://services.leadconnectorhq.com",
+        description="GoHighLevel API v2 base URL (the GHL handlers and ghl_action).",
     )
-    ghl_api_key: SecretStr | None = Field(
+    ghl_credentials_file: Path | None = Field(
         default=None,
-        validation_alias=AliasChoices("TASKSTREAM_GHL_API_KEY", "GHL_API_KEY"),
-        description="GoHighLevel API key (Bearer); ghl_action tasks fail without it.",
-    )
-    ghl_location_id: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("TASKSTREAM_GHL_LOCATION_ID", "GHL_LOCATION_ID"),
-        description="Default GoHighLevel locationId when a payload names none.",
+        description=(
+            "TOML (or .json) file of per-client GoHighLevel credentials: [<client id>] "
+            "location_id and token (a private integration or OAuth token of the sub-account)."
+        ),
     )
     ghl_timeout_ms: int = Field(default=30_000, ge=1)
     notification_webhook_url: str | None = Field(
@@ -190,7 +191,7 @@ class Settings(BaseSettings):
         default="",
         description=(
             "IP addresses and CIDR networks (comma or space separated) that api_call, webhooks "
-            "and ghl_action may reach although they are not public: loopback, private, "
+            "and the GoHighLevel handlers may reach although they are not public: loopback, private, "
             "link-local and reserved destinations are refused otherwise, after DNS resolution "
             "and on every redirect."
         ),
@@ -203,16 +204,6 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}.{name}"
 
 
-# Delay tiers for retries and scheduled starts: task.retry.1s … task.retry.32s.
-RETRY_TIERS_MS: tuple[int, ...] = (1000, 2000, 4000, 8000, 16000, 32000)
-
-
 def retry_tier_name(tier_ms: int) -> str:
-    """Logical topic name of a delay tier, e.g. ``retry.4s``."""
+    """Logical topic name of a delay tier (``streams.domain.retry``), e.g. ``retry.4s``."""
     return f"retry.{tier_ms // 1000}s"
-
-
-def tier_for_delay(delay_ms: int) -> int:
-    """The largest tier not longer than ``delay_ms`` (the shortest tier for tiny delays)."""
-    fitting = [t for t in RETRY_TIERS_MS if t <= delay_ms]
-    return fitting[-1] if fitting else RETRY_TIERS_MS[0]

@@ -28,9 +28,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 
+from streams.domain.retry import RETRY_TIERS_MS
 from streams.errors import BrokerError, TopicLayoutError
 from streams.kafka import client_kwargs
-from streams.settings import RETRY_TIERS_MS, Settings, retry_tier_name
+from streams.settings import Settings, retry_tier_name
 
 __all__ = [
     "LayoutReport",

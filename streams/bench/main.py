@@ -191,6 +191,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=10.0,
         help="duration of the whole stack's half-rate latency phase",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run BullMQ and Celery on a Redis started here (the same no-op work) and "
+        "print our rows as multiples of theirs",
+    )
+    parser.add_argument(
+        "--peer-tasks", type=int, default=None, help="tasks per peer row (default: --stack-tasks)"
+    )
     parser.set_defaults(handler=run_bench)
     return parser
 
@@ -231,22 +240,35 @@ def run_bench(args: argparse.Namespace, settings: Settings | None = None) -> int
     servers = args.bootstrap or (
         settings.kafka_bootstrap_servers if settings and not args.broker else None
     )
+    from streams.bench import peer_rows
+
     reports: list[Report] = []
+    peers: list[BenchResult] | None = None
     with tempfile.TemporaryDirectory(prefix="taskstream-bench-") as tmp:
         for kind in bench_brokers(args.broker, servers):
             work_dir = Path(tmp) / kind
             work_dir.mkdir()
             reports.append(_run_on(kind, servers, options, work_dir))
+        if getattr(args, "peers", False):
+            peer_tasks = args.peer_tasks or options.stack_tasks
+            peers = peer_rows.run_peers(peer_tasks, options.stack_seconds, Path(tmp) / "peers")
     print(format_reports(reports))
+    ours = [(r.broker, r.results) for r in reports]
+    if peers is not None:
+        print("\n" + peer_rows.format_peers(peers, ours))
     if args.json is not None:
         command = ["taskstream", *sys.argv[1:]] if sys.argv else ["taskstream", "bench"]
         doc: dict[str, Any] = {
             "command": command,
             "runs": [r.as_dict(command) for r in reports],
         }
+        if peers is not None:
+            doc["peers"] = peer_rows.as_dict(peers, ours)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"results written to {args.json}")
-    failed = any(r.status == "failed" for report in reports for r in report.results)
+    failed = any(r.status == "failed" for report in reports for r in report.results) or any(
+        r.status == "failed" for r in peers or ()
+    )
     return 1 if failed else 0
 
 

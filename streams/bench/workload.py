@@ -29,6 +29,7 @@ from schemas.commands import (
     TaskStarted,
 )
 from schemas.events import Event, TaskAssigned, TaskRetryScheduled
+from streams.distributor import domain_config
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
 from streams.settings import Settings
 
@@ -84,7 +85,7 @@ def lifecycle_log(
     again, then completed). Time advances 1 ms per submitted task.
     """
     settings = Settings(batch_window_ms=50)
-    config = DomainConfig.from_settings(settings)
+    config = domain_config(settings)
     parts = [_Partition(config) for _ in range(partitions)]
     names = [f"client-{c:04d}" for c in range(clients)]
 

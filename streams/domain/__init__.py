@@ -8,21 +8,16 @@ from streams.domain.config import DomainConfig
 from streams.domain.decide import decide
 from streams.domain.errors import DomainError, UnknownCommandError
 from streams.domain.evolve import evolve
-from streams.domain.persistence import CorruptStateError, dump_all, dump_changes, load_state
 from streams.domain.state import PartitionState, Status
 from streams.domain.tick import tick
 
 __all__ = [
-    "CorruptStateError",
     "DomainConfig",
     "DomainError",
     "PartitionState",
     "Status",
     "UnknownCommandError",
     "decide",
-    "dump_all",
-    "dump_changes",
     "evolve",
-    "load_state",
     "tick",
 ]

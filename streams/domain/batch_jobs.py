@@ -20,12 +20,13 @@ from __future__ import annotations
 from schemas import commands as cmd
 from schemas import events as ev
 from schemas.credentials import credentials, describe
+from schemas.states import TERMINAL_STATES
 from streams.domain import lifecycle
 from streams.domain.batch_job_fold import job_digest
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.spec import canonical_json
-from streams.domain.state import TERMINAL, PartitionState
+from streams.domain.state import PartitionState
 
 RELEASE_REASON = "batch_job"
 
@@ -225,7 +226,7 @@ def _child_result(st: PartitionState, event: ev.Event) -> tuple[str, ev.BatchJob
         return None
     job_id = st.job_children.get(event.task_id)
     task = st.tasks.get(event.task_id)
-    if job_id is None or task is None or task.status not in TERMINAL:
+    if job_id is None or task is None or task.status not in TERMINAL_STATES:
         return None
     index = st.batch_jobs[job_id].running[event.task_id]
     if isinstance(event, ev.TaskCompleted):

@@ -1,12 +1,19 @@
-"""The knobs of the decider, frozen, built once from the process settings and the catalog."""
+"""The knobs of the decider, frozen: the one home of their defaults.
+
+The process settings (``streams.settings.Settings``) take their domain defaults from here and
+the adapter builds the config from them (``streams.distributor.domain_config``); the domain
+itself never reads settings.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
-from schemas.catalog import Catalog, OperationSpec, load_catalog
-from streams.settings import DispatchStrategy, Settings
+from schemas.catalog import OperationSpec, load_catalog
+
+DispatchStrategy = Literal["session-aware", "capability-based", "least-loaded", "round-robin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +42,6 @@ class DomainConfig:
     max_queued_per_client: int = 100_000
     task_retention_ms: int = 86_400_000
 
-    @classmethod
-    def from_settings(cls, settings: Settings, catalog: Catalog | None = None) -> DomainConfig:
-        return cls(
-            catalog=catalog if catalog is not None else load_catalog(settings.operations_file),
-            batch_window_ms=settings.batch_window_ms,
-            max_batch_size=settings.max_batch_size,
-            max_retries=settings.max_retries,
-            retry_base_ms=settings.retry_base_ms,
-            retry_max_ms=settings.retry_max_ms,
-            session_stale_ms=settings.session_stale_ms,
-            default_timeout_ms=settings.default_timeout_ms,
-            aging_step_ms=settings.aging_step_ms,
-            dispatch_strategy=settings.dispatch_strategy,
-            circuit_cooldown_ms=settings.circuit_cooldown_ms,
-            max_payload_bytes=settings.max_payload_bytes,
-            max_queued_per_client=settings.max_queued_per_client,
-            task_retention_ms=settings.task_retention_ms,
-        )
+
+DEFAULTS: DomainConfig = DomainConfig(catalog={})
+"""The defaults, for the settings to name (an empty catalog: loading one is not a default)."""

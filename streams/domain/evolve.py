@@ -10,15 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import events as ev
+from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain import health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.failure_classes import HEALTH_FAILURE, HEALTH_SUCCESS, is_session_fault
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
-    ACTIVE,
     RETIRED_TASK,
-    TERMINAL,
     BatchRecord,
     BatchStatus,
     Failure,
@@ -96,7 +95,7 @@ def _unpinned(st: PartitionState, task_id: str) -> None:
     if (
         task is not None
         and task.finished_at_ms is not None
-        and task.status in TERMINAL
+        and task.status in TERMINAL_STATES
         and not st.pinned(task)
     ):
         st.retire(task.finished_at_ms, RETIRED_TASK, task_id)
@@ -107,7 +106,7 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
     status = task.status
     if status == Status.BATCHED:
         _leave_batch(st, task.batch_id, task.task_id)
-    elif status in ACTIVE:
+    elif status in ACTIVE_STATES:
         if task.batch_id is not None:
             _leave_batch(st, task.batch_id, task.task_id)
         else:
@@ -121,7 +120,7 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
 def _finish(
     st: PartitionState, task: TaskRecord, status: str, at_ms: int, *, keep_payload: bool = False
 ) -> None:
-    if task.status not in TERMINAL:
+    if task.status not in TERMINAL_STATES:
         st.count_open(task.client_id, -1)
     task.status = status
     task.finished_at_ms = at_ms
@@ -147,7 +146,7 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
     meta = st.edit_meta()
     meta.seq += 1
     old = st.tasks.get(e.task_id)
-    if old is None or old.status in TERMINAL:
+    if old is None or old.status in TERMINAL_STATES:
         st.count_open(e.client_id, 1)
     st.add_task(
         TaskRecord(
@@ -169,6 +168,11 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
             accepted_at_ms=e.occurred_at_ms,
             accepted_seq=meta.seq,
             queue_priority=e.priority,
+            assigned_to=(
+                (e.assigned_to.kind, e.assigned_to.id) if e.assigned_to is not None else None
+            ),
+            deadline_due_ms=e.due_at_ms,
+            steps=tuple(e.steps),
         )
     )
 
@@ -335,14 +339,14 @@ def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
 
 def _started(st: PartitionState, e: ev.TaskStartedEvent) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status in ACTIVE:
+    if task is not None and task.status in ACTIVE_STATES:
         task.status = Status.IN_PROGRESS
         _seen(st, task.session_id, e.occurred_at_ms)
 
 
 def _progressed(st: PartitionState, e: ev.TaskProgressed) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status in ACTIVE:
+    if task is not None and task.status in ACTIVE_STATES:
         task.status = Status.IN_PROGRESS
         task.progress = e.progress
         _seen(st, task.session_id, e.occurred_at_ms)
@@ -392,7 +396,7 @@ def _nothing(st: PartitionState, e: Any) -> None:
 
 def _cancelled(st: PartitionState, e: ev.TaskCancelled) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status not in TERMINAL:
+    if task is not None and task.status not in TERMINAL_STATES:
         _detach(st, task)
         _finish(st, task, Status.CANCELLED, e.occurred_at_ms)
 
@@ -402,14 +406,14 @@ def _rejected(st: PartitionState, e: ev.TaskRejected) -> None:
     if e.command != "RejectTask" or e.task_id not in st.tasks:
         return
     task = st.edit_task(e.task_id)
-    if task.status not in TERMINAL:
+    if task.status not in TERMINAL_STATES:
         _detach(st, task)
         _finish(st, task, Status.REJECTED, e.occurred_at_ms)
 
 
 def _failed(st: PartitionState, e: ev.TaskFailed) -> None:
     task = _task(st, e.task_id)
-    if task is not None and task.status not in TERMINAL:
+    if task is not None and task.status not in TERMINAL_STATES:
         _detach(st, task)
         # The payload stays: the dead letter carries the original submit.
         _finish(st, task, Status.FAILED, e.occurred_at_ms, keep_payload=True)
@@ -441,7 +445,7 @@ def _forgotten(st: PartitionState, e: ev.TasksForgotten) -> None:
     """Retention (``streams.domain.retention``): the records go, their store keys are deleted."""
     for task_id in e.task_ids:
         task = st.tasks.get(task_id)
-        if task is not None and task.status in TERMINAL and not st.pinned(task):
+        if task is not None and task.status in TERMINAL_STATES and not st.pinned(task):
             st.remove_task(task_id)
     for batch_job_id in e.batch_job_ids:
         job = st.batch_jobs.get(batch_job_id)

@@ -21,11 +21,12 @@ from schemas.events import (
     TaskScheduled,
     TaskWaiting,
 )
+from schemas.states import ACTIVE_STATES
 from streams.domain import batching, failure_classes, health
 from streams.domain.context import Decision
 from streams.domain.priority import queue_priority_for
-from streams.domain.retry import backoff_ms, has_retry_left, tier_ms
-from streams.domain.state import ACTIVE, DEAD, PartitionState, Status, TaskRecord
+from streams.domain.retry import backoff_ms, has_retry_left, tier_for_delay
+from streams.domain.state import DEAD, PartitionState, Status, TaskRecord
 
 RETRIES_EXHAUSTED = "retries exhausted"
 
@@ -240,7 +241,7 @@ def attempt_failed(
                 attempt=attempt + 1,
                 delay_ms=delay,
                 due_at_ms=now + delay,
-                tier_ms=tier_ms(delay),
+                tier_ms=tier_for_delay(delay),
                 error=error,
             )
         )
@@ -324,12 +325,12 @@ def inflight_tasks(st: PartitionState, session_id: str) -> list[str]:
         kind, unit_id = unit[0], unit[2:]
         if kind == "t":
             task = st.tasks.get(unit_id)
-            if task is not None and task.status in ACTIVE:
+            if task is not None and task.status in ACTIVE_STATES:
                 held.append(unit_id)
         else:
             batch = st.batches.get(unit_id)
             if batch is not None:
-                held.extend(t for t in batch.live if st.tasks[t].status in ACTIVE)
+                held.extend(t for t in batch.live if st.tasks[t].status in ACTIVE_STATES)
     return held
 
 

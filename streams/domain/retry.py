@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from streams.settings import tier_for_delay
+# Delay tiers for retries and scheduled starts: task.retry.1s … task.retry.32s.
+RETRY_TIERS_MS: tuple[int, ...] = (1000, 2000, 4000, 8000, 16000, 32000)
 
 
 def backoff_ms(failed_attempts: int, base_ms: int, max_ms: int) -> int:
@@ -13,9 +14,11 @@ def backoff_ms(failed_attempts: int, base_ms: int, max_ms: int) -> int:
     return min(base_ms * (1 << exponent), max_ms)
 
 
-def tier_ms(delay_ms: int) -> int:
-    """The delay-topic tier that carries a wait of ``delay_ms``."""
-    return tier_for_delay(delay_ms)
+def tier_for_delay(delay_ms: int) -> int:
+    """The delay tier that carries a wait of ``delay_ms``: the largest tier not longer than
+    it (the shortest tier for tiny delays)."""
+    fitting = [t for t in RETRY_TIERS_MS if t <= delay_ms]
+    return fitting[-1] if fitting else RETRY_TIERS_MS[0]
 
 
 def has_retry_left(attempt: int, max_retries: int) -> bool:

@@ -29,4 +29,16 @@ def spec_digest(accepted: TaskAccepted) -> str:
         accepted.depends_on,
         accepted.capabilities,
     ]
+    managed = [
+        accepted.title,
+        accepted.description,
+        accepted.tags,
+        comparable(accepted.metadata),
+        accepted.due_at_ms,
+        accepted.assigned_to.model_dump() if accepted.assigned_to is not None else None,
+        [{**s.model_dump(), "config": comparable(s.config)} for s in accepted.steps],
+    ]
+    if any(managed):
+        # Only then: the digests of tasks accepted before these fields stay what they were.
+        doc.append(managed)
     return hashlib.blake2b(canonical_json(doc).encode(), digest_size=16).hexdigest()

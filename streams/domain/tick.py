@@ -17,11 +17,12 @@ from schemas.events import (
     SessionHealthChanged,
     TaskTimedOut,
 )
+from schemas.states import ACTIVE_STATES
 from streams.domain import batch_jobs, batching, health, lifecycle, retention
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
-from streams.domain.state import ACTIVE, Circuit, PartitionState
+from streams.domain.state import Circuit, PartitionState
 
 
 def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event]:
@@ -113,7 +114,7 @@ def _time_out(ctx: Decision, unit: str) -> str:
         lifecycle.attempt_failed(ctx, unit_id, error)
         return task.client_id
     batch = st.batches[unit_id]
-    items = [t for t in batch.live if st.tasks[t].status in ACTIVE]
+    items = [t for t in batch.live if st.tasks[t].status in ACTIVE_STATES]
     before = lifecycle.health_snapshot(st, batch.session_id)
     longest = max((st.tasks[t].timeout_ms for t in batch.live), default=0)
     error = f"batch timed out after {longest} ms"

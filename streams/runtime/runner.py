@@ -397,9 +397,9 @@ def main_process(
 ) -> int:
     """Run the processor in this process until SIGTERM/SIGINT; return the exit code
     (0 after a clean stop, 1 after an unhandled error, which is logged with its traceback)."""
-    from streams.runtime.signals import run_until_signalled
+    from streams.runtime.signals import run_part
 
     async def work(stop: asyncio.Event) -> None:
         await run_processor(app_factory, settings, name=name, stop=stop)
 
-    return asyncio.run(run_until_signalled(work, name=name, grace_s=grace_s))
+    return run_part(work, name=name, grace_s=grace_s)

@@ -1,4 +1,8 @@
-"""Running a stream process from a command line: signals, a bounded stop, a clear exit code."""
+"""Running a part from a command line: signals, a bounded stop, a clear exit code.
+
+The one "run until signalled" helper of every part (processor, delay agent, view, executor,
+demo): :func:`run_part` from synchronous code, :func:`run_until_signalled` inside a loop.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-__all__ = ["run_until_signalled"]
+__all__ = ["run_part", "run_until_signalled"]
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +63,10 @@ async def run_until_signalled(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     return 0
+
+
+def run_part(
+    work: Callable[[asyncio.Event], Awaitable[None]], *, name: str, grace_s: float = 10.0
+) -> int:
+    """``run_until_signalled`` in a fresh event loop: the body of a part's process."""
+    return asyncio.run(run_until_signalled(work, name=name, grace_s=grace_s))

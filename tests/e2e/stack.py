@@ -1,5 +1,5 @@
 """A running taskstream for the dashboard tests, all in the test's event loop: the
-distributor processor, the projector + view + command gateway (``projections.service.run``),
+distributor processor, the projector + view + command gateway (``api.service.run``),
 the demo executor, and an executor whose handler fails the first run of each task key (to make
 a dead letter that a redrive then completes).
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from projections import service
+from api import service
 from streams.client import TaskstreamClient
 from streams.demo import demo_executor
 from streams.distributor import Distributor

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from api.view import ViewServer, create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import ViewServer, create_app
 from streams.settings import Settings
 
 from ..integration.test_view_scenario import scenario

@@ -16,10 +16,10 @@ import pytest
 
 import streams.distributor
 import streams.runtime
+from api.view import serve
 from projections.projector import Projector
-from projections.view import serve
 from schemas import events as ev
-from streams import batch_cli
+from streams.cli import batch as batch_cli
 from streams.client import TaskstreamClient
 from streams.executor import Executor, SessionSpec, TaskContext
 from streams.kafka.process import free_loopback_port

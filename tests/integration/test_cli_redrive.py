@@ -57,7 +57,7 @@ async def _wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60.0
 async def test_cli_redrive_completes_dead_letters_once(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from projections import service
+    from api import service
     from streams.client import TaskstreamClient
 
     settings = make_settings(

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from api.dashboard import DashboardOptions, SnapshotBuilder
+from api.view import ViewServer, create_app
 from projections.activity import RecentActivity
-from projections.dashboard import DashboardOptions, SnapshotBuilder
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import ViewServer, create_app
 from schemas import events as ev
 
 from .test_view_scenario import scenario

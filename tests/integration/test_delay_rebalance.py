@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from streams.delay import DelayAgent
-from streams.settings import Settings, tier_for_delay
+from streams.domain.retry import tier_for_delay
+from streams.settings import Settings
 from tests.integration.test_delay_agent import (
     assert_not_early,
     collecting,

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from projections import service
+from api import service
+from api.view import create_app
 from projections.projector import Projector
-from projections.view import create_app
 from schemas import events as ev
 from schemas.commands import SubmitTask
 from schemas.records import Assignment

@@ -15,7 +15,11 @@ from pydantic import SecretStr
 from streams.executor import TaskContext
 from streams.executor.handlers import (
     ApiCallHandler,
+    GhlAccount,
     GhlActionHandler,
+    GhlApiHandler,
+    GhlCredentials,
+    GhlPermanentError,
     NotificationHandler,
     WebhookNotifier,
     builtin_handlers,
@@ -128,10 +132,12 @@ async def test_webhooks_and_ghl_action_are_guarded_too(local: Local) -> None:
         notify = NotificationHandler(WebhookNotifier(http=http))
         with pytest.raises(OutboundRefusedError, match="loopback"):
             await notify(ctx("notification", webhookUrl=f"{local.url()}/ok", message="hi"))
+        account = GhlAccount("loc-1", SecretStr("ghl-key"))
         ghl = GhlActionHandler(
-            api_key=SecretStr("ghl-key"), base_url=f"{local.url()}/v1", http=http
+            GhlApiHandler(GhlCredentials.of({"c1": account}), base_url=local.url(), http=http)
         )
-        with pytest.raises(OutboundRefusedError, match="loopback"):
+        # Refused for good: a permanent failure, not retried.
+        with pytest.raises(GhlPermanentError, match="refused.*loopback"):
             await ghl(ctx("ghl_action", ghlAction="add_contact", phone="+1"))
     assert local.hits == []
 

@@ -76,7 +76,7 @@ async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None
 async def test_readme_python_blocks_and_view_queries(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    from projections import service
+    from api import service
     from streams.topics import ensure_topics
 
     port = free_loopback_port()

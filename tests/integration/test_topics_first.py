@@ -12,9 +12,9 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import events as ev
 from schemas.commands import CancelTask
 from streams import cli

@@ -12,14 +12,14 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from projections import service
+from api import service
+from api.view import LAG_HEADER, ViewServer, create_app, serve
 from projections.fold import Tables, skip
 from projections.memory import MemorySource
 from projections.projector import Projector, rebuild
 from projections.reader import ProjectionReader
 from projections.rows import TaskRow
 from projections.store import ProjectionStore
-from projections.view import LAG_HEADER, ViewServer, create_app, serve
 from schemas import events as ev
 from schemas.codec import CODEC
 from schemas.errors import DecodeError

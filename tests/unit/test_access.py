@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from projections.access import AccessBook, AccessConfigError, load_tokens_file, token_digest
-from projections.gateway import gateway_router
+from api.access import AccessBook, AccessConfigError, load_tokens_file, token_digest
+from api.gateway import Gateway, mount
+from api.view import create_app
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as cmd
 from schemas.catalog import load_catalog
 from schemas.records import DeadLetter
@@ -79,8 +79,9 @@ def build(tmp_path: Path, source: TenantSource | None = None) -> tuple[FastAPI, 
     async def dead_letters() -> list[DeadLetterEntry]:
         return letters()
 
-    app.include_router(
-        gateway_router(
+    mount(
+        app,
+        Gateway(
             reader,
             sender,
             catalog=load_catalog(),
@@ -262,8 +263,8 @@ def test_the_book_finds_each_token_and_no_other(tmp_path: Path) -> None:
 def test_a_public_view_needs_a_real_token_or_a_tokens_file(tmp_path: Path) -> None:
     from pydantic import SecretStr
 
+    from streams.cli.parts import check_view_exposure
     from streams.errors import ConfigurationError
-    from streams.parts import check_view_exposure
     from streams.settings import Settings
 
     for token in (None, SecretStr("")):
@@ -275,7 +276,7 @@ def test_a_public_view_needs_a_real_token_or_a_tokens_file(tmp_path: Path) -> No
 
 
 def test_a_bad_tokens_file_stops_the_view_before_it_starts(tmp_path: Path) -> None:
-    from streams.parts import check_view_exposure
+    from streams.cli.parts import check_view_exposure
     from streams.settings import Settings
 
     path = tmp_path / "tokens.toml"

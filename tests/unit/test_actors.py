@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from projections.access import AccessBook, token_digest
+from api.access import AccessBook, token_digest
+from api.view import create_app
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as cmd
 from streams.client import TaskstreamClient, default_actor, with_actor
 from streams.settings import Settings

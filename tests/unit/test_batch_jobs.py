@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from schemas import commands as c
 from schemas import events as ev
-from streams.domain import dump_changes, load_state
-from streams.domain.state import TERMINAL
+from schemas.states import TERMINAL_STATES
+from streams.state_codec import dump_changes, load_state
 from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
 
 POOL_OP = "integration_sync"  # no session, not batchable: assigned to the pool at once
@@ -38,7 +38,7 @@ def job(
 
 def unfinished_children(h: Harness, batch_job_id: str = "J") -> list[str]:
     ids = [t for t in h.state.tasks if t.startswith(batch_job_id + ".")]
-    return [t for t in ids if h.status(t) not in TERMINAL]
+    return [t for t in ids if h.status(t) not in TERMINAL_STATES]
 
 
 def progress(h: Harness, batch_job_id: str = "J") -> list[tuple[int, int, int]]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as c
 from schemas import events as ev
 from tests.unit.test_batch_jobs import job
@@ -98,7 +98,7 @@ async def test_the_route_needs_the_views_token() -> None:
 
 
 def test_batch_files_as_json_array_or_json_lines() -> None:
-    from streams.batch_cli import parse_items
+    from streams.cli.batch import parse_items
 
     lines = '{"payload": {"a": 1}, "task_id": "x"}\n\n{"a": 2}\n{"payload": 3, "other": 1}\n'
     assert parse_items(lines) == [
@@ -115,7 +115,7 @@ def test_batch_files_as_json_array_or_json_lines() -> None:
 def test_bad_batch_files_name_the_problem() -> None:
     import pytest
 
-    from streams.batch_cli import parse_items
+    from streams.cli.batch import parse_items
     from streams.errors import ConfigurationError
 
     for text, message in (

@@ -14,8 +14,9 @@ from streams.executor import HandlerError, TaskContext
 from streams.executor.handlers import (
     BrowserAutomationError,
     BrowserAutomationHandler,
-    GhlActionError,
     GhlActionHandler,
+    GhlApiHandler,
+    GhlPermanentError,
     NoBrowserDriverError,
     NotificationError,
     NotificationHandler,
@@ -438,11 +439,11 @@ async def test_no_flags_no_notices() -> None:
 # -- failures before any request -----------------------------------------------------------
 
 
-async def test_ghl_action_without_an_api_key_fails_clearly() -> None:
-    handler = GhlActionHandler(api_key=None, base_url="http://127.0.0.1:9/v1")
-    with pytest.raises(GhlActionError, match="TASKSTREAM_GHL_API_KEY"):
+async def test_ghl_action_without_credentials_fails_clearly_and_for_good() -> None:
+    handler = GhlActionHandler(GhlApiHandler(None, base_url="http://127.0.0.1:9"))
+    with pytest.raises(GhlPermanentError, match="TASKSTREAM_GHL_CREDENTIALS_FILE"):
         await handler(ctx("ghl_action", ghlAction="add_tag", contactId="c", tags=["vip"]))
-    with pytest.raises(TaskConfigError, match="contactId: required for add_tag"):
+    with pytest.raises(GhlPermanentError, match="contactId: required for add_tag"):
         await handler(ctx("ghl_action", ghlAction="add_tag", tags=["vip"]))
 
 
@@ -469,7 +470,7 @@ async def test_builtin_handlers_cover_the_seed_001_types() -> None:
         assert all(is_async_handler(h) for h in handlers.values())
         with pytest.raises(NoBrowserDriverError):
             await handlers["browser_automation"](ctx("browser_automation", automationSteps=STEPS))
-        with pytest.raises(GhlActionError, match="API key"):
+        with pytest.raises(GhlPermanentError, match="TASKSTREAM_GHL_CREDENTIALS_FILE"):
             await handlers["ghl_action"](ctx("ghl_action", ghlAction="add_contact", phone="1"))
 
     driver = FakeDriver()

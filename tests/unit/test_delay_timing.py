@@ -20,8 +20,9 @@ from streams.delay import (
     poll_timeout_ms,
     release_at_ms,
 )
+from streams.domain.retry import RETRY_TIERS_MS
 from streams.kafka.routing import HOME_HEADER, home_partition
-from streams.settings import RETRY_TIERS_MS, Settings
+from streams.settings import Settings
 
 
 def test_release_is_the_due_time_when_it_comes_before_the_tier_delay() -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from schemas import commands as c
 from schemas import events as ev
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
-from streams.domain.persistence import dump_all, load_state
+from streams.state_codec import dump_all, load_state
 
 CONFIG = DomainConfig()
 

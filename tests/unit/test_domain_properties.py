@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from schemas import commands as c
 from schemas import events as ev
+from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain import PartitionState, Status, decide, tick
-from streams.domain.state import ACTIVE, DEAD, TERMINAL, Circuit
+from streams.domain.state import DEAD, Circuit
 from tests.unit.test_domain_gwt import Harness, config, of, register
 
 CFG = config(
@@ -125,7 +126,7 @@ def to_command(h: Harness, action: tuple[Any, ...]) -> c.Command | None:
         return c.RetryDue(client_id=client, task_id=tid, attempt=attempt, due_at_ms=due, kind=what)
     if kind == "result":
         _, _, success, stale = action
-        if task is not None and task.batch_id is not None and task.status in ACTIVE:
+        if task is not None and task.batch_id is not None and task.status in ACTIVE_STATES:
             return c.ReportResult(
                 client_id=client,
                 batch_id=task.batch_id,
@@ -182,14 +183,14 @@ def check_invariants(h: Harness) -> None:
         places[waiting] += 1
     for task_id, count in places.items():
         assert count == 1, f"{task_id} is in {count} places"
-        assert state.tasks[task_id].status not in TERMINAL
+        assert state.tasks[task_id].status not in TERMINAL_STATES
     for task in state.tasks.values():
         assert task.status not in (Status.ACCEPTED, Status.ATTEMPT_FAILED), (
             "transient status at rest"
         )
         if task.status in (Status.QUEUED, Status.BATCHED, Status.WAITING) and task.session_required:
             assert places[task.task_id] == 1, f"{task.task_id} ({task.status}) is nowhere"
-        if task.status in TERMINAL and task.status != Status.FAILED:
+        if task.status in TERMINAL_STATES and task.status != Status.FAILED:
             assert task.payload is None
         if task.status == Status.WAITING:
             deps = [state.tasks.get(d) for d in task.depends_on]
@@ -205,7 +206,7 @@ def drive_to_the_end(h: Harness) -> None:
     for client in CLIENTS:
         h.do(register(f"finisher-{client}", client=client, max_concurrent=50))
     for _ in range(60):
-        live = [t for t in h.state.tasks.values() if t.status not in TERMINAL]
+        live = [t for t in h.state.tasks.values() if t.status not in TERMINAL_STATES]
         if not live:
             return
         for task in sorted(live, key=lambda t: t.accepted_seq):
@@ -214,7 +215,7 @@ def drive_to_the_end(h: Harness) -> None:
                 h.do(c.ApproveTask(client_id=task.client_id, task_id=task.task_id))
             elif task.status in (Status.SCHEDULED, Status.RETRY_SCHEDULED):
                 h.retry_due(task.task_id, at=max(h.now, task.due_at_ms or 0))
-            elif task.status in ACTIVE:
+            elif task.status in ACTIVE_STATES:
                 if task.batch_id is not None:
                     batch = h.state.batches[task.batch_id]
                     assert batch.fencing_token is not None
@@ -236,7 +237,7 @@ def drive_to_the_end(h: Harness) -> None:
         for client in CLIENTS:  # keep the finishers alive
             h.do(c.SessionHeartbeat(client_id=client, session_id=f"finisher-{client}"))
     raise AssertionError(
-        f"not finished: {[(t.task_id, t.status) for t in h.state.tasks.values() if t.status not in TERMINAL]}"
+        f"not finished: {[(t.task_id, t.status) for t in h.state.tasks.values() if t.status not in TERMINAL_STATES]}"
     )
 
 
@@ -301,7 +302,7 @@ def test_deciding_on_equal_states_gives_equal_events(
 def random_action(rng: random.Random, h: Harness) -> tuple[Any, ...]:
     """A state-aware random step: fresh task ids, results mostly for work in flight."""
     known = sorted(h.state.tasks)
-    active = sorted(t.task_id for t in h.state.tasks.values() if t.status in ACTIVE)
+    active = sorted(t.task_id for t in h.state.tasks.values() if t.status in ACTIVE_STATES)
     roll = rng.random()
     if roll < 0.35:
         newest = max((int(k[1:]) for k in known), default=-1)
@@ -382,7 +383,9 @@ class RetainingHarness(CheckedHarness):
                 for task_id in event.task_ids:
                     task = self.state.tasks[task_id]
                     assert task.client_id == event.client_id
-                    assert task.status in TERMINAL, f"{task_id} forgotten while {task.status}"
+                    assert task.status in TERMINAL_STATES, (
+                        f"{task_id} forgotten while {task.status}"
+                    )
                     assert task.finished_at_ms is not None and task.finished_at_ms <= cutoff
                     assert not self.state.pinned(task), f"{task_id} forgotten while referred to"
                 for job_id in event.batch_job_ids:

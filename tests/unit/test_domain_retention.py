@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from schemas import commands as c
 from schemas import events as ev
-from streams.domain import dump_changes, load_state, tick
+from streams.domain import tick
 from streams.domain.retention import FORGET_LIMIT, sweep_ms
+from streams.state_codec import dump_changes, load_state
 from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
 
 RETENTION = 10_000

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from projections.gateway import gateway_router
+from api.gateway import Gateway, mount
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as cmd
 from schemas import events as ev
 from schemas.catalog import load_catalog
@@ -188,8 +188,9 @@ async def _refused(
     every one of ``words``, and nothing sent."""
     sender = Recorder()
     app = FastAPI()
-    app.include_router(
-        gateway_router(ProjectionReader(source), sender, catalog=_catalog(), max_payload_bytes=4096)
+    mount(
+        app,
+        Gateway(ProjectionReader(source), sender, catalog=_catalog(), max_payload_bytes=4096)
     )
     async with _client(app) as client:
         r = await client.post(path, json=body)
@@ -347,8 +348,9 @@ async def test_redrive_endpoint_submits_once_and_reports_what_it_cannot_use() ->
         return entries
 
     app = FastAPI()
-    app.include_router(
-        gateway_router(
+    mount(
+        app,
+        Gateway(
             ProjectionReader(source),
             sender,
             catalog=load_catalog(),

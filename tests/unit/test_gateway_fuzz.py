@@ -15,9 +15,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as cmd
 from tests.integration.test_view_scenario import scenario
 

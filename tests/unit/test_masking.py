@@ -13,14 +13,14 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import events as ev
 from streams import cli
-from streams.config_dump import SECRET_SHOWN, masked_settings
+from streams.cli.config import SECRET_SHOWN, masked_settings
+from streams.cli.render import describe_event
 from streams.logs import MASK, MaskingFormatter, is_secret_name, mask_document, mask_secrets
-from streams.ops import describe_event
 from streams.settings import Settings
 
 SECRET = "sk-live-5b1e0c9a"
@@ -85,7 +85,6 @@ def test_settings_dump_masks_secret_settings(capsys: pytest.CaptureFixture[str])
         kafka_bootstrap_servers="b:9092",
         http_token=SECRET,
         kafka_sasl_password=SECRET,
-        ghl_api_key=SECRET,
         notification_webhook_url=f"https://hooks.example.invalid/x?token={SECRET}",
     )
     shown = masked_settings(s)

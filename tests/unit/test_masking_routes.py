@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from projections.dashboard import DashboardOptions, SnapshotBuilder
+from api.dashboard import DashboardOptions, SnapshotBuilder
+from api.view import create_app
 from projections.reader import ProjectionReader
-from projections.view import create_app
 from schemas import commands as cmd
 from tests.support.routes import api_routes
 from tests.support.tenants import batch_of, two_tenants

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.view import LAG_HEADER, create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from projections.view import LAG_HEADER, create_app
 from schemas import events as ev
 
 

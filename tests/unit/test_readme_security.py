@@ -1,5 +1,5 @@
 """The README's security section as a user follows it: its key command makes a key ring that
-seals and opens, `projections.access new` prints a table its tokens file format accepts, and the
+seals and opens, `api.access new` prints a table its tokens file format accepts, and the
 section's own TOML example loads once given a digest."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from unittest import mock
 
-from projections.access import AccessBook, load_tokens_file, token_digest
-from projections.access import _main as access_main
+from api.access import AccessBook, load_tokens_file, token_digest
+from api.access import _main as access_main
 from streams.secrets import Keyring, open_payload, seal_payload
 from streams.secrets import _main as secrets_main
 
@@ -28,7 +28,7 @@ def section() -> str:
 def run(*args: str, stdin: str | None = None) -> str:
     """``python -m <module> <args>``, run in this process (its ``_main``), stdout captured."""
     assert args[0] == "-m", args
-    main = {"streams.secrets": secrets_main, "projections.access": access_main}[args[1]]
+    main = {"streams.secrets": secrets_main, "api.access": access_main}[args[1]]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), mock.patch("sys.stdin", io.StringIO(stdin or "")):
         assert main(list(args[2:])) == 0
@@ -56,7 +56,7 @@ def test_the_tokens_file_example_and_the_new_command(tmp_path: Path) -> None:
         frozenset({"acme"}),
         "read",
     )
-    printed = run("-m", "projections.access", "new", "ops")
+    printed = run("-m", "api.access", "new", "ops")
     token = re.search(r"it is not stored anywhere\): (\S+)", printed)
     assert token
     path.write_text(printed)
@@ -64,6 +64,6 @@ def test_the_tokens_file_example_and_the_new_command(tmp_path: Path) -> None:
     assert book is not None
     found = book.principal(token.group(1))
     assert found is not None and found.name == "ops"
-    assert run("-m", "projections.access", "digest", stdin=token.group(1) + "\n").strip() == (
+    assert run("-m", "api.access", "digest", stdin=token.group(1) + "\n").strip() == (
         token_digest(token.group(1))
     )

@@ -239,7 +239,7 @@ def test_causation_headers_with_and_without_the_decision_time_parse() -> None:
 
 def test_a_forward_reads_as_one_line_in_the_tail() -> None:
     from schemas import events as ev
-    from streams.ops import describe_event
+    from streams.cli.render import describe_event
 
     line = describe_event(
         ev.CommandForwarded(

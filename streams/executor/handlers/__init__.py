@@ -1,6 +1,7 @@
-"""Handlers shipped with taskstream: a simulated GHL CRM (seed 000 operations) and the seed-001
-task types (api_call, ghl_action, notification, reminder, report_generation,
-browser_automation, data_extraction); ``builtin_handlers(settings)`` builds the latter."""
+"""Handlers shipped with taskstream: GoHighLevel v2 handlers for the seed-000 operations that
+have an API (``ghl_api_handlers``), a simulated GHL CRM for demos, and the seed-001 task types
+(api_call, ghl_action, notification, reminder, report_generation, browser_automation,
+data_extraction); ``builtin_handlers(settings)`` builds the latter."""
 
 from streams.executor.handlers.api_call import ApiCallHandler, validate_api_call_config
 from streams.executor.handlers.browser import BrowserAutomationHandler, BrowserDriver, DriverFor
@@ -8,6 +9,8 @@ from streams.executor.handlers.builtin import BuiltinHandlers, builtin_handlers
 from streams.executor.handlers.errors import (
     BrowserAutomationError,
     GhlActionError,
+    GhlPermanentError,
+    GhlRetryableError,
     NoBrowserDriverError,
     NotificationError,
     OutboundRefusedError,
@@ -16,6 +19,8 @@ from streams.executor.handlers.errors import (
 )
 from streams.executor.handlers.ghl import SimulatedGhlHandler, ghl_handlers
 from streams.executor.handlers.ghl_action import GhlActionHandler
+from streams.executor.handlers.ghl_api import GhlApiHandler, ghl_api_handlers
+from streams.executor.handlers.ghl_credentials import GhlAccount, GhlCredentials
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.notification import NotificationHandler, WebhookNotifier
 from streams.executor.handlers.notify import Notifier, with_notifications
@@ -37,7 +42,12 @@ __all__ = [
     "DriverFor",
     "Fetch",
     "GhlActionError",
+    "GhlAccount",
     "GhlActionHandler",
+    "GhlApiHandler",
+    "GhlCredentials",
+    "GhlPermanentError",
+    "GhlRetryableError",
     "HttpClient",
     "NoBrowserDriverError",
     "NotificationError",
@@ -53,6 +63,7 @@ __all__ = [
     "WebhookNotifier",
     "builtin_handlers",
     "execution_stats",
+    "ghl_api_handlers",
     "ghl_handlers",
     "task_summary",
     "validate_api_call_config",

@@ -7,7 +7,9 @@
 
 Every handler is wrapped by :func:`with_notifications`, so any task may ask for
 notify_on_complete / notify_on_failure notices. api_call, webhooks and ghl_action connect only
-to public addresses and to those ``Settings.outbound_allow`` lists.
+to public addresses and to those ``Settings.outbound_allow`` lists. ghl_action calls
+GoHighLevel's v2 API with the task's client's credentials (``Settings.ghl_credentials_file``);
+without that file its tasks fail permanently, saying so.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from streams.executor.errors import HandlerError
 __all__ = [
     "BrowserAutomationError",
     "GhlActionError",
+    "GhlPermanentError",
+    "GhlRetryableError",
     "NoBrowserDriverError",
     "NotificationError",
     "OutboundRefusedError",
@@ -21,6 +23,20 @@ class TaskConfigError(HandlerError):
 
 class GhlActionError(HandlerError):
     """A GoHighLevel request failed (no API key, transport error, timeout, non-2xx)."""
+
+
+class GhlPermanentError(GhlActionError):
+    """A GoHighLevel call that retrying cannot fix: a 4xx answer other than 408 and 429, a
+    payload the operation cannot use, a client without credentials, a refused destination."""
+
+
+class GhlRetryableError(GhlActionError):
+    """A GoHighLevel call worth trying again: 429 (``retry_after_ms`` from its Retry-After, or
+    the rate-limit window), 408, a 5xx answer, a timeout or a broken connection."""
+
+    def __init__(self, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 class NotificationError(HandlerError):

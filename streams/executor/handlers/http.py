@@ -8,10 +8,11 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from streams.executor.errors import HandlerError
 from streams.executor.handlers.errors import OutboundRefusedError
@@ -31,6 +32,8 @@ class HttpAnswer:
     body: Any
     """Parsed JSON when the answer says JSON (and parses), else text (truncated)."""
     elapsed_ms: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reason: str = ""
 
 
 class HttpClient:
@@ -75,6 +78,39 @@ class HttpClient:
     ) -> HttpAnswer:
         """Send one request; a 2xx answer is returned, anything else raises ``error`` with a
         message naming ``what``, the method, the (masked) URL and the status."""
+        answer = await self.fetch(
+            method,
+            url,
+            what=what,
+            error=error,
+            masker=masker,
+            timeout_ms=timeout_ms,
+            headers=headers,
+            json_body=json_body,
+            params=params,
+        )
+        if not 200 <= answer.status < 300:
+            raise error(status_message(what, method, masker.url(url), answer))
+        return answer
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        error: type[HandlerError],
+        masker: Masker,
+        timeout_ms: int,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout_error: type[HandlerError] | None = None,
+    ) -> HttpAnswer:
+        """Send one request and return its answer whatever the status (the body masked, and
+        an excerpt of a non-2xx body kept as text). Transport failures raise ``error``
+        (``timeout_error`` for a timeout, when given); a refused destination raises
+        ``OutboundRefusedError``."""
         safe = f"{method} {masker.url(url)}"
         started = time.monotonic()
         try:
@@ -90,9 +126,12 @@ class HttpClient:
                 status = response.status
                 reason = response.reason or ""
                 content_type = response.headers.get("Content-Type", "")
+                answer_headers = CIMultiDict(response.headers)
                 text = await response.text(errors="replace")
         except TimeoutError:
-            raise error(f"{what} timed out after {timeout_ms} ms: {safe}") from None
+            raise (timeout_error or error)(
+                f"{what} timed out after {timeout_ms} ms: {safe}"
+            ) from None
         except aiohttp.ClientError as exc:
             refused = refusal_in(exc)
             if refused is not None:
@@ -103,12 +142,20 @@ class HttpClient:
         log.info("%s: %s -> %d in %d ms", what, safe, status, elapsed_ms)
         if not 200 <= status < 300:
             excerpt = masker.text(text[:_EXCERPT_CHARS]).strip()
-            message = f"{what} got HTTP {status} {reason} from {safe}".rstrip()
-            raise error(f"{message}: {excerpt}" if excerpt else message)
+            return HttpAnswer(status, content_type, excerpt, elapsed_ms, answer_headers, reason)
         body: Any = text[:MAX_BODY_CHARS]
         if "json" in content_type.lower() and text:
             try:
                 body = json.loads(text)
             except ValueError:
                 pass
-        return HttpAnswer(status, content_type, masker.json(body), elapsed_ms)
+        return HttpAnswer(
+            status, content_type, masker.json(body), elapsed_ms, answer_headers, reason
+        )
+
+
+def status_message(what: str, method: str, safe_url: str, answer: HttpAnswer) -> str:
+    """``"<what> got HTTP 422 Unprocessable from POST <url>: <excerpt>"``."""
+    message = f"{what} got HTTP {answer.status} {answer.reason} from {method} {safe_url}".rstrip()
+    excerpt = answer.body if isinstance(answer.body, str) else ""
+    return f"{message}: {excerpt}" if excerpt else message

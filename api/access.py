@@ -13,8 +13,8 @@ dashboard of one client read and command every other. Access comes from two sour
       clients = ["acme"]             # client ids, or ["*"] for every client
       scopes = ["read"]              # read, write, admin
 
-  ``python -m projections.access new <name>`` prints a fresh token and its table;
-  ``python -m projections.access digest`` prints the digest of a token read from stdin.
+  ``python -m api.access new <name>`` prints a fresh token and its table;
+  ``python -m api.access digest`` prints the digest of a token read from stdin.
 
 Scopes nest: ``write`` includes ``read``, ``admin`` includes both. ``read`` opens the GET
 routes, ``write`` the commands (tasks, batch jobs, sessions), ``admin`` the dead-letter
@@ -47,7 +47,7 @@ from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from starlette.requests import Request
 
-from .errors import ProjectionError
+from .errors import ApiError
 
 Scope = Literal["read", "write", "admin"]
 _RANK: dict[str, int] = {"read": 1, "write": 2, "admin": 3}
@@ -55,7 +55,7 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ADMIN_NAME = "admin"
 
 
-class AccessConfigError(ProjectionError):
+class AccessConfigError(ApiError):
     """The tokens file cannot be read or is invalid; the message names the entry and field."""
 
 
@@ -180,7 +180,7 @@ def load_tokens_file(path: Path) -> list[tuple[str, Principal]]:
         if not _DIGEST.match(digest):
             raise AccessConfigError(
                 f"{where}: {path}: {digest!r} is not a token digest (sha256: and 64 lower-case "
-                "hex digits; `python -m projections.access digest` prints one) -- the file "
+                "hex digits; `python -m api.access digest` prints one) -- the file "
                 "holds digests, never tokens"
             )
         try:
@@ -217,7 +217,7 @@ def _main(argv: list[str]) -> int:
         print(f'[tokens."{token_digest(token)}"]')
         print(f'name = "{argv[1]}"\nclients = ["*"]\nscopes = ["read"]')
         return 0
-    print("usage: python -m projections.access new <name> | digest  (token on stdin)")
+    print("usage: python -m api.access new <name> | digest  (token on stdin)")
     return 2
 
 

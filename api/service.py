@@ -8,10 +8,10 @@ import logging
 
 from tqdm import tqdm
 
+from projections.projector import Projector, RebuildReport, rebuild
 from streams.client import TaskstreamClient
 from streams.settings import Settings
 
-from .projector import Projector, RebuildReport, rebuild
 from .view import serve
 
 log = logging.getLogger(__name__)

@@ -71,7 +71,7 @@ async def follow(
     """Show a progress bar fed by ``GET /batch-jobs/{id}`` until the job is final."""
     from tqdm import tqdm
 
-    from streams.ops import NotFoundError, view_get
+    from streams.cli.view_client import NotFoundError, view_get
 
     loop = asyncio.get_running_loop()
     deadline = None if timeout_s is None else loop.time() + timeout_s
@@ -114,8 +114,9 @@ def summary(row: dict[str, Any]) -> str:
 
 
 def _cmd_batch_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.cli.broker_address import reachable
+    from streams.cli.tasks import check_operation
     from streams.client import TaskstreamClient
-    from streams.ops import check_operation, reachable
 
     if args.file == "-":
         text, source = sys.stdin.read(), "standard input"

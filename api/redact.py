@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from projections.batch_jobs import BatchJobItemRow, BatchJobRow
+from projections.rows import Attempt, BatchRow, DeadLetterRow, Execution, TaskRow
 from streams.logs import mask_document, mask_secrets
-
-from .batch_jobs import BatchJobItemRow, BatchJobRow
-from .rows import Attempt, BatchRow, DeadLetterRow, Execution, TaskRow
 
 
 def _text(value: str | None) -> str | None:

@@ -3,8 +3,8 @@
 Every answer says how far behind the event log it is: a ``projection`` object in JSON bodies
 and the ``X-Projection-Lag`` header on every response. With a token configured every route
 but the OpenAPI document needs ``Authorization: Bearer <token>``; which token sees which
-clients and may send which commands is ``projections.access``. Payloads, outputs and errors
-are shown masked (``projections.redact``). The live dashboard (``projections.dashboard``) adds
+clients and may send which commands is ``api.access``. Payloads, outputs and errors
+are shown masked (``api.redact``). The live dashboard (``api.dashboard``) adds
 a page at ``/`` and its assets, which hold no data and are public, and ``/live``, which also
 takes the token as ``?token=`` (``EventSource`` cannot send headers).
 """
@@ -26,18 +26,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, SecretStr
 
+from projections.errors import BadQueryError, ProjectionError
+from projections.reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
+from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskRow, TaskState
 from streams.redrive import CommandSender
 from streams.settings import Settings
 
 from .access import OPEN, AccessBook, Caller, Principal, Scope
-from .batch_jobs_view import batch_jobs_router
+from .batch_jobs import batch_jobs_router
 from .dashboard import install_dashboard
-from .errors import BadQueryError, ProjectionError
-from .gateway import router_for
+from .errors import ApiError
+from .gateway import gateway_for, mount
 from .metrics import render
-from .reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
 from .redact import masked_batch, masked_dead_letter, masked_task
-from .rows import BatchRow, DeadLetterRow, SessionRow, TaskRow, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +175,10 @@ def create_app(
     access: AccessBook | None = None,
 ) -> FastAPI:
     """The HTTP view over ``reader``. With ``token`` set (an admin token) or ``access`` (the
-    tokens of ``projections.access``), requests need a bearer token the book knows.
+    tokens of ``api.access``), requests need a bearer token the book knows.
 
     With ``commands`` (a ``streams.client.TaskstreamClient``) the command gateway is mounted
-    too (``projections.gateway``), using the catalog, payload limit and dead-letter topic of
+    too (``api.gateway``), using the catalog, payload limit and dead-letter topic of
     ``settings``.
     """
     book = access if access is not None else AccessBook.build(token=token)
@@ -371,7 +372,7 @@ def create_app(
 
     app.include_router(batch_jobs_router(reader))
     if commands is not None:
-        app.include_router(router_for(reader, commands, settings))
+        mount(app, gateway_for(reader, commands, settings))
     install_dashboard(
         app, reader, access=book, operations_file=settings.operations_file if settings else None
     )
@@ -412,14 +413,14 @@ class ViewServer:
         while not self._server.started:
             if self._task.done():
                 await self._task
-                raise ProjectionError("the HTTP view stopped while starting")
+                raise ApiError("the HTTP view stopped while starting")
             await asyncio.sleep(0.01)
 
     async def _serve(self) -> None:
         try:
             await self._server.serve()
         except SystemExit:  # uvicorn exits the process when it cannot bind
-            raise ProjectionError(
+            raise ApiError(
                 f"the HTTP view cannot listen on {self.host}:{self._server.config.port}"
             ) from None
 

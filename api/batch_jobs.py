@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from projections.batch_jobs import BatchJobRow, batch_job_key
+from projections.reader import ProjectionInfo, ProjectionReader
+
 from .access import Caller
-from .batch_jobs import BatchJobRow, batch_job_key
-from .reader import ProjectionInfo, ProjectionReader
 from .redact import masked_batch_job
 
 

@@ -5,7 +5,7 @@ The page and its assets hold no data and are public. ``GET /dashboard/snapshot``
 route like the others (bearer token when one is configured). ``GET /live`` is read by the
 browser's ``EventSource``, which cannot send headers, so it takes the token either as
 ``Authorization: Bearer`` or as ``?token=``; both are looked up in constant time. The snapshot
-adds up every client, so both need a token for every client (``projections.access``).
+adds up every client, so both need a token for every client (``api.access``).
 
 Snapshots are built on the projector's loop, between write batches, like every other answer,
 and shared between the open streams that ask within the same interval.
@@ -27,21 +27,27 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
+from projections.activity import (
+    DepthSample,
+    LatencySummary,
+    RecentActivity,
+    RecentEvent,
+    Throughput,
+)
+from projections.errors import ProjectionError
+from projections.reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
+from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskState
 from schemas.catalog import PRIORITY_NAMES, load_catalog
 from streams.redrive import redrive_id
 
 from .access import OPEN, AccessBook, Principal
-from .activity import DepthSample, LatencySummary, RecentActivity, RecentEvent, Throughput
-from .errors import ProjectionError
-from .reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
 from .redact import masked_batch, masked_dead_letter
-from .rows import BatchRow, DeadLetterRow, SessionRow, TaskState
 
 LIVE_PATH = "/live"
 SNAPSHOT_PATH = "/dashboard/snapshot"
 OPERATIONS_PATH = "/dashboard/operations"
 
-_STATIC = ("projections", "static")
+_STATIC = ("api", "static")
 _PAGE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",

@@ -12,8 +12,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from .reader import ProjectionReader
-from .rows import PRIORITY_ORDER, WAIT_BUCKETS_S
+from projections.reader import ProjectionReader
+from projections.rows import PRIORITY_ORDER, WAIT_BUCKETS_S
 
 
 class _ProjectionCollector:

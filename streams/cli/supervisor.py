@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.cli.broker_address import remember_broker
 from streams.kafka.apache import ApacheKafka
 from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.process import die_with_parent
-from streams.ops import remember_broker
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,7 @@ def supervise(
             env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
             env["TASKSTREAM_KAFKA_BROKER"] = "kafka"
             address_file = remember_broker(settings, kafka.bootstrap_servers)
-            print(
-                f"Apache Kafka at {kafka.bootstrap_servers} (data: {kafka.data_dir})", flush=True
-            )
+            print(f"Apache Kafka at {kafka.bootstrap_servers} (data: {kafka.data_dir})", flush=True)
         else:
             # The embedded broker keeps nothing across a restart, so local state from an
             # earlier run would describe a log that no longer exists: each run gets its own

@@ -17,7 +17,7 @@ from streams.topics import LayoutReport, check_topics, create_topics, topic_layo
 
 
 def render(settings: Settings, report: LayoutReport) -> str:
-    from streams.ops import table
+    from streams.cli.render import table
 
     rows = []
     for spec in topic_layout(settings):
@@ -39,7 +39,7 @@ def render(settings: Settings, report: LayoutReport) -> str:
 
 
 def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.ops import reachable
+    from streams.cli.broker_address import reachable
 
     async def go() -> LayoutReport:
         ready = await reachable(settings)

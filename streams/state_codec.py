@@ -1,4 +1,4 @@
-"""Incremental persistence of a partition state: one store key per record.
+"""The distributor's storage format of a partition state: one store key per record.
 
 Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>`` and ``meta``. Values are pickles of the
 record dataclasses (an internal format of the local store, never shared: the event log is the
@@ -11,7 +11,6 @@ import dataclasses
 import pickle
 from collections.abc import Iterable, Iterator
 
-from streams.domain.errors import DomainError
 from streams.domain.state import (
     META_KEY,
     BatchJobRecord,
@@ -21,9 +20,10 @@ from streams.domain.state import (
     SessionRecord,
     TaskRecord,
 )
+from streams.errors import StoreError
 
 
-class CorruptStateError(DomainError):
+class CorruptStateError(StoreError):
     """A stored record cannot be read back; rebuild the store from the event log."""
 
 
@@ -42,7 +42,7 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
     elif kind == b"batchjob":
         record = state.batch_jobs.get(record_id)
     else:
-        raise DomainError(f"unknown state key {key!r}")
+        raise StoreError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
 
 

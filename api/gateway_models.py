@@ -1,0 +1,132 @@
+"""What the command gateway (``api.gateway``) takes and answers: the request bodies, the
+``202`` answers and the problem documents of its error answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_MAX = 512
+BATCH_JOB_ITEMS_MAX = 100_000
+
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+PriorityName = Literal["critical", "high", "normal", "low", "background"]
+
+
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name
+    operation: Name
+    task_id: Id | None = Field(
+        default=None, description="Idempotency key: a repeat creates nothing (a uuid if absent)"
+    )
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Annotated[int, Field(ge=1, le=5)] | PriorityName | None = Field(
+        default=None, description="1 (critical) .. 5 (background) or a name; default from catalog"
+    )
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout_ms: int | None = Field(default=None, ge=1)
+    scheduled_for_ms: int | None = Field(default=None, ge=0)
+    requires_review: bool = False
+    depends_on: list[Id] = Field(default_factory=list, max_length=1000)
+    capabilities: list[Name] = Field(default_factory=list, max_length=100)
+
+
+class BatchJobItemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: Id | None = Field(
+        default=None, description="The child task's id; default <batch_job_id>.<index>"
+    )
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchJobRequest(BaseModel):
+    """Seed 004 "create batch job": every item runs as a child task of ``operation``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name
+    operation: Name
+    items: list[BatchJobItemRequest] = Field(min_length=1, max_length=BATCH_JOB_ITEMS_MAX)
+    batch_job_id: Id | None = Field(
+        default=None, description="Idempotency key: a repeat creates nothing (a uuid if absent)"
+    )
+    parallelism: int = Field(default=1, ge=1, le=10_000)
+    priority: Annotated[int, Field(ge=1, le=5)] | PriorityName | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout_ms: int | None = Field(default=None, ge=1)
+    capabilities: list[Name] = Field(default_factory=list, max_length=100)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ApproveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str | None = Field(default=None, max_length=256)
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reviewer: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name
+    agent_id: Name
+    session_id: Id | None = Field(default=None, description="A uuid if absent")
+    max_concurrent: int = Field(default=1, ge=1, le=10_000)
+    capabilities: list[Name] = Field(default_factory=list, max_length=100)
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+    link: str
+    command: str
+    duplicate: bool = False
+    """The task was already known with this specification: nothing was sent."""
+
+
+class BatchJobAccepted(BaseModel):
+    batch_job_id: str
+    link: str
+    command: str = "SubmitBatchJob"
+
+
+class SessionAccepted(BaseModel):
+    session_id: str
+    link: str
+    command: str
+
+
+class GatewayProblem(BaseModel):
+    detail: str
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        404: "Unknown id (or not yet seen by the read side)",
+        403: "The token may not act for this client",
+        409: "The read side shows the command cannot succeed",
+        413: "Payload larger than TASKSTREAM_MAX_PAYLOAD_BYTES",
+        422: "Invalid request: the message names the field and the reason",
+        503: "The command could not be produced to Kafka",
+    }
+    return {code: {"model": GatewayProblem, "description": text[code]} for code in codes}
+
+
+def problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)

@@ -1,0 +1,69 @@
+"""Argument converters: argparse ``type=`` callables, so bad input fails at parse time.
+
+Each converter raises ``argparse.ArgumentTypeError`` with one sentence naming what is wrong;
+:class:`streams.cli.main.OneLineParser` prints it as ``taskstream COMMAND: argument --x: ...``
+and exits with code 2 before any setting is read or any broker is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object (``--payload``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class SessionArg:
+    """``SESSION_ID:CLIENT_ID[:MAX_CONCURRENT]`` as given to ``worker --session``."""
+
+    session_id: str
+    client_id: str
+    max_concurrent: int = 1
+
+
+def session(text: str) -> SessionArg:
+    """``SESSION_ID:CLIENT_ID`` or ``SESSION_ID:CLIENT_ID:MAX_CONCURRENT``."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected SESSION_ID:CLIENT_ID or SESSION_ID:CLIENT_ID:MAX_CONCURRENT"
+        )
+    try:
+        limit = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: MAX_CONCURRENT must be a number") from None
+    return SessionArg(parts[0], parts[1], limit)
+
+
+def handlers(spec: str) -> dict[str, Any]:
+    """``package.module`` (its ``HANDLERS`` mapping) or ``package.module:name`` (a mapping, or a
+    function returning one): operation -> handler."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot import handler module {module_name!r}: {exc}"
+        ) from None
+    target = getattr(module, attr or "HANDLERS", None)
+    if target is None:
+        raise argparse.ArgumentTypeError(f"{module_name} has no {attr or 'HANDLERS'}")
+    found = target() if callable(target) else target
+    if not isinstance(found, dict) or not found:
+        raise argparse.ArgumentTypeError(f"{spec} must be a non-empty dict of operation -> handler")
+    return found

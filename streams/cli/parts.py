@@ -1,0 +1,225 @@
+"""Each part of taskstream as a process of its own: ``taskstream processor``, ``delay``,
+``view``, ``worker``, ``demo``, and ``taskstream run``, which supervises them; a deployment
+runs and scales each alone.
+
+Every part runs under :func:`streams.runtime.signals.run_part`: it stops on SIGTERM/SIGINT
+within a bound, and an unhandled error ends it with a non-zero exit code and a logged
+traceback, never a silent half-alive process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from streams.cli import args as conv
+from streams.errors import ConfigurationError
+from streams.runtime.signals import run_part
+from streams.settings import Settings
+
+
+async def _ensure_topics(settings: Settings) -> None:
+    from streams.topics import ensure_topics
+
+    await ensure_topics(settings)
+
+
+def run_processor(settings: Settings) -> int:
+    from streams.distributor import Distributor
+    from streams.runtime import main_process
+
+    asyncio.run(_ensure_topics(settings))
+    return main_process(lambda s: Distributor(s), settings, name="processor")
+
+
+def run_delay(settings: Settings) -> int:
+    from streams.delay import DelayAgent
+
+    async def body(stop: asyncio.Event) -> None:
+        await _ensure_topics(settings)
+        await DelayAgent(settings).run(stop)
+
+    return run_part(body, name="delay", grace_s=8.0)
+
+
+def run_view(settings: Settings) -> int:
+    from api import service
+
+    check_view_exposure(settings)
+
+    async def body(stop: asyncio.Event) -> None:
+        await _ensure_topics(settings)
+        serving = asyncio.create_task(service.run(settings))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({serving, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()
+        finally:
+            for task in (serving, stopper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return run_part(body, name="view", grace_s=8.0)
+
+
+def run_worker(settings: Settings, executor_factory: Callable[[Settings], Any]) -> int:
+    """Run one executor (sessions and/or the pool) until a signal; drains on the way out."""
+
+    async def body(stop: asyncio.Event) -> None:
+        await _ensure_topics(settings)
+        executor = executor_factory(settings)
+        await executor.start()
+        waiting = asyncio.create_task(executor.wait())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({waiting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                waiting.result()
+        finally:
+            stopper.cancel()
+            waiting.cancel()
+            await executor.stop()
+
+    return run_part(body, name="worker", grace_s=15.0)
+
+
+def check_view_exposure(settings: Settings) -> None:
+    """The view answers without a token only on loopback; anywhere else a token (not an empty
+    one) or a tokens file is required."""
+    import ipaddress
+
+    host = settings.http_host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    token = settings.http_token.get_secret_value() if settings.http_token else ""
+    if not loopback and not token and settings.http_tokens_file is None:
+        raise ConfigurationError(
+            f"the HTTP view binds to {host}, which is not a loopback address: "
+            "set TASKSTREAM_HTTP_TOKEN (an admin token) or TASKSTREAM_HTTP_TOKENS_FILE "
+            "(per-client tokens) to require a bearer token"
+        )
+    if settings.http_tokens_file is not None:
+        from api.access import load_tokens_file
+
+        load_tokens_file(settings.http_tokens_file)  # a bad file stops the start, naming it
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+def _cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
+    return run_processor(settings)
+
+
+def _cmd_delay(args: argparse.Namespace, settings: Settings) -> int:
+    return run_delay(settings)
+
+
+def _cmd_view(args: argparse.Namespace, settings: Settings) -> int:
+    return run_view(settings)
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.executor import Executor, SessionSpec
+    from streams.executor.handlers import SimulatedGhlHandler, builtin_handlers, ghl_handlers
+
+    handlers: dict[str, Any] = {}
+    if args.simulated:
+        handlers.update(
+            ghl_handlers(SimulatedGhlHandler(scale=args.scale, failure_rate=args.failure_rate))
+        )
+    if args.builtin:
+        handlers.update(builtin_handlers(settings))
+    for loaded in args.handlers:
+        handlers.update(loaded)
+    if not handlers:
+        raise ConfigurationError("no handlers: give --handlers MODULE, --simulated or --builtin")
+    sessions = [
+        SessionSpec(s.session_id, s.client_id, args.agent_id, max_concurrent=s.max_concurrent)
+        for s in args.session
+    ]
+    if not sessions and not args.pool:
+        raise ConfigurationError("nothing to serve: give --session ... and/or --pool")
+
+    def factory(s: Settings) -> Executor:
+        return Executor(
+            s, handlers=handlers, sessions=sessions, pool=args.pool, concurrency=args.concurrency
+        )
+
+    return run_worker(settings, factory)
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, rate_per_s=args.rate, failure_rate=args.failure_rate)
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.cli.supervisor import Part, supervise
+
+    check_view_exposure(settings)
+    parts = [
+        Part("processor", ["processor"]),
+        Part("delay", ["delay"]),
+        Part("view", ["view"]),
+    ]
+    if args.demo:
+        parts.append(Part("demo", ["demo", "--rate", str(args.rate)]))
+    return supervise(settings, parts, apache_kafka=args.apache_kafka)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="run everything (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    p.add_argument(
+        "--demo", action="store_true", help="add simulated sessions and a steady task mix"
+    )
+    p.add_argument("--rate", type=float, default=5.0, help="demo tasks per second (default 5)")
+    p.add_argument(
+        "--apache-kafka",
+        action="store_true",
+        help="without KAFKA_BOOTSTRAP_SERVERS, run a local Apache Kafka (data under the data "
+        "dir, kept across restarts) instead of the memory-only embedded broker",
+    )
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser(
+        "processor", help="run the distributor processor (one consumer-group member)"
+    )
+    p.set_defaults(handler=_cmd_processor)
+
+    p = sub.add_parser("delay", help="run a delay agent for the retry tiers")
+    p.set_defaults(handler=_cmd_delay)
+
+    p = sub.add_parser("view", help="run a projector and the HTTP view")
+    p.set_defaults(handler=_cmd_view)
+
+    p = sub.add_parser("worker", help="run an executor with handlers from a module")
+    p.add_argument(
+        "--handlers", type=conv.handlers, action="append", default=[], metavar="MODULE[:NAME]"
+    )
+    p.add_argument(
+        "--session", type=conv.session, action="append", default=[], metavar="SESSION:CLIENT[:MAX]"
+    )
+    p.add_argument("--agent-id", default="agent")
+    p.add_argument("--pool", action="store_true", help="also serve the shared pool")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--simulated", action="store_true", help="add simulated GHL handlers")
+    p.add_argument("--builtin", action="store_true", help="add the seed-001 built-in handlers")
+    p.add_argument("--scale", type=float, default=0.05, help="simulated duration scale")
+    p.add_argument("--failure-rate", type=float, default=0.0)
+    p.set_defaults(handler=_cmd_worker)
+
+    p = sub.add_parser("demo", help="simulated sessions plus a steady mix of GHL tasks")
+    p.add_argument("--rate", type=float, default=5.0)
+    p.add_argument("--failure-rate", type=float, default=0.05)
+    p.set_defaults(handler=_cmd_demo)
