@@ -18,8 +18,8 @@ from schemas import events as ev
 from schemas.events import Event
 from streams.logs import mask_secrets
 
-from .fold import Tables
 from .rows import PRIORITY_ORDER, Counters
+from .tables import Tables
 
 EVENT_RING = 200
 LATENCY_RING = 5000

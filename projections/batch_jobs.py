@@ -9,7 +9,7 @@ completes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
@@ -17,9 +17,7 @@ from schemas import events as ev
 
 from . import keys
 from .rows import Row
-
-if TYPE_CHECKING:
-    from .fold import Tables
+from .tables import Tables
 
 BATCH_JOB: Final = b"j\x00"
 
@@ -66,13 +64,13 @@ def _item(r: ev.BatchJobItemResult) -> BatchJobItemRow:
 
 
 def _row(tables: Tables, e: ev.BatchJobEvent) -> BatchJobRow | None:
-    return tables._get(batch_job_key(e.batch_job_id), BatchJobRow)
+    return tables.get_model(batch_job_key(e.batch_job_id), BatchJobRow)
 
 
 def _put(tables: Tables, row: BatchJobRow, at_ms: int) -> None:
     row.updated_at_ms = max(row.updated_at_ms or at_ms, at_ms)
     row.refresh()
-    tables._put(batch_job_key(row.batch_job_id), row)
+    tables.put_model(batch_job_key(row.batch_job_id), row)
 
 
 def _accepted(tables: Tables, e: ev.BatchJobAccepted) -> None:

@@ -1,8 +1,9 @@
 """The pure fold of ``task.events`` into the read model: ``apply(tables, event, partition, offset)``.
 
-No I/O here. ``Tables`` reads missing rows through a function it is given (a RocksDB get, or a
-dict lookup in tests), keeps the rows one write batch touches, and hands back the changes,
-the counters and the offsets with ``drain()`` so the caller writes them all at once.
+No I/O here. ``Tables`` (``projections.tables``) caches the rows one write batch touches and
+hands back the changes; the counters and indexes a task contributes to move with it
+(``projections.indexes``). This module folds the task events; sessions, batches and batch jobs
+have their folds beside it (``session_folds``, ``batch_folds``, ``batch_jobs``).
 
 Events of one task, one batch and one session share a partition (all are keyed by client id),
 so each row sees its events in log order. Aggregates are sums and maxima only, so instances
@@ -17,261 +18,47 @@ store holds the same JSON the row models read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
-
-from pydantic import BaseModel
-from pydantic_core import from_json, to_json
+from typing import Any
 
 from schemas import events as ev
-from schemas.catalog import PRIORITY_NAMES
 from schemas.events import Event
 
 from . import keys
+from .batch_folds import BATCH_FOLDS, change_batch
 from .batch_jobs import BATCH_JOB_FOLDS
+from .documents import (
+    OPEN_STATUSES,
+    attempt_docs,
+    end_execution,
+    latest_execution,
+    make_ready,
+    record_outcome,
+    set_priority,
+    touch_session,
+)
+from .indexes import ABSENT, Footprint, footprint, move
 from .rows import (
-    ACTIVE_STATES,
     SLA_MS,
     TERMINAL_STATES,
-    ActiveSession,
-    AttemptDoc,
     BatchDoc,
-    BatchRow,
     Counters,
     DeadLetterDoc,
-    DeadLetterRow,
-    ExecutionDoc,
     HistoryDoc,
-    Row,
-    SessionDoc,
-    SessionRow,
     TaskDoc,
-    TaskRow,
     bump,
-    new_batch,
     new_execution,
-    new_session,
     new_task,
     priority_name,
 )
-
-R = TypeVar("R", bound=Row)
+from .session_folds import SESSION_FOLDS
+from .tables import Tables
 
 HISTORY_LIMIT = 200
 """Entries a task row keeps in ``history``: the first one and the latest ones."""
-Change = tuple[bytes, bytes | None]
-
-_MISSING: Any = object()
-
-
-class Tables:
-    """The rows touched since the last ``drain()`` over a read function for the others.
-
-    The fold's rows (tasks, sessions, batches, dead letters) are cached as documents;
-    ``task()``/``put_task()`` and the like convert from and to the row models for callers
-    outside the fold. ``_get``/``_put`` keep rows of other folds (batch jobs) as models.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[bytes], bytes | None],
-        counters: Counters | None = None,
-        offsets: dict[int, int] | None = None,
-    ) -> None:
-        self._read = read
-        self.counters = counters if counters is not None else Counters()
-        self.offsets: dict[int, int] = dict(offsets or {})
-        self._cache: dict[bytes, Any] = {}
-        self._dirty: set[bytes] = set()
-        self._index: dict[bytes, bool] = {}
-        self._born: set[bytes] = set()
-
-    # documents --------------------------------------------------------------------------
-    def _doc(self, key: bytes) -> Any:
-        doc = self._cache.get(key, _MISSING)
-        if doc is _MISSING:
-            raw = self._read(key)
-            doc = None if raw is None else from_json(raw)
-            self._cache[key] = doc
-        return doc
-
-    def _put_doc(self, key: bytes, doc: Any) -> None:
-        self._cache[key] = doc
-        self._dirty.add(key)
-
-    def task_doc(self, task_id: str) -> TaskDoc | None:
-        """The task's document as the fold has it (shared: do not change it)."""
-        return cast(TaskDoc | None, self._doc(keys.task_key(task_id)))
-
-    def session_doc(self, session_id: str) -> SessionDoc | None:
-        return cast(SessionDoc | None, self._doc(keys.session_key(session_id)))
-
-    def batch_doc(self, batch_id: str) -> BatchDoc | None:
-        return cast(BatchDoc | None, self._doc(keys.batch_key(batch_id)))
-
-    def dead_letter_doc(self, task_id: str) -> DeadLetterDoc | None:
-        return cast(DeadLetterDoc | None, self._doc(keys.dead_key(task_id)))
-
-    # rows as models (a copy: change them with put_*) -------------------------------------
-    def task(self, task_id: str) -> TaskRow | None:
-        doc = self.task_doc(task_id)
-        return None if doc is None else TaskRow.model_validate(doc)
-
-    def put_task(self, row: TaskRow) -> None:
-        self._put_doc(keys.task_key(row.task_id), row.model_dump())
-
-    def session(self, session_id: str) -> SessionRow | None:
-        doc = self.session_doc(session_id)
-        return None if doc is None else SessionRow.model_validate(doc)
-
-    def put_session(self, row: SessionRow) -> None:
-        self._put_doc(keys.session_key(row.session_id), row.model_dump())
-
-    def batch(self, batch_id: str) -> BatchRow | None:
-        doc = self.batch_doc(batch_id)
-        return None if doc is None else BatchRow.model_validate(doc)
-
-    def put_batch(self, row: BatchRow) -> None:
-        self._put_doc(keys.batch_key(row.batch_id), row.model_dump())
-
-    def dead_letter(self, task_id: str) -> DeadLetterRow | None:
-        doc = self.dead_letter_doc(task_id)
-        return None if doc is None else DeadLetterRow.model_validate(doc)
-
-    def put_dead_letter(self, row: DeadLetterRow) -> None:
-        self._put_doc(keys.dead_key(row.task_id), row.model_dump())
-
-    # rows kept as models (folds outside this module) --------------------------------------
-    def _get(self, key: bytes, model: type[R]) -> R | None:
-        row = self._cache.get(key, _MISSING)
-        if row is _MISSING:
-            raw = self._read(key)
-            row = None if raw is None else model.model_validate_json(raw)
-            self._cache[key] = row
-        return cast(R | None, row)
-
-    def _put(self, key: bytes, row: Row) -> None:
-        self._put_doc(key, row)
-
-    # indexes ----------------------------------------------------------------------------
-    def index(self, key: bytes, present: bool) -> None:
-        """Add or remove an index entry. An entry added and removed within one write batch
-        (a task passing through a state) is never written: no put, no tombstone."""
-        written = self._index
-        if present:
-            if key not in written:
-                self._born.add(key)
-            written[key] = True
-        elif written.get(key) is True and key in self._born:
-            del written[key]
-            self._born.discard(key)
-        else:
-            written[key] = False
-
-    # write batch --------------------------------------------------------------------------
-    def drain(self) -> list[Change]:
-        """Every change since the last drain, plus the counters and offsets rows."""
-        changes: list[Change] = []
-        cache = self._cache
-        for key in sorted(self._dirty):
-            row = cache[key]
-            if row is None:
-                changes.append((key, None))
-            elif isinstance(row, BaseModel):
-                changes.append((key, row.model_dump_json().encode()))
-            else:
-                # As ``model_dump_json`` writes the row models: NaN and infinities as null.
-                changes.append((key, to_json(row, inf_nan_mode="null")))
-        for key, present in sorted(self._index.items()):
-            changes.append((key, b"" if present else None))
-        changes.append((keys.COUNTERS_KEY, self.counters.model_dump_json().encode()))
-        for partition, offset in sorted(self.offsets.items()):
-            changes.append((keys.offset_key(partition), str(offset).encode()))
-        self._cache.clear()
-        self._dirty.clear()
-        self._index.clear()
-        self._born.clear()
-        return changes
 
 
 # --------------------------------------------------------------------------------------
-# Task footprint: what one task contributes to counters and indexes:
-# (state, priority name, operation, client id, session id while assigned or in progress,
-# awaiting retry).
-
-Footprint = tuple[str | None, str | None, str | None, str | None, str | None, bool]
-_ABSENT: Footprint = (None, None, None, None, None, False)
-
-
-def _footprint(row: TaskDoc) -> Footprint:
-    state = row["state"]
-    return (
-        state,
-        row["priority_name"],
-        row["operation"],
-        row["client_id"],
-        row["session_id"] if state in ACTIVE_STATES else None,
-        row["awaiting_retry"],
-    )
-
-
-def _move(tables: Tables, task_id: str, before: Footprint, after: Footprint) -> None:
-    """Move the task's contribution to the counters and indexes from ``before`` to ``after``."""
-    if before == after:
-        return
-    c = tables.counters
-    b_state, b_priority, b_operation, b_client, b_session, b_retry = before
-    a_state, a_priority, a_operation, a_client, a_session, a_retry = after
-    if b_state != a_state:
-        by_state = c.by_state
-        if b_state is not None:
-            by_state[b_state] = by_state.get(b_state, 0) - 1
-        if a_state is not None:
-            by_state[a_state] = by_state.get(a_state, 0) + 1
-    b_queued = b_state == "queued"
-    a_queued = a_state == "queued"
-    if b_queued or a_queued:
-        if b_queued:
-            bump(c.queued_by_priority, b_priority, -1)
-            bump(c.queued_by_operation, b_operation, -1, prune=True)
-        if a_queued:
-            bump(c.queued_by_priority, a_priority, +1)
-            bump(c.queued_by_operation, a_operation, +1, prune=True)
-    if b_operation != a_operation:
-        bump(c.by_operation, b_operation, -1, prune=True)
-        bump(c.by_operation, a_operation, +1, prune=True)
-    if b_retry != a_retry:
-        c.awaiting_retry += 1 if a_retry else -1
-    if b_session != a_session:
-        for session_id, sign in ((b_session, -1), (a_session, +1)):
-            if session_id is not None:
-                bump(c.in_flight, session_id, sign, prune=True)
-                session = _session(tables, session_id)
-                session["in_flight"] += sign
-                tables._put_doc(keys.session_key(session_id), session)
-    # Indexes: by client, by state, by client and state, by operation.
-    index = tables.index
-    prefix = keys.index_prefix_of
-    tid = keys.encode(task_id)
-    if b_client != a_client:
-        if b_client is not None:
-            index(prefix(keys.BY_CLIENT, (b_client,)) + tid, False)
-        if a_client is not None:
-            index(prefix(keys.BY_CLIENT, (a_client,)) + tid, True)
-    if b_state != a_state:
-        if b_state is not None:
-            index(prefix(keys.BY_STATE, (b_state,)) + tid, False)
-        if a_state is not None:
-            index(prefix(keys.BY_STATE, (a_state,)) + tid, True)
-    if b_state != a_state or b_client != a_client:
-        if b_state is not None and b_client is not None:
-            index(prefix(keys.BY_CLIENT_STATE, (b_client, b_state)) + tid, False)
-        if a_state is not None and a_client is not None:
-            index(prefix(keys.BY_CLIENT_STATE, (a_client, a_state)) + tid, True)
-    if b_operation != a_operation:
-        if b_operation is not None:
-            index(prefix(keys.BY_OPERATION, (b_operation,)) + tid, False)
-        if a_operation is not None:
-            index(prefix(keys.BY_OPERATION, (a_operation,)) + tid, True)
+# Opening and closing a task's row around one of its events.
 
 
 Opened = tuple[bytes, TaskDoc, Footprint]
@@ -280,20 +67,20 @@ Opened = tuple[bytes, TaskDoc, Footprint]
 def _open(tables: Tables, event: ev.TaskEvent) -> Opened:
     """The task's document (created if new) and its footprint before the event."""
     key = keys.task_key(event.task_id)
-    row: TaskDoc | None = tables._doc(key)
+    row: TaskDoc | None = tables.doc(key)
     if row is None:
         tables.counters.tasks += 1
-        return key, new_task(event.task_id, event.client_id), _ABSENT
-    return key, row, _footprint(row)
+        return key, new_task(event.task_id, event.client_id), ABSENT
+    return key, row, footprint(row)
 
 
 def _open_existing(tables: Tables, event: ev.TaskEvent) -> Opened | None:
     """Like ``_open``, but an event about an unknown task changes nothing (None)."""
     key = keys.task_key(event.task_id)
-    row: TaskDoc | None = tables._doc(key)
+    row: TaskDoc | None = tables.doc(key)
     if row is None:
         return None
-    return key, row, _footprint(row)
+    return key, row, footprint(row)
 
 
 def _close(
@@ -313,131 +100,13 @@ def _close(
         del history[1 : len(history) - HISTORY_LIMIT + 1]
     if event.occurred_at_ms > row["updated_at_ms"]:
         row["updated_at_ms"] = event.occurred_at_ms
-    _move(tables, row["task_id"], before, _footprint(row))
-    tables._put_doc(key, row)
+    move(tables, row["task_id"], before, footprint(row))
+    tables.put_doc(key, row)
     return row
 
 
-def _set_priority(row: TaskDoc, priority: int) -> None:
-    row["priority"] = priority
-    row["priority_name"] = cast(Any, PRIORITY_NAMES.get(priority))
-
-
-def _make_ready(row: TaskDoc, at_ms: int) -> None:
-    if row["ready_at_ms"] is None:
-        row["ready_at_ms"] = at_ms
-    row["awaiting_retry"] = False
-    row["retry_due_at_ms"] = None
-
-
-_OPEN = ("assigned", "in_progress")
-
-
-def _execution(
-    row: TaskDoc,
-    *,
-    token: int | None = None,
-    attempt: int | None = None,
-    session_id: str | None = None,
-    status: tuple[str, ...] = _OPEN,
-) -> ExecutionDoc | None:
-    """The latest execution of ``row`` in one of ``status`` matching what the event names
-    (the fencing token when it carries one: attempt numbers repeat after a requeue)."""
-    execution: ExecutionDoc
-    for execution in reversed(row["executions"]):
-        if (
-            execution["status"] in status
-            and (token is None or execution["fencing_token"] == token)
-            and (attempt is None or execution["attempt"] == attempt)
-            and (session_id is None or execution["session_id"] == session_id)
-        ):
-            return execution
-    return None
-
-
-def _end_execution(
-    execution: ExecutionDoc | None, status: str, at_ms: int, error: str | None = None
-) -> None:
-    if execution is None:
-        return
-    execution["status"] = cast(Any, status)
-    execution["finished_at_ms"] = at_ms
-    if error is not None:
-        execution["error"] = error
-
-
-def _attempt_docs(attempts: list[ev.AttemptRecord]) -> list[AttemptDoc]:
-    return [
-        {"attempt": a.attempt, "session_id": a.session_id, "error": a.error, "at_ms": a.at_ms}
-        for a in attempts
-    ]
-
-
-def _record_outcome(tables: Tables, at_ms: int, *, succeeded: bool) -> None:
-    c = tables.counters
-    if succeeded:
-        c.succeeded += 1
-    else:
-        c.failed += 1
-    c.last_processed_at_ms = max(c.last_processed_at_ms or at_ms, at_ms)
-
-
 # --------------------------------------------------------------------------------------
-# Sessions and batches.
-
-
-def _session(tables: Tables, session_id: str) -> SessionDoc:
-    row = tables.session_doc(session_id)
-    return row if row is not None else new_session(session_id)
-
-
-def _put_session(tables: Tables, row: SessionDoc) -> None:
-    tables._put_doc(keys.session_key(row["session_id"]), row)
-
-
-def _touch_session(tables: Tables, session_id: str | None, at_ms: int) -> SessionDoc | None:
-    if session_id is None:
-        return None
-    row = _session(tables, session_id)
-    row["last_seen_ms"] = max(row["last_seen_ms"] or at_ms, at_ms)
-    _put_session(tables, row)
-    return row
-
-
-def _health_status(status: str, score: float) -> str:
-    if status in ("healthy", "degraded", "unhealthy"):
-        return status
-    if score > 0.7:
-        return "healthy"
-    return "degraded" if score >= 0.3 else "unhealthy"
-
-
-def _batch_counter(c: Counters, state: str | None, sign: int) -> None:
-    if state == "open":
-        c.open_batches += sign
-    elif state == "dispatched":
-        c.dispatched_batches += sign
-    elif state == "consolidated":
-        c.consolidated_batches += sign
-
-
-def _change_batch(
-    tables: Tables, batch_id: str, client_id: str, mutate: Callable[[BatchDoc], None]
-) -> None:
-    key = keys.batch_key(batch_id)
-    row: BatchDoc | None = tables._doc(key)
-    before = None if row is None else row["state"]
-    if row is None:
-        row = new_batch(batch_id, client_id)
-    mutate(row)
-    if before != row["state"]:
-        _batch_counter(tables.counters, before, -1)
-        _batch_counter(tables.counters, row["state"], +1)
-    tables._put_doc(key, row)
-
-
-# --------------------------------------------------------------------------------------
-# Handlers, one per event type.
+# Handlers, one per task event.
 
 
 def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
@@ -453,7 +122,7 @@ def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
     row["state"] = "accepted"
     row["operation"] = e.operation
     row["payload"] = dict(e.payload)
-    _set_priority(row, e.priority)
+    set_priority(row, e.priority)
     row["explicit_priority"] = e.explicit_priority
     row["max_retries"] = e.max_retries
     row["timeout_ms"] = e.timeout_ms
@@ -499,18 +168,18 @@ def _queued(tables: Tables, e: ev.TaskQueued) -> None:
     opened = _open(tables, e)
     row = opened[1]
     row["state"] = "queued"
-    _set_priority(row, e.priority)
+    set_priority(row, e.priority)
     row["attempt"] = e.attempt
     row["session_id"] = None
     row["batch_id"] = None
     row["waiting_on"] = []
-    _make_ready(row, e.occurred_at_ms)
+    make_ready(row, e.occurred_at_ms)
     _close(tables, opened, e, e.reason)
 
 
 def _expedited(tables: Tables, e: ev.TaskExpedited) -> None:
     opened = _open(tables, e)
-    _set_priority(opened[1], e.priority)
+    set_priority(opened[1], e.priority)
     _close(tables, opened, e)
 
 
@@ -520,7 +189,7 @@ def _batched(tables: Tables, e: ev.TaskBatched) -> None:
     row["state"] = "batched"
     row["batch_id"] = e.batch_id
     row["operation"] = row["operation"] or e.operation
-    _make_ready(row, e.occurred_at_ms)
+    make_ready(row, e.occurred_at_ms)
     _close(tables, opened, e, e.batch_id)
 
     def add(batch: BatchDoc) -> None:
@@ -530,22 +199,7 @@ def _batched(tables: Tables, e: ev.TaskBatched) -> None:
         if e.task_id not in batch["task_ids"]:
             batch["task_ids"].append(e.task_id)
 
-    _change_batch(tables, e.batch_id, e.client_id, add)
-
-
-def _batch_processed(tables: Tables, e: ev.BatchProcessed) -> None:
-    def mutate(batch: BatchDoc) -> None:
-        batch["state"] = "dispatched"
-        batch["operation"] = e.operation
-        batch["task_ids"] = list(e.task_ids)
-        batch["session_id"] = e.session_id
-        batch["fencing_token"] = e.fencing_token
-        batch["closed_by"] = e.closed_by
-        batch["dispatched_at_ms"] = e.occurred_at_ms
-        if batch["opened_at_ms"] is None:
-            batch["opened_at_ms"] = e.occurred_at_ms
-
-    _change_batch(tables, e.batch_id, e.client_id, mutate)
+    change_batch(tables, e.batch_id, e.client_id, add)
 
 
 def _assigned(tables: Tables, e: ev.TaskAssigned) -> None:
@@ -565,15 +219,15 @@ def _assigned(tables: Tables, e: ev.TaskAssigned) -> None:
     row["attempt"] = e.attempt
     row["fencing_token"] = e.fencing_token
     row["deadline_at_ms"] = e.deadline_at_ms
-    _set_priority(row, e.priority)
+    set_priority(row, e.priority)
     row["assigned_at_ms"] = e.occurred_at_ms
     row["progress"] = None
     row["progress_message"] = None
     row["awaiting_retry"] = False
     executions = row["executions"]
     for stale in executions:
-        if stale["status"] in _OPEN:
-            _end_execution(stale, "interrupted", e.occurred_at_ms)
+        if stale["status"] in OPEN_STATUSES:
+            end_execution(stale, "interrupted", e.occurred_at_ms)
     executions.append(
         new_execution(e.attempt, e.session_id, e.batch_id, e.fencing_token, e.occurred_at_ms)
     )
@@ -587,12 +241,12 @@ def _started(tables: Tables, e: ev.TaskStartedEvent) -> None:
     if e.session_id is not None:
         row["session_id"] = e.session_id
     row["started_at_ms"] = e.occurred_at_ms
-    execution = _execution(row, token=e.fencing_token)
+    execution = latest_execution(row, token=e.fencing_token)
     if execution is not None:
         execution["status"] = "in_progress"
         execution["started_at_ms"] = e.occurred_at_ms
     _close(tables, opened, e)
-    _touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)
+    touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)
 
 
 def _progressed(tables: Tables, e: ev.TaskProgressed) -> None:
@@ -620,15 +274,15 @@ def _completed(tables: Tables, e: ev.TaskCompleted) -> None:
     row["finished_at_ms"] = e.occurred_at_ms
     row["awaiting_retry"] = False
     row["retry_due_at_ms"] = None
-    execution = _execution(row, attempt=e.attempt) or _execution(row)
+    execution = latest_execution(row, attempt=e.attempt) or latest_execution(row)
     if execution is not None:
-        _end_execution(execution, "completed", e.occurred_at_ms)
+        end_execution(execution, "completed", e.occurred_at_ms)
         execution["execution_time_ms"] = e.execution_time_ms
         execution["output"] = dict(e.output)
     _close(tables, opened, e)
     if first:
-        _record_outcome(tables, e.occurred_at_ms, succeeded=True)
-        touched = _touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)
+        record_outcome(tables, e.occurred_at_ms, succeeded=True)
+        touched = touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)
         if touched is not None:
             touched["tasks_completed"] += 1
 
@@ -646,18 +300,18 @@ def _attempt_failed(tables: Tables, e: ev.TaskAttemptFailed) -> None:
     )
     row["last_error"] = e.error
     row["execution_time_ms"] = e.execution_time_ms
-    execution = _execution(row, attempt=e.attempt)
+    execution = latest_execution(row, attempt=e.attempt)
     if execution is not None:
-        _end_execution(execution, "failed", e.occurred_at_ms, e.error)
+        end_execution(execution, "failed", e.occurred_at_ms, e.error)
     else:  # a timeout ended the execution just before its failure
-        execution = _execution(row, attempt=e.attempt, status=("timed_out",))
+        execution = latest_execution(row, attempt=e.attempt, status=("timed_out",))
         if execution is not None:
             execution["error"] = e.error
     if execution is not None:
         execution["execution_time_ms"] = e.execution_time_ms
     _close(tables, opened, e, e.error)
     tables.counters.attempts_failed += 1
-    session = _touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)
+    session = touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)
     if session is not None:
         session["tasks_failed"] += 1
 
@@ -681,7 +335,7 @@ def _retrying(tables: Tables, e: ev.TaskRetrying) -> None:
     row["attempt"] = e.attempt
     row["session_id"] = None
     row["batch_id"] = None
-    _make_ready(row, e.occurred_at_ms)
+    make_ready(row, e.occurred_at_ms)
     _close(tables, opened, e)
 
 
@@ -695,14 +349,14 @@ def _failed(tables: Tables, e: ev.TaskFailed) -> None:
     row["last_error"] = e.error
     row["reason"] = e.reason
     if e.attempts:
-        row["attempts"] = _attempt_docs(e.attempts)
+        row["attempts"] = attempt_docs(e.attempts)
     row["finished_at_ms"] = e.occurred_at_ms
     row["awaiting_retry"] = False
     row["retry_due_at_ms"] = None
     row["ready_at_ms"] = None
     _close(tables, opened, e, e.reason)
     if first:
-        _record_outcome(tables, e.occurred_at_ms, succeeded=False)
+        record_outcome(tables, e.occurred_at_ms, succeeded=False)
 
 
 def _cancelled(tables: Tables, e: ev.TaskCancelled) -> None:
@@ -711,8 +365,8 @@ def _cancelled(tables: Tables, e: ev.TaskCancelled) -> None:
     row["state"] = "cancelled"
     row["reason"] = e.reason
     if e.fencing_token is not None:
-        execution = _execution(row, token=e.fencing_token)
-        _end_execution(execution, "cancelled", e.occurred_at_ms, e.reason)
+        execution = latest_execution(row, token=e.fencing_token)
+        end_execution(execution, "cancelled", e.occurred_at_ms, e.reason)
     row["finished_at_ms"] = e.occurred_at_ms
     row["awaiting_retry"] = False
     row["retry_due_at_ms"] = None
@@ -745,7 +399,7 @@ def _rejected(tables: Tables, e: ev.TaskRejected) -> None:
 
 
 def _dead_lettered(tables: Tables, e: ev.TaskDeadLettered) -> None:
-    attempts = _attempt_docs(e.attempts)
+    attempts = attempt_docs(e.attempts)
     opened = _open(tables, e)
     row = opened[1]
     first = False
@@ -762,7 +416,7 @@ def _dead_lettered(tables: Tables, e: ev.TaskDeadLettered) -> None:
         row["ready_at_ms"] = None
     _close(tables, opened, e, e.reason)
     if first:
-        _record_outcome(tables, e.occurred_at_ms, succeeded=False)
+        record_outcome(tables, e.occurred_at_ms, succeeded=False)
 
     c = tables.counters
     old = tables.dead_letter_doc(e.task_id)
@@ -785,7 +439,7 @@ def _dead_lettered(tables: Tables, e: ev.TaskDeadLettered) -> None:
     for kind, value, table in _dlq_parts(dead, c):
         bump(table, value, +1, prune=True)
         tables.index(keys.index_key(kind, (value,), e.task_id), True)
-    tables._put_doc(keys.dead_key(e.task_id), dead)
+    tables.put_doc(keys.dead_key(e.task_id), dead)
 
 
 def _dlq_parts(row: DeadLetterDoc, c: Counters) -> list[tuple[bytes, str, dict[str, int]]]:
@@ -802,8 +456,10 @@ def _timed_out(tables: Tables, e: ev.TaskTimedOut) -> None:
     row["timeouts"] += 1
     error = f"attempt {e.attempt} timed out"
     row["last_error"] = error
-    execution = _execution(row, token=e.fencing_token) or _execution(row, attempt=e.attempt)
-    _end_execution(execution, "timed_out", e.occurred_at_ms, error)
+    execution = latest_execution(row, token=e.fencing_token) or latest_execution(
+        row, attempt=e.attempt
+    )
+    end_execution(execution, "timed_out", e.occurred_at_ms, error)
     _close(tables, opened, e, e.session_id)
     tables.counters.timeouts += 1
 
@@ -813,94 +469,6 @@ def _result_ignored(tables: Tables, e: ev.ResultIgnored) -> None:
     if opened is not None:
         _close(tables, opened, e, e.reason)
     tables.counters.results_ignored += 1
-
-
-def _consolidated(tables: Tables, e: ev.BatchResultConsolidated) -> None:
-    def mutate(batch: BatchDoc) -> None:
-        batch["state"] = "consolidated"
-        batch["operation"] = batch["operation"] or e.operation
-        batch["session_id"] = e.session_id or batch["session_id"]
-        batch["success_count"] = e.success_count
-        batch["failure_count"] = e.failure_count
-        batch["consolidated_output"] = dict(e.consolidated_output)
-        batch["consolidated_at_ms"] = e.occurred_at_ms
-
-    _change_batch(tables, e.batch_id, e.client_id, mutate)
-
-
-def _session_registered(tables: Tables, e: ev.SessionRegistered) -> None:
-    row = _session(tables, e.session_id)
-    if row["state"] != "active":
-        row["health_score"] = 1.0
-        row["health_status"] = "healthy"
-        row["circuit"] = "closed"
-        row["ended_at_ms"] = None
-        row["end_reason"] = None
-    row["state"] = "active"
-    row["client_id"] = e.client_id
-    row["agent_id"] = e.agent_id
-    row["max_concurrent"] = e.max_concurrent
-    row["capabilities"] = list(e.capabilities)
-    row["registered_at_ms"] = e.occurred_at_ms
-    row["last_seen_ms"] = max(row["last_seen_ms"] or e.occurred_at_ms, e.occurred_at_ms)
-    _put_session(tables, row)
-    tables.counters.active_sessions[e.session_id] = ActiveSession(
-        status=row["health_status"], score=row["health_score"], client_id=e.client_id
-    )
-
-
-def _session_ended(
-    tables: Tables, e: ev.SessionReleased | ev.SessionCleaned, state: str, reason: str | None
-) -> None:
-    row = _session(tables, e.session_id)
-    row["state"] = cast(Any, state)
-    row["ended_at_ms"] = e.occurred_at_ms
-    row["end_reason"] = reason
-    _put_session(tables, row)
-    tables.counters.active_sessions.pop(e.session_id, None)
-    for task_id in e.requeued_task_ids:
-        key = keys.task_key(task_id)
-        task: TaskDoc | None = tables._doc(key)
-        if task is None or task["state"] not in ACTIVE_STATES or task["session_id"] != e.session_id:
-            continue
-        before = _footprint(task)
-        execution = _execution(task, session_id=e.session_id)
-        _end_execution(execution, "interrupted", e.occurred_at_ms, f"session {state}")
-        task["state"] = "queued"
-        task["session_id"] = None
-        task["batch_id"] = None
-        _make_ready(task, e.occurred_at_ms)
-        task["history"].append({"type": e.TYPE, "at_ms": e.occurred_at_ms, "detail": reason})
-        task["updated_at_ms"] = max(task["updated_at_ms"], e.occurred_at_ms)
-        _move(tables, task_id, before, _footprint(task))
-        tables._put_doc(key, task)
-
-
-def _session_released(tables: Tables, e: ev.SessionReleased) -> None:
-    _session_ended(tables, e, "released", e.reason)
-
-
-def _session_cleaned(tables: Tables, e: ev.SessionCleaned) -> None:
-    _session_ended(tables, e, "cleaned", "stale")
-    row = _session(tables, e.session_id)
-    row["last_seen_ms"] = e.last_seen_ms
-    _put_session(tables, row)
-
-
-def _heartbeat(tables: Tables, e: ev.SessionHeartbeatReceived) -> None:
-    _touch_session(tables, e.session_id, e.occurred_at_ms)
-
-
-def _health_changed(tables: Tables, e: ev.SessionHealthChanged) -> None:
-    row = _session(tables, e.session_id)
-    row["health_score"] = e.score
-    row["health_status"] = cast(Any, _health_status(e.status, e.score))
-    row["circuit"] = e.circuit
-    _put_session(tables, row)
-    active = tables.counters.active_sessions.get(e.session_id)
-    if active is not None and row["state"] == "active":
-        active.status = row["health_status"]
-        active.score = row["health_score"]
 
 
 def _command_rejected(tables: Tables, e: ev.CommandRejected) -> None:
@@ -920,7 +488,6 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskQueued: _queued,
     ev.TaskExpedited: _expedited,
     ev.TaskBatched: _batched,
-    ev.BatchProcessed: _batch_processed,
     ev.TaskAssigned: _assigned,
     ev.TaskStartedEvent: _started,
     ev.TaskProgressed: _progressed,
@@ -934,14 +501,10 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskDeadLettered: _dead_lettered,
     ev.TaskTimedOut: _timed_out,
     ev.ResultIgnored: _result_ignored,
-    ev.BatchResultConsolidated: _consolidated,
-    ev.SessionRegistered: _session_registered,
-    ev.SessionReleased: _session_released,
-    ev.SessionCleaned: _session_cleaned,
-    ev.SessionHeartbeatReceived: _heartbeat,
-    ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _command_rejected,
     ev.TasksForgotten: _forgotten,
+    **BATCH_FOLDS,
+    **SESSION_FOLDS,
     **BATCH_JOB_FOLDS,
 }
 

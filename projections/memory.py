@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 from schemas.events import Event
 
 from .activity import RecentActivity
-from .fold import Tables, apply
+from .fold import apply
+from .tables import Tables
 
 
 class MemoryStore:

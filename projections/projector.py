@@ -35,9 +35,10 @@ from streams.settings import Settings
 
 from .activity import RecentActivity
 from .errors import ProjectionError, ProjectionStoreError
-from .fold import Tables, apply, skip
+from .fold import apply, skip
 from .reader import ProjectionReader
 from .store import ProjectionStore
+from .tables import Tables
 
 log = logging.getLogger(__name__)
 

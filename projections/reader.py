@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from . import keys
 from .activity import RecentActivity
 from .errors import BadQueryError
-from .fold import Tables
 from .rows import (
     PRIORITY_ORDER,
     SLA_MS,
@@ -29,6 +28,7 @@ from .rows import (
     SessionRow,
     TaskRow,
 )
+from .tables import Tables
 
 R = TypeVar("R", bound=Row)
 

@@ -211,6 +211,39 @@ class SubmitBatchJob(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+class CreateSchedule(Command):
+    """A recurring schedule: one task per occurrence (``streams.domain.schedules``)."""
+
+    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    cron: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    interval_ms: int | None = Field(default=None, ge=1000)
+    timezone: str = Field(default="UTC", max_length=MAX_ID_LENGTH)
+    start_at_ms: int | None = None
+    end_at_ms: int | None = None
+    missed: str = Field(default="run", max_length=MAX_ID_LENGTH)
+    task: JsonInput = Field(default_factory=dict)
+    template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DeleteSchedule(Command):
+    schedule_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DefineTemplate(Command):
+    """A named task template: defaults for the tasks of the schedules that name it."""
+
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    task: JsonInput = Field(default_factory=dict)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class DeleteTemplate(Command):
+    name: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -225,4 +258,8 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReportResult,
     RetryDue,
     SubmitBatchJob,
+    CreateSchedule,
+    DeleteSchedule,
+    DefineTemplate,
+    DeleteTemplate,
 )

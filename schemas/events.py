@@ -412,6 +412,61 @@ class BatchJobRejected(BatchJobEvent):
     reason: str
 
 
+class ScheduleEvent(Event):
+    schedule_id: str
+
+
+class ScheduleCreated(ScheduleEvent):
+    """A CreateSchedule passed validation: the schedule, its task resolved, its first time."""
+
+    TYPE: ClassVar[str] = "schedule.created"
+    cron: str | None = None
+    interval_ms: int | None = None
+    timezone: str = "UTC"
+    start_at_ms: int | None = None
+    end_at_ms: int | None = None
+    missed: str = "run"
+    task: JsonObject = Field(default_factory=dict)
+    template: str | None = None
+    next_at_ms: int | None = None
+    actor: str | None = None
+
+
+class ScheduleFired(ScheduleEvent):
+    """An occurrence fell due: its task (``task_id``) was submitted; its events follow."""
+
+    TYPE: ClassVar[str] = "schedule.fired"
+    occurrence_ms: int
+    task_id: str
+    skipped: int = 0
+    next_at_ms: int | None = None
+
+
+class ScheduleDeleted(ScheduleEvent):
+    TYPE: ClassVar[str] = "schedule.deleted"
+    actor: str | None = None
+
+
+class ScheduleRejected(ScheduleEvent):
+    TYPE: ClassVar[str] = "schedule.rejected"
+    command: str
+    reason: str
+    actor: str | None = None
+
+
+class TemplateDefined(Event):
+    TYPE: ClassVar[str] = "template.defined"
+    name: str
+    task: JsonObject = Field(default_factory=dict)
+    actor: str | None = None
+
+
+class TemplateDeleted(Event):
+    TYPE: ClassVar[str] = "template.deleted"
+    name: str
+    actor: str | None = None
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     TaskAccepted,
     TaskPendingReview,
@@ -448,6 +503,12 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     BatchJobCompleted,
     BatchJobRejected,
     TasksForgotten,
+    ScheduleCreated,
+    ScheduleFired,
+    ScheduleDeleted,
+    ScheduleRejected,
+    TemplateDefined,
+    TemplateDeleted,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_TYPES}

@@ -67,8 +67,8 @@ from streams.errors import (
     TopicLayoutError,
 )
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka.headers import TYPE_HEADER
 from streams.kafka.routing import home_partition
-from streams.runtime.protocol import TYPE_HEADER
 from streams.secrets import Keyring, seal_command
 from streams.settings import Settings
 

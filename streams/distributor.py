@@ -20,11 +20,10 @@ from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
 from streams.domain.outcomes import outcome_record
-from streams.domain.retry import tier_for_delay
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
-from streams.kafka.routing import FORWARDED_HEADER
-from streams.runtime.protocol import HOME, TYPE_HEADER, Output
+from streams.kafka.headers import FORWARDED_HEADER, TYPE_HEADER
+from streams.runtime.protocol import HOME, Output
 from streams.settings import Settings, retry_tier_name
 from streams.state_codec import dump_changes, load_state
 
@@ -148,7 +147,6 @@ class Distributor:
             ev.TaskCompleted: self._outcome,
             ev.TaskFailed: self._outcome,
             ev.TaskRetryScheduled: self._retry,
-            ev.TaskScheduled: self._scheduled,
             ev.TaskDeadLettered: self._dead_lettered,
             ev.TaskRejected: self._rejected,
             ev.CommandForwarded: self._forwarded,
@@ -402,17 +400,6 @@ class Distributor:
             kind="retry",
         )
         return [self._delay(e.tier_ms, due)]
-
-    def _scheduled(self, state: PartitionState, e: ev.TaskScheduled) -> list[Output]:
-        task = state.tasks.get(e.task_id)
-        due = RetryDue(
-            client_id=e.client_id,
-            task_id=e.task_id,
-            attempt=task.attempt if task is not None else 1,
-            due_at_ms=e.due_at_ms,
-            kind="scheduled",
-        )
-        return [self._delay(tier_for_delay(e.due_at_ms - e.occurred_at_ms), due)]
 
     def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
         task = state.tasks.get(e.task_id)

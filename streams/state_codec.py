@@ -1,6 +1,7 @@
 """The distributor's storage format of a partition state: one store key per record.
 
-Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>`` and ``meta``. Values are pickles of the
+Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>``, ``schedule/<id>``,
+``template/<client>/<name>`` and ``meta``. Values are pickles of the
 record dataclasses (an internal format of the local store, never shared: the event log is the
 source of truth and rebuilds the store when it is missing or unreadable).
 """
@@ -17,8 +18,11 @@ from streams.domain.state import (
     BatchRecord,
     Meta,
     PartitionState,
+    ScheduleRecord,
     SessionRecord,
     TaskRecord,
+    TemplateRecord,
+    template_id,
 )
 from streams.errors import StoreError
 
@@ -32,7 +36,9 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         return pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
     kind, _, raw_id = key.partition(b"/")
     record_id = raw_id.decode()
-    record: TaskRecord | SessionRecord | BatchRecord | BatchJobRecord | None
+    record: (
+        TaskRecord | SessionRecord | BatchRecord | BatchJobRecord | ScheduleRecord | TemplateRecord
+    ) | None
     if kind == b"task":
         record = state.tasks.get(record_id)
     elif kind == b"session":
@@ -41,6 +47,10 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         record = state.batches.get(record_id)
     elif kind == b"batchjob":
         record = state.batch_jobs.get(record_id)
+    elif kind == b"schedule":
+        record = state.schedules.get(record_id)
+    elif kind == b"template":
+        record = state.templates.get(record_id)
     else:
         raise StoreError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
@@ -65,6 +75,10 @@ def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
         yield b"batch/" + bid.encode(), pickle.dumps(state.batches[bid], pickle.HIGHEST_PROTOCOL)
     for jid, job in state.batch_jobs.items():
         yield b"batchjob/" + jid.encode(), pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
+    for cid, schedule in state.schedules.items():
+        yield b"schedule/" + cid.encode(), pickle.dumps(schedule, pickle.HIGHEST_PROTOCOL)
+    for key, template in state.templates.items():
+        yield b"template/" + key.encode(), pickle.dumps(template, pickle.HIGHEST_PROTOCOL)
 
 
 def _fill_defaults(record: object) -> None:
@@ -101,6 +115,10 @@ def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
             state.batches[record.batch_id] = record
         elif kind == b"batchjob" and isinstance(record, BatchJobRecord):
             state.batch_jobs[record.batch_job_id] = record
+        elif kind == b"schedule" and isinstance(record, ScheduleRecord):
+            state.schedules[record.schedule_id] = record
+        elif kind == b"template" and isinstance(record, TemplateRecord):
+            state.templates[template_id(record.client_id, record.name)] = record
         else:
             raise CorruptStateError(f"state key {key!r} holds a {type(record).__name__}")
     state.rebuild_indices()

@@ -19,7 +19,14 @@ from typing import Any
 
 from schemas import commands as cmd
 from schemas.events import Event
-from streams.domain import batch_jobs, results, session_commands, submit, task_commands
+from streams.domain import (
+    batch_jobs,
+    results,
+    schedules,
+    session_commands,
+    submit,
+    task_commands,
+)
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.errors import UnknownCommandError
@@ -58,4 +65,8 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportResult: results.result,
     cmd.RetryDue: task_commands.retry_due,
     cmd.SubmitBatchJob: submit.submit_batch_job,
+    cmd.CreateSchedule: schedules.create,
+    cmd.DeleteSchedule: schedules.delete,
+    cmd.DefineTemplate: schedules.define_template,
+    cmd.DeleteTemplate: schedules.delete_template,
 }

@@ -15,9 +15,11 @@ from streams.domain import health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.failure_classes import HEALTH_FAILURE, HEALTH_SUCCESS, is_session_fault
+from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     RETIRED_TASK,
+    TIMER_TASK,
     BatchRecord,
     BatchStatus,
     Failure,
@@ -37,6 +39,7 @@ def evolve(state: PartitionState, event: ev.Event) -> PartitionState:
     handler(state, event)
     if isinstance(event, ev.TaskEvent):
         state.lane_compact(event.client_id)
+    state.prune_timers()
     return state
 
 
@@ -194,6 +197,7 @@ def _scheduled(st: PartitionState, e: ev.TaskScheduled) -> None:
         _detach(st, task)
         task.status = Status.SCHEDULED
         task.due_at_ms = e.due_at_ms
+        st.arm(e.due_at_ms, TIMER_TASK, e.task_id)
 
 
 def _waiting(st: PartitionState, e: ev.TaskWaiting) -> None:
@@ -548,4 +552,5 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.CommandRejected: _nothing,
     ev.TasksForgotten: _forgotten,
     **BATCH_JOB_FOLDS,
+    **SCHEDULE_FOLDS,
 }

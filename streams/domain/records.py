@@ -200,7 +200,47 @@ class BatchJobRecord:
         return copy
 
 
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A recurring schedule (``streams.domain.schedules``): a task per occurrence."""
+
+    schedule_id: str
+    client_id: str
+    cron: str | None
+    interval_ms: int | None
+    timezone: str
+    start_at_ms: int | None
+    end_at_ms: int | None
+    missed: str  # "run" or "skip": occurrences missed while nobody ticked
+    task: dict[str, Any]  # the SubmitTask fields every occurrence's task is submitted with
+    spec_digest: str  # what a repeated CreateSchedule is compared against
+    created_at_ms: int
+    next_at_ms: int | None  # the next occurrence; None once the schedule ended
+    fired: int = 0  # occurrences that created a task
+    skipped: int = 0  # occurrences missed and skipped (missed "skip")
+    last_occurrence_ms: int | None = None
+
+    def clone(self) -> ScheduleRecord:
+        return _clone_schedule(self)
+
+
+@dataclass(slots=True)
+class TemplateRecord:
+    """A named task template of a client (``streams.domain.schedules``)."""
+
+    client_id: str
+    name: str
+    task: dict[str, Any]
+    defined_at_ms: int
+
+
+def template_id(client_id: str, name: str) -> str:
+    """Templates are named per client: the key of ``PartitionState.templates``."""
+    return f"{client_id}/{name}"
+
+
 _clone_task = _cloner(TaskRecord)
+_clone_schedule = _cloner(ScheduleRecord)
 _clone_session = _cloner(SessionRecord)
 _clone_batch = _cloner(BatchRecord)
 _clone_batch_job = _cloner(BatchJobRecord)
@@ -243,3 +283,11 @@ def batch_key(batch_id: str) -> bytes:
 
 def batch_job_key(batch_job_id: str) -> bytes:
     return b"batchjob/" + batch_job_id.encode()
+
+
+def schedule_key(schedule_id: str) -> bytes:
+    return b"schedule/" + schedule_id.encode()
+
+
+def template_key(key: str) -> bytes:
+    return b"template/" + key.encode()

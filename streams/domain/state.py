@@ -32,13 +32,18 @@ from streams.domain.records import (
     Circuit,
     Failure,
     Meta,
+    ScheduleRecord,
     SessionRecord,
     Status,
     TaskRecord,
+    TemplateRecord,
     batch_job_key,
     batch_key,
+    schedule_key,
     session_key,
     task_key,
+    template_id,
+    template_key,
 )
 
 # The records are part of the state's API: importable from here as from ``records``.
@@ -47,6 +52,8 @@ __all__ = [
     "META_KEY",
     "RETIRED_JOB",
     "RETIRED_TASK",
+    "TIMER_SCHEDULE",
+    "TIMER_TASK",
     "BatchJobRecord",
     "BatchRecord",
     "BatchStatus",
@@ -55,13 +62,18 @@ __all__ = [
     "Lane",
     "Meta",
     "PartitionState",
+    "ScheduleRecord",
     "SessionRecord",
     "Status",
     "TaskRecord",
+    "TemplateRecord",
     "batch_job_key",
     "batch_key",
+    "schedule_key",
     "session_key",
     "task_key",
+    "template_id",
+    "template_key",
 ]
 
 _MISSING: Final = object()
@@ -73,6 +85,10 @@ Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 # kinds of ``PartitionState.retired`` entries (tasks sort before batch jobs of the same time)
 RETIRED_TASK: Final = 0
 RETIRED_JOB: Final = 1
+
+# kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
+TIMER_TASK: Final = 0  # a scheduled task's start
+TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
 
 
 class PartitionState:
@@ -86,6 +102,8 @@ class PartitionState:
         "sessions",
         "batches",
         "batch_jobs",
+        "schedules",
+        "templates",
         "meta",
         "lanes",
         "client_sessions",
@@ -96,6 +114,7 @@ class PartitionState:
         "open_tasks",
         "job_children",
         "retired",
+        "timers",
         "dirty",
         "_log",
         "_copied",
@@ -106,6 +125,8 @@ class PartitionState:
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
         self.batch_jobs: dict[str, BatchJobRecord] = {}
+        self.schedules: dict[str, ScheduleRecord] = {}
+        self.templates: dict[str, TemplateRecord] = {}  # by ``template_id``
         self.meta = Meta()
         # client -> queue priority -> (seq, task id) in arrival order; stale entries are skipped
         self.lanes: dict[str, dict[int, Lane]] = {}
@@ -126,6 +147,9 @@ class PartitionState:
         # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id): what retention may forget
         # (``streams.domain.retention``); stale entries are skipped, never removed eagerly
         self.retired: list[tuple[int, int, str]] = []
+        # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
+        # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
+        self.timers: list[tuple[int, int, str]] = []
         self.dirty: set[bytes] = {META_KEY}
         self._log: list[tuple[Any, Any, Any]] | None = None
         self._copied: set[tuple[str, str]] = set()
@@ -138,6 +162,8 @@ class PartitionState:
             and self.sessions == other.sessions
             and self.batches == other.batches
             and self.batch_jobs == other.batch_jobs
+            and self.schedules == other.schedules
+            and self.templates == other.templates
             and self.meta == other.meta
         )
 
@@ -276,6 +302,73 @@ class PartitionState:
         ):
             heapq.heappop(heap)
 
+    def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
+        """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
+
+        Not journaled, like ``retire``: inside a decision nothing is pushed (the events are
+        folded again outside it); a stale entry is harmless.
+        """
+        if self._log is None:
+            heapq.heappush(self.timers, (due_at_ms, kind, record_id))
+
+    def timer_valid(self, entry: tuple[int, int, str]) -> bool:
+        """Whether a ``timers`` entry still stands for something waiting for that time."""
+        due_at_ms, kind, record_id = entry
+        if kind == TIMER_TASK:
+            task = self.tasks.get(record_id)
+            return (
+                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
+            )
+        schedule = self.schedules.get(record_id)
+        return schedule is not None and schedule.next_at_ms == due_at_ms
+
+    def prune_timers(self) -> None:
+        """Drop stale entries from the top of ``timers`` (outside decisions only)."""
+        heap = self.timers
+        while self._log is None and heap and not self.timer_valid(heap[0]):
+            heapq.heappop(heap)
+
+    def due_timers(self, now_ms: int) -> list[tuple[int, int, str]]:
+        """The valid ``timers`` entries due at ``now_ms``, in (time, kind, id) order: a choice
+        that depends on the records alone, never on the heap's layout."""
+        heap, todo = self.timers, [0]
+        found: set[tuple[int, int, str]] = set()
+        while todo:
+            i = todo.pop()
+            if i < len(heap) and heap[i][0] <= now_ms:
+                if self.timer_valid(heap[i]):
+                    found.add(heap[i])
+                todo += (2 * i + 1, 2 * i + 2)
+        return sorted(found)
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None:
+        self.put(self.schedules, schedule.schedule_id, schedule)
+        self._copied.add(("c", schedule.schedule_id))
+        self._touch(schedule_key(schedule.schedule_id))
+
+    def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
+        rec = self.schedules[schedule_id]
+        self._touch(schedule_key(schedule_id))
+        if self._log is not None and ("c", schedule_id) not in self._copied:
+            self._copied.add(("c", schedule_id))
+            rec = rec.clone()
+            self.put(self.schedules, schedule_id, rec)
+        return rec
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        self.delete(self.schedules, schedule_id)
+        self._touch(schedule_key(schedule_id))
+
+    def put_template(self, template: TemplateRecord) -> None:
+        """Templates are replaced whole, never edited in place."""
+        key = template_id(template.client_id, template.name)
+        self.put(self.templates, key, template)
+        self._touch(template_key(key))
+
+    def remove_template(self, key: str) -> None:
+        self.delete(self.templates, key)
+        self._touch(template_key(key))
+
     def add_batch_job(self, job: BatchJobRecord) -> None:
         self.put(self.batch_jobs, job.batch_job_id, job)
         self._copied.add(("j", job.batch_job_id))
@@ -373,6 +466,7 @@ class PartitionState:
         self.open_tasks = {}
         self.job_children = {}
         self.retired = []
+        self.timers = []
         for job in self.batch_jobs.values():
             for task_id in job.running:
                 self.job_children[task_id] = job.batch_job_id
@@ -399,7 +493,13 @@ class PartitionState:
                     self.dependents.setdefault(dep, {})[task.task_id] = None
             elif task.status in ACTIVE_STATES and task.batch_id is None:
                 self.inflight["t:" + task.task_id] = task.deadline_at_ms
+            elif task.status == Status.SCHEDULED and task.due_at_ms is not None:
+                self.timers.append((task.due_at_ms, TIMER_TASK, task.task_id))
+        for schedule in self.schedules.values():
+            if schedule.next_at_ms is not None:
+                self.timers.append((schedule.next_at_ms, TIMER_SCHEDULE, schedule.schedule_id))
         heapq.heapify(self.retired)
+        heapq.heapify(self.timers)
 
     def indices(self) -> dict[str, Any]:
         """The indices in a comparable form (tests check them against ``rebuild_indices``)."""
@@ -414,6 +514,7 @@ class PartitionState:
             "open_tasks": dict(self.open_tasks),
             "job_children": dict(self.job_children),
             "retired": sorted({e for e in self.retired if self.forgettable(e) is not None}),
+            "timers": sorted({e for e in self.timers if self.timer_valid(e)}),
         }
 
     # -- retention -------------------------------------------------------------------------

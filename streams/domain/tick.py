@@ -1,6 +1,7 @@
 """``tick(state, now_ms, config) -> list[Event]``: what the passing of time alone causes.
 
-In order: finished work past the retention window is forgotten (``retention``), stale
+In order: finished work past the retention window is forgotten (``retention``), scheduled
+starts and schedule occurrences that fell due are started (``timers``), stale
 sessions are cleaned (their work re-queued, same attempt: losing a session is not the
 task's fault), overdue assignments time out (the retry path), open circuits whose
 cooldown passed go half-open, and every client with something newly dispatchable (a batch
@@ -18,7 +19,7 @@ from schemas.events import (
     TaskTimedOut,
 )
 from schemas.states import ACTIVE_STATES
-from streams.domain import batch_jobs, batching, health, lifecycle, retention
+from streams.domain import batch_jobs, batching, health, lifecycle, retention, timers
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -30,6 +31,7 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
     state.begin()
     try:
         retention.forget(ctx)
+        timers.fire(ctx)
         _run(ctx)
         batch_jobs.settle(ctx)
     finally:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
-__all__ = ["FETCH_WAIT_CEILING_MS", "FetchWait", "starved"]
+__all__ = ["FETCH_WAIT_CEILING_MS", "FetchWait", "consumer_fetch_wait_ms", "starved"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 # broker must have answered normally before the wait is shortened again.
 FETCH_WAIT_CEILING_MS = 5_000
 QUIET_S = 60.0
+
+
+def consumer_fetch_wait_ms(consumer: Any) -> int | None:
+    """The fetch wait (``fetch_max_wait_ms``) the consumer's fetcher uses now, None when it has
+    none to read (aiokafka keeps it on a private fetcher; only this module reaches for it)."""
+    current = getattr(getattr(consumer, "_fetcher", None), "_fetch_max_wait_ms", None)
+    return current if isinstance(current, int) else None
 
 
 class FetchWait:

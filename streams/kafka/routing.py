@@ -19,18 +19,13 @@ from collections.abc import Iterable
 
 from aiokafka.partitioner import murmur2
 
+from streams.kafka.headers import HOME_HEADER
+
 __all__ = [
-    "FORWARDED_HEADER",
-    "HOME_HEADER",
     "header_partition",
     "home_partition",
     "home_partition_of_key",
 ]
-
-# On every side record: the task.commands partition replies to it go to (ASCII decimal).
-HOME_HEADER = "ts-home"
-# On a command the processor forwarded home: "<partition>:<offset>" it arrived at first.
-FORWARDED_HEADER = "ts-forwarded"
 
 
 def home_partition_of_key(key: bytes, partitions: int) -> int:

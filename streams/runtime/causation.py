@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from streams.runtime.protocol import CAUSE_HEADER
+from streams.kafka.headers import CAUSE_HEADER
 
 __all__ = ["Cause", "cause_of"]
 

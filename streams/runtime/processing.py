@@ -37,12 +37,13 @@ from typing import Any, Generic, TypeVar
 
 from schemas.errors import DecodeError, TaskstreamError
 from streams.errors import ForwardingError
-from streams.kafka.routing import FORWARDED_HEADER, header_partition, home_partition_of_key
+from streams.kafka.headers import CAUSE_HEADER, FORWARDED_HEADER, TYPE_HEADER
+from streams.kafka.routing import header_partition, home_partition_of_key
 from streams.runtime.causation import Cause
 from streams.runtime.clock import decision_time
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
-from streams.runtime.protocol import CAUSE_HEADER, TYPE_HEADER, Application
+from streams.runtime.protocol import Application
 from streams.runtime.staging import Pending, send, stage
 
 __all__ = ["Processor", "RuntimeTopics", "emit_event"]

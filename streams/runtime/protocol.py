@@ -12,15 +12,9 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 S = TypeVar("S")
 
-# Kafka header on every event record: which input caused it.
-# Value: b"c:<partition>:<offset>:<index>:<count>:<at_ms>" for a command at that offset of the
-# command topic decided at at_ms (``streams.runtime.clock``), or b"t:<tick_ms>:<index>:<count>"
-# for a timer tick fed to the decider at tick_ms.
-CAUSE_HEADER = "ts-cause"
 # ``Output.partition``: the partition number of the event that implied the side record.
+# (The headers the runtime writes are named in ``streams.kafka.headers``.)
 HOME = -1
-# Kafka header naming the record type (informational; the Avro fingerprint is authoritative).
-TYPE_HEADER = "ts-type"
 
 
 class Output(NamedTuple):

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from streams.errors import ProcessingError, StoreError
+from streams.kafka.reader import LogReader
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import RuntimeTopics, emit_event, outputs_of
 from streams.runtime.protocol import Application
-from streams.runtime.reader import LogReader
 from streams.runtime.staging import Pending, missing, send, stage
 from streams.runtime.store import PartitionStore, StagedOutput, StoredOffsets, StoreLockedError
 

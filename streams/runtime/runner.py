@@ -33,11 +33,11 @@ from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
 from streams.kafka.profile import broker_profile
+from streams.kafka.reader import KafkaLogReader
 from streams.runtime.outbox import Outbox
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics, tick_time, wall_clock_ms
 from streams.runtime.protocol import Application
-from streams.runtime.reader import KafkaLogReader
 from streams.runtime.recovery import open_store, recover_partition
 from streams.runtime.store import store_path
 from streams.settings import Settings

@@ -25,16 +25,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from streams.kafka.routing import HOME_HEADER
+from streams.kafka.headers import HOME_HEADER, OUTPUT_ID_HEADER
+from streams.kafka.reader import LogReader
 from streams.runtime.outbox import Sink
 from streams.runtime.protocol import HOME, Output
-from streams.runtime.reader import LogReader
 from streams.runtime.store import StagedOutput
 
-__all__ = ["OUTPUT_ID_HEADER", "Pending", "missing", "send", "stage"]
+__all__ = ["Pending", "missing", "send", "stage"]
 
 # Kafka header on every side record: its unique id (what recovery looks for).
-OUTPUT_ID_HEADER = "ts-out"
 
 # A side record before staging: an ``Output`` (partition None: placed by key).
 Pending = Output

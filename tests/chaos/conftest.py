@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.soak import ProcessStack
+from bench.processes import ProcessStack
 from tests.conftest import TEST_BROKER
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from bench.processes import ProcessStack
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from schemas import events as ev
@@ -37,9 +38,8 @@ from schemas.codec import CODEC
 from streams.client import TaskstreamClient
 from streams.errors import BrokerError
 from streams.kafka import consumer_kwargs
-from streams.runtime.reader import KafkaLogReader
+from streams.kafka.reader import KafkaLogReader
 from streams.settings import Settings
-from streams.soak import ProcessStack
 from streams.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
 from tests.chaos.handlers import OPERATIONS, always_fails

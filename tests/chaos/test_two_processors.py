@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.processes import ProcessStack
+from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
-from streams.soak import SOAK_CLIENTS, ProcessStack
 from streams.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
 from tests.chaos.test_chaos import (

@@ -31,9 +31,9 @@ from schemas.codec import CODEC
 from schemas.records import Assignment
 from streams.delay import DelayAgent
 from streams.distributor import Distributor
+from streams.kafka.reader import KafkaLogReader
 from streams.runtime import run_processor
 from streams.runtime.causation import cause_of
-from streams.runtime.reader import KafkaLogReader
 from streams.settings import Settings
 from streams.topics import ensure_topics
 

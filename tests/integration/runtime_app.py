@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import DecodeError
-from streams.kafka.routing import FORWARDED_HEADER
+from streams.kafka.headers import FORWARDED_HEADER
 from streams.runtime.protocol import Output
 from streams.runtime.runner import StreamRuntime
 from streams.runtime.signals import run_until_signalled
@@ -293,9 +293,10 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        from streams.runtime.reader import KafkaLogReader
+        from streams.kafka import topic_partitions
+        from streams.kafka.reader import KafkaLogReader
 
-        partitions = await consumer._client._wait_on_metadata(topic)
+        partitions = await topic_partitions(consumer, topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         reader = KafkaLogReader(consumer)
         ends = {tp: await reader.end_offset(topic, tp.partition) for tp in tps}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench.common import BenchResult
-from streams.bench.peer_rows import format_peers, peers_dir, ratios, run_peers
+from bench.common import BenchResult
+from bench.peer_rows import format_peers, peers_dir, ratios, run_peers
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None or shutil.which("node") is None,

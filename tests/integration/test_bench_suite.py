@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench.faust_pipeline import INSTALL_HINT, faust_installed
-from streams.bench.main import BenchOptions, register, run_bench, run_suite
+from bench.faust_pipeline import INSTALL_HINT, faust_installed
+from bench.main import BenchOptions, register, run_bench, run_suite
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from schemas.commands import (
 )
 from streams.client import TaskstreamClient
 from streams.errors import PayloadTooLargeError
-from streams.runtime.protocol import TYPE_HEADER
+from streams.kafka.headers import TYPE_HEADER
 from streams.settings import Settings
 from streams.topics import ensure_topics
 

@@ -15,7 +15,7 @@ from schemas import commands as c
 from schemas import events as ev
 from schemas.records import Assignment
 from streams.client import Outcome, TaskstreamClient
-from streams.runtime.protocol import TYPE_HEADER
+from streams.kafka.headers import TYPE_HEADER
 from streams.settings import Settings
 from tests.integration.distributor_harness import (
     Reply,

@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 
+from bench.processes import ProcessStack
+from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
 from schemas.commands import RetryDue
 from streams.client import TaskstreamClient
 from streams.runtime.runner import StreamRuntime
 from streams.settings import Settings
-from streams.soak import SOAK_CLIENTS, ProcessStack
 from streams.topics import ensure_topics
 from tests.conftest import suite_broker
 from tests.integration.runtime_app import (

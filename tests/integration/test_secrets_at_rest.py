@@ -24,8 +24,8 @@ from streams.client import TaskstreamClient
 from streams.distributor import Distributor
 from streams.executor import Executor
 from streams.executor.handlers import builtin_handlers
+from streams.kafka.reader import KafkaLogReader
 from streams.runtime import run_processor
-from streams.runtime.reader import KafkaLogReader
 from streams.secrets import new_key_entry
 from streams.settings import Settings
 from streams.topics import ensure_topics, topic_layout

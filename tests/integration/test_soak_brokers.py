@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.soak import main
+from bench.soak import main
 
 pytestmark = pytest.mark.integration
 

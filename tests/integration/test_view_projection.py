@@ -14,19 +14,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api import service
 from api.view import LAG_HEADER, ViewServer, create_app, serve
-from projections.fold import Tables, skip
+from projections.fold import skip
 from projections.memory import MemorySource
 from projections.projector import Projector, rebuild
 from projections.reader import ProjectionReader
 from projections.rows import TaskRow
 from projections.store import ProjectionStore
+from projections.tables import Tables
 from schemas import events as ev
 from schemas.codec import CODEC
 from schemas.errors import DecodeError
 from schemas.events import Event
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka.headers import CAUSE_HEADER
 from streams.kafka.process import free_loopback_port
-from streams.runtime.protocol import CAUSE_HEADER
 from streams.settings import Settings
 from streams.topics import ensure_topics
 

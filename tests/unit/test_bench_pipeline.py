@@ -7,22 +7,15 @@ from typing import Any
 
 import pytest
 
+from bench.common import BenchResult, heartbeat_records
+from bench.lifecycle import percentile
+from bench.main import BENCHMARKS, _best, bench_brokers, register
+from bench.pipeline import Counts, HeartbeatCounter
+from bench.report import Report, format_report, format_reports
 from schemas.codec import CODEC
 from schemas.commands import SessionHeartbeat
 from schemas.errors import DecodeError
 from schemas.events import SessionHeartbeatReceived
-from streams.bench.common import BenchResult, heartbeat_records
-from streams.bench.lifecycle import percentile
-from streams.bench.main import (
-    BENCHMARKS,
-    Report,
-    _best,
-    bench_brokers,
-    format_report,
-    format_reports,
-    register,
-)
-from streams.bench.pipeline import Counts, HeartbeatCounter
 
 
 def _run(app: HeartbeatCounter, values: list[bytes]) -> tuple[Counts, list[Any]]:
@@ -151,8 +144,8 @@ def test_register_adds_the_bench_sub_command() -> None:
 def test_replay_workload_takes_every_task_to_one_completion() -> None:
     from collections import Counter
 
+    from bench.workload import lifecycle_log
     from schemas.events import TaskCompleted, TaskRetryScheduled
-    from streams.bench.workload import lifecycle_log
 
     log = list(lifecycle_log(300, partitions=2, clients=6, open_tasks=20, fail_every=10))
     completed = Counter(e.event.task_id for e in log if isinstance(e.event, TaskCompleted))

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench.common import BenchResult
-from streams.bench.main import Report, format_report
-from streams.bench.replay import peak_rss_mb
+from bench.common import BenchResult
+from bench.replay import peak_rss_mb
+from bench.report import Report, format_report
 
 ROOT = Path(__file__).resolve().parents[2]
 PARENT_MB = 400
 
 CHILD = """
 import json
-from streams.bench.common import BenchResult
-from streams.bench.main import Report, format_report
-from streams.bench.replay import peak_rss_mb
+from bench.common import BenchResult
+from bench.report import Report, format_report
+from bench.replay import peak_rss_mb
 small = peak_rss_mb()
 block = bytearray(64 * 1024 * 1024)
 for i in range(0, len(block), 4096):

@@ -21,7 +21,8 @@ from streams.delay import (
     release_at_ms,
 )
 from streams.domain.retry import RETRY_TIERS_MS
-from streams.kafka.routing import HOME_HEADER, home_partition
+from streams.kafka.headers import HOME_HEADER
+from streams.kafka.routing import home_partition
 from streams.settings import Settings
 
 

@@ -9,7 +9,7 @@ from schemas.commands import SubmitTask
 from schemas.records import DeadLetter
 from streams.distributor import Distributor
 from streams.domain import PartitionState
-from streams.kafka.routing import FORWARDED_HEADER
+from streams.kafka.headers import FORWARDED_HEADER
 from streams.runtime.protocol import HOME
 from streams.settings import Settings
 

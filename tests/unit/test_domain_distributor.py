@@ -167,14 +167,18 @@ def test_outcomes_retries_and_dead_letters() -> None:
     assert c.SubmitTask.model_validate(letter.submit).task_id == "bad"  # resubmittable
 
 
-def test_scheduled_tasks_wait_on_a_delay_tier() -> None:
+def test_scheduled_tasks_wait_in_the_state_not_on_a_delay_tier() -> None:
+    """A start hours ahead writes no delay-tier record: the tick at its time starts it."""
     run = Run()
-    (out,) = run.do(
-        submit("later", operation="workflow_trigger", scheduled_for_ms=10_000), now=1_000
-    )
-    due = CODEC.decode_as(out.value, c.RetryDue)
-    assert out.topic == "ts.retry.8s"
-    assert (due.kind, due.attempt, due.due_at_ms) == ("scheduled", 1, 10_000)
+    six_hours = 6 * 3_600_000
+    assert run.do(
+        submit("later", operation="workflow_trigger", scheduled_for_ms=1_000 + six_hours),
+        now=1_000,
+    ) == []
+    assert run.app.tick(run.state, six_hours) == []  # not due yet
+    events = run.app.tick(run.state, 1_000 + six_hours)
+    assert [type(e).__name__ for e in events][:1] == ["TaskQueued"]
+    assert events[0].reason == "scheduled"
 
 
 def test_a_refused_submit_is_dead_lettered_with_the_submit() -> None:

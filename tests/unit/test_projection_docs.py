@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from projections import keys
-from projections.fold import Tables, apply
+from projections.fold import apply
 from projections.rows import (
     BatchDoc,
     BatchRow,
@@ -19,6 +19,7 @@ from projections.rows import (
     new_session,
     new_task,
 )
+from projections.tables import Tables
 from schemas import events as ev
 
 

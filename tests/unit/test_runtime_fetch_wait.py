@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from streams.kafka.fetch_wait import FetchWait, starved
+from streams.kafka.fetch_wait import FetchWait, consumer_fetch_wait_ms, starved
 
 
 class Clock:
@@ -30,9 +30,9 @@ def test_lasting_starvation_doubles_the_consumers_wait() -> None:
     wait = FetchWait(c, name="t", enabled=True, clock=clock)
     starve(wait, clock, 1.0)
     assert wait.wait_ms == 40
-    assert c._fetcher._fetch_max_wait_ms == 40
+    assert consumer_fetch_wait_ms(c) == 40
     starve(wait, clock, 3.0)
-    assert c._fetcher._fetch_max_wait_ms >= 160
+    assert (consumer_fetch_wait_ms(c) or 0) >= 160
 
 
 def test_short_gaps_and_records_flowing_leave_the_wait_alone() -> None:
@@ -41,7 +41,7 @@ def test_short_gaps_and_records_flowing_leave_the_wait_alone() -> None:
     for _ in range(200):  # starved for 0.3 s at a time, then records again
         starve(wait, clock, 0.3)
         wait.observe(False)
-    assert c._fetcher._fetch_max_wait_ms == 20
+    assert consumer_fetch_wait_ms(c) == 20
     assert wait.raised == 0
 
 
@@ -49,7 +49,7 @@ def test_the_wait_stops_at_the_ceiling() -> None:
     clock, c = Clock(), consumer(20)
     wait = FetchWait(c, name="t", enabled=True, ceiling_ms=100, clock=clock)
     starve(wait, clock, 30.0)
-    assert c._fetcher._fetch_max_wait_ms == 100
+    assert consumer_fetch_wait_ms(c) == 100
 
 
 def test_a_quiet_minute_halves_the_wait_back_to_the_floor() -> None:
@@ -65,7 +65,7 @@ def test_a_quiet_minute_halves_the_wait_back_to_the_floor() -> None:
     for _ in range(20):
         clock.now += 61
         wait.observe(False)
-    assert c._fetcher._fetch_max_wait_ms == 20
+    assert consumer_fetch_wait_ms(c) == 20
 
 
 def test_a_consumer_without_the_field_is_left_alone() -> None:

@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from streams.kafka.headers import CAUSE_HEADER, TYPE_HEADER
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics
-from streams.runtime.protocol import CAUSE_HEADER, TYPE_HEADER
 from streams.runtime.store import StoredOffsets
 from tests.integration.runtime_app import CounterApp, incr, schedule
 

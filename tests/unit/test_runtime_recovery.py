@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.kafka.headers import CAUSE_HEADER
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics
-from streams.runtime.protocol import CAUSE_HEADER
 from streams.runtime.recovery import recover_partition
 from streams.runtime.store import PartitionStore
 from tests.integration.runtime_app import CounterApp, check_event_log, incr, schedule

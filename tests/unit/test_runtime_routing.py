@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from streams.kafka.routing import FORWARDED_HEADER, HOME_HEADER, home_partition
+from streams.kafka.headers import FORWARDED_HEADER, HOME_HEADER
+from streams.kafka.routing import home_partition
 from streams.runtime.causation import cause_of
 from streams.runtime.clock import decision_time
 from streams.runtime.partition import PartitionRun

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.soak import SOAK_CLIENTS, broker_kinds
+from bench.soak import broker_kinds
+from bench.soak_load import SOAK_CLIENTS
 
 
 def test_soak_clients_cover_every_partition_of_four() -> None:

@@ -1,9 +1,9 @@
 """The whole stack as users run it: processor, delay agent, view and one real executor as
 separate processes on the benchmark's broker.
 
-The stack is the soak's (``streams.soak.soak_stack``: four clients, one session of capacity 64
+The stack is the soak's (``bench.soak_load.soak_stack``: four clients, one session of capacity 64
 each plus the pool, the soak's mix of session, batched and pool operations) with handlers that
-return at once and never fail (``--handlers streams.bench.stack``), so neither the handlers nor
+return at once and never fail (``--handlers bench.stack``), so neither the handlers nor
 the retry path are the limit. Two phases:
 
 1. max rate: submit ``tasks`` as fast as the client SDK goes; tasks completed per second from
@@ -24,14 +24,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.common import BenchResult, load_average
+from bench.lifecycle import percentile
 from schemas.codec import CODEC
 from schemas.commands import SubmitTask
 from schemas.events import TaskCompleted
-from streams.bench.common import BenchResult, load_average
-from streams.bench.lifecycle import percentile
 from streams.executor.context import TaskContext
 from streams.kafka import consumer_kwargs
-from streams.runtime.protocol import TYPE_HEADER
+from streams.kafka.headers import TYPE_HEADER
 from streams.settings import Settings
 
 __all__ = ["HANDLERS", "run_stack", "submit_to_completed_ms"]
@@ -53,18 +53,18 @@ async def run_stack(
     broker: str,
     broker_pid: int | None = None,
 ) -> BenchResult:
-    from streams.soak import SOAK_CLIENTS, Load, LogOffsets, _start_all, soak_stack, wait_view
+    from bench.soak_load import SOAK_CLIENTS, Load, LogOffsets, soak_stack, start_all, wait_view
 
     stack = soak_stack(
         work_dir,
         {"KAFKA_BOOTSTRAP_SERVERS": bootstrap},
         broker_kind=broker,
-        handlers="streams.bench.stack",
+        handlers="bench.stack",
     )
     with stack:
-        from streams.soak import burst
+        from bench.soak_load import burst
 
-        await asyncio.to_thread(_start_all, stack, False)
+        await asyncio.to_thread(start_all, stack, False)
         await wait_view(stack, sessions=len(SOAK_CLIENTS))
         extra_pids = {"broker": broker_pid} if broker_pid else None
         peak = await burst(stack, tasks, "max", counts=lambda _: True, extra_pids=extra_pids)

@@ -20,7 +20,7 @@ from schemas.codec import CODEC
 from schemas.commands import SessionHeartbeat
 from streams.errors import BrokerError
 from streams.kafka import client_kwargs, topic_partitions
-from streams.runtime.reader import KafkaLogReader
+from streams.kafka.reader import KafkaLogReader
 from streams.settings import Settings
 
 __all__ = [

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchResult, committed_total, topic_size
 from schemas.codec import CODEC
 from schemas.commands import SessionHeartbeat
 from schemas.errors import DecodeError
 from schemas.events import SessionHeartbeatReceived
 from schemas.records import DeadLetter
-from streams.bench.common import BenchResult, committed_total, topic_size
 from streams.runtime.protocol import Output
 from streams.runtime.runner import StreamRuntime
 from streams.settings import Settings

@@ -17,7 +17,7 @@ Two phases:
 The fake executor and the completion watcher fetch with the settings' ``fetch_max_wait_ms``,
 as the real executor does.
 
-Run as ``python -m streams.bench.lifecycle processor --bootstrap B --prefix P --data-dir D``
+Run as ``python -m bench.lifecycle processor --bootstrap B --prefix P --data-dir D``
 to get the processor alone (what the harness spawns).
 """
 
@@ -40,21 +40,21 @@ from typing import Any, TextIO
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.common import BenchResult, kafka_kwargs, partition_sizes, topic_size
 from schemas.codec import CODEC
 from schemas.commands import RegisterSession, ReportResult, SubmitTask
 from schemas.events import TaskAccepted, TaskAssigned
 from schemas.records import Assignment
-from streams.bench.common import BenchResult, kafka_kwargs, partition_sizes, topic_size
+from streams.kafka.headers import TYPE_HEADER
 from streams.kafka.process import free_loopback_port
-from streams.runtime.protocol import TYPE_HEADER
-from streams.runtime.reader import KafkaLogReader
+from streams.kafka.reader import KafkaLogReader
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 __all__ = ["percentile", "processor_settings", "run_lifecycle"]
 
 OPERATION = "conversation_send"  # critical, needs a session, not batchable
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[1]
 # Submits per pacing slot in the half-rate phase.
 _SLOT_S = 0.02
 
@@ -388,7 +388,7 @@ def _spawn_lag_sampler(
     command = [
         sys.executable,
         "-m",
-        "streams.bench.lifecycle",
+        "bench.lifecycle",
         "lag",
         "--port",
         str(port),
@@ -485,7 +485,7 @@ async def sample_projection_lag(
 
 
 def _lag_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.lifecycle lag")
+    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle lag")
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
@@ -507,7 +507,7 @@ def _spawn_processor(settings: Settings, log_path: Path) -> subprocess.Popen[byt
             [
                 sys.executable,
                 "-m",
-                "streams.bench.lifecycle",
+                "bench.lifecycle",
                 "processor",
                 "--bootstrap",
                 str(settings.kafka_bootstrap_servers),
@@ -528,7 +528,7 @@ def _processor_main(argv: list[str]) -> int:
     from streams.distributor import Distributor
     from streams.runtime.runner import main_process
 
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.lifecycle processor")
+    parser = argparse.ArgumentParser(prog="python -m bench.lifecycle processor")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--data-dir", required=True, type=Path)
@@ -547,6 +547,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["lag"]:
         sys.exit(_lag_main(sys.argv[2:]))
     sys.exit(
-        "usage: python -m streams.bench.lifecycle processor --bootstrap B --prefix P ...\n"
-        "       python -m streams.bench.lifecycle lag --port P --bootstrap B --topic T --out F"
+        "usage: python -m bench.lifecycle processor --bootstrap B --prefix P ...\n"
+        "       python -m bench.lifecycle lag --port P --bootstrap B --topic T --out F"
     )

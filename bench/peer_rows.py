@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from streams.bench.common import BenchResult, load_average
+from bench.common import BenchResult, load_average
 
 __all__ = ["PEER_ROWS", "as_dict", "format_peers", "peers_dir", "ratios", "run_peers"]
 

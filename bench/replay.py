@@ -1,13 +1,13 @@
 """Projection replay: fold a pre-filled ``task.events`` into a fresh projection store.
 
-The log is made by the decider itself (``streams.bench.workload.lifecycle_log``: sessions,
+The log is made by the decider itself (``bench.workload.lifecycle_log``: sessions,
 submits, assignments, starts, results, batches, failures and retries), encoded with the Avro
 codec and produced to ``<prefix>.events`` on the partition the processor would use. Filling is
 not timed. The rebuild (``projections.projector.rebuild``: drop the store, replay from offset 0
 to the end) runs in its own process, as ``taskstream projector rebuild`` does, so its peak RSS
 is the projector's alone.
 
-Run as ``python -m streams.bench.replay rebuild --bootstrap B --prefix P --data-dir D`` to
+Run as ``python -m bench.replay rebuild --bootstrap B --prefix P --data-dir D`` to
 get the rebuild alone (what the harness spawns); it prints one JSON line.
 
 The peak RSS is the child's own high-water mark (``VmHWM``), not ``ru_maxrss``: Linux keeps
@@ -31,15 +31,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from bench.common import BenchResult, create_topics, kafka_kwargs
+from bench.workload import lifecycle_log
 from schemas.codec import CODEC
-from streams.bench.common import BenchResult, create_topics, kafka_kwargs
-from streams.bench.workload import lifecycle_log
-from streams.runtime.protocol import TYPE_HEADER
+from streams.kafka.headers import TYPE_HEADER
 from streams.settings import Settings
 
 __all__ = ["fill_events", "peak_rss_mb", "run_replay"]
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[1]
 _FILL_BATCH = 5_000
 
 
@@ -89,7 +89,7 @@ async def run_replay(
     command = [
         sys.executable,
         "-m",
-        "streams.bench.replay",
+        "bench.replay",
         "rebuild",
         "--bootstrap",
         bootstrap,
@@ -133,7 +133,7 @@ def _run_logged(command: list[str], log_path: Path) -> subprocess.CompletedProce
 def _rebuild_main(argv: list[str]) -> int:
     from projections.projector import rebuild
 
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.replay rebuild")
+    parser = argparse.ArgumentParser(prog="python -m bench.replay rebuild")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--data-dir", required=True, type=Path)
@@ -241,5 +241,5 @@ def _rss_mb() -> float:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["rebuild"]:
-        sys.exit("usage: python -m streams.bench.replay rebuild --bootstrap B --prefix P ...")
+        sys.exit("usage: python -m bench.replay rebuild --bootstrap B --prefix P ...")
     sys.exit(_rebuild_main(sys.argv[2:]))

@@ -5,7 +5,7 @@ what a busy deployment records: sessions register, tasks are submitted (a mix of
 some batchable, some delayed by review), assigned, started, and answered; a share fails once
 and goes the retry path; sessions heartbeat. The events are the ones the processor would
 append to ``task.events``, so the replay benchmark folds the real mix, and the profile of the
-domain (``python -m streams.bench.workload``) measures decide+evolve alone.
+domain (``python -m bench.workload``) measures decide+evolve alone.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def lifecycle_log(
 
 
 def _profile_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.workload")
+    parser = argparse.ArgumentParser(prog="python -m bench.workload")
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--open-tasks", type=int, default=200)
     parser.add_argument("--clients", type=int, default=64)

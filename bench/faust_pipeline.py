@@ -1,13 +1,13 @@
 """The baseline peer: the trivial pipeline as a faust-streaming agent with a RocksDB table.
 
-Per event, the same work as ``streams.bench.pipeline.HeartbeatCounter``: Avro-decode the
+Per event, the same work as ``bench.pipeline.HeartbeatCounter``: Avro-decode the
 ``SessionHeartbeat`` (pydantic validation included), build a ``SessionHeartbeatReceived``,
 count it per client in a RocksDB-backed table (which writes a changelog record), Avro-encode
 it and send it to the sink. Timed from the first event until ``COUNT`` events are handled and
 the producer is flushed.
 
 faust owns its event loop, so the benchmark runs this module as a separate process:
-``python -m streams.bench.faust_pipeline BOOTSTRAP SOURCE SINK COUNT RESULT_FILE DATA_DIR``;
+``python -m bench.faust_pipeline BOOTSTRAP SOURCE SINK COUNT RESULT_FILE DATA_DIR``;
 it writes ``{"events": n, "seconds": s}`` to RESULT_FILE and exits.
 
 The harness creates the table's changelog topic with the source's partitions first: faust may
@@ -28,13 +28,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from streams.bench.common import BenchResult
+from bench.common import BenchResult
 
 __all__ = ["INSTALL_HINT", "faust_installed", "run_faust"]
 
 INSTALL_HINT = "pip install 'taskstream[bench]' (faust-streaming)"
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def faust_installed() -> bool:
@@ -98,7 +98,7 @@ def _spawn(argv: list[str], log_file: Path) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.bench.faust_pipeline", *argv],
+            [sys.executable, "-m", "bench.faust_pipeline", *argv],
             cwd=_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -129,7 +129,7 @@ async def run_faust(
     """Run the faust agent over the first ``count`` records of ``source`` in a subprocess."""
     if not faust_installed():
         return BenchResult("faust", "not installed", detail=INSTALL_HINT)
-    from streams.bench.common import create_topics
+    from bench.common import create_topics
 
     result_file = work_dir / "faust-result.json"
     log_file = work_dir / "faust.log"

@@ -18,7 +18,7 @@ processor's log gives the phases: process start to joining the group (imports, c
 joining to the last partition recovered (the group, then loading the stores of every
 partition), and the rest (the first cycle).
 
-Run: ``python -m streams.bench.failover --tasks 1000000`` (prints one JSON line per mode and a
+Run: ``python -m bench.failover --tasks 1000000`` (prints one JSON line per mode and a
 table; ``--json PATH`` writes them). The broker is a local Apache Kafka of its own
 (``tools/kafka``, fetched with Maven when missing).
 """
@@ -39,14 +39,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.common import committed_total, kafka_kwargs, load_average, topic_size
+from bench.processes import ProcessStack, rss_kib
+from bench.soak_load import SOAK_CLIENTS
 from schemas.codec import CODEC
 from schemas.commands import SubmitTask
 from schemas.events import TaskAccepted
-from streams.bench.common import committed_total, kafka_kwargs, load_average, topic_size
+from streams.kafka.headers import TYPE_HEADER
 from streams.kafka.membership import member_id
-from streams.runtime.protocol import TYPE_HEADER
 from streams.settings import Settings
-from streams.soak import SOAK_CLIENTS, ProcessStack, rss_kib
 from streams.topics import ensure_topics
 
 __all__ = ["main", "run_failover"]
@@ -298,7 +299,7 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench.failover", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__)
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.bench.common import BenchResult, kafka_kwargs, topic_size
+from bench.common import BenchResult, kafka_kwargs, topic_size
 
 __all__ = ["Mode", "run_ceiling"]
 

@@ -1,0 +1,89 @@
+"""Index maintenance: what one task contributes to the counters and the secondary indexes (its
+*footprint*), and moving that contribution when the task changes. The indexes are by client,
+by state, by client and state, and by operation; the counters are the per-state, per-priority,
+per-operation and per-session figures the status answers add up. An index entry added and
+removed within one write batch is never written (``Tables.index``)."""
+
+from __future__ import annotations
+
+from . import keys
+from .documents import session_or_new
+from .rows import ACTIVE_STATES, TaskDoc, bump
+from .tables import Tables
+
+# (state, priority name, operation, client id, session id while assigned or in progress,
+# awaiting retry).
+Footprint = tuple[str | None, str | None, str | None, str | None, str | None, bool]
+ABSENT: Footprint = (None, None, None, None, None, False)
+
+
+def footprint(row: TaskDoc) -> Footprint:
+    state = row["state"]
+    return (
+        state,
+        row["priority_name"],
+        row["operation"],
+        row["client_id"],
+        row["session_id"] if state in ACTIVE_STATES else None,
+        row["awaiting_retry"],
+    )
+
+
+def move(tables: Tables, task_id: str, before: Footprint, after: Footprint) -> None:
+    """Move the task's contribution to the counters and indexes from ``before`` to ``after``."""
+    if before == after:
+        return
+    c = tables.counters
+    b_state, b_priority, b_operation, b_client, b_session, b_retry = before
+    a_state, a_priority, a_operation, a_client, a_session, a_retry = after
+    if b_state != a_state:
+        by_state = c.by_state
+        if b_state is not None:
+            by_state[b_state] = by_state.get(b_state, 0) - 1
+        if a_state is not None:
+            by_state[a_state] = by_state.get(a_state, 0) + 1
+    b_queued = b_state == "queued"
+    a_queued = a_state == "queued"
+    if b_queued or a_queued:
+        if b_queued:
+            bump(c.queued_by_priority, b_priority, -1)
+            bump(c.queued_by_operation, b_operation, -1, prune=True)
+        if a_queued:
+            bump(c.queued_by_priority, a_priority, +1)
+            bump(c.queued_by_operation, a_operation, +1, prune=True)
+    if b_operation != a_operation:
+        bump(c.by_operation, b_operation, -1, prune=True)
+        bump(c.by_operation, a_operation, +1, prune=True)
+    if b_retry != a_retry:
+        c.awaiting_retry += 1 if a_retry else -1
+    if b_session != a_session:
+        for session_id, sign in ((b_session, -1), (a_session, +1)):
+            if session_id is not None:
+                bump(c.in_flight, session_id, sign, prune=True)
+                session = session_or_new(tables, session_id)
+                session["in_flight"] += sign
+                tables.put_doc(keys.session_key(session_id), session)
+    # Indexes: by client, by state, by client and state, by operation.
+    index = tables.index
+    prefix = keys.index_prefix_of
+    tid = keys.encode(task_id)
+    if b_client != a_client:
+        if b_client is not None:
+            index(prefix(keys.BY_CLIENT, (b_client,)) + tid, False)
+        if a_client is not None:
+            index(prefix(keys.BY_CLIENT, (a_client,)) + tid, True)
+    if b_state != a_state:
+        if b_state is not None:
+            index(prefix(keys.BY_STATE, (b_state,)) + tid, False)
+        if a_state is not None:
+            index(prefix(keys.BY_STATE, (a_state,)) + tid, True)
+    if b_state != a_state or b_client != a_client:
+        if b_state is not None and b_client is not None:
+            index(prefix(keys.BY_CLIENT_STATE, (b_client, b_state)) + tid, False)
+        if a_state is not None and a_client is not None:
+            index(prefix(keys.BY_CLIENT_STATE, (a_client, a_state)) + tid, True)
+    if b_operation != a_operation:
+        if b_operation is not None:
+            index(prefix(keys.BY_OPERATION, (b_operation,)) + tid, False)
+        if a_operation is not None:
+            index(prefix(keys.BY_OPERATION, (a_operation,)) + tid, True)

@@ -1,0 +1,35 @@
+"""``taskstream bench`` reaches the suite in the source checkout, and says so when there is none."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import TaskstreamError
+from streams.cli import bench as bench_cli
+from streams.settings import Settings
+
+
+def parser_with(roots: list[Path]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskstream")
+    bench_cli.register(parser.add_subparsers(dest="command"), roots=roots)
+    return parser
+
+
+def test_the_checkout_of_this_package_holds_the_suite() -> None:
+    root = bench_cli.checkout_roots()[0]
+    assert (root / "bench" / "main.py").is_file()
+    args = parser_with([root]).parse_args(["bench", "--only", "ceiling", "--events", "10"])
+    assert args.only == ["ceiling"] and args.events == 10
+
+
+def test_without_a_checkout_bench_says_where_the_suite_lives(tmp_path: Path) -> None:
+    args = parser_with([tmp_path]).parse_args(["bench", "--only", "ceiling", "--events", "10"])
+    assert args.suite_args == ["--only", "ceiling", "--events", "10"]
+    with pytest.raises(TaskstreamError) as refused:
+        args.handler(args, Settings())
+    message = str(refused.value)
+    assert "bench/ directory of a taskstream source checkout" in message
+    assert str(tmp_path / "bench") in message
