@@ -6,7 +6,7 @@ class name. All commands are keyed by ``client_id`` on ``task.commands``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -62,6 +62,21 @@ class SubmitTask(Command):
     due_at_ms: int | None = None
     assigned_to: TaskAssignee | None = None
     steps: list[TaskStep] = Field(default_factory=list)
+
+
+def submit_document(command: SubmitTask) -> dict[str, Any]:
+    """The submit as a JSON object: its fields by name, the payload and every nested record
+    or document as objects rather than JSON text (what a dead letter's ``submit`` holds, ready
+    to be validated as a SubmitTask again)."""
+    return {name: _plain(getattr(command, name)) for name in SubmitTask.model_fields}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 class CancelTask(Command):
@@ -211,6 +226,25 @@ class SubmitBatchJob(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+class RegisterPool(Command):
+    """A pool executor's capacity for one ``task.commands`` partition (``client_id``: its
+    member id). Applied on the partition it is read from; see ``streams.domain.pool``."""
+
+    partition: int = Field(ge=0)
+    capacity: int = Field(default=1, ge=1)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ReleasePool(Command):
+    partition: int = Field(ge=0)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+POOL_COMMANDS: tuple[type[Command], ...] = (RegisterPool, ReleasePool)
+"""Commands about a partition's pool capacity, not about a client: applied where they are read."""
+
+
 class CreateSchedule(Command):
     """A recurring schedule: one task per occurrence (``streams.domain.schedules``)."""
 
@@ -258,6 +292,8 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReportResult,
     RetryDue,
     SubmitBatchJob,
+    RegisterPool,
+    ReleasePool,
     CreateSchedule,
     DeleteSchedule,
     DefineTemplate,

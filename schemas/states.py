@@ -17,6 +17,7 @@ TaskState = Literal[
     "batched",
     "assigned",
     "in_progress",
+    "running",
     "retry_scheduled",
     "completed",
     "failed",
@@ -26,7 +27,8 @@ TaskState = Literal[
 TASK_STATES: tuple[str, ...] = get_args(TaskState)
 """``accepted`` is transient: the processor follows ``task.accepted`` with the routing event
 (queued, batched, scheduled, waiting or pending_review) from the same command.
-``retry_scheduled``: an attempt failed and the task waits in a delay tier for its retry."""
+``retry_scheduled``: an attempt failed and the task waits in a delay tier for its retry.
+``running``: a multi-step task whose steps run as child tasks (it is never handed out itself)."""
 
 
 class TaskStatus:
@@ -42,6 +44,7 @@ class TaskStatus:
     BATCHED: Final = "batched"
     ASSIGNED: Final = "assigned"
     IN_PROGRESS: Final = "in_progress"
+    RUNNING: Final = "running"  # a multi-step task whose steps run (``streams.domain.steps``)
     RETRY_SCHEDULED: Final = "retry_scheduled"
     COMPLETED: Final = "completed"
     FAILED: Final = "failed"

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from schemas import events as ev
-from schemas.catalog import Catalog, load_catalog
+from schemas.catalog import PRIORITY_NAMES, Catalog, load_catalog, parse_rate_limit
 from schemas.codec import CODEC
-from schemas.commands import Command, RetryDue, SubmitTask
-from schemas.credentials import MASK, replace_credentials
+from schemas.commands import POOL_COMMANDS, Command, RetryDue
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
+from streams.domain.config import DEFAULTS
 from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
@@ -27,8 +27,6 @@ from streams.runtime.protocol import HOME, Output
 from streams.settings import Settings, retry_tier_name
 from streams.state_codec import dump_changes, load_state
 
-# Submits refused by the last decisions, kept until their dead letter is written (bounded).
-_STASH_LIMIT = 10_000
 # A dead letter's reason is cut to this many characters (reasons quote input, which is hostile).
 REASON_LIMIT = 2_000
 
@@ -100,8 +98,11 @@ def submit_document(task: TaskRecord) -> dict[str, Any]:
 
 def domain_config(settings: Settings, catalog: Catalog | None = None) -> DomainConfig:
     """The decider's config from the process settings (the domain never reads settings)."""
+    catalog = catalog if catalog is not None else load_catalog(settings.operations_file)
+    clients = getattr(catalog, "clients", {})
+    by_name = {name: priority for priority, name in PRIORITY_NAMES.items()}
     return DomainConfig(
-        catalog=catalog if catalog is not None else load_catalog(settings.operations_file),
+        catalog=catalog,
         batch_window_ms=settings.batch_window_ms,
         max_batch_size=settings.max_batch_size,
         max_retries=settings.max_retries,
@@ -115,14 +116,16 @@ def domain_config(settings: Settings, catalog: Catalog | None = None) -> DomainC
         max_payload_bytes=settings.max_payload_bytes,
         max_queued_per_client=settings.max_queued_per_client,
         task_retention_ms=settings.task_retention_ms,
+        client_rate_limit=parse_rate_limit(settings.client_rate_limit),
+        client_rate_limits={
+            client_id: spec.rate_limit
+            for client_id, spec in clients.items()
+            if spec.rate_limit is not None
+        },
+        sla_ms={**DEFAULTS.sla_ms, **{by_name[n]: ms for n, ms in settings.sla_ms.items()}},
+        starved_after_ms=settings.starved_after_ms,
+        tick_interval_ms=settings.tick_interval_ms,
     )
-
-
-def _command_document(command: SubmitTask) -> dict[str, Any]:
-    doc = {name: getattr(command, name) for name in type(command).model_fields}
-    # A submit refused for carrying a credential in plaintext must not carry it on to task.dlq.
-    doc["payload"] = replace_credentials(command.payload, lambda _path, _value: MASK)
-    return doc
 
 
 class Distributor:
@@ -139,7 +142,6 @@ class Distributor:
         self._topic_failed = settings.topic("failed")
         self._topic_dlq = settings.topic("dlq")
         self._max_record = settings.max_payload_bytes
-        self._refused_submits: dict[str, dict[str, Any]] = {}
         self._outputs: dict[type[ev.Event], Callable[[PartitionState, Any], list[Output]]] = {
             ev.TaskAssigned: self._assigned,
             ev.BatchProcessed: self._batch,
@@ -158,15 +160,13 @@ class Distributor:
         return PartitionState()
 
     def decide(self, command: Any, state: PartitionState, now_ms: int) -> Sequence[Any]:
-        events = decide(command, state, now_ms, self.config)
-        if isinstance(command, SubmitTask) and any(isinstance(e, ev.TaskRejected) for e in events):
-            if len(self._refused_submits) >= _STASH_LIMIT:
-                self._refused_submits.clear()
-            self._refused_submits[command.task_id] = _command_document(command)
-        return events
+        return decide(command, state, now_ms, self.config)
 
     def home_key(self, command: Any) -> bytes | None:
-        # A client's commands, sessions, tasks and events live on its home partition.
+        # A client's commands, sessions, tasks and events live on its home partition; a pool
+        # executor's capacity is for the partition it produced it to (``domain.pool``).
+        if isinstance(command, POOL_COMMANDS):
+            return None
         return str(command.client_id).encode()
 
     def forward(
@@ -292,7 +292,11 @@ class Distributor:
 
     def _work(self, assignment: Assignment) -> Output:
         if assignment.session_id is None:
-            return self._out(self._topic_pool, assignment.task_id, assignment)
+            # On the task.pool partition numbered like the client's home: its consumer is the
+            # pool member whose capacity that partition counts (``domain.pool``).
+            return self._out(self._topic_pool, assignment.task_id, assignment)._replace(
+                partition=HOME
+            )
         return self._out(self._topic_assignments, assignment.session_id, assignment)
 
     def _assigned(self, state: PartitionState, e: ev.TaskAssigned) -> list[Output]:
@@ -420,7 +424,7 @@ class Distributor:
         outcome = self._outcome(state, e)
         if e.command != "SubmitTask":
             return outcome
-        submit = self._refused_submits.pop(e.task_id, {})
+        submit = e.submit  # the refused submit travels in its event (recovery rebuilds this)
         operation = e.operation if e.operation is not None else submit.get("operation")
         letter = DeadLetter(
             reason=bounded_reason(e.reason),

@@ -21,9 +21,11 @@ from schemas import commands as cmd
 from schemas.events import Event
 from streams.domain import (
     batch_jobs,
+    pool,
     results,
     schedules,
     session_commands,
+    steps,
     submit,
     task_commands,
 )
@@ -44,6 +46,7 @@ def decide(
     try:
         handler(ctx, command)
         batch_jobs.settle(ctx)
+        steps.settle(ctx)
     finally:
         state.rollback()
     return ctx.events
@@ -69,4 +72,6 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.DeleteSchedule: schedules.delete,
     cmd.DefineTemplate: schedules.define_template,
     cmd.DeleteTemplate: schedules.delete_template,
+    cmd.RegisterPool: pool.register,
+    cmd.ReleasePool: pool.release,
 }

@@ -62,6 +62,18 @@ class Failure:
     at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """A step of a multi-step task that started or ended (``streams.domain.steps``); a step
+    without one is pending."""
+
+    step_id: str
+    status: str  # running, completed, failed, skipped
+    child_task_id: str | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+
+
 @dataclass(slots=True)
 class TaskRecord:
     task_id: str
@@ -102,6 +114,7 @@ class TaskRecord:
     archived: bool = False
     prompt: str | None = None  # what a task waiting for input asks
     steps: tuple[TaskStep, ...] = ()
+    step_runs: tuple[StepRun, ...] = ()  # in the order they started or ended
 
     def clone(self) -> TaskRecord:
         return _clone_task(self)

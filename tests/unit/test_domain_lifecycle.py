@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import commands as c
 from schemas import events as ev
 from streams.domain import Status
-from tests.unit.test_domain_gwt import Harness, names, of, register, submit
+from tests.support.gwt import Harness, names, of, register, submit
 
 # Non-batchable session operations, one per priority, so tasks queue individually.
 CRITICAL_OP = "workflow_trigger"
@@ -24,6 +24,7 @@ def test_unknown_operation_is_rejected_with_the_reason_and_not_kept() -> None:
             reason="unknown operation 'teleport'",
             command="SubmitTask",
             operation="teleport",
+            submit=c.submit_document(submit("t1", operation="teleport")),
         )
     )
     assert "t1" not in h.state.tasks
@@ -54,6 +55,7 @@ def test_duplicate_task_id_with_another_spec_is_rejected_and_the_original_kept()
             occurred_at_ms=0,
             reason="duplicate task_id with a different specification",
             operation="contact_update",
+            submit=c.submit_document(submit("t1", payload={"a": 2})),
         )
     )
     assert h.state.tasks["t1"].payload == {"a": 1}
@@ -83,7 +85,7 @@ def test_review_then_approve_queues_and_dispatches() -> None:
     )
     assert h.status("t1") == Status.PENDING_REVIEW
     h.when(c.ApproveTask(client_id="A", task_id="t1", reviewer="ann"), at=2).then_names(
-        "TaskApproved", "TaskQueued", "TaskAssigned"
+        "TaskApproved", "TaskQueued", "ClientRateLimit", "TaskAssigned"
     )
     assert of(h.log, ev.TaskApproved)[0].reviewer == "ann"
     assert of(h.log, ev.TaskQueued)[0].reason == "approved"
@@ -122,7 +124,7 @@ def test_scheduled_task_waits_for_its_due_time() -> None:
     )
     assert of(h.log, ev.TaskScheduled)[0].due_at_ms == 60_000
     due = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=60_000, kind="scheduled")
-    h.when(due, at=60_000).then_names("TaskQueued", "TaskAssigned")
+    h.when(due, at=60_000).then_names("TaskQueued", "ClientRateLimit", "TaskAssigned")
     assert of(h.log, ev.TaskQueued)[0].reason == "scheduled"
     h.when(due, at=60_001).then()  # a redelivered RetryDue changes nothing
 

@@ -660,6 +660,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "ClientRateLimit": {
+    "type": "record",
+    "name": "ClientRateLimit",
+    "namespace": "taskstream",
+    "doc": "client.rate_limit: the token bucket a client's dispatches are charged to from now on (bucket empty: the client's whole traffic; an operation name: that operation's own limit). limit tasks per period_ms; limit 0 means unlimited. Recorded when a client first dispatches and whenever the configured limit changes.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "bucket",
+        "type": "string",
+        "default": ""
+      },
+      {
+        "name": "limit",
+        "type": "long"
+      },
+      {
+        "name": "period_ms",
+        "type": "long"
+      }
+    ]
+  },
+  "ClientServed": {
+    "type": "record",
+    "name": "ClientServed",
+    "namespace": "taskstream",
+    "doc": "client.served: a starved client's work can be taken again (a usable session or pool capacity arrived) or none is waiting any more; ends the client.starved episode that began at starved_at_ms.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "starved_at_ms",
+        "type": "long"
+      }
+    ]
+  },
+  "ClientStarved": {
+    "type": "record",
+    "name": "ClientStarved",
+    "namespace": "taskstream",
+    "doc": "client.starved: the client has work waiting and nothing that could take it: no session registered, every session's circuit open, or (pool work) no pool capacity on its partition. Recorded once per episode, after the oldest waiting work waited TASKSTREAM_STARVED_AFTER_MS; client.served ends it.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": "string",
+        "doc": "no_session, circuit_open or no_pool_capacity."
+      },
+      {
+        "name": "waiting_tasks",
+        "type": "long"
+      },
+      {
+        "name": "oldest_queued_at_ms",
+        "type": "long"
+      }
+    ]
+  },
   "CommandForwarded": {
     "type": "record",
     "name": "CommandForwarded",
@@ -761,6 +839,94 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "CreateSchedule": {
+    "type": "record",
+    "name": "CreateSchedule",
+    "namespace": "taskstream",
+    "doc": "Create a recurring schedule (upstream systems): the processor submits one task per occurrence, with the task id <schedule_id>@<occurrence epoch ms>, so a restart never submits an occurrence twice. Exactly one of cron and interval_ms. A refused create gives schedule.rejected; an identical repeat of a known schedule id is a no-op.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "cron",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A five-field cron expression (minute hour day-of-month month day-of-week, croniter's syntax), evaluated in timezone."
+      },
+      {
+        "name": "interval_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Every interval_ms milliseconds (at least 1000), counted from start_at_ms (or from the creation)."
+      },
+      {
+        "name": "timezone",
+        "type": "string",
+        "default": "UTC",
+        "doc": "IANA time zone name the cron expression is read in (Europe/Berlin)."
+      },
+      {
+        "name": "start_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch ms: no occurrence before it (null: from the creation). Occurrences already past at the creation never run."
+      },
+      {
+        "name": "end_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch ms: no occurrence after it (null: no end)."
+      },
+      {
+        "name": "missed",
+        "type": "string",
+        "default": "run",
+        "doc": "What happens to occurrences missed while no processor ran (an occurrence is missed when the next one's time came before it ran): run (each runs once, late) or skip (only the latest due one runs)."
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the SubmitTask fields of every occurrence's task except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...). A scheduled_for_ms in it is ignored (the occurrence is the start)."
+      },
+      {
+        "name": "template",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Name of a task template of the client (DefineTemplate) whose fields are the defaults of task; resolved at the creation."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
   "DeadLetter": {
     "type": "record",
     "name": "DeadLetter",
@@ -848,6 +1014,87 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "DefineTemplate": {
+    "type": "record",
+    "name": "DefineTemplate",
+    "namespace": "taskstream",
+    "doc": "Define (or replace) a named task template of the client: its fields are the defaults of every CreateSchedule that names it. A refused define gives command.rejected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): SubmitTask fields except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
+  "DeleteSchedule": {
+    "type": "record",
+    "name": "DeleteSchedule",
+    "namespace": "taskstream",
+    "doc": "Delete a recurring schedule: no occurrence after this one; tasks it already submitted go on. An unknown id gives schedule.rejected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
+  "DeleteTemplate": {
+    "type": "record",
+    "name": "DeleteTemplate",
+    "namespace": "taskstream",
+    "doc": "Delete a named task template; schedules created from it keep the task they resolved. An unknown name gives command.rejected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
   "ExpediteTask": {
     "type": "record",
     "name": "ExpediteTask",
@@ -886,6 +1133,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       {
         "name": "task_id",
         "type": "string"
+      }
+    ]
+  },
+  "PoolRegistered": {
+    "type": "record",
+    "name": "PoolRegistered",
+    "namespace": "taskstream",
+    "doc": "pool.registered: a pool member offers capacity on this partition (also its heartbeat). Pool work of the partition's clients is handed out by priority within the capacity of all its members.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id."
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "capacity",
+        "type": "long"
+      }
+    ]
+  },
+  "PoolReleased": {
+    "type": "record",
+    "name": "PoolReleased",
+    "namespace": "taskstream",
+    "doc": "pool.released: a pool member's capacity left this partition: released by its executor, or cleaned (reason stale) after no heartbeat for the session stale time.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id."
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "RegisterPool": {
+    "type": "record",
+    "name": "RegisterPool",
+    "namespace": "taskstream",
+    "doc": "A pool executor offers capacity for work that needs no session: up to capacity tasks of one task.commands partition at once. It is produced to that partition by number (the partition of task.pool the executor consumes) and applied where it is read. Registering again counts as a heartbeat; a member silent for TASKSTREAM_SESSION_STALE_MS is dropped.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id (the record key): one per executor process and partition owner."
+      },
+      {
+        "name": "partition",
+        "type": "long",
+        "doc": "The task.commands partition this capacity is for (the executor produces the record there by number; the processor applies it where it is read)."
+      },
+      {
+        "name": "capacity",
+        "type": "long",
+        "default": 1
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (TASKSTREAM_ACTOR, else user@host); null when unnamed."
       }
     ]
   },
@@ -1080,6 +1405,39 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       },
       {
         "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ReleasePool": {
+    "type": "record",
+    "name": "ReleasePool",
+    "namespace": "taskstream",
+    "doc": "A pool executor withdraws its capacity from one task.commands partition (shutdown, or it no longer consumes that task.pool partition). Work it holds is not re-queued: the task.pool records stay for the partition's next consumer.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id, as registered."
+      },
+      {
+        "name": "partition",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
         "type": [
           "null",
           "string"
@@ -1482,6 +1840,204 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "type": "string",
         "default": "retry",
         "doc": "retry (a retry of attempt falls due) or scheduled (a scheduled_for_ms start falls due)."
+      }
+    ]
+  },
+  "ScheduleCreated": {
+    "type": "record",
+    "name": "ScheduleCreated",
+    "namespace": "taskstream",
+    "doc": "schedule.created: a CreateSchedule passed validation; carries the whole schedule with its task resolved (template applied) and its first occurrence.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "cron",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "interval_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timezone",
+        "type": "string",
+        "default": "UTC"
+      },
+      {
+        "name": "start_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "end_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "missed",
+        "type": "string",
+        "default": "run"
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the SubmitTask fields of every occurrence's task (template applied)."
+      },
+      {
+        "name": "template",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "next_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "The first occurrence (null: none falls between start and end)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ScheduleDeleted": {
+    "type": "record",
+    "name": "ScheduleDeleted",
+    "namespace": "taskstream",
+    "doc": "schedule.deleted: the schedule submits no more tasks.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ScheduleFired": {
+    "type": "record",
+    "name": "ScheduleFired",
+    "namespace": "taskstream",
+    "doc": "schedule.fired: an occurrence fell due and its task was submitted (task_id, whose own events follow); skipped counts the missed occurrences before it that were skipped (missed: skip). next_at_ms null: the schedule ended.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "occurrence_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "skipped",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "next_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ScheduleRejected": {
+    "type": "record",
+    "name": "ScheduleRejected",
+    "namespace": "taskstream",
+    "doc": "schedule.rejected: a CreateSchedule or DeleteSchedule was refused (command names which); the schedule is unaffected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -1983,6 +2539,128 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -2130,6 +2808,97 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "SubmitTask.v3": {
+    "type": "record",
+    "name": "SubmitTask",
+    "namespace": "taskstream",
+    "doc": "SubmitTask version 3: before title, description, tags, metadata, due_at_ms, assigned_to and steps.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's input, handed to the executor unchanged as Assignment.items[].payload. Nested at most 64 levels; the encoded record must fit TASKSTREAM_MAX_PAYLOAD_BYTES."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "1 (critical) to 5 (background); null takes the operation's urgency from the catalog."
+      },
+      {
+        "name": "max_retries",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timeout_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: do not start before then (null: now)."
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Task ids of the same client that must complete first; a dependency that fails, is cancelled or rejected fails this task."
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
   "TaskAccepted": {
     "type": "record",
     "name": "TaskAccepted",
@@ -2222,6 +2991,128 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -2308,6 +3199,101 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "session_required",
         "type": "boolean",
         "default": true
+      }
+    ]
+  },
+  "TaskAccepted.v2": {
+    "type": "record",
+    "name": "TaskAccepted",
+    "namespace": "taskstream",
+    "doc": "TaskAccepted version 2: before title, description, tags, metadata, due_at_ms, assigned_to and steps.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the accepted task's input (SubmitTask.payload)."
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "max_retries",
+        "type": "long"
+      },
+      {
+        "name": "timeout_ms",
+        "type": "long"
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "batchable",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "session_required",
+        "type": "boolean",
+        "default": true
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -3138,6 +4124,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "submit",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {\"_omitted\": why} past max_payload_bytes. {} for other commands and for records written before this field."
       }
     ]
   },
@@ -3221,6 +4213,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      }
+    ]
+  },
+  "TaskRejected.v3": {
+    "type": "record",
+    "name": "TaskRejected",
+    "namespace": "taskstream",
+    "doc": "TaskRejected version 3: before submit.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string",
+        "default": "SubmitTask"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "operation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -3312,6 +4359,38 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskSlaBreached": {
+    "type": "record",
+    "name": "TaskSlaBreached",
+    "namespace": "taskstream",
+    "doc": "task.sla_breached: a waiting task (queued or batched) has waited longer than the queue-wait SLA of its priority (TASKSTREAM_SLA_MS) and is still not assigned. Recorded once per wait, while it waits.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "queued_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "sla_ms",
+        "type": "long"
+      }
+    ]
+  },
   "TaskStarted": {
     "type": "record",
     "name": "TaskStarted",
@@ -3361,6 +4440,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       {
         "name": "fencing_token",
         "type": "long"
+      }
+    ]
+  },
+  "TaskStepFinished": {
+    "type": "record",
+    "name": "TaskStepFinished",
+    "namespace": "taskstream",
+    "doc": "task.step_finished: a step of a multi-step task ended: status completed (output), failed (error: its child task failed, was cancelled or its id was taken) or skipped (a step it depends on failed with skip_dependents or was skipped, or the task ended first).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "step_id",
+        "type": "string"
+      },
+      {
+        "name": "status",
+        "type": "string"
+      },
+      {
+        "name": "child_task_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the child task's output when the step completed, {} otherwise."
+      },
+      {
+        "name": "error",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "TaskStepStarted": {
+    "type": "record",
+    "name": "TaskStepStarted",
+    "namespace": "taskstream",
+    "doc": "task.step_started: a step of a multi-step task (task_id) became ready (its depends_on ended as they allow) and runs as the child task child_task_id (<task_id>:<step_id>), whose own events follow.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "step_id",
+        "type": "string"
+      },
+      {
+        "name": "child_task_id",
+        "type": "string"
       }
     ]
   },
@@ -3462,11 +4619,73 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "default": []
       }
     ]
+  },
+  "TemplateDefined": {
+    "type": "record",
+    "name": "TemplateDefined",
+    "namespace": "taskstream",
+    "doc": "template.defined: a named task template was defined or replaced.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the template's SubmitTask fields."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "TemplateDeleted": {
+    "type": "record",
+    "name": "TemplateDeleted",
+    "namespace": "taskstream",
+    "doc": "template.deleted: a named task template was deleted.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
   }
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","CommandForwarded","CommandRejected","DeadLetter","ExpediteTask","RegisterSession","RejectTask","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskStarted","TaskStartedEvent","TaskTimedOut","TaskWaiting","TasksForgotten"] as const;
+export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -3747,6 +4966,57 @@ export interface CancelTaskInit {
   actor?: null | string;
 }
 
+/** client.rate_limit: the token bucket a client's dispatches are charged to from now on (bucket empty: the client's whole traffic; an operation name: that operation's own limit). limit tasks per period_ms; limit 0 means unlimited. Recorded when a client first dispatches and whenever the configured limit changes. */
+export interface ClientRateLimit {
+  client_id: string;
+  occurred_at_ms: number;
+  bucket: string;
+  limit: number;
+  period_ms: number;
+}
+
+/** ClientRateLimit as a producer writes it: fields with an Avro default may be left out. */
+export interface ClientRateLimitInit {
+  client_id: string;
+  occurred_at_ms: number;
+  bucket?: string;
+  limit: number;
+  period_ms: number;
+}
+
+/** client.served: a starved client's work can be taken again (a usable session or pool capacity arrived) or none is waiting any more; ends the client.starved episode that began at starved_at_ms. */
+export interface ClientServed {
+  client_id: string;
+  occurred_at_ms: number;
+  starved_at_ms: number;
+}
+
+/** ClientServed as a producer writes it: fields with an Avro default may be left out. */
+export interface ClientServedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  starved_at_ms: number;
+}
+
+/** client.starved: the client has work waiting and nothing that could take it: no session registered, every session's circuit open, or (pool work) no pool capacity on its partition. Recorded once per episode, after the oldest waiting work waited TASKSTREAM_STARVED_AFTER_MS; client.served ends it. */
+export interface ClientStarved {
+  client_id: string;
+  occurred_at_ms: number;
+  /** no_session, circuit_open or no_pool_capacity. */
+  reason: string;
+  waiting_tasks: number;
+  oldest_queued_at_ms: number;
+}
+
+/** ClientStarved as a producer writes it: fields with an Avro default may be left out. */
+export interface ClientStarvedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  reason: string;
+  waiting_tasks: number;
+  oldest_queued_at_ms: number;
+}
+
 /** A command record read on a task.commands partition other than its client's home partition (murmur2 of the client id, docs/partitioning.md) was produced again, unchanged, to the home partition. Written to task.events at the partition the command arrived on; the home partition then decides the command. */
 export interface CommandForwarded {
   /** The command's client id, whose home partition it was sent to. */
@@ -3802,6 +5072,45 @@ export interface CommandRejectedInit {
   session_id?: null | string;
 }
 
+/** Create a recurring schedule (upstream systems): the processor submits one task per occurrence, with the task id <schedule_id>@<occurrence epoch ms>, so a restart never submits an occurrence twice. Exactly one of cron and interval_ms. A refused create gives schedule.rejected; an identical repeat of a known schedule id is a no-op. */
+export interface CreateSchedule {
+  client_id: string;
+  schedule_id: string;
+  /** A five-field cron expression (minute hour day-of-month month day-of-week, croniter's syntax), evaluated in timezone. */
+  cron: null | string;
+  /** Every interval_ms milliseconds (at least 1000), counted from start_at_ms (or from the creation). */
+  interval_ms: null | number;
+  /** IANA time zone name the cron expression is read in (Europe/Berlin). */
+  timezone: string;
+  /** Epoch ms: no occurrence before it (null: from the creation). Occurrences already past at the creation never run. */
+  start_at_ms: null | number;
+  /** Epoch ms: no occurrence after it (null: no end). */
+  end_at_ms: null | number;
+  /** What happens to occurrences missed while no processor ran (an occurrence is missed when the next one's time came before it ran): run (each runs once, late) or skip (only the latest due one runs). */
+  missed: string;
+  /** JSON text (an Avro string holding a JSON object): the SubmitTask fields of every occurrence's task except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...). A scheduled_for_ms in it is ignored (the occurrence is the start). */
+  task: string;
+  /** Name of a task template of the client (DefineTemplate) whose fields are the defaults of task; resolved at the creation. */
+  template: null | string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** CreateSchedule as a producer writes it: fields with an Avro default may be left out. */
+export interface CreateScheduleInit {
+  client_id: string;
+  schedule_id: string;
+  cron?: null | string;
+  interval_ms?: null | number;
+  timezone?: string;
+  start_at_ms?: null | number;
+  end_at_ms?: null | number;
+  missed?: string;
+  task?: string;
+  template?: null | string;
+  actor?: null | string;
+}
+
 /** On task.dlq: a task that failed permanently (with its attempts and the submit to resubmit it), a refused submit, or an input record that could not be used (with its raw bytes and where it was read). */
 export interface DeadLetter {
   reason: string;
@@ -3836,6 +5145,54 @@ export interface DeadLetterInit {
   occurred_at_ms?: number;
 }
 
+/** Define (or replace) a named task template of the client: its fields are the defaults of every CreateSchedule that names it. A refused define gives command.rejected. */
+export interface DefineTemplate {
+  client_id: string;
+  name: string;
+  /** JSON text (an Avro string holding a JSON object): SubmitTask fields except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...). */
+  task: string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** DefineTemplate as a producer writes it: fields with an Avro default may be left out. */
+export interface DefineTemplateInit {
+  client_id: string;
+  name: string;
+  task?: string;
+  actor?: null | string;
+}
+
+/** Delete a recurring schedule: no occurrence after this one; tasks it already submitted go on. An unknown id gives schedule.rejected. */
+export interface DeleteSchedule {
+  client_id: string;
+  schedule_id: string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** DeleteSchedule as a producer writes it: fields with an Avro default may be left out. */
+export interface DeleteScheduleInit {
+  client_id: string;
+  schedule_id: string;
+  actor?: null | string;
+}
+
+/** Delete a named task template; schedules created from it keep the task they resolved. An unknown name gives command.rejected. */
+export interface DeleteTemplate {
+  client_id: string;
+  name: string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** DeleteTemplate as a producer writes it: fields with an Avro default may be left out. */
+export interface DeleteTemplateInit {
+  client_id: string;
+  name: string;
+  actor?: null | string;
+}
+
 /** Raise a task that is not yet assigned to critical priority. */
 export interface ExpediteTask {
   client_id: string;
@@ -3848,6 +5205,55 @@ export interface ExpediteTask {
 export interface ExpediteTaskInit {
   client_id: string;
   task_id: string;
+  actor?: null | string;
+}
+
+/** pool.registered: a pool member offers capacity on this partition (also its heartbeat). Pool work of the partition's clients is handed out by priority within the capacity of all its members. */
+export interface PoolRegistered {
+  /** The pool member's id. */
+  client_id: string;
+  occurred_at_ms: number;
+  capacity: number;
+}
+
+/** PoolRegistered as a producer writes it: fields with an Avro default may be left out. */
+export interface PoolRegisteredInit {
+  client_id: string;
+  occurred_at_ms: number;
+  capacity: number;
+}
+
+/** pool.released: a pool member's capacity left this partition: released by its executor, or cleaned (reason stale) after no heartbeat for the session stale time. */
+export interface PoolReleased {
+  /** The pool member's id. */
+  client_id: string;
+  occurred_at_ms: number;
+  reason: null | string;
+}
+
+/** PoolReleased as a producer writes it: fields with an Avro default may be left out. */
+export interface PoolReleasedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  reason?: null | string;
+}
+
+/** A pool executor offers capacity for work that needs no session: up to capacity tasks of one task.commands partition at once. It is produced to that partition by number (the partition of task.pool the executor consumes) and applied where it is read. Registering again counts as a heartbeat; a member silent for TASKSTREAM_SESSION_STALE_MS is dropped. */
+export interface RegisterPool {
+  /** The pool member's id (the record key): one per executor process and partition owner. */
+  client_id: string;
+  /** The task.commands partition this capacity is for (the executor produces the record there by number; the processor applies it where it is read). */
+  partition: number;
+  capacity: number;
+  /** Who sent the command (TASKSTREAM_ACTOR, else user@host); null when unnamed. */
+  actor: null | string;
+}
+
+/** RegisterPool as a producer writes it: fields with an Avro default may be left out. */
+export interface RegisterPoolInit {
+  client_id: string;
+  partition: number;
+  capacity?: number;
   actor?: null | string;
 }
 
@@ -3890,6 +5296,23 @@ export interface RejectTaskInit {
   client_id: string;
   task_id: string;
   reviewer?: null | string;
+  reason?: null | string;
+  actor?: null | string;
+}
+
+/** A pool executor withdraws its capacity from one task.commands partition (shutdown, or it no longer consumes that task.pool partition). Work it holds is not re-queued: the task.pool records stay for the partition's next consumer. */
+export interface ReleasePool {
+  /** The pool member's id, as registered. */
+  client_id: string;
+  partition: number;
+  reason: null | string;
+  actor: null | string;
+}
+
+/** ReleasePool as a producer writes it: fields with an Avro default may be left out. */
+export interface ReleasePoolInit {
+  client_id: string;
+  partition: number;
   reason?: null | string;
   actor?: null | string;
 }
@@ -4027,6 +5450,100 @@ export interface RetryDueInit {
   attempt: number;
   due_at_ms: number;
   kind?: string;
+}
+
+/** schedule.created: a CreateSchedule passed validation; carries the whole schedule with its task resolved (template applied) and its first occurrence. */
+export interface ScheduleCreated {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  cron: null | string;
+  interval_ms: null | number;
+  timezone: string;
+  start_at_ms: null | number;
+  end_at_ms: null | number;
+  missed: string;
+  /** JSON text: the SubmitTask fields of every occurrence's task (template applied). */
+  task: string;
+  template: null | string;
+  /** The first occurrence (null: none falls between start and end). */
+  next_at_ms: null | number;
+  actor: null | string;
+}
+
+/** ScheduleCreated as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleCreatedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  cron?: null | string;
+  interval_ms?: null | number;
+  timezone?: string;
+  start_at_ms?: null | number;
+  end_at_ms?: null | number;
+  missed?: string;
+  task?: string;
+  template?: null | string;
+  next_at_ms?: null | number;
+  actor?: null | string;
+}
+
+/** schedule.deleted: the schedule submits no more tasks. */
+export interface ScheduleDeleted {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  actor: null | string;
+}
+
+/** ScheduleDeleted as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleDeletedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  actor?: null | string;
+}
+
+/** schedule.fired: an occurrence fell due and its task was submitted (task_id, whose own events follow); skipped counts the missed occurrences before it that were skipped (missed: skip). next_at_ms null: the schedule ended. */
+export interface ScheduleFired {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  occurrence_ms: number;
+  task_id: string;
+  skipped: number;
+  next_at_ms: null | number;
+}
+
+/** ScheduleFired as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleFiredInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  occurrence_ms: number;
+  task_id: string;
+  skipped?: number;
+  next_at_ms?: null | number;
+}
+
+/** schedule.rejected: a CreateSchedule or DeleteSchedule was refused (command names which); the schedule is unaffected. */
+export interface ScheduleRejected {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  command: string;
+  reason: string;
+  actor: null | string;
+}
+
+/** ScheduleRejected as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleRejectedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  command: string;
+  reason: string;
+  actor?: null | string;
 }
 
 /** session.cleaned: a session sent no heartbeat for TASKSTREAM_SESSION_STALE_MS and was removed; requeued_task_ids went back to the queue. */
@@ -4199,6 +5716,20 @@ export interface SubmitTask {
   capabilities: Array<string>;
   /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
   actor: null | string;
+  /** A person's title for the task (at most 512 characters). */
+  title: null | string;
+  /** Free text (at most 10,000 characters). */
+  description: null | string;
+  /** Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them. */
+  tags: Array<string>;
+  /** JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors. */
+  metadata: string;
+  /** Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once. */
+  due_at_ms: null | number;
+  /** Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session. */
+  assigned_to: null | TaskAssignee;
+  /** A multi-step task: each step runs like a task once the steps it depends on ended. */
+  steps: Array<TaskStep>;
 }
 
 /** SubmitTask as a producer writes it: fields with an Avro default may be left out. */
@@ -4215,6 +5746,51 @@ export interface SubmitTaskInit {
   depends_on?: Array<string>;
   capabilities?: Array<string>;
   actor?: null | string;
+  title?: null | string;
+  description?: null | string;
+  tags?: Array<string>;
+  metadata?: string;
+  due_at_ms?: null | number;
+  assigned_to?: null | TaskAssigneeInit;
+  steps?: Array<TaskStepInit>;
+}
+
+/** Who alone may run the task: every session of an agent, or one session. */
+export interface TaskAssignee {
+  /** agent (any session of agent_id = id) or session (session_id = id). */
+  kind: string;
+  id: string;
+}
+
+/** TaskAssignee as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskAssigneeInit {
+  kind: string;
+  id: string;
+}
+
+/** One step of a multi-step task. */
+export interface TaskStep {
+  /** Unique within the task, 1..128 characters. */
+  id: string;
+  name: null | string;
+  /** An operation of the catalog. */
+  operation: string;
+  /** JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation. */
+  config: string;
+  /** Ids of other steps of this task that must end first. */
+  depends_on: Array<string>;
+  /** fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable). */
+  failure_policy: string;
+}
+
+/** TaskStep as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepInit {
+  id: string;
+  name?: null | string;
+  operation: string;
+  config?: string;
+  depends_on?: Array<string>;
+  failure_policy?: string;
 }
 
 /** task.accepted: a SubmitTask passed validation; the whole task specification, defaults resolved. */
@@ -4237,6 +5813,20 @@ export interface TaskAccepted {
   session_required: boolean;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** A person's title for the task (at most 512 characters). */
+  title: null | string;
+  /** Free text (at most 10,000 characters). */
+  description: null | string;
+  /** Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them. */
+  tags: Array<string>;
+  /** JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors. */
+  metadata: string;
+  /** Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once. */
+  due_at_ms: null | number;
+  /** Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session. */
+  assigned_to: null | TaskAssignee;
+  /** A multi-step task: each step runs like a task once the steps it depends on ended. */
+  steps: Array<TaskStep>;
 }
 
 /** TaskAccepted as a producer writes it: fields with an Avro default may be left out. */
@@ -4257,6 +5847,13 @@ export interface TaskAcceptedInit {
   batchable?: boolean;
   session_required?: boolean;
   actor?: null | string;
+  title?: null | string;
+  description?: null | string;
+  tags?: Array<string>;
+  metadata?: string;
+  due_at_ms?: null | number;
+  assigned_to?: null | TaskAssigneeInit;
+  steps?: Array<TaskStepInit>;
 }
 
 /** task.approved: a reviewer approved the task. */
@@ -4552,6 +6149,8 @@ export interface TaskRejected {
   operation: null | string;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {"_omitted": why} past max_payload_bytes. {} for other commands and for records written before this field. */
+  submit: string;
 }
 
 /** TaskRejected as a producer writes it: fields with an Avro default may be left out. */
@@ -4564,6 +6163,7 @@ export interface TaskRejectedInit {
   reviewer?: null | string;
   operation?: null | string;
   actor?: null | string;
+  submit?: string;
 }
 
 /** task.retry_scheduled: attempt (the next one) runs after delay_ms, via the delay tier of tier_ms. */
@@ -4622,6 +6222,26 @@ export interface TaskScheduledInit {
   due_at_ms: number;
 }
 
+/** task.sla_breached: a waiting task (queued or batched) has waited longer than the queue-wait SLA of its priority (TASKSTREAM_SLA_MS) and is still not assigned. Recorded once per wait, while it waits. */
+export interface TaskSlaBreached {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  priority: number;
+  queued_at_ms: number;
+  sla_ms: number;
+}
+
+/** TaskSlaBreached as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskSlaBreachedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  priority: number;
+  queued_at_ms: number;
+  sla_ms: number;
+}
+
 /** An executor began the work of an assignment (the task goes in_progress). Optional. */
 export interface TaskStarted {
   client_id: string;
@@ -4652,6 +6272,49 @@ export interface TaskStartedEventInit {
   task_id: string;
   session_id?: null | string;
   fencing_token: number;
+}
+
+/** task.step_finished: a step of a multi-step task ended: status completed (output), failed (error: its child task failed, was cancelled or its id was taken) or skipped (a step it depends on failed with skip_dependents or was skipped, or the task ended first). */
+export interface TaskStepFinished {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  status: string;
+  child_task_id: null | string;
+  /** JSON text: the child task's output when the step completed, {} otherwise. */
+  output: string;
+  error: null | string;
+}
+
+/** TaskStepFinished as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepFinishedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  status: string;
+  child_task_id?: null | string;
+  output?: string;
+  error?: null | string;
+}
+
+/** task.step_started: a step of a multi-step task (task_id) became ready (its depends_on ended as they allow) and runs as the child task child_task_id (<task_id>:<step_id>), whose own events follow. */
+export interface TaskStepStarted {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  child_task_id: string;
+}
+
+/** TaskStepStarted as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepStartedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  child_task_id: string;
 }
 
 /** task.timed_out: the attempt passed its deadline; it fails and goes the retry path. */
@@ -4708,6 +6371,41 @@ export interface TasksForgottenInit {
   batch_job_ids?: Array<string>;
 }
 
+/** template.defined: a named task template was defined or replaced. */
+export interface TemplateDefined {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  /** JSON text: the template's SubmitTask fields. */
+  task: string;
+  actor: null | string;
+}
+
+/** TemplateDefined as a producer writes it: fields with an Avro default may be left out. */
+export interface TemplateDefinedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  task?: string;
+  actor?: null | string;
+}
+
+/** template.deleted: a named task template was deleted. */
+export interface TemplateDeleted {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  actor: null | string;
+}
+
+/** TemplateDeleted as a producer writes it: fields with an Avro default may be left out. */
+export interface TemplateDeletedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  actor?: null | string;
+}
+
 /** Each current record name and its decoded type. */
 export interface Records {
   ApproveTask: ApproveTask;
@@ -4719,17 +6417,32 @@ export interface Records {
   BatchProcessed: BatchProcessed;
   BatchResultConsolidated: BatchResultConsolidated;
   CancelTask: CancelTask;
+  ClientRateLimit: ClientRateLimit;
+  ClientServed: ClientServed;
+  ClientStarved: ClientStarved;
   CommandForwarded: CommandForwarded;
   CommandRejected: CommandRejected;
+  CreateSchedule: CreateSchedule;
   DeadLetter: DeadLetter;
+  DefineTemplate: DefineTemplate;
+  DeleteSchedule: DeleteSchedule;
+  DeleteTemplate: DeleteTemplate;
   ExpediteTask: ExpediteTask;
+  PoolRegistered: PoolRegistered;
+  PoolReleased: PoolReleased;
+  RegisterPool: RegisterPool;
   RegisterSession: RegisterSession;
   RejectTask: RejectTask;
+  ReleasePool: ReleasePool;
   ReleaseSession: ReleaseSession;
   ReportProgress: ReportProgress;
   ReportResult: ReportResult;
   ResultIgnored: ResultIgnored;
   RetryDue: RetryDue;
+  ScheduleCreated: ScheduleCreated;
+  ScheduleDeleted: ScheduleDeleted;
+  ScheduleFired: ScheduleFired;
+  ScheduleRejected: ScheduleRejected;
   SessionCleaned: SessionCleaned;
   SessionHealthChanged: SessionHealthChanged;
   SessionHeartbeat: SessionHeartbeat;
@@ -4755,11 +6468,16 @@ export interface Records {
   TaskRetryScheduled: TaskRetryScheduled;
   TaskRetrying: TaskRetrying;
   TaskScheduled: TaskScheduled;
+  TaskSlaBreached: TaskSlaBreached;
   TaskStarted: TaskStarted;
   TaskStartedEvent: TaskStartedEvent;
+  TaskStepFinished: TaskStepFinished;
+  TaskStepStarted: TaskStepStarted;
   TaskTimedOut: TaskTimedOut;
   TaskWaiting: TaskWaiting;
   TasksForgotten: TasksForgotten;
+  TemplateDefined: TemplateDefined;
+  TemplateDeleted: TemplateDeleted;
 }
 
 /** Each current record name and the type a producer writes. */
@@ -4773,17 +6491,32 @@ export interface RecordInits {
   BatchProcessed: BatchProcessedInit;
   BatchResultConsolidated: BatchResultConsolidatedInit;
   CancelTask: CancelTaskInit;
+  ClientRateLimit: ClientRateLimitInit;
+  ClientServed: ClientServedInit;
+  ClientStarved: ClientStarvedInit;
   CommandForwarded: CommandForwardedInit;
   CommandRejected: CommandRejectedInit;
+  CreateSchedule: CreateScheduleInit;
   DeadLetter: DeadLetterInit;
+  DefineTemplate: DefineTemplateInit;
+  DeleteSchedule: DeleteScheduleInit;
+  DeleteTemplate: DeleteTemplateInit;
   ExpediteTask: ExpediteTaskInit;
+  PoolRegistered: PoolRegisteredInit;
+  PoolReleased: PoolReleasedInit;
+  RegisterPool: RegisterPoolInit;
   RegisterSession: RegisterSessionInit;
   RejectTask: RejectTaskInit;
+  ReleasePool: ReleasePoolInit;
   ReleaseSession: ReleaseSessionInit;
   ReportProgress: ReportProgressInit;
   ReportResult: ReportResultInit;
   ResultIgnored: ResultIgnoredInit;
   RetryDue: RetryDueInit;
+  ScheduleCreated: ScheduleCreatedInit;
+  ScheduleDeleted: ScheduleDeletedInit;
+  ScheduleFired: ScheduleFiredInit;
+  ScheduleRejected: ScheduleRejectedInit;
   SessionCleaned: SessionCleanedInit;
   SessionHealthChanged: SessionHealthChangedInit;
   SessionHeartbeat: SessionHeartbeatInit;
@@ -4809,9 +6542,14 @@ export interface RecordInits {
   TaskRetryScheduled: TaskRetryScheduledInit;
   TaskRetrying: TaskRetryingInit;
   TaskScheduled: TaskScheduledInit;
+  TaskSlaBreached: TaskSlaBreachedInit;
   TaskStarted: TaskStartedInit;
   TaskStartedEvent: TaskStartedEventInit;
+  TaskStepFinished: TaskStepFinishedInit;
+  TaskStepStarted: TaskStepStartedInit;
   TaskTimedOut: TaskTimedOutInit;
   TaskWaiting: TaskWaitingInit;
   TasksForgotten: TasksForgottenInit;
+  TemplateDefined: TemplateDefinedInit;
+  TemplateDeleted: TemplateDeletedInit;
 }
