@@ -10,7 +10,7 @@ from schemas import events as ev
 from streams.domain import Status
 from streams.domain.failure_classes import PERMANENT_FAILURE
 from streams.state_codec import dump_all, load_state
-from tests.unit.test_domain_gwt import Harness, names, of, register, submit
+from tests.support.gwt import Harness, names, of, register, submit
 
 OP = "workflow_trigger"  # needs a session, not batchable
 

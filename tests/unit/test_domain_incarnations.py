@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import commands as c
 from schemas import events as ev
 from streams.domain import Status
-from tests.unit.test_domain_gwt import Harness, names, of, submit
+from tests.support.gwt import Harness, names, of, submit
 
 OP = "workflow_trigger"
 
