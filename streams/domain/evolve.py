@@ -22,7 +22,6 @@ from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     RETIRED_TASK,
-    TIMER_OVERDUE,
     TIMER_TASK,
     BatchRecord,
     BatchStatus,
@@ -188,8 +187,6 @@ def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
             steps=tuple(e.steps),
         )
     )
-    if e.due_at_ms is not None:
-        st.arm(e.due_at_ms, TIMER_OVERDUE, e.task_id)  # task.overdue then, if unfinished
 
 
 def _pending_review(st: PartitionState, e: ev.TaskPendingReview) -> None:
@@ -597,7 +594,7 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.TaskStepStarted: _step_started,
     ev.TaskStepFinished: _step_finished,
     **BATCH_JOB_FOLDS,
-    **management_folds(_detach, _seen),
+    **management_folds(_detach, _seen, _accepted),
     **SCHEDULE_FOLDS,
     **DISPATCH_FOLDS,
 }

@@ -25,8 +25,16 @@ Seen = Callable[[PartitionState, str | None, int], Any]
 
 
 def management_folds(
-    detach: Detach, seen: Seen
+    detach: Detach, seen: Seen, accept: Callable[[PartitionState, ev.TaskAccepted], None]
 ) -> dict[type[ev.Event], Callable[[PartitionState, Any], None]]:
+    """The folds, with ``evolve``'s mechanics; ``accept`` is its TaskAccepted fold, which this
+    one extends with the due date's timer."""
+
+    def accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
+        accept(st, e)
+        if e.due_at_ms is not None:
+            st.arm(e.due_at_ms, TIMER_OVERDUE, e.task_id)  # task.overdue then, if unfinished
+
     def task(st: PartitionState, task_id: str) -> TaskRecord | None:
         return st.edit_task(task_id) if task_id in st.tasks else None
 
@@ -104,6 +112,7 @@ def management_folds(
             rec.overdue = True
 
     return {
+        ev.TaskAccepted: accepted,
         mev.TaskUpdated: updated,
         mev.TaskArchived: archived,
         mev.TaskRunRequested: nothing,
