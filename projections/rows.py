@@ -23,6 +23,7 @@ TaskState = Literal[
     "batched",
     "assigned",
     "in_progress",
+    "running",
     "retry_scheduled",
     "completed",
     "failed",
