@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import Options, WriteBatch
+
+from streams import rocksdb
+from streams.errors import StoreError
+from streams.rocksdb import StoreLockedError
 
 from . import keys
 from .errors import ProjectionStoreError
@@ -24,53 +27,44 @@ from .rows import Counters
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
+_WHAT = "projection store"
 
 
 WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 
 
-def _options() -> Any:
+def _options() -> Options:
     """Options that keep the store's memory small whatever its size: two 32 MB memtables at
     most and a 32 MB block cache. The bloom filter spares the fold a data-block read for every
-    new task (a get that misses). Index and filter blocks stay outside the cache (a cache
-    lookup per get cost the replay 14% CPU at 200,000 tasks); they grow with the data, ~10
-    bits per key in the filters."""
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
-    options.set_max_write_buffer_number(2)
-    table = BlockBasedOptions()
-    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
-    table.set_bloom_filter(10, False)
-    options.set_block_based_table_factory(table)
-    return options
+    new task (a get that misses). Index and filter blocks stay outside the cache; they grow
+    with the data, ~10 bits per key in the filters."""
+    return rocksdb.options(rocksdb.Sizes(WRITE_BUFFER_BYTES, BLOCK_CACHE_BYTES, 10))
 
 
 class ProjectionStore:
-    """One RocksDB directory per projector instance and events topic."""
+    """One RocksDB directory per projector instance and events topic, locked by this process
+    from open to close (``streams.rocksdb``)."""
 
     def __init__(self, path: Path, topic: str) -> None:
         self.path = path
         self.topic = topic
         self._db: Any = None
-        self._open()
+        try:
+            self._lock = rocksdb.lock(path, f"projection store {path} is in use by another process")
+        except StoreLockedError as exc:
+            raise ProjectionStoreError(str(exc)) from None
+        try:
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = Rdict(str(self.path), _options())
-            layout = self._db.get(keys.LAYOUT_KEY)
-        except Exception as exc:  # rocksdict raises plain Exception on corruption and locks
-            if "lock" in str(exc).lower():
-                raise ProjectionStoreError(
-                    f"projection store {self.path} is in use by another process: {exc}"
-                ) from None
-            log.warning("projection store %s cannot be opened (%s); rebuilding it", self.path, exc)
-            self._db = None
-            shutil.rmtree(self.path, ignore_errors=True)
-            self._db = Rdict(str(self.path), _options())
-            layout = None
+            layout = self._open_layout()
+        except StoreError as exc:
+            raise ProjectionStoreError(str(exc)) from exc
         wanted = {"version": LAYOUT_VERSION, "topic": self.topic}
         if layout is not None and json.loads(layout) != wanted:
             log.warning(
@@ -79,10 +73,26 @@ class ProjectionStore:
                 layout.decode(),
                 wanted,
             )
-            self.drop()
+            self._drop_db()
+            self._open()
             return
         if layout is None:
             self._db.put(keys.LAYOUT_KEY, json.dumps(wanted).encode())
+
+    def _open_layout(self) -> bytes | None:
+        """Open the database (rebuilt empty if it cannot be opened or read) and its layout."""
+        self._db, why = rocksdb.open_or_rebuild(self.path, _options(), _WHAT)
+        if why is not None:
+            log.warning("%s; rebuilding it", why)
+            return None
+        try:
+            layout = self._db.get(keys.LAYOUT_KEY)
+        except Exception as exc:  # rocksdict raises plain Exception on corruption
+            log.warning("%s %s cannot be read (%s); rebuilding it", _WHAT, self.path, exc)
+            self._drop_db()
+            self._db = rocksdb.create(self.path, _options(), _WHAT)
+            return None
+        return None if layout is None else bytes(layout)
 
     # reads ------------------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
@@ -118,12 +128,18 @@ class ProjectionStore:
         self._db.write(batch)
 
     def drop(self) -> None:
-        """Delete everything and start empty (same path, same topic)."""
-        self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Delete everything and start empty (same path, same topic; the lock stays held)."""
+        self._drop_db()
         self._open()
+
+    def _drop_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        rocksdb.destroy(self.path, _options())
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._lock.release()

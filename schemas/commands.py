@@ -6,6 +6,8 @@ class name. All commands are keyed by ``client_id`` on ``task.commands``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.fields import MAX_ID_LENGTH, JsonInput
@@ -60,6 +62,21 @@ class SubmitTask(Command):
     due_at_ms: int | None = None
     assigned_to: TaskAssignee | None = None
     steps: list[TaskStep] = Field(default_factory=list)
+
+
+def submit_document(command: SubmitTask) -> dict[str, Any]:
+    """The submit as a JSON object: its fields by name, the payload and every nested record
+    or document as objects rather than JSON text (what a dead letter's ``submit`` holds, ready
+    to be validated as a SubmitTask again)."""
+    return {name: _plain(getattr(command, name)) for name in SubmitTask.model_fields}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 class CancelTask(Command):

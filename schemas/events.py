@@ -226,6 +226,8 @@ class TaskRejected(TaskEvent):
     reviewer: str | None = None
     operation: str | None = None
     actor: str | None = None
+    # A refused SubmitTask, for its dead letter (``streams.domain.refusals.refused_submit``).
+    submit: JsonObject = Field(default_factory=dict)
 
 
 class TaskDeadLettered(TaskEvent):

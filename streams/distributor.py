@@ -14,8 +14,7 @@ from typing import Any
 from schemas import events as ev
 from schemas.catalog import Catalog, load_catalog
 from schemas.codec import CODEC
-from schemas.commands import Command, RetryDue, SubmitTask
-from schemas.credentials import MASK, replace_credentials
+from schemas.commands import Command, RetryDue
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
@@ -27,8 +26,6 @@ from streams.runtime.protocol import HOME, Output
 from streams.settings import Settings, retry_tier_name
 from streams.state_codec import dump_changes, load_state
 
-# Submits refused by the last decisions, kept until their dead letter is written (bounded).
-_STASH_LIMIT = 10_000
 # A dead letter's reason is cut to this many characters (reasons quote input, which is hostile).
 REASON_LIMIT = 2_000
 
@@ -118,13 +115,6 @@ def domain_config(settings: Settings, catalog: Catalog | None = None) -> DomainC
     )
 
 
-def _command_document(command: SubmitTask) -> dict[str, Any]:
-    doc = {name: getattr(command, name) for name in type(command).model_fields}
-    # A submit refused for carrying a credential in plaintext must not carry it on to task.dlq.
-    doc["payload"] = replace_credentials(command.payload, lambda _path, _value: MASK)
-    return doc
-
-
 class Distributor:
     """Implements ``streams.runtime.protocol.Application[PartitionState]``."""
 
@@ -139,7 +129,6 @@ class Distributor:
         self._topic_failed = settings.topic("failed")
         self._topic_dlq = settings.topic("dlq")
         self._max_record = settings.max_payload_bytes
-        self._refused_submits: dict[str, dict[str, Any]] = {}
         self._outputs: dict[type[ev.Event], Callable[[PartitionState, Any], list[Output]]] = {
             ev.TaskAssigned: self._assigned,
             ev.BatchProcessed: self._batch,
@@ -158,12 +147,7 @@ class Distributor:
         return PartitionState()
 
     def decide(self, command: Any, state: PartitionState, now_ms: int) -> Sequence[Any]:
-        events = decide(command, state, now_ms, self.config)
-        if isinstance(command, SubmitTask) and any(isinstance(e, ev.TaskRejected) for e in events):
-            if len(self._refused_submits) >= _STASH_LIMIT:
-                self._refused_submits.clear()
-            self._refused_submits[command.task_id] = _command_document(command)
-        return events
+        return decide(command, state, now_ms, self.config)
 
     def home_key(self, command: Any) -> bytes | None:
         # A client's commands, sessions, tasks and events live on its home partition.
@@ -420,7 +404,7 @@ class Distributor:
         outcome = self._outcome(state, e)
         if e.command != "SubmitTask":
             return outcome
-        submit = self._refused_submits.pop(e.task_id, {})
+        submit = e.submit  # the refused submit travels in its event (recovery rebuilds this)
         operation = e.operation if e.operation is not None else submit.get("operation")
         letter = DeadLetter(
             reason=bounded_reason(e.reason),

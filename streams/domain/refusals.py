@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from schemas import commands as cmd
+from schemas.commands import submit_document
+from schemas.credentials import MASK, replace_credentials
 from schemas.events import CommandRejected, ResultIgnored, TaskRejected
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain.context import Decision
+from streams.domain.spec import canonical_json
 from streams.domain.state import TaskRecord
 
 # Ids travel in URLs, log lines and file names: control characters in them are refused.
@@ -94,9 +97,29 @@ def reject_task(ctx: Decision, c: cmd.Command, task_id: str, reason: str, **extr
             # A refused submit's outcome record names its operation (``domain.outcomes``).
             operation=c.operation if isinstance(c, cmd.SubmitTask) else None,
             actor=getattr(c, "actor", None),
+            # What its dead letter carries: outputs are a function of state and event alone.
+            submit=(
+                refused_submit(c, ctx.config.max_payload_bytes)
+                if isinstance(c, cmd.SubmitTask)
+                else {}
+            ),
             **extra,
         )
     )
+
+
+def refused_submit(c: cmd.SubmitTask, limit: int) -> dict[str, Any]:
+    """The submit a refusal's dead letter carries (so it can be redriven), credentials masked
+    (a submit refused for carrying one in plaintext must not carry it on to task.dlq), within
+    ``limit`` bytes of JSON: past it the payload, then the whole document, becomes a note (as
+    the dead letter, bounded by the same limit, would shed them)."""
+    doc: dict[str, Any] = replace_credentials(submit_document(c), lambda _path, _value: MASK)
+    size = len(canonical_json(doc))
+    if size <= limit:
+        return doc
+    note = {"_omitted": f"omitted: the submit was {size} bytes, over the limit of {limit}"}
+    doc = {**doc, "payload": note}
+    return doc if len(canonical_json(doc)) <= limit else note
 
 
 def reject_command(

@@ -38,13 +38,14 @@ from typing import Any, Generic, TypeVar
 
 from streams.errors import ProcessingError, StoreError
 from streams.kafka.reader import LogReader
+from streams.rocksdb import StoreLockedError
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import RuntimeTopics, emit_event, outputs_of
 from streams.runtime.protocol import Application
 from streams.runtime.staging import Pending, missing, send, stage
-from streams.runtime.store import PartitionStore, StagedOutput, StoredOffsets, StoreLockedError
+from streams.runtime.store import PartitionStore, StagedOutput, StoredOffsets
 
 __all__ = ["RecoveryReport", "open_store", "recover_partition"]
 

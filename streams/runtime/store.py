@@ -6,32 +6,30 @@ of that cycle *staged* in the same batch until they are acknowledged (see
 Layout: ``<data_dir>/<name>/<partition>/``. Keys starting with ``RESERVED_PREFIX`` belong to
 the runtime (the offsets); every other key belongs to the application (``dump_changes``).
 A store that cannot be opened or read is deleted and rebuilt from the event log by recovery;
-an exclusive file lock keeps two processes on one machine from sharing (or deleting) a store.
+an exclusive file lock keeps two processes on one machine from sharing (or deleting) a store
+(both from ``streams.rocksdb``).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import json
 import logging
-import shutil
 import struct
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict, WriteBatch
 
+from streams import rocksdb
 from streams.errors import StoreError
 
 __all__ = [
     "RESERVED_PREFIX",
     "PartitionStore",
     "StateStore",
-    "StoreLockedError",
     "StagedOutput",
     "StoredOffsets",
     "store_path",
@@ -177,20 +175,16 @@ def _options() -> Options:
     """At most two 8 MB memtables and an 8 MB block cache per partition store. With
     RocksDB's defaults (64 MB memtables) a store that is written slowly holds its whole
     memtable until it fills: the 10-minute soak grew the processor by ~60 MB per partition."""
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
-    options.set_max_write_buffer_number(2)
-    table = BlockBasedOptions()
-    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
-    options.set_block_based_table_factory(table)
-    return options
+    return rocksdb.options(rocksdb.Sizes(WRITE_BUFFER_BYTES, BLOCK_CACHE_BYTES))
+
+
+_WHAT = "state store"
 
 
 class PartitionStore:
     """A partition's store. Open with :meth:`open`; ``StoreError`` means unusable contents."""
 
-    def __init__(self, path: Path, db: Rdict, lock: IO[bytes]) -> None:
+    def __init__(self, path: Path, db: Rdict, lock: rocksdb.RocksLock) -> None:
         """Use :meth:`open`."""
         self.path = path
         self._db: Rdict | None = db
@@ -204,33 +198,29 @@ class PartitionStore:
         why (recovery rebuilds it from the event log). Raises ``StoreLockedError`` if another
         process holds the store: that one is never deleted.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _lock(path)
+        lock = rocksdb.lock(
+            path,
+            f"the state store at {path} is held by another process; "
+            "give each processor on one machine its own TASKSTREAM_DATA_DIR",
+        )
         try:
-            try:
-                return cls(path, Rdict(str(path), options=_options()), lock), None
-            except Exception as exc:  # rocksdict raises plain Exception on corruption
-                reason = f"cannot open the state store at {path}: {exc}"
-            _destroy(path)
-            return cls(path, Rdict(str(path), options=_options()), lock), reason
-        except Exception as exc:
-            lock.close()
-            raise StoreError(f"cannot create the state store at {path}: {exc}") from exc
+            db, reason = rocksdb.open_or_rebuild(path, _options(), _WHAT)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, db, lock), reason
 
     @staticmethod
     def destroy(path: Path) -> None:
         """Delete the store at ``path`` (not open anywhere)."""
-        _destroy(path)
+        rocksdb.destroy(path, _options())
 
     def reset(self) -> None:
         """Delete every key (contents unusable): the caller rebuilds from the event log."""
         self.db.close()
         self._db = None
-        _destroy(self.path)
-        try:
-            self._db = Rdict(str(self.path), options=_options())
-        except Exception as exc:
-            raise StoreError(f"cannot re-create the state store at {self.path}: {exc}") from exc
+        rocksdb.destroy(self.path, _options())
+        self._db = rocksdb.create(self.path, _options(), _WHAT)
 
     @property
     def db(self) -> Rdict:
@@ -305,30 +295,4 @@ class PartitionStore:
         db, self._db = self._db, None
         if db is not None:
             db.close()
-        self._lock.close()
-
-
-class StoreLockedError(StoreError):
-    """Another process holds the store."""
-
-
-def _destroy(path: Path) -> None:
-    with contextlib.suppress(Exception):
-        Rdict.destroy(str(path), _options())
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _lock(path: Path) -> IO[bytes]:
-    lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held until close
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise StoreLockedError(
-            f"the state store at {path} is held by another process; "
-            "give each processor on one machine its own TASKSTREAM_DATA_DIR"
-        ) from None
-    except OSError:
-        lock.close()
-        raise
-    return lock
+        self._lock.release()

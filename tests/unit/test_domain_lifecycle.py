@@ -24,6 +24,7 @@ def test_unknown_operation_is_rejected_with_the_reason_and_not_kept() -> None:
             reason="unknown operation 'teleport'",
             command="SubmitTask",
             operation="teleport",
+            submit=c.submit_document(submit("t1", operation="teleport")),
         )
     )
     assert "t1" not in h.state.tasks
@@ -54,6 +55,7 @@ def test_duplicate_task_id_with_another_spec_is_rejected_and_the_original_kept()
             occurred_at_ms=0,
             reason="duplicate task_id with a different specification",
             operation="contact_update",
+            submit=c.submit_document(submit("t1", payload={"a": 2})),
         )
     )
     assert h.state.tasks["t1"].payload == {"a": 1}

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from streams.errors import StoreError
+from streams.rocksdb import StoreLockedError
 from streams.runtime.store import (
     RESERVED_PREFIX,
     PartitionStore,
     StagedOutput,
     StoredOffsets,
-    StoreLockedError,
 )
 
 

@@ -32,21 +32,21 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path, package: str) -> list[str]:
-    """Every module ``path`` imports (relative imports resolved against ``package``)."""
+    """Every name ``path`` imports, as a dotted path (``from a.b import c`` gives ``a.b.c``,
+    whether ``c`` is a module or a name in one; relative imports resolved against
+    ``package``)."""
     names: list[str] = []
     for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                parts = package.split(".")
+                base = parts[: len(parts) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
-                if node.module is None:  # from . import keys
-                    names += [f"{module}.{alias.name}" for alias in node.names]
-                else:
-                    names.append(module)
-            elif node.module is not None:
-                names.append(node.module)
+            else:
+                module = node.module or ""
+            names += [f"{module}.{alias.name}" for alias in node.names]
     return names
 
 
@@ -84,13 +84,14 @@ def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
         "from streams.redrive import redrive\nfrom streams.settings import Settings\n"
         "from streams.kafka.profile import broker_profile\nimport streams.client\n"
         "from api.view import create_app\nfrom streams.domain.spec import canonical_json\n"
-        "from schemas.credentials import mask_text\n"
+        "from schemas.credentials import mask_text\nfrom streams import rocksdb, redrive\n"
     )
     assert [n for n in _imports(module, "projections") if _forbidden_in_projections(n)] == [
-        "streams.redrive",
+        "streams.redrive.redrive",
         "streams.client",
-        "api.view",
-        "streams.domain.spec",
+        "api.view.create_app",
+        "streams.domain.spec.canonical_json",
+        "streams.redrive",
     ]
 
 

@@ -706,6 +706,94 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "CreateSchedule": {
+    "type": "record",
+    "name": "CreateSchedule",
+    "namespace": "taskstream",
+    "doc": "Create a recurring schedule (upstream systems): the processor submits one task per occurrence, with the task id <schedule_id>@<occurrence epoch ms>, so a restart never submits an occurrence twice. Exactly one of cron and interval_ms. A refused create gives schedule.rejected; an identical repeat of a known schedule id is a no-op.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "cron",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A five-field cron expression (minute hour day-of-month month day-of-week, croniter's syntax), evaluated in timezone."
+      },
+      {
+        "name": "interval_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Every interval_ms milliseconds (at least 1000), counted from start_at_ms (or from the creation)."
+      },
+      {
+        "name": "timezone",
+        "type": "string",
+        "default": "UTC",
+        "doc": "IANA time zone name the cron expression is read in (Europe/Berlin)."
+      },
+      {
+        "name": "start_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch ms: no occurrence before it (null: from the creation). Occurrences already past at the creation never run."
+      },
+      {
+        "name": "end_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch ms: no occurrence after it (null: no end)."
+      },
+      {
+        "name": "missed",
+        "type": "string",
+        "default": "run",
+        "doc": "What happens to occurrences missed while no processor ran (an occurrence is missed when the next one's time came before it ran): run (each runs once, late) or skip (only the latest due one runs)."
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the SubmitTask fields of every occurrence's task except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...). A scheduled_for_ms in it is ignored (the occurrence is the start)."
+      },
+      {
+        "name": "template",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Name of a task template of the client (DefineTemplate) whose fields are the defaults of task; resolved at the creation."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
   "DeadLetter": {
     "type": "record",
     "name": "DeadLetter",
@@ -790,6 +878,87 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "occurred_at_ms",
         "type": "long",
         "default": 0
+      }
+    ]
+  },
+  "DefineTemplate": {
+    "type": "record",
+    "name": "DefineTemplate",
+    "namespace": "taskstream",
+    "doc": "Define (or replace) a named task template of the client: its fields are the defaults of every CreateSchedule that names it. A refused define gives command.rejected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): SubmitTask fields except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
+  "DeleteSchedule": {
+    "type": "record",
+    "name": "DeleteSchedule",
+    "namespace": "taskstream",
+    "doc": "Delete a recurring schedule: no occurrence after this one; tasks it already submitted go on. An unknown id gives schedule.rejected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
+      }
+    ]
+  },
+  "DeleteTemplate": {
+    "type": "record",
+    "name": "DeleteTemplate",
+    "namespace": "taskstream",
+    "doc": "Delete a named task template; schedules created from it keep the task they resolved. An unknown name gives command.rejected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (see SubmitTask.actor)."
       }
     ]
   },
@@ -1240,6 +1409,204 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "ScheduleCreated": {
+    "type": "record",
+    "name": "ScheduleCreated",
+    "namespace": "taskstream",
+    "doc": "schedule.created: a CreateSchedule passed validation; carries the whole schedule with its task resolved (template applied) and its first occurrence.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "cron",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "interval_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timezone",
+        "type": "string",
+        "default": "UTC"
+      },
+      {
+        "name": "start_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "end_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "missed",
+        "type": "string",
+        "default": "run"
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the SubmitTask fields of every occurrence's task (template applied)."
+      },
+      {
+        "name": "template",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "next_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "The first occurrence (null: none falls between start and end)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ScheduleDeleted": {
+    "type": "record",
+    "name": "ScheduleDeleted",
+    "namespace": "taskstream",
+    "doc": "schedule.deleted: the schedule submits no more tasks.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ScheduleFired": {
+    "type": "record",
+    "name": "ScheduleFired",
+    "namespace": "taskstream",
+    "doc": "schedule.fired: an occurrence fell due and its task was submitted (task_id, whose own events follow); skipped counts the missed occurrences before it that were skipped (missed: skip). next_at_ms null: the schedule ended.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "occurrence_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "skipped",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "next_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ScheduleRejected": {
+    "type": "record",
+    "name": "ScheduleRejected",
+    "namespace": "taskstream",
+    "doc": "schedule.rejected: a CreateSchedule or DeleteSchedule was refused (command names which); the schedule is unaffected.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "schedule_id",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
   "SessionCleaned": {
     "type": "record",
     "name": "SessionCleaned",
@@ -1684,6 +2051,128 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -1831,6 +2320,97 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "SubmitTask.v3": {
+    "type": "record",
+    "name": "SubmitTask",
+    "namespace": "taskstream",
+    "doc": "SubmitTask version 3: before title, description, tags, metadata, due_at_ms, assigned_to and steps.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's input, handed to the executor unchanged as Assignment.items[].payload. Nested at most 64 levels; the encoded record must fit TASKSTREAM_MAX_PAYLOAD_BYTES."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "1 (critical) to 5 (background); null takes the operation's urgency from the catalog."
+      },
+      {
+        "name": "max_retries",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timeout_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: do not start before then (null: now)."
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Task ids of the same client that must complete first; a dependency that fails, is cancelled or rejected fails this task."
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      }
+    ]
+  },
   "TaskAccepted": {
     "type": "record",
     "name": "TaskAccepted",
@@ -1923,6 +2503,128 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -2009,6 +2711,101 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "session_required",
         "type": "boolean",
         "default": true
+      }
+    ]
+  },
+  "TaskAccepted.v2": {
+    "type": "record",
+    "name": "TaskAccepted",
+    "namespace": "taskstream",
+    "doc": "TaskAccepted version 2: before title, description, tags, metadata, due_at_ms, assigned_to and steps.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the accepted task's input (SubmitTask.payload)."
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "max_retries",
+        "type": "long"
+      },
+      {
+        "name": "timeout_ms",
+        "type": "long"
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "batchable",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "session_required",
+        "type": "boolean",
+        "default": true
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -2772,6 +3569,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "submit",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {\"_omitted\": why} past max_payload_bytes. {} for other commands and for records written before this field."
       }
     ]
   },
@@ -2855,6 +3658,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      }
+    ]
+  },
+  "TaskRejected.v3": {
+    "type": "record",
+    "name": "TaskRejected",
+    "namespace": "taskstream",
+    "doc": "TaskRejected version 3: before submit.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": "string"
+      },
+      {
+        "name": "command",
+        "type": "string",
+        "default": "SubmitTask"
+      },
+      {
+        "name": "reviewer",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "operation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The refused SubmitTask's operation (null for other commands and for records written before this field)."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
       }
     ]
   },
@@ -3096,11 +3954,73 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "default": []
       }
     ]
+  },
+  "TemplateDefined": {
+    "type": "record",
+    "name": "TemplateDefined",
+    "namespace": "taskstream",
+    "doc": "template.defined: a named task template was defined or replaced.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "task",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the template's SubmitTask fields."
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "TemplateDeleted": {
+    "type": "record",
+    "name": "TemplateDeleted",
+    "namespace": "taskstream",
+    "doc": "template.deleted: a named task template was deleted.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "name",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
   }
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","CommandForwarded","CommandRejected","DeadLetter","ExpediteTask","RegisterSession","RejectTask","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskStarted","TaskStartedEvent","TaskTimedOut","TaskWaiting","TasksForgotten"] as const;
+export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","RegisterSession","RejectTask","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskStarted","TaskStartedEvent","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -3433,6 +4353,45 @@ export interface CommandRejectedInit {
   session_id?: null | string;
 }
 
+/** Create a recurring schedule (upstream systems): the processor submits one task per occurrence, with the task id <schedule_id>@<occurrence epoch ms>, so a restart never submits an occurrence twice. Exactly one of cron and interval_ms. A refused create gives schedule.rejected; an identical repeat of a known schedule id is a no-op. */
+export interface CreateSchedule {
+  client_id: string;
+  schedule_id: string;
+  /** A five-field cron expression (minute hour day-of-month month day-of-week, croniter's syntax), evaluated in timezone. */
+  cron: null | string;
+  /** Every interval_ms milliseconds (at least 1000), counted from start_at_ms (or from the creation). */
+  interval_ms: null | number;
+  /** IANA time zone name the cron expression is read in (Europe/Berlin). */
+  timezone: string;
+  /** Epoch ms: no occurrence before it (null: from the creation). Occurrences already past at the creation never run. */
+  start_at_ms: null | number;
+  /** Epoch ms: no occurrence after it (null: no end). */
+  end_at_ms: null | number;
+  /** What happens to occurrences missed while no processor ran (an occurrence is missed when the next one's time came before it ran): run (each runs once, late) or skip (only the latest due one runs). */
+  missed: string;
+  /** JSON text (an Avro string holding a JSON object): the SubmitTask fields of every occurrence's task except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...). A scheduled_for_ms in it is ignored (the occurrence is the start). */
+  task: string;
+  /** Name of a task template of the client (DefineTemplate) whose fields are the defaults of task; resolved at the creation. */
+  template: null | string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** CreateSchedule as a producer writes it: fields with an Avro default may be left out. */
+export interface CreateScheduleInit {
+  client_id: string;
+  schedule_id: string;
+  cron?: null | string;
+  interval_ms?: null | number;
+  timezone?: string;
+  start_at_ms?: null | number;
+  end_at_ms?: null | number;
+  missed?: string;
+  task?: string;
+  template?: null | string;
+  actor?: null | string;
+}
+
 /** On task.dlq: a task that failed permanently (with its attempts and the submit to resubmit it), a refused submit, or an input record that could not be used (with its raw bytes and where it was read). */
 export interface DeadLetter {
   reason: string;
@@ -3465,6 +4424,54 @@ export interface DeadLetterInit {
   attempts_json?: string;
   submit?: string;
   occurred_at_ms?: number;
+}
+
+/** Define (or replace) a named task template of the client: its fields are the defaults of every CreateSchedule that names it. A refused define gives command.rejected. */
+export interface DefineTemplate {
+  client_id: string;
+  name: string;
+  /** JSON text (an Avro string holding a JSON object): SubmitTask fields except client_id and task_id (operation, payload, priority, max_retries, timeout_ms, capabilities, ...). */
+  task: string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** DefineTemplate as a producer writes it: fields with an Avro default may be left out. */
+export interface DefineTemplateInit {
+  client_id: string;
+  name: string;
+  task?: string;
+  actor?: null | string;
+}
+
+/** Delete a recurring schedule: no occurrence after this one; tasks it already submitted go on. An unknown id gives schedule.rejected. */
+export interface DeleteSchedule {
+  client_id: string;
+  schedule_id: string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** DeleteSchedule as a producer writes it: fields with an Avro default may be left out. */
+export interface DeleteScheduleInit {
+  client_id: string;
+  schedule_id: string;
+  actor?: null | string;
+}
+
+/** Delete a named task template; schedules created from it keep the task they resolved. An unknown name gives command.rejected. */
+export interface DeleteTemplate {
+  client_id: string;
+  name: string;
+  /** Who sent the command (see SubmitTask.actor). */
+  actor: null | string;
+}
+
+/** DeleteTemplate as a producer writes it: fields with an Avro default may be left out. */
+export interface DeleteTemplateInit {
+  client_id: string;
+  name: string;
+  actor?: null | string;
 }
 
 /** Raise a task that is not yet assigned to critical priority. */
@@ -3645,6 +4652,100 @@ export interface RetryDueInit {
   kind?: string;
 }
 
+/** schedule.created: a CreateSchedule passed validation; carries the whole schedule with its task resolved (template applied) and its first occurrence. */
+export interface ScheduleCreated {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  cron: null | string;
+  interval_ms: null | number;
+  timezone: string;
+  start_at_ms: null | number;
+  end_at_ms: null | number;
+  missed: string;
+  /** JSON text: the SubmitTask fields of every occurrence's task (template applied). */
+  task: string;
+  template: null | string;
+  /** The first occurrence (null: none falls between start and end). */
+  next_at_ms: null | number;
+  actor: null | string;
+}
+
+/** ScheduleCreated as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleCreatedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  cron?: null | string;
+  interval_ms?: null | number;
+  timezone?: string;
+  start_at_ms?: null | number;
+  end_at_ms?: null | number;
+  missed?: string;
+  task?: string;
+  template?: null | string;
+  next_at_ms?: null | number;
+  actor?: null | string;
+}
+
+/** schedule.deleted: the schedule submits no more tasks. */
+export interface ScheduleDeleted {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  actor: null | string;
+}
+
+/** ScheduleDeleted as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleDeletedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  actor?: null | string;
+}
+
+/** schedule.fired: an occurrence fell due and its task was submitted (task_id, whose own events follow); skipped counts the missed occurrences before it that were skipped (missed: skip). next_at_ms null: the schedule ended. */
+export interface ScheduleFired {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  occurrence_ms: number;
+  task_id: string;
+  skipped: number;
+  next_at_ms: null | number;
+}
+
+/** ScheduleFired as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleFiredInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  occurrence_ms: number;
+  task_id: string;
+  skipped?: number;
+  next_at_ms?: null | number;
+}
+
+/** schedule.rejected: a CreateSchedule or DeleteSchedule was refused (command names which); the schedule is unaffected. */
+export interface ScheduleRejected {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  command: string;
+  reason: string;
+  actor: null | string;
+}
+
+/** ScheduleRejected as a producer writes it: fields with an Avro default may be left out. */
+export interface ScheduleRejectedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  schedule_id: string;
+  command: string;
+  reason: string;
+  actor?: null | string;
+}
+
 /** session.cleaned: a session sent no heartbeat for TASKSTREAM_SESSION_STALE_MS and was removed; requeued_task_ids went back to the queue. */
 export interface SessionCleaned {
   client_id: string;
@@ -3809,6 +4910,20 @@ export interface SubmitTask {
   capabilities: Array<string>;
   /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
   actor: null | string;
+  /** A person's title for the task (at most 512 characters). */
+  title: null | string;
+  /** Free text (at most 10,000 characters). */
+  description: null | string;
+  /** Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them. */
+  tags: Array<string>;
+  /** JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors. */
+  metadata: string;
+  /** Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once. */
+  due_at_ms: null | number;
+  /** Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session. */
+  assigned_to: null | TaskAssignee;
+  /** A multi-step task: each step runs like a task once the steps it depends on ended. */
+  steps: Array<TaskStep>;
 }
 
 /** SubmitTask as a producer writes it: fields with an Avro default may be left out. */
@@ -3825,6 +4940,51 @@ export interface SubmitTaskInit {
   depends_on?: Array<string>;
   capabilities?: Array<string>;
   actor?: null | string;
+  title?: null | string;
+  description?: null | string;
+  tags?: Array<string>;
+  metadata?: string;
+  due_at_ms?: null | number;
+  assigned_to?: null | TaskAssigneeInit;
+  steps?: Array<TaskStepInit>;
+}
+
+/** Who alone may run the task: every session of an agent, or one session. */
+export interface TaskAssignee {
+  /** agent (any session of agent_id = id) or session (session_id = id). */
+  kind: string;
+  id: string;
+}
+
+/** TaskAssignee as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskAssigneeInit {
+  kind: string;
+  id: string;
+}
+
+/** One step of a multi-step task. */
+export interface TaskStep {
+  /** Unique within the task, 1..128 characters. */
+  id: string;
+  name: null | string;
+  /** An operation of the catalog. */
+  operation: string;
+  /** JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation. */
+  config: string;
+  /** Ids of other steps of this task that must end first. */
+  depends_on: Array<string>;
+  /** fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable). */
+  failure_policy: string;
+}
+
+/** TaskStep as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepInit {
+  id: string;
+  name?: null | string;
+  operation: string;
+  config?: string;
+  depends_on?: Array<string>;
+  failure_policy?: string;
 }
 
 /** task.accepted: a SubmitTask passed validation; the whole task specification, defaults resolved. */
@@ -3847,6 +5007,20 @@ export interface TaskAccepted {
   session_required: boolean;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** A person's title for the task (at most 512 characters). */
+  title: null | string;
+  /** Free text (at most 10,000 characters). */
+  description: null | string;
+  /** Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them. */
+  tags: Array<string>;
+  /** JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors. */
+  metadata: string;
+  /** Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once. */
+  due_at_ms: null | number;
+  /** Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session. */
+  assigned_to: null | TaskAssignee;
+  /** A multi-step task: each step runs like a task once the steps it depends on ended. */
+  steps: Array<TaskStep>;
 }
 
 /** TaskAccepted as a producer writes it: fields with an Avro default may be left out. */
@@ -3867,6 +5041,13 @@ export interface TaskAcceptedInit {
   batchable?: boolean;
   session_required?: boolean;
   actor?: null | string;
+  title?: null | string;
+  description?: null | string;
+  tags?: Array<string>;
+  metadata?: string;
+  due_at_ms?: null | number;
+  assigned_to?: null | TaskAssigneeInit;
+  steps?: Array<TaskStepInit>;
 }
 
 /** task.approved: a reviewer approved the task. */
@@ -4156,6 +5337,8 @@ export interface TaskRejected {
   operation: null | string;
   /** Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field. */
   actor: null | string;
+  /** JSON text (an Avro string holding a JSON object): with command SubmitTask, the refused submit (SubmitTask's fields, payload and other documents as objects, credentials masked) that its dead letter carries; the payload, then the whole document, becomes {"_omitted": why} past max_payload_bytes. {} for other commands and for records written before this field. */
+  submit: string;
 }
 
 /** TaskRejected as a producer writes it: fields with an Avro default may be left out. */
@@ -4168,6 +5351,7 @@ export interface TaskRejectedInit {
   reviewer?: null | string;
   operation?: null | string;
   actor?: null | string;
+  submit?: string;
 }
 
 /** task.retry_scheduled: attempt (the next one) runs after delay_ms, via the delay tier of tier_ms. */
@@ -4312,6 +5496,41 @@ export interface TasksForgottenInit {
   batch_job_ids?: Array<string>;
 }
 
+/** template.defined: a named task template was defined or replaced. */
+export interface TemplateDefined {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  /** JSON text: the template's SubmitTask fields. */
+  task: string;
+  actor: null | string;
+}
+
+/** TemplateDefined as a producer writes it: fields with an Avro default may be left out. */
+export interface TemplateDefinedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  task?: string;
+  actor?: null | string;
+}
+
+/** template.deleted: a named task template was deleted. */
+export interface TemplateDeleted {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  actor: null | string;
+}
+
+/** TemplateDeleted as a producer writes it: fields with an Avro default may be left out. */
+export interface TemplateDeletedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  name: string;
+  actor?: null | string;
+}
+
 /** Each current record name and its decoded type. */
 export interface Records {
   ApproveTask: ApproveTask;
@@ -4325,7 +5544,11 @@ export interface Records {
   CancelTask: CancelTask;
   CommandForwarded: CommandForwarded;
   CommandRejected: CommandRejected;
+  CreateSchedule: CreateSchedule;
   DeadLetter: DeadLetter;
+  DefineTemplate: DefineTemplate;
+  DeleteSchedule: DeleteSchedule;
+  DeleteTemplate: DeleteTemplate;
   ExpediteTask: ExpediteTask;
   RegisterSession: RegisterSession;
   RejectTask: RejectTask;
@@ -4334,6 +5557,10 @@ export interface Records {
   ReportResult: ReportResult;
   ResultIgnored: ResultIgnored;
   RetryDue: RetryDue;
+  ScheduleCreated: ScheduleCreated;
+  ScheduleDeleted: ScheduleDeleted;
+  ScheduleFired: ScheduleFired;
+  ScheduleRejected: ScheduleRejected;
   SessionCleaned: SessionCleaned;
   SessionHealthChanged: SessionHealthChanged;
   SessionHeartbeat: SessionHeartbeat;
@@ -4364,6 +5591,8 @@ export interface Records {
   TaskTimedOut: TaskTimedOut;
   TaskWaiting: TaskWaiting;
   TasksForgotten: TasksForgotten;
+  TemplateDefined: TemplateDefined;
+  TemplateDeleted: TemplateDeleted;
 }
 
 /** Each current record name and the type a producer writes. */
@@ -4379,7 +5608,11 @@ export interface RecordInits {
   CancelTask: CancelTaskInit;
   CommandForwarded: CommandForwardedInit;
   CommandRejected: CommandRejectedInit;
+  CreateSchedule: CreateScheduleInit;
   DeadLetter: DeadLetterInit;
+  DefineTemplate: DefineTemplateInit;
+  DeleteSchedule: DeleteScheduleInit;
+  DeleteTemplate: DeleteTemplateInit;
   ExpediteTask: ExpediteTaskInit;
   RegisterSession: RegisterSessionInit;
   RejectTask: RejectTaskInit;
@@ -4388,6 +5621,10 @@ export interface RecordInits {
   ReportResult: ReportResultInit;
   ResultIgnored: ResultIgnoredInit;
   RetryDue: RetryDueInit;
+  ScheduleCreated: ScheduleCreatedInit;
+  ScheduleDeleted: ScheduleDeletedInit;
+  ScheduleFired: ScheduleFiredInit;
+  ScheduleRejected: ScheduleRejectedInit;
   SessionCleaned: SessionCleanedInit;
   SessionHealthChanged: SessionHealthChangedInit;
   SessionHeartbeat: SessionHeartbeatInit;
@@ -4418,4 +5655,6 @@ export interface RecordInits {
   TaskTimedOut: TaskTimedOutInit;
   TaskWaiting: TaskWaitingInit;
   TasksForgotten: TasksForgottenInit;
+  TemplateDefined: TemplateDefinedInit;
+  TemplateDeleted: TemplateDeletedInit;
 }
