@@ -89,7 +89,7 @@ def _current(request: Request) -> Gateway:
 CurrentGateway = Annotated[Gateway, Depends(_current)]
 
 router = APIRouter(tags=["commands"])
-install_commands(router, Depends(_current))  # schedules and templates (``api.workflows``)
+install_commands(router)  # schedules and templates (``api.workflows``)
 
 
 # -- tasks --------------------------------------------------------------------------

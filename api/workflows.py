@@ -14,9 +14,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 
 from projections.reader import ProjectionInfo, ProjectionReader
 from projections.rows import TaskRow
@@ -264,8 +265,16 @@ def _task_problem(gateway: Gateway, task: dict[str, Any], *, partial: bool) -> J
     return gateway.payload_problem(built.operation, built.payload, where="task.payload.")
 
 
-def install_commands(router: APIRouter, current: Any) -> None:
-    """Add the command routes to ``router``; ``current`` is the gateway dependency."""
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway  # put there by ``api.gateway.mount``
+    return gateway
+
+
+CurrentGateway = Annotated[Gateway, Depends(_gateway)]
+
+
+def install_commands(router: APIRouter) -> None:
+    """Add the command routes to the gateway's ``router``."""
 
     @router.post(
         "/schedules",
@@ -275,7 +284,7 @@ def install_commands(router: APIRouter, current: Any) -> None:
         summary="Create a recurring schedule: one task per occurrence (cron or interval)",
     )
     async def create_schedule(
-        request: ScheduleRequest, caller: Caller, gateway: Annotated[Gateway, current]
+        request: ScheduleRequest, caller: Caller, gateway: CurrentGateway
     ) -> Any:
         forbidden = gateway.not_theirs(caller, request.client_id)
         if forbidden is not None:
@@ -321,9 +330,7 @@ def install_commands(router: APIRouter, current: Any) -> None:
         responses=problems(404, 503),
         summary="Delete a schedule: no more occurrences (its tasks go on)",
     )
-    async def delete_schedule(
-        schedule_id: str, caller: Caller, gateway: Annotated[Gateway, current]
-    ) -> Any:
+    async def delete_schedule(schedule_id: str, caller: Caller, gateway: CurrentGateway) -> Any:
         row = gateway.reader._row(schedule_key(schedule_id), ScheduleRow)
         if row is None or not caller.sees(row.client_id) or row.state == "rejected":
             return gateway.unknown("schedule", schedule_id)
@@ -341,7 +348,7 @@ def install_commands(router: APIRouter, current: Any) -> None:
         summary="Define (or replace) a named task template: defaults for schedules' tasks",
     )
     async def define_template(
-        request: TemplateRequest, caller: Caller, gateway: Annotated[Gateway, current]
+        request: TemplateRequest, caller: Caller, gateway: CurrentGateway
     ) -> Any:
         forbidden = gateway.not_theirs(caller, request.client_id)
         if forbidden is not None:
@@ -368,7 +375,7 @@ def install_commands(router: APIRouter, current: Any) -> None:
     async def delete_template(
         name: str,
         caller: Caller,
-        gateway: Annotated[Gateway, current],
+        gateway: CurrentGateway,
         client_id: Annotated[str, Query(min_length=1, max_length=512)],
     ) -> Any:
         forbidden = gateway.not_theirs(caller, client_id)
