@@ -67,3 +67,14 @@ def handlers(spec: str) -> dict[str, Any]:
     if not isinstance(found, dict) or not found:
         raise argparse.ArgumentTypeError(f"{spec} must be a non-empty dict of operation -> handler")
     return found
+
+
+def browser(text: str) -> Any:
+    """``chromium``, ``chromium:/path/to/binary`` or ``cdp:ws://...`` (``worker --browser``)."""
+    from streams.errors import ConfigurationError
+    from streams.executor.handlers.playwright_driver import BrowserTarget
+
+    try:
+        return BrowserTarget.parse(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--browser {text!r}: ")) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from streams.cli import args as conv
@@ -67,8 +67,13 @@ def run_view(settings: Settings) -> int:
     return run_part(body, name="view", grace_s=8.0)
 
 
-def run_worker(settings: Settings, executor_factory: Callable[[Settings], Any]) -> int:
-    """Run one executor (sessions and/or the pool) until a signal; drains on the way out."""
+def run_worker(
+    settings: Settings,
+    executor_factory: Callable[[Settings], Any],
+    closers: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> int:
+    """Run one executor (sessions and/or the pool) until a signal; drains on the way out, then
+    awaits ``closers`` (the handlers' HTTP sessions, the browser)."""
 
     async def body(stop: asyncio.Event) -> None:
         await _ensure_topics(settings)
@@ -84,6 +89,8 @@ def run_worker(settings: Settings, executor_factory: Callable[[Settings], Any]) 
             stopper.cancel()
             waiting.cancel()
             await executor.stop()
+            for close in closers:
+                await close()
 
     return run_part(body, name="worker", grace_s=15.0)
 
@@ -128,19 +135,47 @@ def _cmd_view(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.executor import Executor, SessionSpec
-    from streams.executor.handlers import SimulatedGhlHandler, builtin_handlers, ghl_handlers
+    from streams.executor.handlers import (
+        BrowserAutomationHandler,
+        GhlApiHandler,
+        SimulatedGhlHandler,
+        builtin_handlers,
+        ghl_api_handlers,
+        ghl_handlers,
+    )
+    from streams.executor.handlers.outbound import OutboundPolicy
 
     handlers: dict[str, Any] = {}
+    closers: list[Callable[[], Awaitable[None]]] = []
     if args.simulated:
         handlers.update(
             ghl_handlers(SimulatedGhlHandler(scale=args.scale, failure_rate=args.failure_rate))
         )
+    browser = None
+    if args.browser is not None:
+        from streams.executor.handlers.playwright_driver import PlaywrightBrowser
+
+        args.browser.check()
+        browser = PlaywrightBrowser(
+            args.browser, outbound=OutboundPolicy.parse(settings.outbound_allow)
+        )
+        closers.append(browser.close)
+        serve_browser = BrowserAutomationHandler(browser)
+        handlers.update(browser_automation=serve_browser, data_extraction=serve_browser)
+    if args.ghl:
+        api = GhlApiHandler.from_settings(settings, required=True)
+        closers.append(api.close)
+        handlers.update(ghl_api_handlers(api))
     if args.builtin:
-        handlers.update(builtin_handlers(settings))
+        builtin = builtin_handlers(settings, browser_driver=browser)
+        closers.append(builtin.close)
+        handlers.update(builtin)
     for loaded in args.handlers:
         handlers.update(loaded)
     if not handlers:
-        raise ConfigurationError("no handlers: give --handlers MODULE, --simulated or --builtin")
+        raise ConfigurationError(
+            "no handlers: give --handlers MODULE, --ghl, --browser, --builtin or --simulated"
+        )
     sessions = [
         SessionSpec(s.session_id, s.client_id, args.agent_id, max_concurrent=s.max_concurrent)
         for s in args.session
@@ -153,7 +188,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             s, handlers=handlers, sessions=sessions, pool=args.pool, concurrency=args.concurrency
         )
 
-    return run_worker(settings, factory)
+    return run_worker(settings, factory, closers)
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,7 +249,26 @@ def register(sub: Any) -> None:
     p.add_argument("--pool", action="store_true", help="also serve the shared pool")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--simulated", action="store_true", help="add simulated GHL handlers")
-    p.add_argument("--builtin", action="store_true", help="add the seed-001 built-in handlers")
+    p.add_argument(
+        "--ghl",
+        action="store_true",
+        help="add the GoHighLevel v2 handlers of every catalog operation with an API "
+        "(needs TASKSTREAM_GHL_CREDENTIALS_FILE)",
+    )
+    p.add_argument(
+        "--browser",
+        type=conv.browser,
+        default=None,
+        metavar="chromium[:PATH]|cdp:WS_URL",
+        help="run browser_automation / data_extraction in a Playwright browser: a local "
+        "Chromium (default /usr/bin/chromium) or a remote one over CDP (e.g. Browserbase); "
+        "needs the browser extra: pip install 'taskstream[browser]'",
+    )
+    p.add_argument(
+        "--builtin",
+        action="store_true",
+        help="add the seed-001 built-in handlers (with --browser: the browser types in it)",
+    )
     p.add_argument("--scale", type=float, default=0.05, help="simulated duration scale")
     p.add_argument("--failure-rate", type=float, default=0.0)
     p.set_defaults(handler=_cmd_worker)

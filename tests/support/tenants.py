@@ -10,7 +10,7 @@ from projections.memory import MemorySource
 from schemas import commands as c
 from schemas import events as ev
 from streams.secrets import Keyring, new_key_entry, seal_payload
-from tests.unit.test_domain_gwt import Harness, register, submit
+from tests.support.gwt import Harness, register, submit
 
 # The key ring the submitters of these tests seal credentials with, as the SDK would.
 KEYRING = Keyring.parse(new_key_entry("test"))

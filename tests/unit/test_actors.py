@@ -13,8 +13,8 @@ from projections.reader import ProjectionReader
 from schemas import commands as cmd
 from streams.client import TaskstreamClient, default_actor, with_actor
 from streams.settings import Settings
+from tests.support.gwt import Harness
 from tests.support.tenants import TenantSource
-from tests.unit.test_domain_gwt import Harness
 
 
 class Decider:

@@ -11,7 +11,7 @@ from schemas import commands as c
 from schemas import events as ev
 from schemas.states import TERMINAL_STATES
 from streams.state_codec import dump_changes, load_state
-from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
+from tests.support.gwt import Harness, config, names, of, register, submit
 
 POOL_OP = "integration_sync"  # no session, not batchable: assigned to the pool at once
 SESSION_OP = "workflow_trigger"  # needs a session, not batchable

@@ -8,7 +8,7 @@ from schemas import commands as c
 from schemas import events as ev
 from streams.domain import Status
 from streams.domain.priority import effective_priority
-from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
+from tests.support.gwt import Harness, config, names, of, register, submit
 
 OPS_BY_PRIORITY = {
     1: "workflow_trigger",

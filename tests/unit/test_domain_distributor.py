@@ -18,7 +18,7 @@ from streams.distributor import Distributor
 from streams.domain import PartitionState
 from streams.runtime.protocol import Output
 from streams.settings import Settings
-from tests.unit.test_domain_gwt import register, submit
+from tests.support.gwt import register, submit
 
 
 class Run:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from schemas import commands as c
 from schemas import events as ev
 from streams.domain import Status
-from tests.unit.test_domain_gwt import Harness, names, of, register, submit
+from tests.support.gwt import Harness, names, of, register, submit
 
 # Non-batchable session operations, one per priority, so tasks queue individually.
 CRITICAL_OP = "workflow_trigger"

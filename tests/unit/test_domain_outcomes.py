@@ -14,7 +14,7 @@ from schemas import commands as c
 from schemas import events as ev
 from schemas.codec import CODEC
 from streams.domain.outcomes import outcome_record
-from tests.unit.test_domain_gwt import Harness, register, submit
+from tests.support.gwt import Harness, register, submit
 from tests.unit.test_domain_properties import (
     CFG,
     actions,

@@ -9,7 +9,7 @@ import pytest
 from schemas import commands as c
 from streams.domain import decide, tick
 from streams.state_codec import CorruptStateError, dump_changes, load_state
-from tests.unit.test_domain_gwt import Harness, config, register, submit
+from tests.support.gwt import Harness, config, register, submit
 
 OP = "workflow_trigger"
 

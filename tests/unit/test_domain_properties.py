@@ -26,7 +26,7 @@ from schemas import events as ev
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain import PartitionState, Status, decide, tick
 from streams.domain.state import DEAD, Circuit
-from tests.unit.test_domain_gwt import Harness, config, of, register
+from tests.support.gwt import Harness, config, of, register
 
 CFG = config(
     batch_window_ms=100,

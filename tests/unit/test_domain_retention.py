@@ -10,7 +10,7 @@ from schemas import events as ev
 from streams.domain import tick
 from streams.domain.retention import FORGET_LIMIT, sweep_ms
 from streams.state_codec import dump_changes, load_state
-from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
+from tests.support.gwt import Harness, config, names, of, register, submit
 
 RETENTION = 10_000
 SWEEP = sweep_ms(RETENTION)  # a sweep starts once the oldest is this much past the window

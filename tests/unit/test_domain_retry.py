@@ -6,7 +6,7 @@ from schemas import commands as c
 from schemas import events as ev
 from streams.domain import Status
 from streams.domain.retry import backoff_ms
-from tests.unit.test_domain_gwt import Harness, config, names, of, register, submit
+from tests.support.gwt import Harness, config, names, of, register, submit
 
 OP = "workflow_trigger"
 

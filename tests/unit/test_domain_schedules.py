@@ -8,7 +8,7 @@ from typing import Any
 from schemas import commands as c
 from schemas import events as ev
 from schemas.recurrence import Recurrence, next_after
-from tests.unit.test_domain_gwt import Harness, names, of, submit
+from tests.support.gwt import Harness, names, of, submit
 
 HOUR = 3_600_000
 

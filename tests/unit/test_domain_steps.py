@@ -6,7 +6,7 @@ from typing import Any
 
 from schemas import commands as c
 from schemas import events as ev
-from tests.unit.test_domain_gwt import Harness, of, submit
+from tests.support.gwt import Harness, of, submit
 
 POOL_OP = "integration_sync"  # a pool operation: a released step is assigned at once
 

@@ -19,7 +19,7 @@ from schemas.records import DeadLetter
 from streams.distributor import Distributor, fit_dead_letter
 from streams.errors import RecordTooLargeError
 from streams.settings import Settings
-from tests.unit.test_domain_gwt import Harness, config, of, register, submit
+from tests.support.gwt import Harness, config, of, register, submit
 
 
 def _settings(**overrides: object) -> Settings:

@@ -26,7 +26,7 @@ from streams.secrets import (
     seal_payload,
 )
 from streams.settings import Settings
-from tests.unit.test_domain_gwt import Harness, submit
+from tests.support.gwt import Harness, submit
 
 SECRET = "sk-live-0123456789"
 PAYLOAD: dict[str, Any] = {

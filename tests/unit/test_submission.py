@@ -8,7 +8,7 @@ from schemas import commands as c
 from schemas import events as ev
 from schemas.catalog import load_catalog
 from streams.domain.submission import SubmitRefused, build_submit, spec_problems
-from tests.unit.test_domain_gwt import Harness, of, submit
+from tests.support.gwt import Harness, of, submit
 
 CATALOG = load_catalog()
 LIMIT = 1_048_576

@@ -121,6 +121,20 @@ class BrowserAutomationHandler:
             raise TaskConfigError(f"invalid {ctx.operation} config: " + "; ".join(problems))
         steps = automation_steps(ctx.payload)
         driver = await self._driver_for(ctx)
+        try:
+            return await self._run_steps(ctx, driver, steps)
+        finally:
+            # A driver made for one task (a page of the session's browser) says so with
+            # end_task(), called when the task ends, however it ends.
+            end_task = getattr(driver, "end_task", None)
+            if end_task is not None:
+                ending = end_task()
+                if inspect.isawaitable(ending):
+                    await ending
+
+    async def _run_steps(
+        self, ctx: TaskContext, driver: BrowserDriver, steps: list[AutomationStep]
+    ) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
         extracted: list[dict[str, Any]] = []
         screenshots: list[dict[str, Any]] = []
@@ -131,7 +145,9 @@ class BrowserAutomationHandler:
                 value = await _run(driver, step)
             except Exception as exc:
                 detail = str(exc) or type(exc).__name__
-                raise BrowserAutomationError(
+                # The driver's own failure classes (the browser went away, ...) carry through.
+                kind = type(exc) if isinstance(exc, BrowserAutomationError) else None
+                raise (kind or BrowserAutomationError)(
                     f"step {index} ({step.type}) failed: {detail} "
                     f"({index} of {len(steps)} steps done)"
                 ) from None

@@ -1,0 +1,129 @@
+"""The rooms of the house hold (issue 12), read with ``ast`` so that no new import slips in:
+
+- nothing outside ``streams/kafka/`` reaches into aiokafka's private modules or members;
+- ``streams/domain/`` imports only ``schemas``, itself and the standard library;
+- no import cycle among our packages (the imports that run when a module loads);
+- no module over 600 lines in ``schemas/``, ``streams/``, ``projections/``, ``api/``, ``bench/``.
+
+Each rule has a test that shows it sees a breach, so none of them passes by looking at nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.support.structure import (
+    PACKAGES,
+    ROOT,
+    aiokafka_private_members,
+    aiokafka_reaches,
+    find_cycle,
+    import_graph,
+    load_time_imports,
+    modules,
+    own_private_members,
+)
+
+LIMIT_LINES = 600
+KAFKA = ROOT / "streams" / "kafka"
+
+
+def _outside_kafka() -> list[Path]:
+    paths = [*modules(PACKAGES).values(), *modules(("tests",)).values()]
+    return [p for p in paths if not p.is_relative_to(KAFKA)]
+
+
+def test_nothing_outside_streams_kafka_reaches_into_aiokafka() -> None:
+    paths = _outside_kafka()
+    assert len(paths) > 100  # the rule looked at the repository
+    ours = own_private_members(paths)
+    found = [
+        f"{path.relative_to(ROOT)}:{reach}"
+        for path in paths
+        for reach in aiokafka_reaches(path, ours)
+    ]
+    assert not found, "aiokafka internals outside streams/kafka/:\n" + "\n".join(found)
+
+
+def test_the_aiokafka_rule_sees_a_reach(tmp_path: Path) -> None:
+    assert {"_fetcher", "_fetch_max_wait_ms", "_wait_on_metadata"} <= aiokafka_private_members()
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from aiokafka.util import _private\n"
+        "import aiokafka._internal\n"
+        "async def f(consumer, agent):\n"
+        "    consumer._fetcher._fetch_max_wait_ms = 5\n"
+        "    await consumer._client._wait_on_metadata('t')\n"
+        "    getattr(consumer, '_fetcher')\n"
+        "    agent._partitions = {}\n"
+    )
+    reaches = aiokafka_reaches(module, own_private={"_partitions", "_client"})
+    assert sorted(reaches) == [
+        "1: imports aiokafka.util._private",
+        "2: imports aiokafka._internal",
+        "4: ._fetch_max_wait_ms",
+        "4: ._fetcher",
+        "5: ._wait_on_metadata",
+        "6: getattr(..., '_fetcher')",
+    ]
+
+
+def _domain_allowed(module: str) -> bool:
+    top = module.split(".")[0]
+    return (
+        top == "schemas"
+        or module == "streams.domain"
+        or module.startswith("streams.domain.")
+        or top in sys.stdlib_module_names
+        or module == "__future__"
+    )
+
+
+def test_the_domain_imports_only_schemas_itself_and_the_standard_library() -> None:
+    domain = modules(("streams/domain",))
+    assert len(domain) > 10
+    found = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for name, path in domain.items()
+        for module, _ in load_time_imports(path, name, everywhere=True)
+        if not _domain_allowed(module)
+    ]
+    assert not found, "streams/domain/ imports:\n" + "\n".join(found)
+
+
+def test_no_import_cycle_among_our_packages() -> None:
+    graph = import_graph(modules(PACKAGES))
+    assert len(graph) > 100
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_rule_sees_a_cycle(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from pkg.a import A\n")
+    (package / "a.py").write_text("from pkg import b\nA = 1\n")
+    (package / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import c\n"
+        "def later():\n    from pkg import a\nfrom pkg.c import C\n"
+    )
+    (package / "c.py").write_text(
+        "try:\n    from pkg.a import A\nexcept ImportError:\n    A = 0\nC = A\n"
+    )
+    graph = import_graph(modules(("pkg",), root=tmp_path))
+    assert graph == {"pkg": {"pkg.a"}, "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": {"pkg.a"}}
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
+    (package / "c.py").write_text("C = 0\n")
+    assert find_cycle(import_graph(modules(("pkg",), root=tmp_path))) is None
+
+
+def test_no_module_over_600_lines() -> None:
+    paths = modules(PACKAGES)
+    assert len(paths) > 100
+    long = [
+        f"{path.relative_to(ROOT)}: {lines} lines"
+        for path in paths.values()
+        if (lines := len(path.read_text("utf-8").splitlines())) > LIMIT_LINES
+    ]
+    assert not long, f"modules over {LIMIT_LINES} lines:\n" + "\n".join(sorted(long))
