@@ -68,6 +68,7 @@ def processor_settings(bootstrap: str, prefix: str, data_dir: Path, partitions: 
         partitions=partitions,
         kafka_session_timeout_ms=6000,
         kafka_heartbeat_interval_ms=500,
+        client_rate_limit="none",  # a throughput figure: no per-client bucket (100/10s)
     )
 
 

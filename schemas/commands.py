@@ -200,6 +200,25 @@ class SubmitBatchJob(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+class RegisterPool(Command):
+    """A pool executor's capacity for one ``task.commands`` partition (``client_id``: its
+    member id). Applied on the partition it is read from; see ``streams.domain.pool``."""
+
+    partition: int = Field(ge=0)
+    capacity: int = Field(default=1, ge=1)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ReleasePool(Command):
+    partition: int = Field(ge=0)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+POOL_COMMANDS: tuple[type[Command], ...] = (RegisterPool, ReleasePool)
+"""Commands about a partition's pool capacity, not about a client: applied where they are read."""
+
+
 class CreateSchedule(Command):
     """A recurring schedule: one task per occurrence (``streams.domain.schedules``)."""
 
@@ -247,6 +266,8 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReportResult,
     RetryDue,
     SubmitBatchJob,
+    RegisterPool,
+    ReleasePool,
     CreateSchedule,
     DeleteSchedule,
     DefineTemplate,

@@ -407,6 +407,50 @@ class BatchJobRejected(BatchJobEvent):
     reason: str
 
 
+class PoolRegistered(Event):
+    """A pool member (``client_id``: its member id) offers ``capacity`` on this partition."""
+
+    TYPE: ClassVar[str] = "pool.registered"
+    capacity: int
+
+
+class PoolReleased(Event):
+    TYPE: ClassVar[str] = "pool.released"
+    reason: str | None = None
+
+
+class ClientRateLimit(Event):
+    """The token bucket (``streams.domain.rates``) a client's dispatches are charged to."""
+
+    TYPE: ClassVar[str] = "client.rate_limit"
+    bucket: str = ""
+    limit: int
+    period_ms: int
+
+
+class ClientStarved(Event):
+    """Work of the client waits and nothing could take it (``streams.domain.starvation``)."""
+
+    TYPE: ClassVar[str] = "client.starved"
+    reason: str
+    waiting_tasks: int
+    oldest_queued_at_ms: int
+
+
+class ClientServed(Event):
+    TYPE: ClassVar[str] = "client.served"
+    starved_at_ms: int
+
+
+class TaskSlaBreached(TaskEvent):
+    """A task still waiting has waited longer than its priority's queue-wait SLA."""
+
+    TYPE: ClassVar[str] = "task.sla_breached"
+    priority: int
+    queued_at_ms: int
+    sla_ms: int
+
+
 class TaskStepStarted(TaskEvent):
     """A step of the multi-step task ``task_id`` runs as the child task ``child_task_id``."""
 
@@ -517,6 +561,12 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     BatchJobCompleted,
     BatchJobRejected,
     TasksForgotten,
+    PoolRegistered,
+    PoolReleased,
+    ClientRateLimit,
+    ClientStarved,
+    ClientServed,
+    TaskSlaBreached,
     TaskStepStarted,
     TaskStepFinished,
     ScheduleCreated,

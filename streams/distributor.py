@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from schemas import events as ev
-from schemas.catalog import Catalog, load_catalog
+from schemas.catalog import PRIORITY_NAMES, Catalog, load_catalog, parse_rate_limit
 from schemas.codec import CODEC
-from schemas.commands import Command, RetryDue
+from schemas.commands import POOL_COMMANDS, Command, RetryDue
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
+from streams.domain.config import DEFAULTS
 from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
@@ -97,8 +98,11 @@ def submit_document(task: TaskRecord) -> dict[str, Any]:
 
 def domain_config(settings: Settings, catalog: Catalog | None = None) -> DomainConfig:
     """The decider's config from the process settings (the domain never reads settings)."""
+    catalog = catalog if catalog is not None else load_catalog(settings.operations_file)
+    clients = getattr(catalog, "clients", {})
+    by_name = {name: priority for priority, name in PRIORITY_NAMES.items()}
     return DomainConfig(
-        catalog=catalog if catalog is not None else load_catalog(settings.operations_file),
+        catalog=catalog,
         batch_window_ms=settings.batch_window_ms,
         max_batch_size=settings.max_batch_size,
         max_retries=settings.max_retries,
@@ -112,6 +116,15 @@ def domain_config(settings: Settings, catalog: Catalog | None = None) -> DomainC
         max_payload_bytes=settings.max_payload_bytes,
         max_queued_per_client=settings.max_queued_per_client,
         task_retention_ms=settings.task_retention_ms,
+        client_rate_limit=parse_rate_limit(settings.client_rate_limit),
+        client_rate_limits={
+            client_id: spec.rate_limit
+            for client_id, spec in clients.items()
+            if spec.rate_limit is not None
+        },
+        sla_ms={**DEFAULTS.sla_ms, **{by_name[n]: ms for n, ms in settings.sla_ms.items()}},
+        starved_after_ms=settings.starved_after_ms,
+        tick_interval_ms=settings.tick_interval_ms,
     )
 
 
@@ -150,7 +163,10 @@ class Distributor:
         return decide(command, state, now_ms, self.config)
 
     def home_key(self, command: Any) -> bytes | None:
-        # A client's commands, sessions, tasks and events live on its home partition.
+        # A client's commands, sessions, tasks and events live on its home partition; a pool
+        # executor's capacity is for the partition it produced it to (``domain.pool``).
+        if isinstance(command, POOL_COMMANDS):
+            return None
         return str(command.client_id).encode()
 
     def forward(
@@ -276,7 +292,11 @@ class Distributor:
 
     def _work(self, assignment: Assignment) -> Output:
         if assignment.session_id is None:
-            return self._out(self._topic_pool, assignment.task_id, assignment)
+            # On the task.pool partition numbered like the client's home: its consumer is the
+            # pool member whose capacity that partition counts (``domain.pool``).
+            return self._out(self._topic_pool, assignment.task_id, assignment)._replace(
+                partition=HOME
+            )
         return self._out(self._topic_assignments, assignment.session_id, assignment)
 
     def _assigned(self, state: PartitionState, e: ev.TaskAssigned) -> list[Output]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.catalog import PRIORITY_NAMES, parse_rate_limit
 from streams.domain.config import DEFAULTS as DOMAIN
 from streams.domain.config import DispatchStrategy
 
@@ -106,7 +107,7 @@ class Settings(BaseSettings):
         description="How long an open session circuit waits before a probe.",
     )
     dispatch_strategy: DispatchStrategy = DOMAIN.dispatch_strategy
-    tick_interval_ms: int = Field(default=100, ge=10)
+    tick_interval_ms: int = Field(default=DOMAIN.tick_interval_ms, ge=10)
     max_clock_skew_ms: int = Field(
         default=5_000,
         ge=0,
@@ -133,6 +134,48 @@ class Settings(BaseSettings):
             "How long the processor remembers a finished task (and a completed batch job) "
             "after it finished: the window in which a repeated SubmitTask of its id is "
             "ignored as a redelivery. After it the id is forgotten and may be used again."
+        ),
+    )
+    client_rate_limit: str = Field(
+        default="100/10s",
+        description=(
+            "Each client's token bucket: <count>/<period> (100/10s, 5/s, 200000/1d) or none. "
+            "Work over it waits, it does not fail; the catalog's [clients.<id>] rate_limit "
+            "overrides it per client, an operation's rate_limit adds a bucket of its own."
+        ),
+    )
+    sla_ms: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Queue-wait SLAs by priority name, in ms, as JSON, over the seed's defaults "
+            "(critical 60000, high 300000, normal 1800000, low 7200000, background 86400000): "
+            '{"critical": 30000}. A task waiting longer records task.sla_breached while it waits.'
+        ),
+    )
+
+    @field_validator("client_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        parse_rate_limit(value)  # a clear ValueError naming the accepted forms
+        return value
+
+    @field_validator("sla_ms")
+    @classmethod
+    def _sla_names(cls, value: dict[str, int]) -> dict[str, int]:
+        names = set(PRIORITY_NAMES.values())
+        for name, ms in value.items():
+            if name not in names:
+                raise ValueError(f"unknown priority {name!r} in sla_ms: one of {sorted(names)}")
+            if ms < 1:
+                raise ValueError(f"sla_ms[{name!r}] must be at least 1 ms, got {ms}")
+        return value
+
+    starved_after_ms: int = Field(
+        default=DOMAIN.starved_after_ms,
+        ge=0,
+        description=(
+            "How long a client's oldest work may wait with no usable session (or no pool "
+            "capacity) before the client is reported starved (client.starved)."
         ),
     )
 

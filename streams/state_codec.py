@@ -1,7 +1,7 @@
 """The distributor's storage format of a partition state: one store key per record.
 
 Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>``, ``schedule/<id>``,
-``template/<client>/<name>`` and ``meta``. Values are pickles of the
+``template/<client>/<name>``, ``client/<id>``, ``pool`` and ``meta``. Values are pickles of the
 record dataclasses (an internal format of the local store, never shared: the event log is the
 source of truth and rebuilds the store when it is missing or unreadable).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Iterator
 
+from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord
 from streams.domain.state import (
     META_KEY,
     BatchJobRecord,
@@ -33,10 +34,18 @@ class CorruptStateError(StoreError):
 def _value(state: PartitionState, key: bytes) -> bytes | None:
     if key == META_KEY:
         return pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
+    if key == POOL_KEY:
+        return pickle.dumps(state.pool, protocol=pickle.HIGHEST_PROTOCOL)
     kind, _, raw_id = key.partition(b"/")
     record_id = raw_id.decode()
     record: (
-        TaskRecord | SessionRecord | BatchRecord | BatchJobRecord | ScheduleRecord | TemplateRecord
+        TaskRecord
+        | SessionRecord
+        | BatchRecord
+        | BatchJobRecord
+        | ScheduleRecord
+        | TemplateRecord
+        | ClientRecord
     ) | None
     if kind == b"task":
         record = state.tasks.get(record_id)
@@ -50,6 +59,8 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         record = state.schedules.get(record_id)
     elif kind == b"template":
         record = state.templates.get(record_id)
+    elif kind == b"client":
+        record = state.clients.get(record_id)
     else:
         raise StoreError(f"unknown state key {key!r}")
     return None if record is None else pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
@@ -78,6 +89,10 @@ def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
         yield b"schedule/" + cid.encode(), pickle.dumps(schedule, pickle.HIGHEST_PROTOCOL)
     for key, template in state.templates.items():
         yield b"template/" + key.encode(), pickle.dumps(template, pickle.HIGHEST_PROTOCOL)
+    for cid, client in state.clients.items():
+        yield b"client/" + cid.encode(), pickle.dumps(client, pickle.HIGHEST_PROTOCOL)
+    if state.pool != PoolRecord():
+        yield POOL_KEY, pickle.dumps(state.pool, pickle.HIGHEST_PROTOCOL)
 
 
 def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
@@ -90,6 +105,10 @@ def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
         kind = key.partition(b"/")[0]
         if kind == META_KEY and isinstance(record, Meta):
             state.meta = record
+        elif kind == POOL_KEY and isinstance(record, PoolRecord):
+            state.pool = record
+        elif kind == b"client" and isinstance(record, ClientRecord):
+            state.clients[record.client_id] = record
         elif kind == b"task" and isinstance(record, TaskRecord):
             state.tasks[record.task_id] = record
         elif kind == b"session" and isinstance(record, SessionRecord):

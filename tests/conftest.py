@@ -19,6 +19,11 @@ from streams.settings import Settings
 
 TEST_BROKER = os.environ.get("TASKSTREAM_TEST_BROKER", "kafka")
 
+# The default per-client bucket (100 tasks per 10 s) would pace every test that pushes a few
+# hundred tasks through one client; tests of the buckets set their own limit
+# (tests/unit/test_domain_rates.py, tests/integration/test_distributor_dispatch_limits.py).
+os.environ.setdefault("TASKSTREAM_CLIENT_RATE_LIMIT", "none")
+
 
 def suite_broker() -> str:
     """The broker the suite runs on: ``kafka``, ``embedded``, ``docker`` or ``external``."""

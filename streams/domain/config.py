@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from schemas.catalog import OperationSpec, load_catalog
+from schemas.catalog import OperationSpec, RateLimit, load_catalog
 
 DispatchStrategy = Literal["session-aware", "capability-based", "least-loaded", "round-robin"]
 
@@ -41,6 +41,27 @@ class DomainConfig:
     max_payload_bytes: int = 1_048_576
     max_queued_per_client: int = 100_000
     task_retention_ms: int = 86_400_000
+    # Per-client token buckets (``streams.domain.rates``): the default, and per-client ones
+    # from the catalog's [clients.<id>] tables; operations carry their own in the catalog.
+    client_rate_limit: RateLimit = RateLimit(limit=100, period_ms=10_000)
+    client_rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    # Queue-wait SLAs per priority (seed 004), checked while tasks wait
+    # (``streams.domain.watch``); a client whose work waits this long with nothing that could
+    # take it is starved.
+    sla_ms: Mapping[int, int] = field(
+        default_factory=lambda: {
+            1: 60_000,
+            2: 5 * 60_000,
+            3: 30 * 60_000,
+            4: 2 * 3_600_000,
+            5: 24 * 3_600_000,
+        }
+    )
+    starved_after_ms: int = 30_000
+    # Ticks look at waiting work (SLAs, starvation) about once per watch interval: on the
+    # ticks that fall in the first two tick intervals of each one.
+    watch_interval_ms: int = 1000
+    tick_interval_ms: int = 100
 
 
 DEFAULTS: DomainConfig = DomainConfig(catalog={})

@@ -21,6 +21,7 @@ from schemas import commands as cmd
 from schemas.events import Event
 from streams.domain import (
     batch_jobs,
+    pool,
     results,
     schedules,
     session_commands,
@@ -71,4 +72,6 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.DeleteSchedule: schedules.delete,
     cmd.DefineTemplate: schedules.define_template,
     cmd.DeleteTemplate: schedules.delete_template,
+    cmd.RegisterPool: pool.register,
+    cmd.ReleasePool: pool.release,
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from schemas.events import BatchProcessed
-from streams.domain import batching, health, lifecycle
+from streams.domain import batching, health, lifecycle, pool, rates
 from streams.domain.context import Decision
 from streams.domain.evolve import batch_deadline
 from streams.domain.priority import CRITICAL, effective_priority
@@ -188,8 +188,14 @@ def _required(st: PartitionState, kind: str, unit_id: str) -> frozenset[str]:
     return frozenset(caps)
 
 
+def _operation(st: PartitionState, kind: str, unit_id: str) -> str:
+    return st.tasks[unit_id].operation if kind == "t" else st.batches[unit_id].operation
+
+
 def dispatch(ctx: Decision, client_id: str) -> None:
-    """Assign as much of the client's waiting work as its sessions can take now."""
+    """Assign as much of the client's waiting work as its sessions can take now, within its
+    rate limits (``rates``); and as much of the partition's pool work as the pool can take."""
+    pool.dispatch_pool(ctx)
     st = ctx.state
     if not has_capacity(st, client_id):
         return
@@ -199,6 +205,11 @@ def dispatch(ctx: Decision, client_id: str) -> None:
         if unit is None:
             return
         kind, unit_id = unit
+        if not rates.client_allows(ctx, client_id):
+            return  # the client's bucket is empty: its work waits (ticks try again)
+        if not rates.allows(ctx, client_id, _operation(st, kind, unit_id)):
+            skipped.add(unit_id)  # this operation's own bucket is empty
+            continue
         session = choose_session(ctx, client_id, _required(st, kind, unit_id))
         if session is None:
             skipped.add(unit_id)

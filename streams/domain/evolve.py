@@ -11,8 +11,9 @@ from typing import Any
 
 from schemas import events as ev
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
-from streams.domain import health
+from streams.domain import buckets, health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
+from streams.domain.dispatch_fold import DISPATCH_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.records import StepRun
 from streams.domain.schedule_fold import SCHEDULE_FOLDS
@@ -52,6 +53,8 @@ def _task(st: PartitionState, task_id: str) -> TaskRecord | None:
 
 def _free_unit(st: PartitionState, session_id: str | None, unit: str) -> None:
     st.delete(st.inflight, unit)
+    if session_id is None:
+        st.delete(st.pool_inflight, unit)
     if session_id is not None and session_id in st.sessions:
         session = st.edit_session(session_id)
         session.units = tuple(u for u in session.units if u != unit)
@@ -114,6 +117,8 @@ def _detach(st: PartitionState, task: TaskRecord) -> None:
             _leave_batch(st, task.batch_id, task.task_id)
         else:
             _free_unit(st, task.session_id, "t:" + task.task_id)
+    elif status == Status.QUEUED and not task.session_required:
+        st.delete(st.pool_queued, task.task_id)
     elif status == Status.WAITING:
         for dep in task.depends_on:
             st.index_remove(st.dependents, dep, task.task_id)
@@ -125,6 +130,8 @@ def _finish(
 ) -> None:
     if task.status not in TERMINAL_STATES:
         st.count_open(task.client_id, -1)
+        if task.client_id not in st.open_tasks:
+            buckets.idle(st, task.client_id)
     task.status = status
     task.finished_at_ms = at_ms
     task.due_at_ms = None
@@ -229,6 +236,9 @@ def _queued(st: PartitionState, e: ev.TaskQueued) -> None:
     task.progress = 0.0
     if task.session_required:
         st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id)
+    else:
+        st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id, pool=True)
+        st.put(st.pool_queued, task.task_id, None)
 
 
 def _expedited(st: PartitionState, e: ev.TaskExpedited) -> None:
@@ -236,14 +246,15 @@ def _expedited(st: PartitionState, e: ev.TaskExpedited) -> None:
     if task is None:
         return
     task.expedited = True
-    if task.status == Status.QUEUED and task.session_required:
+    if task.status == Status.QUEUED:
         # Re-queue at the new priority: lanes stay in arrival order.
         meta = st.edit_meta()
         meta.seq += 1
         task.queue_priority = e.priority
         task.queued_at_ms = e.occurred_at_ms
         task.seq = meta.seq
-        st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id)
+        pool = not task.session_required
+        st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id, pool=pool)
     elif task.status in (Status.QUEUED, Status.BATCHED):
         task.queue_priority = e.priority
 
@@ -299,6 +310,7 @@ def _batch_processed(st: PartitionState, e: ev.BatchProcessed) -> None:
         session = st.edit_session(e.session_id)
         session.units = (*session.units, unit)
         meta.rr_cursor[e.client_id] = session.reg_seq
+    buckets.fold_charge(st, e.client_id, e.operation, len(e.task_ids), e.occurred_at_ms)
 
 
 def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
@@ -320,10 +332,13 @@ def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
         return
     unit = "t:" + e.task_id
     st.put(st.inflight, unit, e.deadline_at_ms)
-    if e.session_id is not None and e.session_id in st.sessions:
+    if e.session_id is None:
+        st.put(st.pool_inflight, unit, None)
+    elif e.session_id in st.sessions:
         session = st.edit_session(e.session_id)
         session.units = (*session.units, unit)
         meta.rr_cursor[e.client_id] = session.reg_seq
+    buckets.fold_charge(st, e.client_id, e.operation, 1, e.occurred_at_ms)
 
 
 def _started(st: PartitionState, e: ev.TaskStartedEvent) -> None:
@@ -368,6 +383,9 @@ def _attempt_failed(st: PartitionState, e: ev.TaskAttemptFailed) -> None:
     if session is not None and e.batch_id is None:
         session.score = health.after_failure(session.score)
         session.failures += 1
+    retry_after_ms = getattr(e, "retry_after_ms", None)
+    if retry_after_ms:
+        buckets.fold_pause(st, e.client_id, e.occurred_at_ms + retry_after_ms)
 
 
 def _retry_scheduled(st: PartitionState, e: ev.TaskRetryScheduled) -> None:
@@ -555,4 +573,5 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.TaskStepFinished: _step_finished,
     **BATCH_JOB_FOLDS,
     **SCHEDULE_FOLDS,
+    **DISPATCH_FOLDS,
 }

@@ -76,9 +76,9 @@ def admit(ctx: Decision, task_id: str, reason: str, *, check_schedule: bool = Tr
 def enqueue(
     ctx: Decision, task_id: str, reason: str, *, retry: bool = False, priority: int | None = None
 ) -> None:
-    """TaskQueued, then at once TaskAssigned to the pool or TaskBatched when that applies.
+    """TaskQueued, then TaskBatched when that applies.
 
-    Dispatch to sessions happens once at the end of the decision (``dispatch``).
+    Dispatch to sessions and to the pool happens at the end of the decision (``dispatch``).
     """
     st, now = ctx.state, ctx.now
     task = st.tasks[task_id]
@@ -100,17 +100,7 @@ def enqueue(
             reason=reason,
         )
     )
-    if not task.session_required:
-        # The shared pool has no capacity limit in the domain: assign at once.
-        assign(
-            ctx,
-            task_id,
-            None,
-            fencing_token=ctx.next_fencing_token(),
-            deadline_at_ms=now + task.timeout_ms,
-            priority=priority,
-        )
-    elif batching.should_batch(task):
+    if task.session_required and batching.should_batch(task):
         batching.join(ctx, task_id)
 
 

@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any, Final
 
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
+from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
 from streams.domain.records import (
     DEAD,
     META_KEY,
@@ -102,10 +103,16 @@ class PartitionState:
         "sessions",
         "batches",
         "batch_jobs",
+        "clients",
+        "pool",
         "schedules",
         "templates",
         "meta",
         "lanes",
+        "pool_lanes",
+        "pool_queued",
+        "pool_inflight",
+        "rate_blocked",
         "client_sessions",
         "pending_batches",
         "current_batch",
@@ -126,11 +133,20 @@ class PartitionState:
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
         self.batch_jobs: dict[str, BatchJobRecord] = {}
+        self.clients: dict[str, ClientRecord] = {}  # rate buckets, starvation, SLA reports
+        self.pool = PoolRecord()
         self.schedules: dict[str, ScheduleRecord] = {}
         self.templates: dict[str, TemplateRecord] = {}  # by ``template_id``
         self.meta = Meta()
         # client -> queue priority -> (seq, task id) in arrival order; stale entries are skipped
         self.lanes: dict[str, dict[int, Lane]] = {}
+        # the same for work that needs no session (``streams.domain.pool``)
+        self.pool_lanes: dict[str, dict[int, Lane]] = {}
+        # queued pool tasks, and pool units ("t:<task>") in flight
+        self.pool_queued: dict[str, None] = {}
+        self.pool_inflight: dict[str, None] = {}
+        # clients whose bucket emptied or who are paused: ticks try them again
+        self.rate_blocked: dict[str, None] = {}
         # client -> session ids in registration order
         self.client_sessions: dict[str, dict[str, None]] = {}
         # client -> undispatched batch ids in creation order
@@ -165,6 +181,8 @@ class PartitionState:
             and self.sessions == other.sessions
             and self.batches == other.batches
             and self.batch_jobs == other.batch_jobs
+            and self.clients == other.clients
+            and self.pool == other.pool
             and self.schedules == other.schedules
             and self.templates == other.templates
             and self.meta == other.meta
@@ -386,6 +404,29 @@ class PartitionState:
             self.put(self.batch_jobs, batch_job_id, rec)
         return rec
 
+    def edit_client(self, client_id: str) -> ClientRecord:
+        """The client's dispatch record, created when missing; safe to mutate."""
+        rec = self.clients.get(client_id)
+        self._touch(client_key(client_id))
+        if rec is None:
+            rec = ClientRecord(client_id)
+            self.put(self.clients, client_id, rec)
+            self._copied.add(("c", client_id))
+        elif self._log is not None and ("c", client_id) not in self._copied:
+            self._copied.add(("c", client_id))
+            rec = rec.clone()
+            self.put(self.clients, client_id, rec)
+        return rec
+
+    def edit_pool(self) -> PoolRecord:
+        self._touch(POOL_KEY)
+        if self._log is not None and ("p", "") not in self._copied:
+            self._copied.add(("p", ""))
+            old = self.pool
+            self._log.append((_PoolSlot(self), "pool", old))
+            self.pool = old.clone()
+        return self.pool
+
     def edit_meta(self) -> Meta:
         self._touch(META_KEY)
         if self._log is not None and ("m", "") not in self._copied:
@@ -428,11 +469,15 @@ class PartitionState:
             and task.queue_priority == priority
         )
 
-    def lane_add(self, client_id: str, priority: int, seq: int, task_id: str) -> None:
-        lanes = self.lanes.get(client_id)
+    def lane_add(
+        self, client_id: str, priority: int, seq: int, task_id: str, *, pool: bool = False
+    ) -> None:
+        """Append to the client's session lanes, or with ``pool`` to its pool lanes."""
+        index = self.pool_lanes if pool else self.lanes
+        lanes = index.get(client_id)
         if lanes is None:
             lanes = {}
-            self.put(self.lanes, client_id, lanes)
+            self.put(index, client_id, lanes)
         lane = lanes.get(priority)
         if lane is None:
             lane = deque()
@@ -445,15 +490,17 @@ class PartitionState:
         """Drop stale entries from the fronts of a client's lanes (outside journals only)."""
         if self._log is not None:
             return
-        for priority, lane in self.lanes.get(client_id, {}).items():
-            while lane and not self.lane_valid(priority, *lane[0]):
-                lane.popleft()
+        for index in (self.lanes, self.pool_lanes):
+            for priority, lane in index.get(client_id, {}).items():
+                while lane and not self.lane_valid(priority, *lane[0]):
+                    lane.popleft()
 
-    def lane_entries(self, client_id: str) -> dict[int, list[str]]:
-        """The live entries of a client's lanes, in order."""
+    def lane_entries(self, client_id: str, *, pool: bool = False) -> dict[int, list[str]]:
+        """The live entries of a client's lanes (``pool``: its pool lanes), in order."""
+        index = self.pool_lanes if pool else self.lanes
         return {
             priority: [t for seq, t in lane if self.lane_valid(priority, seq, t)]
-            for priority, lane in sorted(self.lanes.get(client_id, {}).items())
+            for priority, lane in sorted(index.get(client_id, {}).items())
         }
 
     # -- derived indices -------------------------------------------------------------------
@@ -461,6 +508,10 @@ class PartitionState:
     def rebuild_indices(self) -> None:
         """Recompute every index from the records, in the canonical (sequence) orders."""
         self.lanes = {}
+        self.pool_lanes = {}
+        self.pool_queued = {}
+        self.pool_inflight = {}
+        self.rate_blocked = {c.client_id: None for c in self.clients.values() if c.blocked}
         self.client_sessions = {}
         self.pending_batches = {}
         self.current_batch = {}
@@ -492,14 +543,19 @@ class PartitionState:
                 self.open_tasks[task.client_id] = self.open_tasks.get(task.client_id, 0) + 1
             elif task.finished_at_ms is not None:
                 self.retired.append((task.finished_at_ms, RETIRED_TASK, task.task_id))
-            if task.status == Status.QUEUED and task.session_required:
-                lanes = self.lanes.setdefault(task.client_id, {})
+            if task.status == Status.QUEUED:
+                index = self.lanes if task.session_required else self.pool_lanes
+                lanes = index.setdefault(task.client_id, {})
                 lanes.setdefault(task.queue_priority, deque()).append((task.seq, task.task_id))
+                if not task.session_required:
+                    self.pool_queued[task.task_id] = None
             elif task.status == Status.WAITING:
                 for dep in task.depends_on:
                     self.dependents.setdefault(dep, {})[task.task_id] = None
             elif task.status in ACTIVE_STATES and task.batch_id is None:
                 self.inflight["t:" + task.task_id] = task.deadline_at_ms
+                if task.session_id is None:
+                    self.pool_inflight["t:" + task.task_id] = None
             elif task.status == Status.SCHEDULED and task.due_at_ms is not None:
                 self.timers.append((task.due_at_ms, TIMER_TASK, task.task_id))
         for schedule in self.schedules.values():
@@ -511,8 +567,16 @@ class PartitionState:
     def indices(self) -> dict[str, Any]:
         """The indices in a comparable form (tests check them against ``rebuild_indices``)."""
         lanes = {c: {p: e for p, e in self.lane_entries(c).items() if e} for c in self.lanes}
+        pool_lanes = {
+            c: {p: e for p, e in self.lane_entries(c, pool=True).items() if e}
+            for c in self.pool_lanes
+        }
         return {
             "lanes": {c: entries for c, entries in lanes.items() if entries},
+            "pool_lanes": {c: entries for c, entries in pool_lanes.items() if entries},
+            "pool_queued": sorted(self.pool_queued),
+            "pool_inflight": sorted(self.pool_inflight),
+            "rate_blocked": sorted(self.rate_blocked),
             "client_sessions": {c: sorted(ids) for c, ids in self.client_sessions.items() if ids},
             "pending_batches": {c: sorted(ids) for c, ids in self.pending_batches.items() if ids},
             "current_batch": dict(self.current_batch),
@@ -547,6 +611,21 @@ class PartitionState:
         if job is None or job.completed_at_ms != at_ms:
             return None
         return job.client_id
+
+
+class _PoolSlot:
+    """Lets the journal restore ``state.pool`` like a dict entry."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: PartitionState) -> None:
+        self._state = state
+
+    def __setitem__(self, key: str, value: PoolRecord) -> None:
+        self._state.pool = value
+
+    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
+        return default
 
 
 class _MetaSlot:

@@ -19,7 +19,18 @@ from schemas.events import (
     TaskTimedOut,
 )
 from schemas.states import ACTIVE_STATES
-from streams.domain import batch_jobs, batching, health, lifecycle, retention, steps, timers
+from streams.domain import (
+    batch_jobs,
+    batching,
+    health,
+    lifecycle,
+    pool,
+    rates,
+    retention,
+    steps,
+    timers,
+    watch,
+)
 from streams.domain.config import DomainConfig
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
@@ -35,6 +46,8 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
         _run(ctx)
         batch_jobs.settle(ctx)
         steps.settle(ctx)
+        if watch.due(ctx):
+            watch.watch(ctx)
     finally:
         state.rollback()
     return ctx.events
@@ -72,8 +85,11 @@ def _run(ctx: Decision) -> None:
     for client_id, batch_ids in st.pending_batches.items():
         if any(batching.is_closed(st.batches[b], now, cfg) for b in batch_ids):
             touched.add(client_id)
+    pool.clean(ctx)
+    touched.update(rates.due(st, now))  # buckets refilled, pauses over
     for client_id in sorted(touched):
         dispatch(ctx, client_id)
+    pool.dispatch_pool(ctx)
 
 
 def _clean(ctx: Decision, session_id: str) -> None:

@@ -38,13 +38,21 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from schemas.codec import CODEC
-from schemas.commands import Command, RegisterSession, ReleaseSession, SessionHeartbeat
+from schemas.commands import (
+    Command,
+    RegisterPool,
+    RegisterSession,
+    ReleasePool,
+    ReleaseSession,
+    SessionHeartbeat,
+)
 from schemas.errors import DecodeError
 from schemas.records import Assignment
 from streams.client import default_actor
 from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
+from streams.executor.pool_capacity import PoolCapacity
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
@@ -117,9 +125,16 @@ class _PoolRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._executor._commit_pool(revoked)
         self._executor._tracker.forget(revoked)
+        self._executor._emit_all(
+            self._executor.pool_capacity.revoked(tp.partition for tp in revoked)
+        )
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("pool partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        # Capacity for the command partitions whose pool partitions we now consume.
+        self._executor._emit_all(
+            self._executor.pool_capacity.assigned(tp.partition for tp in assigned)
+        )
 
 
 class Executor:
@@ -159,6 +174,11 @@ class Executor:
         concurrency = max(1, concurrency)
         self.pool_enabled = pool
         self._session_ids = frozenset(ids)
+        # What the pool may take at once: the concurrency the sessions leave (``domain.pool``).
+        self.pool_capacity = PoolCapacity(
+            concurrency - sum(s.max_concurrent for s in self.sessions),
+            actor=settings.actor or default_actor(),
+        )
         self._pool = WorkerPool(
             handlers,
             report=self._emit,
@@ -237,6 +257,7 @@ class Executor:
             if self._failure is None:
                 if self._pool_consumer is not None:
                     await self._commit_pool(None)
+                self._emit_all(self.pool_capacity.release_all())
                 for s in self.sessions:
                     self._emit(
                         ReleaseSession(
@@ -297,6 +318,7 @@ class Executor:
                     "taskstream-executor-assignments",
                 )
             )
+        if self.sessions or self.pool_enabled:
             self._loops.append(self._spawn(self._heartbeats(), "taskstream-executor-heartbeats"))
         if self.pool_enabled:
             self._pool_consumer = group_consumer(
@@ -457,9 +479,14 @@ class Executor:
     def _emit(self, command: BaseModel) -> None:
         self._outbox.put_nowait(command)
 
+    def _emit_all(self, commands: Iterable[BaseModel]) -> None:
+        for command in commands:
+            self._emit(command)
+
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_s)
+            self._emit_all(self.pool_capacity.heartbeat())
             for s in self.sessions:
                 self._emit(SessionHeartbeat(client_id=s.client_id, session_id=s.session_id))
 
@@ -476,12 +503,18 @@ class Executor:
             for command in commands:
                 if not isinstance(command, Command):
                     raise ExecutorError(f"not a command: {type(command).__name__}")
+                # Pool capacity is for the partition it names; all else goes home.
+                partition = (
+                    command.partition
+                    if isinstance(command, (RegisterPool, ReleasePool))
+                    else home_partition(command.client_id, partitions)
+                )
                 futures.append(
                     await producer.send(
                         self._commands_topic,
                         CODEC.encode(command),
                         key=command.client_id.encode(),
-                        partition=home_partition(command.client_id, partitions),
+                        partition=partition,
                     )
                 )
             await asyncio.gather(*futures)

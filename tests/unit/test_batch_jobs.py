@@ -56,9 +56,10 @@ def test_a_job_is_accepted_and_releases_parallelism_children() -> None:
         "BatchJobProgressed",
         "TaskAccepted",
         "TaskQueued",
-        "TaskAssigned",
         "TaskAccepted",
         "TaskQueued",
+        "ClientRateLimit",
+        "TaskAssigned",
         "TaskAssigned",
     )
     accepted = of(h.log, ev.BatchJobAccepted)[0]

@@ -5,18 +5,30 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from schemas.catalog import load_catalog
+import pytest
+from pydantic import ValidationError
+
+from schemas.catalog import RateLimit, load_catalog, parse_rate_limit
 from streams.distributor import Distributor, domain_config
 from streams.domain import DomainConfig
 from streams.settings import Settings
 
 # Knobs of the decider that are not process settings (tuned in code only).
-NOT_SETTINGS = {"catalog", "healthy_above", "unhealthy_below", "probe_recovery_score"}
-SHARED = [f.name for f in fields(DomainConfig) if f.name not in NOT_SETTINGS]
+NOT_SETTINGS = {
+    "catalog",
+    "healthy_above",
+    "unhealthy_below",
+    "probe_recovery_score",
+    "watch_interval_ms",
+}
+# Settings in another form: a rate limit as text, SLAs by priority name, per-client limits
+# from the catalog (tested below).
+TRANSLATED = {"client_rate_limit", "client_rate_limits", "sla_ms"}
+SHARED = [f.name for f in fields(DomainConfig) if f.name not in NOT_SETTINGS | TRANSLATED]
 
 
 def test_every_domain_setting_defaults_to_the_domain_default() -> None:
-    assert len(SHARED) == 13
+    assert len(SHARED) == 15
     defaults = DomainConfig(catalog={})
     for name in SHARED:
         assert Settings.model_fields[name].default == getattr(defaults, name), name
@@ -37,6 +49,8 @@ def test_the_adapter_carries_every_domain_setting_into_the_config() -> None:
         "max_payload_bytes": 4096,
         "max_queued_per_client": 31,
         "task_retention_ms": 60_037,
+        "starved_after_ms": 41,
+        "tick_interval_ms": 43,
     }
     assert sorted(changed) == sorted(SHARED)
     catalog = load_catalog()
@@ -44,3 +58,26 @@ def test_the_adapter_carries_every_domain_setting_into_the_config() -> None:
     assert {name: getattr(config, name) for name in SHARED} == changed
     assert config.catalog is catalog
     assert Distributor(Settings(**changed), catalog).config == config
+
+
+def test_rate_limits_and_slas_reach_the_config_in_domain_terms(tmp_path: Any) -> None:
+    catalog_file = tmp_path / "ops.toml"
+    catalog_file.write_text('[clients.acme]\nrate_limit = "5/s"\n')
+    settings = Settings(
+        client_rate_limit="50/1m", sla_ms={"critical": 1500}, operations_file=catalog_file
+    )
+    config = domain_config(settings)
+    assert config.client_rate_limit == RateLimit(limit=50, period_ms=60_000)
+    assert config.client_rate_limits == {"acme": RateLimit(limit=5, period_ms=1000)}
+    assert config.sla_ms[1] == 1500
+    assert config.sla_ms[2] == DomainConfig(catalog={}).sla_ms[2]
+    assert len(config.catalog) == len(load_catalog())  # a clients-only file adds no operation
+    default = Settings.model_fields["client_rate_limit"].default  # the suite sets none
+    assert parse_rate_limit(default) == DomainConfig(catalog={}).client_rate_limit
+
+
+def test_bad_rate_limits_and_sla_names_are_refused_with_the_accepted_forms() -> None:
+    with pytest.raises(ValidationError, match="100/10s"):
+        Settings(client_rate_limit="lots")
+    with pytest.raises(ValidationError, match="unknown priority 'urgent'"):
+        Settings(sla_ms={"urgent": 5})

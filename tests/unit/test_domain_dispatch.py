@@ -76,10 +76,11 @@ def test_a_clients_tasks_only_go_to_its_own_sessions() -> None:
     }
 
 
-def test_operations_without_a_session_go_to_the_shared_pool_at_once() -> None:
+def test_pool_work_goes_at_once_while_no_pool_executor_registered_capacity() -> None:
     h = Harness()
     events = h.do(submit("sync", operation="integration_sync"), at=3)
-    assert names(events) == ["TaskAccepted", "TaskQueued", "TaskAssigned"]
+    # the client's first dispatch records the bucket it is charged to
+    assert names(events) == ["TaskAccepted", "TaskQueued", "ClientRateLimit", "TaskAssigned"]
     (work,) = of(events, ev.TaskAssigned)
     assert work.session_id is None and work.fencing_token == 1
     assert h.status("sync") == Status.ASSIGNED

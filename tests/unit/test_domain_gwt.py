@@ -52,6 +52,9 @@ def test_given_events_build_the_state_decisions_read() -> None:
             timeout_ms=300_000,
         ),
         ev.TaskQueued(client_id="A", task_id="t1", occurred_at_ms=10, priority=1, attempt=1),
+        ev.ClientRateLimit(
+            client_id="A", occurred_at_ms=10, bucket="", limit=100, period_ms=10_000
+        ),
         ev.TaskAssigned(
             client_id="A",
             task_id="t1",

@@ -85,7 +85,7 @@ def test_review_then_approve_queues_and_dispatches() -> None:
     )
     assert h.status("t1") == Status.PENDING_REVIEW
     h.when(c.ApproveTask(client_id="A", task_id="t1", reviewer="ann"), at=2).then_names(
-        "TaskApproved", "TaskQueued", "TaskAssigned"
+        "TaskApproved", "TaskQueued", "ClientRateLimit", "TaskAssigned"
     )
     assert of(h.log, ev.TaskApproved)[0].reviewer == "ann"
     assert of(h.log, ev.TaskQueued)[0].reason == "approved"
@@ -124,7 +124,7 @@ def test_scheduled_task_waits_for_its_due_time() -> None:
     )
     assert of(h.log, ev.TaskScheduled)[0].due_at_ms == 60_000
     due = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=60_000, kind="scheduled")
-    h.when(due, at=60_000).then_names("TaskQueued", "TaskAssigned")
+    h.when(due, at=60_000).then_names("TaskQueued", "ClientRateLimit", "TaskAssigned")
     assert of(h.log, ev.TaskQueued)[0].reason == "scheduled"
     h.when(due, at=60_001).then()  # a redelivered RetryDue changes nothing
 

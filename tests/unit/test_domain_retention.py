@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from schemas import commands as c
 from schemas import events as ev
+from schemas.catalog import UNLIMITED
 from streams.domain import tick
 from streams.domain.retention import FORGET_LIMIT, sweep_ms
 from streams.state_codec import dump_changes, load_state
@@ -15,7 +16,8 @@ from tests.support.gwt import Harness, config, names, of, register, submit
 RETENTION = 10_000
 SWEEP = sweep_ms(RETENTION)  # a sweep starts once the oldest is this much past the window
 DUE = RETENTION + SWEEP
-CFG = config(task_retention_ms=RETENTION)
+# Many tasks of one client in a few ms: no rate limit here (``test_domain_rates`` has them).
+CFG = config(task_retention_ms=RETENTION, client_rate_limit=UNLIMITED)
 POOL_OP = "integration_sync"  # no session, not batchable: assigned to the pool at once
 BATCH_OP = "contact_update"  # needs a session, batchable
 

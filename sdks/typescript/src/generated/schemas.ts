@@ -605,6 +605,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "ClientRateLimit": {
+    "type": "record",
+    "name": "ClientRateLimit",
+    "namespace": "taskstream",
+    "doc": "client.rate_limit: the token bucket a client's dispatches are charged to from now on (bucket empty: the client's whole traffic; an operation name: that operation's own limit). limit tasks per period_ms; limit 0 means unlimited. Recorded when a client first dispatches and whenever the configured limit changes.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "bucket",
+        "type": "string",
+        "default": ""
+      },
+      {
+        "name": "limit",
+        "type": "long"
+      },
+      {
+        "name": "period_ms",
+        "type": "long"
+      }
+    ]
+  },
+  "ClientServed": {
+    "type": "record",
+    "name": "ClientServed",
+    "namespace": "taskstream",
+    "doc": "client.served: a starved client's work can be taken again (a usable session or pool capacity arrived) or none is waiting any more; ends the client.starved episode that began at starved_at_ms.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "starved_at_ms",
+        "type": "long"
+      }
+    ]
+  },
+  "ClientStarved": {
+    "type": "record",
+    "name": "ClientStarved",
+    "namespace": "taskstream",
+    "doc": "client.starved: the client has work waiting and nothing that could take it: no session registered, every session's circuit open, or (pool work) no pool capacity on its partition. Recorded once per episode, after the oldest waiting work waited TASKSTREAM_STARVED_AFTER_MS; client.served ends it.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": "string",
+        "doc": "no_session, circuit_open or no_pool_capacity."
+      },
+      {
+        "name": "waiting_tasks",
+        "type": "long"
+      },
+      {
+        "name": "oldest_queued_at_ms",
+        "type": "long"
+      }
+    ]
+  },
   "CommandForwarded": {
     "type": "record",
     "name": "CommandForwarded",
@@ -1003,6 +1081,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "PoolRegistered": {
+    "type": "record",
+    "name": "PoolRegistered",
+    "namespace": "taskstream",
+    "doc": "pool.registered: a pool member offers capacity on this partition (also its heartbeat). Pool work of the partition's clients is handed out by priority within the capacity of all its members.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id."
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "capacity",
+        "type": "long"
+      }
+    ]
+  },
+  "PoolReleased": {
+    "type": "record",
+    "name": "PoolReleased",
+    "namespace": "taskstream",
+    "doc": "pool.released: a pool member's capacity left this partition: released by its executor, or cleaned (reason stale) after no heartbeat for the session stale time.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id."
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "RegisterPool": {
+    "type": "record",
+    "name": "RegisterPool",
+    "namespace": "taskstream",
+    "doc": "A pool executor offers capacity for work that needs no session: up to capacity tasks of one task.commands partition at once. It is produced to that partition by number (the partition of task.pool the executor consumes) and applied where it is read. Registering again counts as a heartbeat; a member silent for TASKSTREAM_SESSION_STALE_MS is dropped.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id (the record key): one per executor process and partition owner."
+      },
+      {
+        "name": "partition",
+        "type": "long",
+        "doc": "The task.commands partition this capacity is for (the executor produces the record there by number; the processor applies it where it is read)."
+      },
+      {
+        "name": "capacity",
+        "type": "long",
+        "default": 1
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (TASKSTREAM_ACTOR, else user@host); null when unnamed."
+      }
+    ]
+  },
   "RegisterSession": {
     "type": "record",
     "name": "RegisterSession",
@@ -1143,6 +1299,39 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       },
       {
         "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ReleasePool": {
+    "type": "record",
+    "name": "ReleasePool",
+    "namespace": "taskstream",
+    "doc": "A pool executor withdraws its capacity from one task.commands partition (shutdown, or it no longer consumes that task.pool partition). Work it holds is not re-queued: the task.pool records stay for the partition's next consumer.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string",
+        "doc": "The pool member's id, as registered."
+      },
+      {
+        "name": "partition",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
         "type": [
           "null",
           "string"
@@ -3804,6 +3993,38 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskSlaBreached": {
+    "type": "record",
+    "name": "TaskSlaBreached",
+    "namespace": "taskstream",
+    "doc": "task.sla_breached: a waiting task (queued or batched) has waited longer than the queue-wait SLA of its priority (TASKSTREAM_SLA_MS) and is still not assigned. Recorded once per wait, while it waits.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "queued_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "sla_ms",
+        "type": "long"
+      }
+    ]
+  },
   "TaskStarted": {
     "type": "record",
     "name": "TaskStarted",
@@ -3853,6 +4074,84 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       {
         "name": "fencing_token",
         "type": "long"
+      }
+    ]
+  },
+  "TaskStepFinished": {
+    "type": "record",
+    "name": "TaskStepFinished",
+    "namespace": "taskstream",
+    "doc": "task.step_finished: a step of a multi-step task ended: status completed (output), failed (error: its child task failed, was cancelled or its id was taken) or skipped (a step it depends on failed with skip_dependents or was skipped, or the task ended first).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "step_id",
+        "type": "string"
+      },
+      {
+        "name": "status",
+        "type": "string"
+      },
+      {
+        "name": "child_task_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text: the child task's output when the step completed, {} otherwise."
+      },
+      {
+        "name": "error",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "TaskStepStarted": {
+    "type": "record",
+    "name": "TaskStepStarted",
+    "namespace": "taskstream",
+    "doc": "task.step_started: a step of a multi-step task (task_id) became ready (its depends_on ended as they allow) and runs as the child task child_task_id (<task_id>:<step_id>), whose own events follow.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "step_id",
+        "type": "string"
+      },
+      {
+        "name": "child_task_id",
+        "type": "string"
       }
     ]
   },
@@ -4020,7 +4319,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","RegisterSession","RejectTask","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskStarted","TaskStartedEvent","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
+export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -4298,6 +4597,57 @@ export interface CancelTaskInit {
   actor?: null | string;
 }
 
+/** client.rate_limit: the token bucket a client's dispatches are charged to from now on (bucket empty: the client's whole traffic; an operation name: that operation's own limit). limit tasks per period_ms; limit 0 means unlimited. Recorded when a client first dispatches and whenever the configured limit changes. */
+export interface ClientRateLimit {
+  client_id: string;
+  occurred_at_ms: number;
+  bucket: string;
+  limit: number;
+  period_ms: number;
+}
+
+/** ClientRateLimit as a producer writes it: fields with an Avro default may be left out. */
+export interface ClientRateLimitInit {
+  client_id: string;
+  occurred_at_ms: number;
+  bucket?: string;
+  limit: number;
+  period_ms: number;
+}
+
+/** client.served: a starved client's work can be taken again (a usable session or pool capacity arrived) or none is waiting any more; ends the client.starved episode that began at starved_at_ms. */
+export interface ClientServed {
+  client_id: string;
+  occurred_at_ms: number;
+  starved_at_ms: number;
+}
+
+/** ClientServed as a producer writes it: fields with an Avro default may be left out. */
+export interface ClientServedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  starved_at_ms: number;
+}
+
+/** client.starved: the client has work waiting and nothing that could take it: no session registered, every session's circuit open, or (pool work) no pool capacity on its partition. Recorded once per episode, after the oldest waiting work waited TASKSTREAM_STARVED_AFTER_MS; client.served ends it. */
+export interface ClientStarved {
+  client_id: string;
+  occurred_at_ms: number;
+  /** no_session, circuit_open or no_pool_capacity. */
+  reason: string;
+  waiting_tasks: number;
+  oldest_queued_at_ms: number;
+}
+
+/** ClientStarved as a producer writes it: fields with an Avro default may be left out. */
+export interface ClientStarvedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  reason: string;
+  waiting_tasks: number;
+  oldest_queued_at_ms: number;
+}
+
 /** A command record read on a task.commands partition other than its client's home partition (murmur2 of the client id, docs/partitioning.md) was produced again, unchanged, to the home partition. Written to task.events at the partition the command arrived on; the home partition then decides the command. */
 export interface CommandForwarded {
   /** The command's client id, whose home partition it was sent to. */
@@ -4489,6 +4839,55 @@ export interface ExpediteTaskInit {
   actor?: null | string;
 }
 
+/** pool.registered: a pool member offers capacity on this partition (also its heartbeat). Pool work of the partition's clients is handed out by priority within the capacity of all its members. */
+export interface PoolRegistered {
+  /** The pool member's id. */
+  client_id: string;
+  occurred_at_ms: number;
+  capacity: number;
+}
+
+/** PoolRegistered as a producer writes it: fields with an Avro default may be left out. */
+export interface PoolRegisteredInit {
+  client_id: string;
+  occurred_at_ms: number;
+  capacity: number;
+}
+
+/** pool.released: a pool member's capacity left this partition: released by its executor, or cleaned (reason stale) after no heartbeat for the session stale time. */
+export interface PoolReleased {
+  /** The pool member's id. */
+  client_id: string;
+  occurred_at_ms: number;
+  reason: null | string;
+}
+
+/** PoolReleased as a producer writes it: fields with an Avro default may be left out. */
+export interface PoolReleasedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  reason?: null | string;
+}
+
+/** A pool executor offers capacity for work that needs no session: up to capacity tasks of one task.commands partition at once. It is produced to that partition by number (the partition of task.pool the executor consumes) and applied where it is read. Registering again counts as a heartbeat; a member silent for TASKSTREAM_SESSION_STALE_MS is dropped. */
+export interface RegisterPool {
+  /** The pool member's id (the record key): one per executor process and partition owner. */
+  client_id: string;
+  /** The task.commands partition this capacity is for (the executor produces the record there by number; the processor applies it where it is read). */
+  partition: number;
+  capacity: number;
+  /** Who sent the command (TASKSTREAM_ACTOR, else user@host); null when unnamed. */
+  actor: null | string;
+}
+
+/** RegisterPool as a producer writes it: fields with an Avro default may be left out. */
+export interface RegisterPoolInit {
+  client_id: string;
+  partition: number;
+  capacity?: number;
+  actor?: null | string;
+}
+
 /** An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields counts as a heartbeat; with other fields it updates the session. */
 export interface RegisterSession {
   client_id: string;
@@ -4525,6 +4924,23 @@ export interface RejectTaskInit {
   client_id: string;
   task_id: string;
   reviewer?: null | string;
+  reason?: null | string;
+  actor?: null | string;
+}
+
+/** A pool executor withdraws its capacity from one task.commands partition (shutdown, or it no longer consumes that task.pool partition). Work it holds is not re-queued: the task.pool records stay for the partition's next consumer. */
+export interface ReleasePool {
+  /** The pool member's id, as registered. */
+  client_id: string;
+  partition: number;
+  reason: null | string;
+  actor: null | string;
+}
+
+/** ReleasePool as a producer writes it: fields with an Avro default may be left out. */
+export interface ReleasePoolInit {
+  client_id: string;
+  partition: number;
   reason?: null | string;
   actor?: null | string;
 }
@@ -5410,6 +5826,26 @@ export interface TaskScheduledInit {
   due_at_ms: number;
 }
 
+/** task.sla_breached: a waiting task (queued or batched) has waited longer than the queue-wait SLA of its priority (TASKSTREAM_SLA_MS) and is still not assigned. Recorded once per wait, while it waits. */
+export interface TaskSlaBreached {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  priority: number;
+  queued_at_ms: number;
+  sla_ms: number;
+}
+
+/** TaskSlaBreached as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskSlaBreachedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  priority: number;
+  queued_at_ms: number;
+  sla_ms: number;
+}
+
 /** An executor began the work of an assignment (the task goes in_progress). Optional. */
 export interface TaskStarted {
   client_id: string;
@@ -5440,6 +5876,49 @@ export interface TaskStartedEventInit {
   task_id: string;
   session_id?: null | string;
   fencing_token: number;
+}
+
+/** task.step_finished: a step of a multi-step task ended: status completed (output), failed (error: its child task failed, was cancelled or its id was taken) or skipped (a step it depends on failed with skip_dependents or was skipped, or the task ended first). */
+export interface TaskStepFinished {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  status: string;
+  child_task_id: null | string;
+  /** JSON text: the child task's output when the step completed, {} otherwise. */
+  output: string;
+  error: null | string;
+}
+
+/** TaskStepFinished as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepFinishedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  status: string;
+  child_task_id?: null | string;
+  output?: string;
+  error?: null | string;
+}
+
+/** task.step_started: a step of a multi-step task (task_id) became ready (its depends_on ended as they allow) and runs as the child task child_task_id (<task_id>:<step_id>), whose own events follow. */
+export interface TaskStepStarted {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  child_task_id: string;
+}
+
+/** TaskStepStarted as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskStepStartedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  step_id: string;
+  child_task_id: string;
 }
 
 /** task.timed_out: the attempt passed its deadline; it fails and goes the retry path. */
@@ -5542,6 +6021,9 @@ export interface Records {
   BatchProcessed: BatchProcessed;
   BatchResultConsolidated: BatchResultConsolidated;
   CancelTask: CancelTask;
+  ClientRateLimit: ClientRateLimit;
+  ClientServed: ClientServed;
+  ClientStarved: ClientStarved;
   CommandForwarded: CommandForwarded;
   CommandRejected: CommandRejected;
   CreateSchedule: CreateSchedule;
@@ -5550,8 +6032,12 @@ export interface Records {
   DeleteSchedule: DeleteSchedule;
   DeleteTemplate: DeleteTemplate;
   ExpediteTask: ExpediteTask;
+  PoolRegistered: PoolRegistered;
+  PoolReleased: PoolReleased;
+  RegisterPool: RegisterPool;
   RegisterSession: RegisterSession;
   RejectTask: RejectTask;
+  ReleasePool: ReleasePool;
   ReleaseSession: ReleaseSession;
   ReportProgress: ReportProgress;
   ReportResult: ReportResult;
@@ -5586,8 +6072,11 @@ export interface Records {
   TaskRetryScheduled: TaskRetryScheduled;
   TaskRetrying: TaskRetrying;
   TaskScheduled: TaskScheduled;
+  TaskSlaBreached: TaskSlaBreached;
   TaskStarted: TaskStarted;
   TaskStartedEvent: TaskStartedEvent;
+  TaskStepFinished: TaskStepFinished;
+  TaskStepStarted: TaskStepStarted;
   TaskTimedOut: TaskTimedOut;
   TaskWaiting: TaskWaiting;
   TasksForgotten: TasksForgotten;
@@ -5606,6 +6095,9 @@ export interface RecordInits {
   BatchProcessed: BatchProcessedInit;
   BatchResultConsolidated: BatchResultConsolidatedInit;
   CancelTask: CancelTaskInit;
+  ClientRateLimit: ClientRateLimitInit;
+  ClientServed: ClientServedInit;
+  ClientStarved: ClientStarvedInit;
   CommandForwarded: CommandForwardedInit;
   CommandRejected: CommandRejectedInit;
   CreateSchedule: CreateScheduleInit;
@@ -5614,8 +6106,12 @@ export interface RecordInits {
   DeleteSchedule: DeleteScheduleInit;
   DeleteTemplate: DeleteTemplateInit;
   ExpediteTask: ExpediteTaskInit;
+  PoolRegistered: PoolRegisteredInit;
+  PoolReleased: PoolReleasedInit;
+  RegisterPool: RegisterPoolInit;
   RegisterSession: RegisterSessionInit;
   RejectTask: RejectTaskInit;
+  ReleasePool: ReleasePoolInit;
   ReleaseSession: ReleaseSessionInit;
   ReportProgress: ReportProgressInit;
   ReportResult: ReportResultInit;
@@ -5650,8 +6146,11 @@ export interface RecordInits {
   TaskRetryScheduled: TaskRetryScheduledInit;
   TaskRetrying: TaskRetryingInit;
   TaskScheduled: TaskScheduledInit;
+  TaskSlaBreached: TaskSlaBreachedInit;
   TaskStarted: TaskStartedInit;
   TaskStartedEvent: TaskStartedEventInit;
+  TaskStepFinished: TaskStepFinishedInit;
+  TaskStepStarted: TaskStepStartedInit;
   TaskTimedOut: TaskTimedOutInit;
   TaskWaiting: TaskWaitingInit;
   TasksForgotten: TasksForgottenInit;
