@@ -33,8 +33,9 @@ from projections.workflows import (
     steps_key,
 )
 from schemas.commands import CreateSchedule, DefineTemplate, DeleteSchedule, DeleteTemplate
+from schemas.masking import mask_document
+from schemas.masking import mask_text as mask_secrets
 from schemas.recurrence import MISSED_POLICIES, problem, submit_of
-from streams.logs import mask_document, mask_secrets
 from streams.redrive import task_link
 
 from .access import Caller

@@ -51,10 +51,6 @@ from schemas.commands import (
     ApproveTask,
     CancelTask,
     Command,
-    CreateSchedule,
-    DefineTemplate,
-    DeleteSchedule,
-    DeleteTemplate,
     ExpediteTask,
     RegisterSession,
     RejectTask,
@@ -65,7 +61,7 @@ from schemas.commands import (
 )
 from schemas.errors import DecodeError, EncodeError
 from schemas.events import TaskCompleted, TaskFailed
-from schemas.recurrence import problem as recurrence_problem
+from streams.client_schedules import ScheduleCommands
 from streams.errors import (
     BrokerError,
     ClientClosedError,
@@ -150,7 +146,7 @@ def encode_command(command: Command, max_bytes: int) -> bytes:
     return value
 
 
-class TaskstreamClient:
+class TaskstreamClient(ScheduleCommands):
     """Produces commands and reads outcomes. Use ``async with`` (or ``start``/``close``)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -458,60 +454,6 @@ class TaskstreamClient:
 
     async def expedite(self, client_id: str, task_id: str) -> Sent:
         return await self.send(_build(ExpediteTask, client_id=client_id, task_id=task_id))
-
-    async def create_schedule(
-        self,
-        client_id: str,
-        task: Mapping[str, Any],
-        *,
-        cron: str | None = None,
-        interval_ms: int | None = None,
-        timezone: str = "UTC",
-        start_at_ms: int | None = None,
-        end_at_ms: int | None = None,
-        missed: str = "run",
-        template: str | None = None,
-        schedule_id: str | None = None,
-    ) -> str:
-        """Create a recurring schedule; returns its id (a new uuid4 unless given).
-
-        ``task`` holds the SubmitTask fields of every occurrence's task (``operation``,
-        ``payload``, ``priority`` ...); each occurrence is submitted as the task
-        ``<schedule_id>@<occurrence epoch ms>``. Exactly one of ``cron`` (five fields, read in
-        ``timezone``) and ``interval_ms``. ``missed``: ``run`` or ``skip`` the occurrences
-        that fell due while no processor ran. ``template`` names a ``define_template``.
-        """
-        why = recurrence_problem(cron, interval_ms, timezone, start_at_ms, end_at_ms)
-        if why is not None:
-            raise InvalidCommandError(f"invalid CreateSchedule: {why}")
-        command = _build(
-            CreateSchedule,
-            client_id=client_id,
-            schedule_id=schedule_id if schedule_id is not None else str(uuid.uuid4()),
-            cron=cron,
-            interval_ms=interval_ms,
-            timezone=timezone,
-            start_at_ms=start_at_ms,
-            end_at_ms=end_at_ms,
-            missed=missed,
-            task=dict(task),
-            template=template,
-        )
-        await self.send(command)
-        return command.schedule_id
-
-    async def delete_schedule(self, client_id: str, schedule_id: str) -> Sent:
-        return await self.send(_build(DeleteSchedule, client_id=client_id, schedule_id=schedule_id))
-
-    async def define_template(self, client_id: str, name: str, task: Mapping[str, Any]) -> Sent:
-        """Define (or replace) the client's task template ``name``: SubmitTask fields that
-        schedules naming it take as their task's defaults."""
-        return await self.send(
-            _build(DefineTemplate, client_id=client_id, name=name, task=dict(task))
-        )
-
-    async def delete_template(self, client_id: str, name: str) -> Sent:
-        return await self.send(_build(DeleteTemplate, client_id=client_id, name=name))
 
     async def register_session(
         self,

@@ -61,8 +61,8 @@ def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.broker_address import reachable
-    from streams.cli.view_client import view_get
     from streams.client import TaskstreamClient
+    from streams.view_client import view_get
 
     async def go() -> None:
         client_id = args.client
@@ -85,7 +85,7 @@ def _when(ms: int | None) -> str:
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.cli.view_client import view_get
+    from streams.view_client import view_get
 
     params = {"client_id": args.client} if args.client else None
     body = asyncio.run(view_get(settings, "/schedules", params))
@@ -130,7 +130,7 @@ def _cmd_template_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_template_list(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.cli.view_client import view_get
+    from streams.view_client import view_get
 
     params = {"client_id": args.client} if args.client else None
     body = asyncio.run(view_get(settings, "/templates", params))
@@ -140,7 +140,7 @@ def _cmd_template_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_steps(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.cli.view_client import view_get
+    from streams.view_client import view_get
 
     body = asyncio.run(view_get(settings, f"/tasks/{args.task_id}/steps"))
     if args.json:

@@ -46,6 +46,7 @@ from streams.domain.records import (
     template_id,
     template_key,
 )
+from streams.domain.timer_index import TIMER_SCHEDULE, TIMER_TASK, TimerIndex
 
 # The records are part of the state's API: importable from here as from ``records``.
 __all__ = [
@@ -87,12 +88,8 @@ Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 RETIRED_TASK: Final = 0
 RETIRED_JOB: Final = 1
 
-# kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
-TIMER_TASK: Final = 0  # a scheduled task's start
-TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
 
-
-class PartitionState:
+class PartitionState(TimerIndex):
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
     Equality compares the persisted part (records and meta); the indices are derived from it.
@@ -322,73 +319,6 @@ class PartitionState:
             and self.forgettable(heap[0]) is None
         ):
             heapq.heappop(heap)
-
-    def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
-        """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
-
-        Not journaled, like ``retire``: inside a decision nothing is pushed (the events are
-        folded again outside it); a stale entry is harmless.
-        """
-        if self._log is None:
-            heapq.heappush(self.timers, (due_at_ms, kind, record_id))
-
-    def timer_valid(self, entry: tuple[int, int, str]) -> bool:
-        """Whether a ``timers`` entry still stands for something waiting for that time."""
-        due_at_ms, kind, record_id = entry
-        if kind == TIMER_TASK:
-            task = self.tasks.get(record_id)
-            return (
-                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
-            )
-        schedule = self.schedules.get(record_id)
-        return schedule is not None and schedule.next_at_ms == due_at_ms
-
-    def prune_timers(self) -> None:
-        """Drop stale entries from the top of ``timers`` (outside decisions only)."""
-        heap = self.timers
-        while self._log is None and heap and not self.timer_valid(heap[0]):
-            heapq.heappop(heap)
-
-    def due_timers(self, now_ms: int) -> list[tuple[int, int, str]]:
-        """The valid ``timers`` entries due at ``now_ms``, in (time, kind, id) order: a choice
-        that depends on the records alone, never on the heap's layout."""
-        heap, todo = self.timers, [0]
-        found: set[tuple[int, int, str]] = set()
-        while todo:
-            i = todo.pop()
-            if i < len(heap) and heap[i][0] <= now_ms:
-                if self.timer_valid(heap[i]):
-                    found.add(heap[i])
-                todo += (2 * i + 1, 2 * i + 2)
-        return sorted(found)
-
-    def add_schedule(self, schedule: ScheduleRecord) -> None:
-        self.put(self.schedules, schedule.schedule_id, schedule)
-        self._copied.add(("c", schedule.schedule_id))
-        self._touch(schedule_key(schedule.schedule_id))
-
-    def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
-        rec = self.schedules[schedule_id]
-        self._touch(schedule_key(schedule_id))
-        if self._log is not None and ("c", schedule_id) not in self._copied:
-            self._copied.add(("c", schedule_id))
-            rec = rec.clone()
-            self.put(self.schedules, schedule_id, rec)
-        return rec
-
-    def remove_schedule(self, schedule_id: str) -> None:
-        self.delete(self.schedules, schedule_id)
-        self._touch(schedule_key(schedule_id))
-
-    def put_template(self, template: TemplateRecord) -> None:
-        """Templates are replaced whole, never edited in place."""
-        key = template_id(template.client_id, template.name)
-        self.put(self.templates, key, template)
-        self._touch(template_key(key))
-
-    def remove_template(self, key: str) -> None:
-        self.delete(self.templates, key)
-        self._touch(template_key(key))
 
     def add_batch_job(self, job: BatchJobRecord) -> None:
         self.put(self.batch_jobs, job.batch_job_id, job)
