@@ -6,9 +6,9 @@ class name. All commands are keyed by ``client_id`` on ``task.commands``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.fields import MAX_ID_LENGTH, JsonInput
 
@@ -111,6 +111,7 @@ class RegisterSession(Command):
     max_concurrent: int = Field(default=1, ge=1)
     capabilities: list[str] = Field(default_factory=list)
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    incarnation: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class ReleaseSession(Command):
@@ -137,6 +138,23 @@ class ReportProgress(Command):
     message: str | None = None
 
 
+PERMANENT: Final = "permanent"
+"""No retry: the task fails at once; not the session's fault (bad input, a 4xx, no handler)."""
+RETRYABLE: Final = "retryable"
+"""Retried with backoff (at least ``retry_after_ms``); not the session's fault."""
+SESSION: Final = "session"
+"""Retried, and the session's health drops (its browser died, it overran its time)."""
+FAILURE_CLASSES: Final = (PERMANENT, RETRYABLE, SESSION)
+"""A failure's class; ``None`` (writers that do not classify) means retryable and the session's
+fault, as every failure was before classes existed."""
+
+
+def _known_class(value: str | None) -> str | None:
+    if value is not None and value not in FAILURE_CLASSES:
+        raise ValueError(f"failure_class must be one of {', '.join(FAILURE_CLASSES)} or null")
+    return value
+
+
 class ItemResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -144,6 +162,10 @@ class ItemResult(BaseModel):
     success: bool
     output: JsonInput = Field(default_factory=dict)
     error: str | None = None
+    failure_class: str | None = None
+    retry_after_ms: int | None = Field(default=None, ge=0)
+
+    _check_class = field_validator("failure_class")(_known_class)
 
 
 class ReportResult(Command):
@@ -162,6 +184,10 @@ class ReportResult(Command):
     error: str | None = None
     items: list[ItemResult] = Field(default_factory=list)
     execution_time_ms: int = Field(default=0, ge=0)
+    failure_class: str | None = None
+    retry_after_ms: int | None = Field(default=None, ge=0)
+
+    _check_class = field_validator("failure_class")(_known_class)
 
 
 class RetryDue(Command):

@@ -1,13 +1,9 @@
 """The whole state of one partition: tasks, sessions and batches of many clients.
 
 Records are small mutable dataclasses keyed by id; every index refers to ids, never to record
-objects. All writes go through ``put``/``delete``/``edit_*`` so that
-
-* the keys changed since the last dump are known (``dirty``), for incremental persistence, and
-* a *journal* can undo them: ``decide`` folds the events it emits into the state (so later rules
-  see earlier decisions, exactly as ``evolve`` will), then rolls everything back. The state a
-  caller passed in is unchanged afterwards, and the cost is proportional to what the command
-  touched, not to the size of the partition.
+objects. All writes go through ``put``/``delete``/``edit_*``, journaled (``journal``): the keys
+changed since the last dump are known, and ``decide`` rolls back what it folded, so the state a
+caller passed in is unchanged afterwards.
 
 Every choice the decider makes is independent of dict order (ties break on sequence
 numbers), so a state rebuilt from the store decides exactly like the live one. The one
@@ -24,6 +20,7 @@ from typing import Any, Final
 
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
+from streams.domain.journal import Journal
 from streams.domain.records import (
     DEAD,
     META_KEY,
@@ -46,7 +43,6 @@ from streams.domain.records import (
     template_id,
     template_key,
 )
-from streams.domain.timer_index import TIMER_SCHEDULE, TIMER_TASK, TimerIndex
 
 # The records are part of the state's API: importable from here as from ``records``.
 __all__ = [
@@ -78,18 +74,18 @@ __all__ = [
     "template_key",
 ]
 
-_MISSING: Final = object()
-_DIRTY: Final = object()  # journal marker: a key newly added to ``dirty``
-_APPENDED: Final = object()  # journal marker: an entry appended to a lane
-
 Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 
 # kinds of ``PartitionState.retired`` entries (tasks sort before batch jobs of the same time)
 RETIRED_TASK: Final = 0
 RETIRED_JOB: Final = 1
 
+# kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
+TIMER_TASK: Final = 0  # a scheduled task's start
+TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
 
-class PartitionState(TimerIndex):
+
+class PartitionState(Journal):
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
     Equality compares the persisted part (records and meta); the indices are derived from it.
@@ -120,12 +116,10 @@ class PartitionState(TimerIndex):
         "step_children",
         "retired",
         "timers",
-        "dirty",
-        "_log",
-        "_copied",
     )
 
     def __init__(self) -> None:
+        super().__init__({META_KEY})
         self.tasks: dict[str, TaskRecord] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
@@ -166,9 +160,6 @@ class PartitionState(TimerIndex):
         # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
         # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
         self.timers: list[tuple[int, int, str]] = []
-        self.dirty: set[bytes] = {META_KEY}
-        self._log: list[tuple[Any, Any, Any]] | None = None
-        self._copied: set[tuple[str, str]] = set()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PartitionState):
@@ -193,110 +184,48 @@ class PartitionState(TimerIndex):
             f"batches={len(self.batches)}, meta={self.meta})"
         )
 
-    # -- journal ---------------------------------------------------------------------------
-
-    def begin(self) -> None:
-        """Start recording undo information (see the module docstring)."""
-        if self._log is not None:
-            raise RuntimeError("a journal is already open on this state")
-        self._log = []
-        self._copied = set()
-
-    def rollback(self) -> None:
-        """Undo every write since ``begin`` and stop recording."""
-        log = self._log
-        self._log = None
-        self._copied = set()
-        if log is None:
-            return
-        for container, key, old in reversed(log):
-            if old is _APPENDED:
-                container.pop()
-            elif old is _DIRTY:
-                self.dirty.discard(key)
-            elif old is _MISSING:
-                container.pop(key, None)
-            else:
-                container[key] = old
-
-    def _touch(self, key: bytes) -> None:
-        if key not in self.dirty:
-            self.dirty.add(key)
-            if self._log is not None:
-                self._log.append((self.dirty, key, _DIRTY))
-
-    def put(self, container: dict[Any, Any], key: Any, value: Any) -> None:
-        if self._log is not None:
-            self._log.append((container, key, container.get(key, _MISSING)))
-        container[key] = value
-
-    def delete(self, container: dict[Any, Any], key: Any) -> None:
-        if key not in container:
-            return
-        if self._log is not None:
-            self._log.append((container, key, container[key]))
-        del container[key]
-
     # -- records ---------------------------------------------------------------------------
 
     def add_task(self, task: TaskRecord) -> None:
-        self.put(self.tasks, task.task_id, task)
-        self._copied.add(("t", task.task_id))
-        self._touch(task_key(task.task_id))
+        self.added(self.tasks, task.task_id, task)
+        self.touch(task_key(task.task_id))
 
     def edit_task(self, task_id: str) -> TaskRecord:
         """The record of ``task_id``, safe to mutate (a private copy while journaling)."""
-        rec = self.tasks[task_id]
-        self._touch(task_key(task_id))
-        if self._log is not None and ("t", task_id) not in self._copied:
-            self._copied.add(("t", task_id))
-            rec = rec.clone()
-            self.put(self.tasks, task_id, rec)
-        return rec
+        self.touch(task_key(task_id))
+        return self.own(self.tasks, task_id)
 
     def add_session(self, session: SessionRecord) -> None:
-        self.put(self.sessions, session.session_id, session)
-        self._copied.add(("s", session.session_id))
-        self._touch(session_key(session.session_id))
+        self.added(self.sessions, session.session_id, session)
+        self.touch(session_key(session.session_id))
 
     def edit_session(self, session_id: str) -> SessionRecord:
-        rec = self.sessions[session_id]
-        self._touch(session_key(session_id))
-        if self._log is not None and ("s", session_id) not in self._copied:
-            self._copied.add(("s", session_id))
-            rec = rec.clone()
-            self.put(self.sessions, session_id, rec)
-        return rec
+        self.touch(session_key(session_id))
+        return self.own(self.sessions, session_id)
 
     def remove_session(self, session_id: str) -> None:
         self.delete(self.sessions, session_id)
-        self._touch(session_key(session_id))
+        self.touch(session_key(session_id))
 
     def add_batch(self, batch: BatchRecord) -> None:
-        self.put(self.batches, batch.batch_id, batch)
-        self._copied.add(("b", batch.batch_id))
-        self._touch(batch_key(batch.batch_id))
+        self.added(self.batches, batch.batch_id, batch)
+        self.touch(batch_key(batch.batch_id))
 
     def edit_batch(self, batch_id: str) -> BatchRecord:
-        rec = self.batches[batch_id]
-        self._touch(batch_key(batch_id))
-        if self._log is not None and ("b", batch_id) not in self._copied:
-            self._copied.add(("b", batch_id))
-            rec = rec.clone()
-            self.put(self.batches, batch_id, rec)
-        return rec
+        self.touch(batch_key(batch_id))
+        return self.own(self.batches, batch_id)
 
     def remove_batch(self, batch_id: str) -> None:
         self.delete(self.batches, batch_id)
-        self._touch(batch_key(batch_id))
+        self.touch(batch_key(batch_id))
 
     def remove_task(self, task_id: str) -> None:
         self.delete(self.tasks, task_id)
-        self._touch(task_key(task_id))
+        self.touch(task_key(task_id))
 
     def remove_batch_job(self, batch_job_id: str) -> None:
         self.delete(self.batch_jobs, batch_job_id)
-        self._touch(batch_job_key(batch_job_id))
+        self.touch(batch_job_key(batch_job_id))
 
     def retire(self, at_ms: int, kind: int, record_id: str) -> None:
         """A task finished / a batch job completed at ``at_ms``: retention may forget it later.
@@ -320,68 +249,95 @@ class PartitionState(TimerIndex):
         ):
             heapq.heappop(heap)
 
+    def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
+        """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
+
+        Not journaled, like ``retire``: inside a decision nothing is pushed (the events are
+        folded again outside it); a stale entry is harmless.
+        """
+        if self._log is None:
+            heapq.heappush(self.timers, (due_at_ms, kind, record_id))
+
+    def timer_valid(self, entry: tuple[int, int, str]) -> bool:
+        """Whether a ``timers`` entry still stands for something waiting for that time."""
+        due_at_ms, kind, record_id = entry
+        if kind == TIMER_TASK:
+            task = self.tasks.get(record_id)
+            return (
+                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
+            )
+        schedule = self.schedules.get(record_id)
+        return schedule is not None and schedule.next_at_ms == due_at_ms
+
+    def prune_timers(self) -> None:
+        """Drop stale entries from the top of ``timers`` (outside decisions only)."""
+        heap = self.timers
+        while self._log is None and heap and not self.timer_valid(heap[0]):
+            heapq.heappop(heap)
+
+    def due_timers(self, now_ms: int) -> list[tuple[int, int, str]]:
+        """The valid ``timers`` entries due at ``now_ms``, in (time, kind, id) order: a choice
+        that depends on the records alone, never on the heap's layout."""
+        heap, todo = self.timers, [0]
+        found: set[tuple[int, int, str]] = set()
+        while todo:
+            i = todo.pop()
+            if i < len(heap) and heap[i][0] <= now_ms:
+                if self.timer_valid(heap[i]):
+                    found.add(heap[i])
+                todo += (2 * i + 1, 2 * i + 2)
+        return sorted(found)
+
+    def add_schedule(self, schedule: ScheduleRecord) -> None:
+        self.added(self.schedules, schedule.schedule_id, schedule)
+        self.touch(schedule_key(schedule.schedule_id))
+
+    def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
+        self.touch(schedule_key(schedule_id))
+        return self.own(self.schedules, schedule_id)
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        self.delete(self.schedules, schedule_id)
+        self.touch(schedule_key(schedule_id))
+
+    def put_template(self, template: TemplateRecord) -> None:
+        """Templates are replaced whole, never edited in place."""
+        key = template_id(template.client_id, template.name)
+        self.put(self.templates, key, template)
+        self.touch(template_key(key))
+
+    def remove_template(self, key: str) -> None:
+        self.delete(self.templates, key)
+        self.touch(template_key(key))
+
     def add_batch_job(self, job: BatchJobRecord) -> None:
-        self.put(self.batch_jobs, job.batch_job_id, job)
-        self._copied.add(("j", job.batch_job_id))
-        self._touch(batch_job_key(job.batch_job_id))
+        self.added(self.batch_jobs, job.batch_job_id, job)
+        self.touch(batch_job_key(job.batch_job_id))
 
     def edit_batch_job(self, batch_job_id: str) -> BatchJobRecord:
-        rec = self.batch_jobs[batch_job_id]
-        self._touch(batch_job_key(batch_job_id))
-        if self._log is not None and ("j", batch_job_id) not in self._copied:
-            self._copied.add(("j", batch_job_id))
-            rec = rec.clone()
-            self.put(self.batch_jobs, batch_job_id, rec)
-        return rec
+        self.touch(batch_job_key(batch_job_id))
+        return self.own(self.batch_jobs, batch_job_id)
 
     def edit_client(self, client_id: str) -> ClientRecord:
         """The client's dispatch record, created when missing; safe to mutate."""
-        rec = self.clients.get(client_id)
-        self._touch(client_key(client_id))
-        if rec is None:
+        self.touch(client_key(client_id))
+        if client_id not in self.clients:
             rec = ClientRecord(client_id)
-            self.put(self.clients, client_id, rec)
-            self._copied.add(("c", client_id))
-        elif self._log is not None and ("c", client_id) not in self._copied:
-            self._copied.add(("c", client_id))
-            rec = rec.clone()
-            self.put(self.clients, client_id, rec)
-        return rec
+            self.added(self.clients, client_id, rec)
+            return rec
+        return self.own(self.clients, client_id)
 
     def edit_pool(self) -> PoolRecord:
-        self._touch(POOL_KEY)
-        if self._log is not None and ("p", "") not in self._copied:
-            self._copied.add(("p", ""))
-            old = self.pool
-            self._log.append((_PoolSlot(self), "pool", old))
-            self.pool = old.clone()
-        return self.pool
+        self.touch(POOL_KEY)
+        pool: PoolRecord = self.own_attribute("pool")
+        return pool
 
     def edit_meta(self) -> Meta:
-        self._touch(META_KEY)
-        if self._log is not None and ("m", "") not in self._copied:
-            self._copied.add(("m", ""))
-            old = self.meta
-            self._log.append((_MetaSlot(self), "meta", old))
-            self.meta = old.clone()
-        return self.meta
+        self.touch(META_KEY)
+        meta: Meta = self.own_attribute("meta")
+        return meta
 
-    # -- index helpers (journaled) ---------------------------------------------------------
-
-    def index_add(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
-        bucket = index.get(outer)
-        if bucket is None:
-            bucket = {}
-            self.put(index, outer, bucket)
-        self.put(bucket, inner, None)
-
-    def index_remove(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
-        bucket = index.get(outer)
-        if bucket is None:
-            return
-        self.delete(bucket, inner)
-        if not bucket:
-            self.delete(index, outer)
+    # -- indices (journaled) ----------------------------------------------------------------
 
     def count_open(self, client_id: str, delta: int) -> None:
         count = self.open_tasks.get(client_id, 0) + delta
@@ -413,8 +369,7 @@ class PartitionState(TimerIndex):
             lane = deque()
             self.put(lanes, priority, lane)
         lane.append((seq, task_id))
-        if self._log is not None:
-            self._log.append((lane, None, _APPENDED))
+        self.appended(lane)
 
     def lane_compact(self, client_id: str) -> None:
         """Drop stale entries from the fronts of a client's lanes (outside journals only)."""
@@ -541,33 +496,3 @@ class PartitionState(TimerIndex):
         if job is None or job.completed_at_ms != at_ms:
             return None
         return job.client_id
-
-
-class _PoolSlot:
-    """Lets the journal restore ``state.pool`` like a dict entry."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: PartitionState) -> None:
-        self._state = state
-
-    def __setitem__(self, key: str, value: PoolRecord) -> None:
-        self._state.pool = value
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
-
-
-class _MetaSlot:
-    """Lets the journal restore ``state.meta`` like a dict entry."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: PartitionState) -> None:
-        self._state = state
-
-    def __setitem__(self, key: str, value: Meta) -> None:
-        self._state.meta = value
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
