@@ -28,7 +28,8 @@ from pydantic import BaseModel, SecretStr
 
 from projections.errors import BadQueryError, ProjectionError
 from projections.reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
-from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskRow, TaskState
+from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskRow
+from schemas.states import TaskState
 from streams.redrive import CommandSender
 from streams.settings import Settings
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from schemas import events as ev
 from schemas.events import Event
+from schemas.states import TERMINAL_STATES
 
 from . import keys
 from .batch_folds import BATCH_FOLDS, change_batch
@@ -39,7 +40,6 @@ from .documents import (
 from .indexes import ABSENT, Footprint, footprint, move
 from .rows import (
     SLA_MS,
-    TERMINAL_STATES,
     BatchDoc,
     Counters,
     DeadLetterDoc,

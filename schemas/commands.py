@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.fields import MAX_ID_LENGTH, JsonInput
 
@@ -146,13 +146,8 @@ SESSION: Final = "session"
 """Retried, and the session's health drops (its browser died, it overran its time)."""
 FAILURE_CLASSES: Final = (PERMANENT, RETRYABLE, SESSION)
 """A failure's class; ``None`` (writers that do not classify) means retryable and the session's
-fault, as every failure was before classes existed."""
-
-
-def _known_class(value: str | None) -> str | None:
-    if value is not None and value not in FAILURE_CLASSES:
-        raise ValueError(f"failure_class must be one of {', '.join(FAILURE_CLASSES)} or null")
-    return value
+fault, as every failure was before classes existed. A value outside the set counts as ``None``
+(``streams.domain.failure_classes.effective``): the result is still used."""
 
 
 class ItemResult(BaseModel):
@@ -164,8 +159,6 @@ class ItemResult(BaseModel):
     error: str | None = None
     failure_class: str | None = None
     retry_after_ms: int | None = Field(default=None, ge=0)
-
-    _check_class = field_validator("failure_class")(_known_class)
 
 
 class ReportResult(Command):
@@ -186,8 +179,6 @@ class ReportResult(Command):
     execution_time_ms: int = Field(default=0, ge=0)
     failure_class: str | None = None
     retry_after_ms: int | None = Field(default=None, ge=0)
-
-    _check_class = field_validator("failure_class")(_known_class)
 
 
 class RetryDue(Command):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from schemas.commands import PERMANENT, RETRYABLE, SESSION
+from schemas.commands import FAILURE_CLASSES, PERMANENT, RETRYABLE, SESSION
 
 __all__ = [
     "MAX_RETRY_AFTER_MS",
@@ -40,8 +40,9 @@ HEALTH_NONE: Final = "none"
 
 
 def effective(failure_class: str | None) -> str:
-    """The class a failure counts as: an unclassified one is the session's (the old rule)."""
-    return SESSION if failure_class is None else failure_class
+    """The class a failure counts as: an unclassified one (or one this version does not know)
+    is the session's, the rule before classes existed."""
+    return failure_class if failure_class in FAILURE_CLASSES else SESSION
 
 
 def is_session_fault(failure_class: str | None) -> bool:
@@ -64,6 +65,6 @@ def batch_health_effect(outcomes: list[tuple[bool, str | None]]) -> str:
     """
     if not outcomes or any(success for success, _ in outcomes):
         return HEALTH_SUCCESS
-    if any(is_session_fault(cls) for _, cls in outcomes):
+    if any(is_session_fault(effective(cls)) for _, cls in outcomes):
         return HEALTH_FAILURE
     return HEALTH_NONE

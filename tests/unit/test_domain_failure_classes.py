@@ -154,15 +154,12 @@ def test_a_batch_failing_by_the_session_lowers_health_and_retries_what_can_retry
     assert h.status(batch.task_ids[1]) == Status.FAILED
 
 
-def test_an_unknown_failure_class_is_refused_at_the_edge() -> None:
-    try:
-        c.ReportResult(
-            client_id="A", task_id="t", fencing_token=1, success=False, failure_class="fatal"
-        )
-    except ValueError as exc:
-        assert "failure_class must be one of permanent, retryable, session" in str(exc)
-    else:
-        raise AssertionError("an unknown class was accepted")
+def test_an_unknown_failure_class_counts_as_the_session_fault_it_was_before_classes() -> None:
+    h = Harness().given(register("s1"))
+    running(h, "t1")
+    events = fail(h, "t1", "fatal")
+    assert of(events, ev.TaskAttemptFailed)[0].failure_class == "session"
+    assert names(events) == ["TaskAttemptFailed", "SessionHealthChanged", "TaskRetryScheduled"]
 
 
 def test_a_session_stored_before_incarnations_loads_with_none() -> None:
