@@ -70,6 +70,7 @@ from .gateway_models import (
     problem,
     problems,
 )
+from .workflows import install_commands
 
 __all__ = ["CommandSender", "DeadLetterSource", "Gateway", "gateway_for", "mount", "router"]
 
@@ -88,6 +89,7 @@ def _current(request: Request) -> Gateway:
 CurrentGateway = Annotated[Gateway, Depends(_current)]
 
 router = APIRouter(tags=["commands"])
+install_commands(router)  # schedules and templates (``api.workflows``)
 
 
 # -- tasks --------------------------------------------------------------------------
