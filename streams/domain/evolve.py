@@ -16,6 +16,7 @@ from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.dispatch_fold import DISPATCH_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.failure_classes import HEALTH_FAILURE, HEALTH_SUCCESS, is_session_fault
+from streams.domain.management_fold import management_folds
 from streams.domain.records import StepRun
 from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.session_fold import SESSION_FOLDS, seen
@@ -518,6 +519,7 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.TaskStepFinished: _step_finished,
     **SESSION_FOLDS,
     **BATCH_JOB_FOLDS,
+    **management_folds(_detach, _seen, _accepted),
     **SCHEDULE_FOLDS,
     **DISPATCH_FOLDS,
 }

@@ -47,8 +47,9 @@ def accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> T
         requires_review=c.requires_review,
         depends_on=depends_on,
         capabilities=list(dict.fromkeys(c.capabilities)),
-        batchable=spec.batchable,
-        session_required=spec.session_required,
+        batchable=spec.batchable and c.assigned_to is None,
+        # An assigned task goes to that agent's or session's sessions, never to the pool.
+        session_required=spec.session_required or c.assigned_to is not None,
         actor=c.actor,
         title=c.title,
         description=c.description,
