@@ -10,7 +10,7 @@ from __future__ import annotations
 from schemas import commands as cmd
 from schemas.credentials import credentials, describe
 from schemas.events import TaskAccepted, TaskPendingReview
-from streams.domain import batch_jobs, lifecycle, submission
+from streams.domain import batch_jobs, lifecycle, submission, templates
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.refusals import reject_task
@@ -88,6 +88,11 @@ def _dependency_problem(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str])
 
 
 def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
+    resolved = templates.with_template(ctx, c)  # a named template's defaults first
+    if isinstance(resolved, str):
+        reject_task(ctx, c, c.task_id, resolved)
+        return
+    c = resolved
     depends_on = list(dict.fromkeys(c.depends_on))
     accepted = accepted_event(ctx, c, depends_on)
     existing = ctx.state.tasks.get(c.task_id)
