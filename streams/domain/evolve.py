@@ -519,7 +519,7 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.TaskStepFinished: _step_finished,
     **SESSION_FOLDS,
     **BATCH_JOB_FOLDS,
-    **management_folds(_detach, _seen, _accepted),
+    **management_folds(_detach, seen, _accepted),
     **SCHEDULE_FOLDS,
     **DISPATCH_FOLDS,
 }
