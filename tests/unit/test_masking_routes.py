@@ -79,6 +79,9 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/sessions", "POST"),
         ("/sessions/{session_id}", "DELETE"),
         ("/dlq/redrive", "POST"),
+        # A task link (WebhookAccepted), a reason without the message (WebhookIgnored) or a
+        # problem naming the field a rule needs.
+        ("/webhooks/{source}", "POST"),
     }
 
     async with httpx.AsyncClient(
