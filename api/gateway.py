@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from starlette.requests import Request
 
-from projections.rows import TERMINAL_STATES, TaskRow
+from projections.rows import TaskRow
 from schemas.commands import (
     ApproveTask,
     CancelTask,
@@ -41,6 +41,7 @@ from schemas.commands import (
     SubmitTask,
 )
 from schemas.errors import TaskstreamError
+from schemas.states import TERMINAL_STATES
 from schemas.task_configs import reminder_time_ms
 from streams.errors import PayloadTooLargeError
 from streams.redrive import RedriveError, RedriveReport, Selection, redrive, task_link
@@ -70,6 +71,7 @@ from .gateway_models import (
     problem,
     problems,
 )
+from .workflows import install_commands
 
 __all__ = ["CommandSender", "DeadLetterSource", "Gateway", "gateway_for", "mount", "router"]
 
@@ -88,6 +90,7 @@ def _current(request: Request) -> Gateway:
 CurrentGateway = Annotated[Gateway, Depends(_current)]
 
 router = APIRouter(tags=["commands"])
+install_commands(router)  # schedules and templates (``api.workflows``)
 
 
 # -- tasks --------------------------------------------------------------------------

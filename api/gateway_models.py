@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.catalog import PriorityName
 
 ID_MAX = 512
 BATCH_JOB_ITEMS_MAX = 100_000
 
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
-PriorityName = Literal["critical", "high", "normal", "low", "background"]
 
 
 class SubmitRequest(BaseModel):

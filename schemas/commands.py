@@ -6,7 +6,7 @@ class name. All commands are keyed by ``client_id`` on ``task.commands``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,6 +111,7 @@ class RegisterSession(Command):
     max_concurrent: int = Field(default=1, ge=1)
     capabilities: list[str] = Field(default_factory=list)
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    incarnation: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class ReleaseSession(Command):
@@ -137,6 +138,18 @@ class ReportProgress(Command):
     message: str | None = None
 
 
+PERMANENT: Final = "permanent"
+"""No retry: the task fails at once; not the session's fault (bad input, a 4xx, no handler)."""
+RETRYABLE: Final = "retryable"
+"""Retried with backoff (at least ``retry_after_ms``); not the session's fault."""
+SESSION: Final = "session"
+"""Retried, and the session's health drops (its browser died, it overran its time)."""
+FAILURE_CLASSES: Final = (PERMANENT, RETRYABLE, SESSION)
+"""A failure's class; ``None`` (writers that do not classify) means retryable and the session's
+fault, as every failure was before classes existed. A value outside the set counts as ``None``
+(``streams.domain.failure_classes.effective``): the result is still used."""
+
+
 class ItemResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -144,6 +157,8 @@ class ItemResult(BaseModel):
     success: bool
     output: JsonInput = Field(default_factory=dict)
     error: str | None = None
+    failure_class: str | None = None
+    retry_after_ms: int | None = Field(default=None, ge=0)
 
 
 class ReportResult(Command):
@@ -162,6 +177,8 @@ class ReportResult(Command):
     error: str | None = None
     items: list[ItemResult] = Field(default_factory=list)
     execution_time_ms: int = Field(default=0, ge=0)
+    failure_class: str | None = None
+    retry_after_ms: int | None = Field(default=None, ge=0)
 
 
 class RetryDue(Command):

@@ -59,6 +59,7 @@ from schemas.commands import (
     SubmitTask,
 )
 from schemas.errors import EncodeError
+from streams.client_schedules import ScheduleCommands
 from streams.errors import (
     BrokerError,
     ClientClosedError,
@@ -143,7 +144,7 @@ def encode_command(command: Command, max_bytes: int) -> bytes:
     return value
 
 
-class TaskstreamClient:
+class TaskstreamClient(ScheduleCommands):
     """Produces commands and reads outcomes. Use ``async with`` (or ``start``/``close``)."""
 
     def __init__(self, settings: Settings) -> None:

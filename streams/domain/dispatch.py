@@ -20,7 +20,6 @@ from collections.abc import Callable
 from schemas.events import BatchProcessed
 from streams.domain import batching, health, lifecycle, pool, rates
 from streams.domain.context import Decision
-from streams.domain.evolve import batch_deadline
 from streams.domain.priority import CRITICAL, effective_priority
 from streams.domain.state import PartitionState, SessionRecord
 
@@ -148,7 +147,7 @@ def _assign_batch(ctx: Decision, batch_id: str, session: SessionRecord) -> None:
     batch = st.batches[batch_id]
     items = batch.live
     token = ctx.next_fencing_token()
-    deadline = batch_deadline(st, items, now)
+    deadline = batching.deadline(st, items, now, cfg)
     priorities = {
         t: effective_priority(
             st.tasks[t].queue_priority, st.tasks[t].queued_at_ms, now, cfg.aging_step_ms

@@ -15,6 +15,7 @@ from streams.domain import buckets, health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.dispatch_fold import DISPATCH_FOLDS
 from streams.domain.errors import DomainError
+from streams.domain.failure_classes import HEALTH_FAILURE, HEALTH_SUCCESS, is_session_fault
 from streams.domain.records import StepRun
 from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.spec import spec_digest
@@ -291,6 +292,20 @@ def batch_deadline(st: PartitionState, task_ids: tuple[str, ...] | list[str], no
     return now_ms + max((st.tasks[t].timeout_ms for t in task_ids if t in st.tasks), default=0)
 
 
+def _stretch_batch(st: PartitionState, batch_id: str, deadline_at_ms: int) -> None:
+    """A batch is due when its items are: their assignments carry the decided deadline
+    (``batching.deadline``), which may be later than ``batch_deadline`` (records before it
+    carry exactly that one)."""
+    batch = st.batches.get(batch_id)
+    if batch is None or batch.reported or deadline_at_ms <= batch.deadline_at_ms:
+        return
+    batch = st.edit_batch(batch_id)
+    batch.deadline_at_ms = deadline_at_ms
+    unit = "b:" + batch_id
+    if unit in st.inflight:
+        st.put(st.inflight, unit, deadline_at_ms)
+
+
 def _batch_processed(st: PartitionState, e: ev.BatchProcessed) -> None:
     if e.batch_id not in st.batches:
         return
@@ -329,6 +344,7 @@ def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
     meta = st.edit_meta()
     meta.fencing = max(meta.fencing, e.fencing_token)
     if e.batch_id is not None:
+        _stretch_batch(st, e.batch_id, e.deadline_at_ms)
         return
     unit = "t:" + e.task_id
     st.put(st.inflight, unit, e.deadline_at_ms)
@@ -380,7 +396,7 @@ def _attempt_failed(st: PartitionState, e: ev.TaskAttemptFailed) -> None:
         Failure(e.attempt, e.session_id, e.error, e.occurred_at_ms),
     )
     session = _seen(st, e.session_id, e.occurred_at_ms)
-    if session is not None and e.batch_id is None:
+    if session is not None and e.batch_id is None and is_session_fault(e.failure_class):
         session.score = health.after_failure(session.score)
         session.failures += 1
     retry_after_ms = getattr(e, "retry_after_ms", None)
@@ -457,10 +473,13 @@ def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> No
     session = _seen(st, batch.session_id, e.occurred_at_ms)
     if session is None:
         return
-    if e.success_count == 0 and e.failure_count > 0:
+    effect = e.health_effect
+    if effect is None:  # records before health_effect: from the counts
+        effect = HEALTH_FAILURE if e.success_count == 0 and e.failure_count > 0 else HEALTH_SUCCESS
+    if effect == HEALTH_FAILURE:
         session.score = health.after_failure(session.score)
         session.failures += 1
-    else:
+    elif effect == HEALTH_SUCCESS:
         session.score = health.after_success(session.score)
         session.successes += 1
 
@@ -488,6 +507,7 @@ def _session_registered(st: PartitionState, e: ev.SessionRegistered) -> None:
         session.max_concurrent = e.max_concurrent
         session.capabilities = tuple(e.capabilities)
         session.last_seen_ms = max(session.last_seen_ms, e.occurred_at_ms)
+        session.incarnation = e.incarnation
         return
     meta = st.edit_meta()
     meta.session_seq += 1
@@ -501,6 +521,7 @@ def _session_registered(st: PartitionState, e: ev.SessionRegistered) -> None:
             registered_at_ms=e.occurred_at_ms,
             reg_seq=meta.session_seq,
             last_seen_ms=e.occurred_at_ms,
+            incarnation=e.incarnation,
         )
     )
     st.index_add(st.client_sessions, e.client_id, e.session_id)

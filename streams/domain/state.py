@@ -1,13 +1,9 @@
 """The whole state of one partition: tasks, sessions and batches of many clients.
 
 Records are small mutable dataclasses keyed by id; every index refers to ids, never to record
-objects. All writes go through ``put``/``delete``/``edit_*`` so that
-
-* the keys changed since the last dump are known (``dirty``), for incremental persistence, and
-* a *journal* can undo them: ``decide`` folds the events it emits into the state (so later rules
-  see earlier decisions, exactly as ``evolve`` will), then rolls everything back. The state a
-  caller passed in is unchanged afterwards, and the cost is proportional to what the command
-  touched, not to the size of the partition.
+objects. All writes go through ``put``/``delete``/``edit_*``, journaled (``journal``): the keys
+changed since the last dump are known, and ``decide`` rolls back what it folded, so the state a
+caller passed in is unchanged afterwards.
 
 Every choice the decider makes is independent of dict order (ties break on sequence
 numbers), so a state rebuilt from the store decides exactly like the live one. The one
@@ -24,6 +20,7 @@ from typing import Any, Final
 
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
+from streams.domain.journal import Journal
 from streams.domain.records import (
     DEAD,
     META_KEY,
@@ -77,10 +74,6 @@ __all__ = [
     "template_key",
 ]
 
-_MISSING: Final = object()
-_DIRTY: Final = object()  # journal marker: a key newly added to ``dirty``
-_APPENDED: Final = object()  # journal marker: an entry appended to a lane
-
 Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 
 # kinds of ``PartitionState.retired`` entries (tasks sort before batch jobs of the same time)
@@ -92,7 +85,7 @@ TIMER_TASK: Final = 0  # a scheduled task's start
 TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
 
 
-class PartitionState:
+class PartitionState(Journal):
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
     Equality compares the persisted part (records and meta); the indices are derived from it.
@@ -123,12 +116,10 @@ class PartitionState:
         "step_children",
         "retired",
         "timers",
-        "dirty",
-        "_log",
-        "_copied",
     )
 
     def __init__(self) -> None:
+        super().__init__({META_KEY})
         self.tasks: dict[str, TaskRecord] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
@@ -169,9 +160,6 @@ class PartitionState:
         # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
         # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
         self.timers: list[tuple[int, int, str]] = []
-        self.dirty: set[bytes] = {META_KEY}
-        self._log: list[tuple[Any, Any, Any]] | None = None
-        self._copied: set[tuple[str, str]] = set()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PartitionState):
@@ -196,110 +184,48 @@ class PartitionState:
             f"batches={len(self.batches)}, meta={self.meta})"
         )
 
-    # -- journal ---------------------------------------------------------------------------
-
-    def begin(self) -> None:
-        """Start recording undo information (see the module docstring)."""
-        if self._log is not None:
-            raise RuntimeError("a journal is already open on this state")
-        self._log = []
-        self._copied = set()
-
-    def rollback(self) -> None:
-        """Undo every write since ``begin`` and stop recording."""
-        log = self._log
-        self._log = None
-        self._copied = set()
-        if log is None:
-            return
-        for container, key, old in reversed(log):
-            if old is _APPENDED:
-                container.pop()
-            elif old is _DIRTY:
-                self.dirty.discard(key)
-            elif old is _MISSING:
-                container.pop(key, None)
-            else:
-                container[key] = old
-
-    def _touch(self, key: bytes) -> None:
-        if key not in self.dirty:
-            self.dirty.add(key)
-            if self._log is not None:
-                self._log.append((self.dirty, key, _DIRTY))
-
-    def put(self, container: dict[Any, Any], key: Any, value: Any) -> None:
-        if self._log is not None:
-            self._log.append((container, key, container.get(key, _MISSING)))
-        container[key] = value
-
-    def delete(self, container: dict[Any, Any], key: Any) -> None:
-        if key not in container:
-            return
-        if self._log is not None:
-            self._log.append((container, key, container[key]))
-        del container[key]
-
     # -- records ---------------------------------------------------------------------------
 
     def add_task(self, task: TaskRecord) -> None:
-        self.put(self.tasks, task.task_id, task)
-        self._copied.add(("t", task.task_id))
-        self._touch(task_key(task.task_id))
+        self.added(self.tasks, task.task_id, task)
+        self.touch(task_key(task.task_id))
 
     def edit_task(self, task_id: str) -> TaskRecord:
         """The record of ``task_id``, safe to mutate (a private copy while journaling)."""
-        rec = self.tasks[task_id]
-        self._touch(task_key(task_id))
-        if self._log is not None and ("t", task_id) not in self._copied:
-            self._copied.add(("t", task_id))
-            rec = rec.clone()
-            self.put(self.tasks, task_id, rec)
-        return rec
+        self.touch(task_key(task_id))
+        return self.own(self.tasks, task_id)
 
     def add_session(self, session: SessionRecord) -> None:
-        self.put(self.sessions, session.session_id, session)
-        self._copied.add(("s", session.session_id))
-        self._touch(session_key(session.session_id))
+        self.added(self.sessions, session.session_id, session)
+        self.touch(session_key(session.session_id))
 
     def edit_session(self, session_id: str) -> SessionRecord:
-        rec = self.sessions[session_id]
-        self._touch(session_key(session_id))
-        if self._log is not None and ("s", session_id) not in self._copied:
-            self._copied.add(("s", session_id))
-            rec = rec.clone()
-            self.put(self.sessions, session_id, rec)
-        return rec
+        self.touch(session_key(session_id))
+        return self.own(self.sessions, session_id)
 
     def remove_session(self, session_id: str) -> None:
         self.delete(self.sessions, session_id)
-        self._touch(session_key(session_id))
+        self.touch(session_key(session_id))
 
     def add_batch(self, batch: BatchRecord) -> None:
-        self.put(self.batches, batch.batch_id, batch)
-        self._copied.add(("b", batch.batch_id))
-        self._touch(batch_key(batch.batch_id))
+        self.added(self.batches, batch.batch_id, batch)
+        self.touch(batch_key(batch.batch_id))
 
     def edit_batch(self, batch_id: str) -> BatchRecord:
-        rec = self.batches[batch_id]
-        self._touch(batch_key(batch_id))
-        if self._log is not None and ("b", batch_id) not in self._copied:
-            self._copied.add(("b", batch_id))
-            rec = rec.clone()
-            self.put(self.batches, batch_id, rec)
-        return rec
+        self.touch(batch_key(batch_id))
+        return self.own(self.batches, batch_id)
 
     def remove_batch(self, batch_id: str) -> None:
         self.delete(self.batches, batch_id)
-        self._touch(batch_key(batch_id))
+        self.touch(batch_key(batch_id))
 
     def remove_task(self, task_id: str) -> None:
         self.delete(self.tasks, task_id)
-        self._touch(task_key(task_id))
+        self.touch(task_key(task_id))
 
     def remove_batch_job(self, batch_job_id: str) -> None:
         self.delete(self.batch_jobs, batch_job_id)
-        self._touch(batch_job_key(batch_job_id))
+        self.touch(batch_job_key(batch_job_id))
 
     def retire(self, at_ms: int, kind: int, record_id: str) -> None:
         """A task finished / a batch job completed at ``at_ms``: retention may forget it later.
@@ -363,95 +289,55 @@ class PartitionState:
         return sorted(found)
 
     def add_schedule(self, schedule: ScheduleRecord) -> None:
-        self.put(self.schedules, schedule.schedule_id, schedule)
-        self._copied.add(("c", schedule.schedule_id))
-        self._touch(schedule_key(schedule.schedule_id))
+        self.added(self.schedules, schedule.schedule_id, schedule)
+        self.touch(schedule_key(schedule.schedule_id))
 
     def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
-        rec = self.schedules[schedule_id]
-        self._touch(schedule_key(schedule_id))
-        if self._log is not None and ("c", schedule_id) not in self._copied:
-            self._copied.add(("c", schedule_id))
-            rec = rec.clone()
-            self.put(self.schedules, schedule_id, rec)
-        return rec
+        self.touch(schedule_key(schedule_id))
+        return self.own(self.schedules, schedule_id)
 
     def remove_schedule(self, schedule_id: str) -> None:
         self.delete(self.schedules, schedule_id)
-        self._touch(schedule_key(schedule_id))
+        self.touch(schedule_key(schedule_id))
 
     def put_template(self, template: TemplateRecord) -> None:
         """Templates are replaced whole, never edited in place."""
         key = template_id(template.client_id, template.name)
         self.put(self.templates, key, template)
-        self._touch(template_key(key))
+        self.touch(template_key(key))
 
     def remove_template(self, key: str) -> None:
         self.delete(self.templates, key)
-        self._touch(template_key(key))
+        self.touch(template_key(key))
 
     def add_batch_job(self, job: BatchJobRecord) -> None:
-        self.put(self.batch_jobs, job.batch_job_id, job)
-        self._copied.add(("j", job.batch_job_id))
-        self._touch(batch_job_key(job.batch_job_id))
+        self.added(self.batch_jobs, job.batch_job_id, job)
+        self.touch(batch_job_key(job.batch_job_id))
 
     def edit_batch_job(self, batch_job_id: str) -> BatchJobRecord:
-        rec = self.batch_jobs[batch_job_id]
-        self._touch(batch_job_key(batch_job_id))
-        if self._log is not None and ("j", batch_job_id) not in self._copied:
-            self._copied.add(("j", batch_job_id))
-            rec = rec.clone()
-            self.put(self.batch_jobs, batch_job_id, rec)
-        return rec
+        self.touch(batch_job_key(batch_job_id))
+        return self.own(self.batch_jobs, batch_job_id)
 
     def edit_client(self, client_id: str) -> ClientRecord:
         """The client's dispatch record, created when missing; safe to mutate."""
-        rec = self.clients.get(client_id)
-        self._touch(client_key(client_id))
-        if rec is None:
+        self.touch(client_key(client_id))
+        if client_id not in self.clients:
             rec = ClientRecord(client_id)
-            self.put(self.clients, client_id, rec)
-            self._copied.add(("c", client_id))
-        elif self._log is not None and ("c", client_id) not in self._copied:
-            self._copied.add(("c", client_id))
-            rec = rec.clone()
-            self.put(self.clients, client_id, rec)
-        return rec
+            self.added(self.clients, client_id, rec)
+            return rec
+        return self.own(self.clients, client_id)
 
     def edit_pool(self) -> PoolRecord:
-        self._touch(POOL_KEY)
-        if self._log is not None and ("p", "") not in self._copied:
-            self._copied.add(("p", ""))
-            old = self.pool
-            self._log.append((_PoolSlot(self), "pool", old))
-            self.pool = old.clone()
-        return self.pool
+        self.touch(POOL_KEY)
+        pool: PoolRecord = self.own_attribute("pool")
+        return pool
 
     def edit_meta(self) -> Meta:
-        self._touch(META_KEY)
-        if self._log is not None and ("m", "") not in self._copied:
-            self._copied.add(("m", ""))
-            old = self.meta
-            self._log.append((_MetaSlot(self), "meta", old))
-            self.meta = old.clone()
-        return self.meta
+        self.touch(META_KEY)
+        meta: Meta = self.own_attribute("meta")
+        return meta
 
-    # -- index helpers (journaled) ---------------------------------------------------------
-
-    def index_add(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
-        bucket = index.get(outer)
-        if bucket is None:
-            bucket = {}
-            self.put(index, outer, bucket)
-        self.put(bucket, inner, None)
-
-    def index_remove(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
-        bucket = index.get(outer)
-        if bucket is None:
-            return
-        self.delete(bucket, inner)
-        if not bucket:
-            self.delete(index, outer)
+    # -- indices (journaled) ----------------------------------------------------------------
 
     def count_open(self, client_id: str, delta: int) -> None:
         count = self.open_tasks.get(client_id, 0) + delta
@@ -483,8 +369,7 @@ class PartitionState:
             lane = deque()
             self.put(lanes, priority, lane)
         lane.append((seq, task_id))
-        if self._log is not None:
-            self._log.append((lane, None, _APPENDED))
+        self.appended(lane)
 
     def lane_compact(self, client_id: str) -> None:
         """Drop stale entries from the fronts of a client's lanes (outside journals only)."""
@@ -611,33 +496,3 @@ class PartitionState:
         if job is None or job.completed_at_ms != at_ms:
             return None
         return job.client_id
-
-
-class _PoolSlot:
-    """Lets the journal restore ``state.pool`` like a dict entry."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: PartitionState) -> None:
-        self._state = state
-
-    def __setitem__(self, key: str, value: PoolRecord) -> None:
-        self._state.pool = value
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
-
-
-class _MetaSlot:
-    """Lets the journal restore ``state.meta`` like a dict entry."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: PartitionState) -> None:
-        self._state = state
-
-    def __setitem__(self, key: str, value: Meta) -> None:
-        self._state.meta = value
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
