@@ -43,13 +43,20 @@ from schemas.fastcodec import (
     compile_writer,
     trusted_builder,
 )
+from schemas.management_events import MANAGEMENT_EVENTS
 from schemas.records import Assignment, DeadLetter
 
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10
 NAMESPACE: Final = "taskstream"
 
-WIRE_TYPES: tuple[type[BaseModel], ...] = (*COMMAND_TYPES, *EVENT_TYPES, Assignment, DeadLetter)
+WIRE_TYPES: tuple[type[BaseModel], ...] = (
+    *COMMAND_TYPES,
+    *EVENT_TYPES,
+    *MANAGEMENT_EVENTS,
+    Assignment,
+    DeadLetter,
+)
 """Every model class that travels as a top-level Avro record."""
 
 _FILE_NAME = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.v(?P<version>[0-9]+))?\.avsc$")
