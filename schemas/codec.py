@@ -43,13 +43,20 @@ from schemas.fastcodec import (
     compile_writer,
     trusted_builder,
 )
+from schemas.management_events import MANAGEMENT_EVENTS
 from schemas.records import Assignment, DeadLetter
 
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10
 NAMESPACE: Final = "taskstream"
 
-WIRE_TYPES: tuple[type[BaseModel], ...] = (*COMMAND_TYPES, *EVENT_TYPES, Assignment, DeadLetter)
+WIRE_TYPES: tuple[type[BaseModel], ...] = (
+    *COMMAND_TYPES,
+    *EVENT_TYPES,
+    *MANAGEMENT_EVENTS,
+    Assignment,
+    DeadLetter,
+)
 """Every model class that travels as a top-level Avro record."""
 
 _FILE_NAME = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.v(?P<version>[0-9]+))?\.avsc$")
@@ -135,7 +142,7 @@ class AvroCodec:
                     f"{file.source}: uses an Avro type schemas.fastcodec does not compile"
                 )
             self._writers[model] = _Writer(MAGIC + fp, parsed, write)
-            reader = _Reader(name, model, _compiled(name, read), _builder(file, model, parsed))
+            reader = _Reader(name, model, _compiled(name, read), _builder(model, parsed))
             self._add_reader(fp, reader, file.source)
         for file in older:
             if file.name not in current:
@@ -143,7 +150,7 @@ class AvroCodec:
             model = by_name[file.name]
             reader_schema = self._writers[model].schema
             resolve = _resolving(file.name, _parse(file), reader_schema)
-            build = _builder(file, model, reader_schema)
+            build = _builder(model, reader_schema)
             self._add_reader(
                 fingerprint_bytes(file.schema),
                 _Reader(file.name, model, resolve, build),
@@ -239,11 +246,21 @@ def _parse(file: SchemaFile) -> Any:
         raise SchemaError(f"{file.source}: invalid Avro schema: {exc}") from None
 
 
-def _builder(file: SchemaFile, model: type[BaseModel], schema: Any) -> Builder:
+def _builder(model: type[BaseModel], schema: Any) -> Builder:
+    """The trusted builder of ``model``; for a model that needs more than field conversions
+    (``schemas.fastcodec.trusted_builder`` gives none), its validation."""
     build = trusted_builder(model, schema)
-    if build is None:
-        raise SchemaError(f"{file.source}: {model.__name__} has no trusted builder")
-    return build
+    if build is not None:
+        return build
+    name = model.__name__
+
+    def validate(record: dict[str, Any]) -> BaseModel:
+        try:
+            return model.model_validate(record)
+        except ValidationError as exc:
+            raise DecodeError(f"{name}: {_describe(exc)}") from None
+
+    return validate
 
 
 def _compiled(name: str, read: Reader) -> BodyReader:

@@ -62,6 +62,7 @@ class SubmitTask(Command):
     due_at_ms: int | None = None
     assigned_to: TaskAssignee | None = None
     steps: list[TaskStep] = Field(default_factory=list)
+    template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 def submit_document(command: SubmitTask) -> dict[str, Any]:
@@ -269,6 +270,81 @@ class DeleteTemplate(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+# -- task management (issue 15): edit, archive, run now, people in the loop ------------------
+
+
+class UpdateTask(Command):
+    """Change a task that has not started: the fields named in ``changed`` take the values
+    given (null clears a nullable one); the others are left as they are. A task that was
+    handed to an executor (or ended) refuses it: ``TaskRejected`` naming ``UpdateTask``."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    changed: list[str] = Field(default_factory=list)
+    priority: int | None = None
+    payload: JsonInput = Field(default_factory=dict)
+    scheduled_for_ms: int | None = None
+    due_at_ms: int | None = None
+    tags: list[str] = Field(default_factory=list)
+    assigned_to: TaskAssignee | None = None
+    title: str | None = None
+    description: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ArchiveTask(Command):
+    """Hide a task from default listings, keeping its history; unfinished work is cancelled."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class RunTask(Command):
+    """Run now: a scheduled, retry-waiting or deferred task (or a waiting one whose
+    dependencies are met) is queued at once."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ProvideInput(Command):
+    """A person's answer to a task waiting for input; the task runs again with it."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    input: JsonInput = Field(default_factory=dict)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class RequestInput(Command):
+    """An executor ends its attempt asking a person (``prompt``): the task waits for input."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    fencing_token: int
+    prompt: str
+    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    execution_time_ms: int = Field(default=0, ge=0)
+
+
+class DeferTask(Command):
+    """An executor ends its attempt putting the task off until ``until_ms``: it is deferred
+    and queued again then (no retry is used up)."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    fencing_token: int
+    until_ms: int
+    reason: str | None = None
+    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    execution_time_ms: int = Field(default=0, ge=0)
+
+
+class CancelBatchJob(Command):
+    """Stop a batch job: no further item is released and unfinished children are cancelled."""
+
+    batch_job_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -289,4 +365,11 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     DeleteSchedule,
     DefineTemplate,
     DeleteTemplate,
+    UpdateTask,
+    ArchiveTask,
+    RunTask,
+    ProvideInput,
+    RequestInput,
+    DeferTask,
+    CancelBatchJob,
 )

@@ -51,6 +51,8 @@ __all__ = [
     "RETIRED_JOB",
     "RETIRED_TASK",
     "TIMER_SCHEDULE",
+    "TIMER_DEFERRED",
+    "TIMER_OVERDUE",
     "TIMER_TASK",
     "BatchJobRecord",
     "BatchRecord",
@@ -83,6 +85,8 @@ RETIRED_JOB: Final = 1
 # kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
 TIMER_TASK: Final = 0  # a scheduled task's start
 TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
+TIMER_DEFERRED: Final = 2  # a deferred task's return (``streams.domain.management``)
+TIMER_OVERDUE: Final = 3  # a task's due date
 
 
 class PartitionState(Journal):
@@ -261,10 +265,17 @@ class PartitionState(Journal):
     def timer_valid(self, entry: tuple[int, int, str]) -> bool:
         """Whether a ``timers`` entry still stands for something waiting for that time."""
         due_at_ms, kind, record_id = entry
-        if kind == TIMER_TASK:
+        if kind in (TIMER_TASK, TIMER_DEFERRED):
+            task = self.tasks.get(record_id)
+            waits_in = Status.SCHEDULED if kind == TIMER_TASK else Status.DEFERRED
+            return task is not None and task.status == waits_in and task.due_at_ms == due_at_ms
+        if kind == TIMER_OVERDUE:
             task = self.tasks.get(record_id)
             return (
-                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
+                task is not None
+                and task.deadline_due_ms == due_at_ms
+                and not task.overdue
+                and task.status not in TERMINAL_STATES
             )
         schedule = self.schedules.get(record_id)
         return schedule is not None and schedule.next_at_ms == due_at_ms
@@ -443,6 +454,11 @@ class PartitionState(Journal):
                     self.pool_inflight["t:" + task.task_id] = None
             elif task.status == Status.SCHEDULED and task.due_at_ms is not None:
                 self.timers.append((task.due_at_ms, TIMER_TASK, task.task_id))
+            elif task.status == Status.DEFERRED and task.due_at_ms is not None:
+                self.timers.append((task.due_at_ms, TIMER_DEFERRED, task.task_id))
+            if task.deadline_due_ms is not None and not task.overdue:
+                if task.status not in TERMINAL_STATES:
+                    self.timers.append((task.deadline_due_ms, TIMER_OVERDUE, task.task_id))
         for schedule in self.schedules.values():
             if schedule.next_at_ms is not None:
                 self.timers.append((schedule.next_at_ms, TIMER_SCHEDULE, schedule.schedule_id))

@@ -23,7 +23,7 @@ from schemas.codec import (
     fingerprint_bytes,
     fingerprint_of,
 )
-from schemas.commands import RetryDue, SubmitTask
+from schemas.commands import ReportResult, RetryDue, SubmitTask
 from schemas.errors import (
     BadMagicError,
     DecodeError,
@@ -31,8 +31,8 @@ from schemas.errors import (
     SchemaError,
     UnknownFingerprintError,
 )
-from schemas.events import AttemptRecord, TaskAssigned, TaskFailed
-from schemas.fastcodec import _write_long, encode_long
+from schemas.events import EVENT_TYPES, AttemptRecord, TaskAssigned, TaskFailed
+from schemas.fastcodec import _write_long, encode_long, trusted_builder
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from tests.support.codec import (
     LONG_MAX,
@@ -308,6 +308,22 @@ def test_compiled_codec_matches_fastavro(cls: type[BaseModel], data: st.DataObje
     assert type(trusted) is cls
     assert trusted == model
     assert CODEC.encode(trusted) == blob
+
+
+def test_what_the_processor_writes_has_a_trusted_builder() -> None:
+    """Events and side records are read back without validation (commands may validate)."""
+    written_types: list[type[BaseModel]] = [*EVENT_TYPES, Assignment, DeadLetter]
+    for written in written_types:
+        assert trusted_builder(written, CODEC._writers[written].schema) is not None, written
+
+
+def test_a_model_without_a_trusted_builder_is_validated_on_the_trusted_path() -> None:
+    without = [m for m in WIRE_TYPES if trusted_builder(m, CODEC._writers[m].schema) is None]
+    for model in without:
+        assert model not in EVENT_TYPES
+    report = ReportResult(client_id="A", task_id="t", fencing_token=3, success=True)
+    blob = CODEC.encode(report)
+    assert CODEC.decode_trusted(blob) == CODEC.decode(blob) == report
 
 
 def test_a_schema_the_compiler_cannot_compile_is_refused() -> None:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from schemas.codec import NAMESPACE, WIRE_TYPES, load_schema_files
 from schemas.commands import COMMAND_TYPES
 from schemas.events import EVENT_TYPES
+from schemas.management_events import MANAGEMENT_EVENTS
 from schemas.records import RECORD_TYPES, Assignment, DeadLetter
 
 PRIMITIVES: dict[type, str] = {
@@ -88,7 +89,13 @@ def strip(schema: Any) -> Any:
 
 
 def test_every_wire_class_has_a_current_schema() -> None:
-    top_level: tuple[type[BaseModel], ...] = (*COMMAND_TYPES, *EVENT_TYPES, Assignment, DeadLetter)
+    top_level: tuple[type[BaseModel], ...] = (
+        *COMMAND_TYPES,
+        *EVENT_TYPES,
+        *MANAGEMENT_EVENTS,
+        Assignment,
+        DeadLetter,
+    )
     assert set(WIRE_TYPES) == set(top_level)
     assert sorted(CURRENT) == sorted(cls.__name__ for cls in top_level)
 
