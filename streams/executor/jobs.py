@@ -116,3 +116,13 @@ def item_outcome(results: Any, index: int, count: int) -> Outcome:
     if isinstance(entry, BaseException):
         return raised(entry)
     return output(entry)
+
+
+_UNWIND_S = 0.5
+
+
+async def stop_runner(runner: asyncio.Future[Any]) -> None:
+    """Cancel an overrunning call and give it a moment to unwind, so its result is reported
+    after it stopped (a handler that ignores cancellation, or one in a thread, is left)."""
+    runner.cancel()
+    await asyncio.wait({runner}, timeout=_UNWIND_S)

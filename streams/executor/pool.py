@@ -1,8 +1,7 @@
 """The worker pool: bounded concurrency, a bounded queue, timeouts, cancellation, drain.
 
-It knows assignments and commands but no Kafka: what it has to say (``TaskStarted``,
-``ReportProgress``, ``ReportResult``) goes to a ``report`` callable, so the executor can put it
-on ``task.commands`` and tests can collect it in a list.
+It knows assignments and commands but no Kafka: what it says goes to a ``report`` callable
+(the executor puts it on ``task.commands``; tests collect it in a list).
 
 Units: the queue holds *jobs* (one assignment each, a batch is one job), so back-pressure maps
 one-to-one onto consumed records; ``concurrency`` bounds the *handler calls* running at once
@@ -11,9 +10,8 @@ for one session: a browser session that does one thing at a time never gets two 
 items of a batch run one after another, each taking the session's slot while it runs, unless
 the handler takes the whole batch at once (``handle_batch``, one slot for the whole batch).
 
-Nothing starts after its assignment's deadline (``deadline_at_ms``, on this machine's clock):
-such work is reported failed (retryable, ``DEADLINE_PASSED``) without running, and a running
-call is given no more time than the deadline leaves.
+Nothing starts after its assignment's deadline (``deadline_at_ms``, this machine's clock): it is
+reported failed (retryable, ``DEADLINE_PASSED``) unrun; no call gets more time than that.
 
 What gets reported (failures carry their class, ``streams.executor.outcomes``):
 
@@ -60,6 +58,7 @@ from streams.executor.jobs import (
     item_outcome,
     items_of,
     least,
+    stop_runner,
 )
 from streams.executor.outcomes import (
     CANCELLED,
@@ -487,7 +486,7 @@ class WorkerPool:
         if not done:
             item.cancel_reason = item.cancel_reason or TIMEOUT
             ctx.mark_cancelled()
-            runner.cancel()
+            await stop_runner(runner)
             return timed_out()
         if item.cancel_reason is not None:
             # Cancelled while running; whatever the handler did on its way out does not count.
@@ -568,7 +567,7 @@ class WorkerPool:
             runner.cancel()
             raise
         if not done:
-            runner.cancel()
+            await stop_runner(runner)
         for i, item in enumerate(live):
             if not done:
                 item.cancel_reason = item.cancel_reason or TIMEOUT
