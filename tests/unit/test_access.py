@@ -87,7 +87,7 @@ def build(tmp_path: Path, source: TenantSource | None = None) -> tuple[FastAPI, 
             catalog=load_catalog(),
             max_payload_bytes=65536,
             dead_letters=dead_letters,
-        )
+        ),
     )
     return app, sender
 
