@@ -1,6 +1,6 @@
 """What the HTTP view shows of rows that carry submitted documents: payloads, outputs and
-errors pass through ``streams.logs.mask_document`` / ``mask_secrets`` (whose rule of what is a
-credential is ``schemas.credentials``), so a credential an executor put into an output or an
+errors pass through ``schemas.masking`` (whose rule of what is a credential is
+``schemas.credentials``), so a credential an executor put into an output or an
 error, or one inside a payload, never leaves the read side. Every route that answers with such
 a row goes through one function here; ``tests/unit/test_masking_routes.py`` walks every route."""
 
@@ -10,11 +10,11 @@ from typing import Any
 
 from projections.batch_jobs import BatchJobItemRow, BatchJobRow
 from projections.rows import Attempt, BatchRow, DeadLetterRow, Execution, TaskRow
-from streams.logs import mask_document, mask_secrets
+from schemas.masking import mask_document, mask_text
 
 
 def _text(value: str | None) -> str | None:
-    return None if value is None else mask_secrets(value)
+    return None if value is None else mask_text(value)
 
 
 def _object(value: dict[str, Any] | None) -> Any:
@@ -22,7 +22,7 @@ def _object(value: dict[str, Any] | None) -> Any:
 
 
 def _attempts(attempts: list[Attempt]) -> list[Attempt]:
-    return [a.model_copy(update={"error": mask_secrets(a.error)}) for a in attempts]
+    return [a.model_copy(update={"error": mask_text(a.error)}) for a in attempts]
 
 
 def _execution(e: Execution) -> Execution:
@@ -54,7 +54,7 @@ def masked_batch(row: BatchRow) -> BatchRow:
 def masked_dead_letter(row: DeadLetterRow) -> DeadLetterRow:
     return row.model_copy(
         update={
-            "reason": mask_secrets(row.reason),
+            "reason": mask_text(row.reason),
             "last_error": _text(row.last_error),
             "attempts": _attempts(row.attempts),
         }

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from schemas import events as ev
 from schemas.events import Event
-from streams.logs import mask_secrets
+from schemas.masking import mask_text
 
 from .rows import PRIORITY_ORDER, Counters
 from .tables import Tables
@@ -78,7 +78,7 @@ def _summarize(event: Event, partition: int, offset: int) -> RecentEvent:
     for name in _DETAIL_FIELDS:
         value = fields.get(name)
         if isinstance(value, str) and value:
-            value = mask_secrets(value)
+            value = mask_text(value)
             detail = value if len(value) <= _DETAIL_CHARS else value[: _DETAIL_CHARS - 1] + "…"
             break
     return RecentEvent(

@@ -1,9 +1,9 @@
 """Which values in a task payload are credentials: the one rule, used everywhere.
 
-The HTTP view and the CLI mask them for display (``streams.logs.mask_document``), the built-in
-handlers keep them out of log lines, errors and outputs (``streams.executor.handlers.masking``),
-and the submit door seals them before a command is produced (``streams.secrets``), so their
-plaintext never reaches a Kafka record or a RocksDB store. The decider refuses a submit that
+What is shown of them -- by the HTTP view, the CLI, log lines, the built-in handlers' errors
+and outputs -- is masked by ``schemas.masking``, and the submit door seals them before a
+command is produced (``streams.secrets``), so their plaintext never reaches a Kafka record or
+a RocksDB store. The decider refuses a submit that
 carries one unsealed (raw producers skip the door). All of them ask this module.
 
 A credential is:
@@ -23,23 +23,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
 
 _SECRET_NAME = re.compile(
     r"password|passwd|passphrase|secret|token|apikey|authorization|cookie|credential"
     r"|privatekey|accesskey|signature|^auth$|^pwd$|^pin$|^sig$"
-)
-
-# Credentials inside free text (errors, progress messages, log lines): a scheme's token, or a
-# credential-like word followed by : or = and the value.
-_TEXT_PATTERNS = (
-    re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(
-        r"(?i)((?:token|password|passwd|passphrase|api[_-]?key|secret|credential|cookie"
-        r"|private[_-]?key|access[_-]?key|signature)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"
-    ),
 )
 
 Path = tuple[str | int, ...]
@@ -57,44 +47,31 @@ def is_credential_name(name: str) -> bool:
     return _SECRET_NAME.search(flat) is not None and _ABOUT_SECRET.search(flat) is None
 
 
-def _is_credential_parameter(name: str) -> bool:
+def is_credential_parameter(name: str) -> bool:
     """A URL query parameter that holds a credential: a credential name, or plain ``key``
     (``?key=`` carries API keys in URLs; as a payload field ``key`` is an ordinary name)."""
     return is_credential_name(name) or name.lower() == "key"
 
 
-def mask_text(text: str) -> str:
-    """``text`` with anything that looks like a credential replaced by ``***``."""
-    for pattern in _TEXT_PATTERNS:
-        text = pattern.sub(r"\1" + MASK, text)
-    return text
+def url_credentials(value: str) -> set[str]:
+    """The credentials an http(s) URL carries: its password and the values of its
+    credential-named query parameters (empty for anything else)."""
+    if "://" not in value:
+        return set()
+    found: set[str] = set()
+    try:
+        parts = urlsplit(value)
+        if parts.password:
+            found.add(parts.password)
+        found.update(v for k, v in parse_qsl(parts.query) if is_credential_parameter(k) and v)
+    except ValueError:
+        return set()
+    return found
 
 
 def url_has_credentials(value: str) -> bool:
     """Whether ``value`` is an http(s) URL with a password or a credential-named query value."""
-    if "://" not in value:
-        return False
-    try:
-        parts = urlsplit(value)
-        if parts.password:
-            return True
-        return any(_is_credential_parameter(k) and v for k, v in parse_qsl(parts.query))
-    except ValueError:
-        return False
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its userinfo dropped and credential-named query values as ``***``."""
-    try:
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-        query = urlencode(
-            [(k, MASK if _is_credential_parameter(k) else v) for k, v in parse_qsl(parts.query)],
-            safe="*",
-        )
-        return urlunsplit((parts.scheme, host, parts.path, query, ""))
-    except ValueError:
-        return url
+    return bool(url_credentials(value))
 
 
 SEALED = "$sealed"

@@ -28,10 +28,12 @@ submit was invalid); ``outcome.outcome`` reads the same on both (``completed`` o
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -154,6 +156,8 @@ class TaskstreamClient:
         self._producer: Any = None
         self._partitions: int | None = None  # of the commands topic, once the layout checked
         self._streams: list[OutcomeStream] = []
+        # When this client sent each SubmitTask (wall clock, ms): where ``wait`` starts reading.
+        self._submitted_at_ms: dict[str, int] = {}
 
     async def __aenter__(self) -> TaskstreamClient:
         await self.start()
@@ -228,6 +232,7 @@ class TaskstreamClient:
         command = seal_command(self._keyring, with_actor(command, self.actor))
         value = encode_command(command, self.settings.max_payload_bytes)
         partitions = self._partitions or await self.check_layout()
+        self._note_submitted([command])
         try:
             meta = await self._producer.send_and_wait(
                 self.commands_topic,
@@ -256,7 +261,39 @@ class TaskstreamClient:
         capabilities: Iterable[str] = (),
     ) -> str:
         """Submit a task; returns its id (a new uuid4 unless ``task_id`` is given)."""
-        command = _build(
+        command = self.submit_command(
+            client_id,
+            operation,
+            payload,
+            task_id=task_id,
+            priority=priority,
+            max_retries=max_retries,
+            timeout_ms=timeout_ms,
+            scheduled_for_ms=scheduled_for_ms,
+            requires_review=requires_review,
+            depends_on=depends_on,
+            capabilities=capabilities,
+        )
+        await self.send(command)
+        return command.task_id
+
+    def submit_command(
+        self,
+        client_id: str,
+        operation: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        task_id: str | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout_ms: int | None = None,
+        scheduled_for_ms: int | None = None,
+        requires_review: bool = False,
+        depends_on: Iterable[str] = (),
+        capabilities: Iterable[str] = (),
+    ) -> SubmitTask:
+        """The ``SubmitTask`` that ``submit`` with these arguments sends (validated)."""
+        return _build(
             SubmitTask,
             client_id=client_id,
             task_id=task_id if task_id is not None else str(uuid.uuid4()),
@@ -270,8 +307,92 @@ class TaskstreamClient:
             depends_on=list(depends_on),
             capabilities=list(capabilities),
         )
-        await self.send(command)
-        return command.task_id
+
+    async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Submit several tasks in one call: each mapping holds ``submit``'s arguments
+        (``client_id``, ``operation``, ``payload``, ``task_id``, ``priority``, …). Every task is
+        built and checked first, so one invalid task sends none (``InvalidCommandError`` names
+        its index); then all are produced and acknowledged together. Returns the ids in order."""
+        commands = []
+        for index, spec in enumerate(tasks):
+            try:
+                commands.append(self.submit_command(**spec))
+            except InvalidCommandError as exc:
+                raise InvalidCommandError(f"tasks[{index}]: {exc}") from None
+            except TypeError as exc:
+                raise InvalidCommandError(f"tasks[{index}]: {exc}") from None
+        await self.send_many(commands)
+        return [c.task_id for c in commands]
+
+    async def send_many(self, commands: Iterable[Command]) -> list[Sent]:
+        """``send`` for several commands: all are checked and encoded before the first is
+        produced, then produced together and awaited once (one flush, not one round trip
+        each). Order per client is kept (one partition per client, one producer)."""
+        if self._producer is None:
+            raise ClientClosedError("TaskstreamClient is not started; use `async with`")
+        prepared = []
+        for command in commands:
+            command = seal_command(self._keyring, with_actor(command, self.actor))
+            prepared.append((command, encode_command(command, self.settings.max_payload_bytes)))
+        partitions = self._partitions or await self.check_layout()
+        self._note_submitted(c for c, _ in prepared)
+        try:
+            futures = [
+                await self._producer.send(
+                    self.commands_topic,
+                    value,
+                    key=command.client_id.encode(),
+                    partition=home_partition(command.client_id, partitions),
+                    headers=[(TYPE_HEADER, type(command).__name__.encode())],
+                )
+                for command, value in prepared
+            ]
+            metas = await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise BrokerError(f"could not send {len(prepared)} commands: {exc}") from exc
+        return [Sent(m.topic, m.partition, m.offset) for m in metas]
+
+    def _note_submitted(self, commands: Iterable[Command]) -> None:
+        now_ms = int(time.time() * 1000)
+        for command in commands:
+            if isinstance(command, SubmitTask):
+                self._submitted_at_ms.setdefault(command.task_id, now_ms)
+        if len(self._submitted_at_ms) > 100_000:  # a long-lived client: keep the newest half
+            keep = list(self._submitted_at_ms.items())[50_000:]
+            self._submitted_at_ms = dict(keep)
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        """The task as the HTTP view shows it (``GET /tasks/{id}``: state, attempts, result,
+        history), from the view at ``TASKSTREAM_HTTP_HOST``/``_PORT`` with
+        ``TASKSTREAM_HTTP_TOKEN``. Raises ``NotFoundError`` when the view knows no such task."""
+        from urllib.parse import quote
+
+        from streams.view_client import view_get
+
+        row: dict[str, Any] = await view_get(self.settings, "/tasks/" + quote(task_id, safe=""))
+        return row
+
+    async def wait(
+        self,
+        task_ids: Iterable[str],
+        timeout: float = 60.0,  # noqa: ASYNC109 (the seed's wait(task_ids, timeout))
+        *,
+        since_ms: int | None = None,
+    ) -> dict[str, Outcome]:
+        """Wait until each of ``task_ids`` has its outcome (``TaskCompleted`` or
+        ``TaskFailed``); returns them by task id. Reads the outcome topics from ``since_ms``
+        (default: when this client first submitted one of them, else an hour ago) without a
+        consumer group, so it takes nothing from ``outcomes()`` streams. Raises
+        ``WaitTimeout`` (a ``TimeoutError``, with ``.missing`` and ``.done``) after
+        ``timeout`` seconds."""
+        from streams.outcome_wait import wait_for_outcomes
+
+        ids = list(dict.fromkeys(task_ids))
+        if since_ms is None:
+            now_ms = int(time.time() * 1000)
+            known = [self._submitted_at_ms[i] for i in ids if i in self._submitted_at_ms]
+            since_ms = min(known) - self.settings.max_clock_skew_ms if known else now_ms - 3_600_000
+        return await wait_for_outcomes(self.settings, ids, since_ms=since_ms, timeout_s=timeout)
 
     async def submit_batch_job(
         self,

@@ -6,7 +6,7 @@ processor, delay, view, worker, demo), :mod:`~streams.cli.tasks` (submit, steer,
 :mod:`~streams.cli.topics`, :mod:`~streams.cli.batch`, :mod:`~streams.cli.config` and
 :mod:`~streams.cli.bench`. Argument converters (argparse ``type=`` callables) live in
 :mod:`~streams.cli.args`; the helpers the commands share in :mod:`~streams.cli.broker_address`
-(finding the broker), :mod:`~streams.cli.view_client` (the HTTP view) and
+(finding the broker), :mod:`~streams.view_client` (the HTTP view) and
 :mod:`~streams.cli.render` (readable output).
 """
 

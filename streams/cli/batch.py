@@ -71,7 +71,7 @@ async def follow(
     """Show a progress bar fed by ``GET /batch-jobs/{id}`` until the job is final."""
     from tqdm import tqdm
 
-    from streams.cli.view_client import NotFoundError, view_get
+    from streams.view_client import NotFoundError, view_get
 
     loop = asyncio.get_running_loop()
     deadline = None if timeout_s is None else loop.time() + timeout_s

@@ -2,7 +2,7 @@
 
 Every value prints as the environment variable that sets it, so the output is also a template
 for an ``.env`` file. ``SecretStr`` settings print as ``**********`` (set) or nothing (unset);
-other values pass through ``mask_secrets`` (a token inside a webhook URL stays hidden).
+other values pass through ``mask_text`` (a token inside a webhook URL stays hidden).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from streams.logs import mask_secrets
+from schemas.masking import mask_text
 from streams.settings import Settings
 
 SECRET_SHOWN = "**********"
@@ -37,7 +37,7 @@ def _shown(value: Any) -> Any:
         return SECRET_SHOWN
     if value is None or isinstance(value, bool | int | float):
         return value
-    return mask_secrets(str(value))
+    return mask_text(str(value))
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from streams.settings import Settings
 
 def _cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.render import table
-    from streams.cli.view_client import view_get
+    from streams.view_client import view_get
 
     params = {k: v for k, v in (("reason", args.reason), ("client_id", args.client)) if v}
     params["limit"] = str(args.limit)
@@ -36,7 +36,7 @@ async def _known_to_view(settings: Settings, task_ids: list[str]) -> set[str]:
     """The ids the read side already knows (a redrive that already reached the processor);
     empty when the view does not answer, in which case the processor's duplicate rule still
     makes a repeated redrive a no-op."""
-    from streams.cli.view_client import NotFoundError, view_get
+    from streams.view_client import NotFoundError, view_get
 
     known: set[str] = set()
     for task_id in task_ids:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.events import Event
-from streams.logs import mask_document
+from schemas.masking import mask_document
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

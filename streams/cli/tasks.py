@@ -52,8 +52,8 @@ def _cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_steer(args: argparse.Namespace, settings: Settings) -> int:
     """cancel / approve / reject / expedite: the client id comes from the view unless given."""
     from streams.cli.broker_address import reachable
-    from streams.cli.view_client import client_of
     from streams.client import TaskstreamClient
+    from streams.view_client import client_of
 
     async def go() -> None:
         client_id = args.client or await client_of(settings, args.task_id)
@@ -77,7 +77,7 @@ def _cmd_steer(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.render import format_status, format_task
-    from streams.cli.view_client import view_get
+    from streams.view_client import view_get
 
     if args.task_id:
         print(format_task(asyncio.run(view_get(settings, f"/tasks/{args.task_id}"))))

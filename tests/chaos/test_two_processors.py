@@ -26,7 +26,7 @@ from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
 from streams.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
-from tests.chaos.test_chaos import (
+from tests.support.chaos import (
     ENV,
     SteadyLoad,
     assert_each_task_ended_once,

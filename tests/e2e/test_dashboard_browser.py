@@ -24,8 +24,8 @@ from api.view import ViewServer, create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from streams.settings import Settings
+from tests.support.view_scenario import scenario
 
-from ..integration.test_view_scenario import scenario
 from .stack import running_stack, stack_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

@@ -17,8 +17,7 @@ from projections.activity import RecentActivity
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from schemas import events as ev
-
-from .test_view_scenario import scenario
+from tests.support.view_scenario import scenario
 
 TOKEN = "dash-secret"
 

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.delay import DelayAgent
 from streams.settings import Settings
-from tests.integration.test_delay_agent import (
+from tests.support.delay_agent import (
     assert_not_early,
     collecting,
     delay_settings,

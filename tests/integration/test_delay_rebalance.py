@@ -10,7 +10,7 @@ import pytest
 from streams.delay import DelayAgent
 from streams.domain.retry import tier_for_delay
 from streams.settings import Settings
-from tests.integration.test_delay_agent import (
+from tests.support.delay_agent import (
     assert_not_early,
     collecting,
     delay_settings,

@@ -24,7 +24,7 @@ from tests.integration.distributor_harness import (
     rig,
     submit,
 )
-from tests.unit.test_codec import schema_file, write_with
+from tests.support.codec import schema_file, write_with
 
 pytestmark = pytest.mark.integration
 

@@ -44,7 +44,7 @@ from tests.integration.runtime_app import (
     wait_until,
 )
 from tests.integration.runtime_app import produce as produce_commands
-from tests.integration.test_delay_agent import Collector, collecting, now_ms, produce
+from tests.support.delay_agent import Collector, collecting, now_ms, produce
 
 pytestmark = [
     pytest.mark.integration,

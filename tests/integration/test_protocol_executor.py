@@ -25,7 +25,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from streams.settings import Settings
 from tests.integration.distributor_harness import DelayRunner, InProcessProcessor, layout
-from tests.unit.test_codec import crc64_avro
+from tests.support.codec import crc64_avro
 
 pytestmark = pytest.mark.integration
 

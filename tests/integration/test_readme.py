@@ -146,6 +146,7 @@ async def test_readme_python_blocks_and_view_queries(
             )
             assert submitted.returncode == 0, submitted.stderr
             assert "submitted readme-contact-1" in submitted.stdout
+            assert "outcome completed" in submitted.stdout.splitlines()
 
             outcomes = await asyncio.to_thread(
                 subprocess.run,

@@ -17,8 +17,7 @@ from schemathesis.checks import (
 from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-
-from .test_view_scenario import scenario
+from tests.support.view_scenario import scenario
 
 
 def _app() -> object:

@@ -30,8 +30,7 @@ from streams.kafka.headers import CAUSE_HEADER
 from streams.kafka.process import free_loopback_port
 from streams.settings import Settings
 from streams.topics import ensure_topics
-
-from .test_view_scenario import EXPECTED_STATES, scenario
+from tests.support.view_scenario import EXPECTED_STATES, scenario
 
 GARBAGE = b"\xc3\x01not-a-known-fingerprint"
 

@@ -23,10 +23,10 @@ from aiohttp import web
 
 from schemas import events as ev
 from streams.settings import Settings
+from tests.support.cli import assert_one_clear_line, run_cli
 
 from ..support.ghl_fake import GhlFake
 from .distributor_harness import Commands, InProcessProcessor, layout, submit, wait_for_events
-from .test_cli_errors import assert_one_clear_line, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "pit-acme-91c0ffee"

@@ -61,39 +61,98 @@ def _id(name: str, value: str, status: int = 201) -> Answer:
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("POST", "/contacts/upsert", V2, ("locationId",), location_in_body=True,
-             answer=_contact),
-    Endpoint("PUT", "/contacts/{contactId}", V2,
-             answer=lambda r, b: (200, {"succeded": True,
-                                        "contact": {"id": r.match_info["contactId"]}})),
+    Endpoint(
+        "POST", "/contacts/upsert", V2, ("locationId",), location_in_body=True, answer=_contact
+    ),
+    Endpoint(
+        "PUT",
+        "/contacts/{contactId}",
+        V2,
+        answer=lambda r, b: (200, {"succeded": True, "contact": {"id": r.match_info["contactId"]}}),
+    ),
     Endpoint("DELETE", "/contacts/{contactId}", V2),
-    Endpoint("POST", "/contacts/{contactId}/tags", V2, ("tags",),
-             answer=lambda r, b: (201, {"tags": b["tags"]})),
-    Endpoint("DELETE", "/contacts/{contactId}/tags", V2, ("tags",),
-             answer=lambda r, b: (200, {"tags": []})),
+    Endpoint(
+        "POST",
+        "/contacts/{contactId}/tags",
+        V2,
+        ("tags",),
+        answer=lambda r, b: (201, {"tags": b["tags"]}),
+    ),
+    Endpoint(
+        "DELETE",
+        "/contacts/{contactId}/tags",
+        V2,
+        ("tags",),
+        answer=lambda r, b: (200, {"tags": []}),
+    ),
     Endpoint("POST", "/contacts/{contactId}/notes", V2, ("body",), answer=_id("note", "nt_1")),
-    Endpoint("POST", "/contacts/{contactId}/tasks", V2, ("title", "dueDate", "completed"),
-             answer=_id("task", "tk_1")),
-    Endpoint("POST", "/contacts/{contactId}/campaigns/{campaignId}", V2,
-             answer=lambda r, b: (201, {"succeded": True})),
+    Endpoint(
+        "POST",
+        "/contacts/{contactId}/tasks",
+        V2,
+        ("title", "dueDate", "completed"),
+        answer=_id("task", "tk_1"),
+    ),
+    Endpoint(
+        "POST",
+        "/contacts/{contactId}/campaigns/{campaignId}",
+        V2,
+        answer=lambda r, b: (201, {"succeded": True}),
+    ),
     Endpoint("DELETE", "/contacts/{contactId}/campaigns/{campaignId}", V2),
     Endpoint("POST", "/contacts/{contactId}/workflow/{workflowId}", V2),
-    Endpoint("POST", "/opportunities/", V2,
-             ("pipelineId", "locationId", "name", "status", "contactId"),
-             location_in_body=True, answer=_id("opportunity", "op_1")),
-    Endpoint("PUT", "/opportunities/{id}", V2,
-             answer=lambda r, b: (200, {"opportunity": {"id": r.match_info["id"], **b}})),
-    Endpoint("POST", "/conversations/messages", V1_CONV, ("type", "contactId"),
-             answer=lambda r, b: (200, {"conversationId": "cv_1", "messageId": "msg_1",
-                                        "status": "pending"})),
-    Endpoint("GET", "/conversations/{conversationId}/messages", V1_CONV,
-             answer=lambda r, b: (200, {"lastMessageId": "msg_9", "nextPage": False,
-                                        "messages": {"messages": [{"id": "msg_9"}]}})),
-    Endpoint("GET", "/conversations/search", V1_CONV, location_in_query=True,
-             answer=lambda r, b: (200, {"conversations": [{"id": "cv_1"}], "total": 1})),
-    Endpoint("POST", "/calendars/events/appointments", V1_CONV,
-             ("calendarId", "locationId", "contactId", "startTime"), location_in_body=True,
-             answer=lambda r, b: (200, {"id": "ap_1", **b})),
+    Endpoint(
+        "POST",
+        "/opportunities/",
+        V2,
+        ("pipelineId", "locationId", "name", "status", "contactId"),
+        location_in_body=True,
+        answer=_id("opportunity", "op_1"),
+    ),
+    Endpoint(
+        "PUT",
+        "/opportunities/{id}",
+        V2,
+        answer=lambda r, b: (200, {"opportunity": {"id": r.match_info["id"], **b}}),
+    ),
+    Endpoint(
+        "POST",
+        "/conversations/messages",
+        V1_CONV,
+        ("type", "contactId"),
+        answer=lambda r, b: (
+            200,
+            {"conversationId": "cv_1", "messageId": "msg_1", "status": "pending"},
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/conversations/{conversationId}/messages",
+        V1_CONV,
+        answer=lambda r, b: (
+            200,
+            {
+                "lastMessageId": "msg_9",
+                "nextPage": False,
+                "messages": {"messages": [{"id": "msg_9"}]},
+            },
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/conversations/search",
+        V1_CONV,
+        location_in_query=True,
+        answer=lambda r, b: (200, {"conversations": [{"id": "cv_1"}], "total": 1}),
+    ),
+    Endpoint(
+        "POST",
+        "/calendars/events/appointments",
+        V1_CONV,
+        ("calendarId", "locationId", "contactId", "startTime"),
+        location_in_body=True,
+        answer=lambda r, b: (200, {"id": "ap_1", **b}),
+    ),
 )
 
 
@@ -175,12 +234,18 @@ class GhlFake:
             return 422, {"statusCode": 422, "message": "body must be a JSON object"}
         missing = [name for name in endpoint.required if name not in body]
         if missing:
-            return 422, {"statusCode": 422, "message": [f"{m} should not be empty" for m in missing]}
+            return 422, {
+                "statusCode": 422,
+                "message": [f"{m} should not be empty" for m in missing],
+            }
         named = body.get("locationId") if endpoint.location_in_body else None
         if endpoint.location_in_query:
             named = call.query.get("locationId")
         if (endpoint.location_in_body or endpoint.location_in_query) and named != location:
-            return 403, {"statusCode": 403, "message": "The token does not have access to this location"}
+            return 403, {
+                "statusCode": 403,
+                "message": "The token does not have access to this location",
+            }
         if request.match_info.get("contactId") == "missing":
             return 404, {"statusCode": 404, "message": "Contact not found"}
         return endpoint.answer(request, body)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,29 +9,13 @@ from schemas import commands as c
 from schemas import events as ev
 from schemas.states import TERMINAL_STATES
 from streams.state_codec import dump_changes, load_state
+from tests.support.batch_jobs import POOL_OP, job
 from tests.support.gwt import Harness, config, names, of, register, submit
 
-POOL_OP = "integration_sync"  # no session, not batchable: assigned to the pool at once
 SESSION_OP = "workflow_trigger"  # needs a session, not batchable
 BATCH_OP = "contact_update"  # needs a session, batchable
 
 
-def job(
-    batch_job_id: str = "J",
-    n: int = 5,
-    parallelism: int = 2,
-    operation: str = POOL_OP,
-    client: str = "A",
-    **kw: Any,
-) -> c.SubmitBatchJob:
-    return c.SubmitBatchJob(
-        client_id=client,
-        batch_job_id=batch_job_id,
-        operation=operation,
-        items=[c.BatchJobItem(payload={"n": i}) for i in range(n)],
-        parallelism=parallelism,
-        **kw,
-    )
 
 
 def unfinished_children(h: Harness, batch_job_id: str = "J") -> list[str]:

@@ -11,8 +11,8 @@ from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from schemas import commands as c
 from schemas import events as ev
+from tests.support.batch_jobs import job
 from tests.support.gwt import Harness
-from tests.unit.test_batch_jobs import job
 
 
 class Source(MemorySource):

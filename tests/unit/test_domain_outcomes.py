@@ -14,14 +14,14 @@ from schemas import commands as c
 from schemas import events as ev
 from schemas.codec import CODEC
 from streams.domain.outcomes import outcome_record
-from tests.support.gwt import Harness, register, submit
-from tests.unit.test_domain_properties import (
+from tests.support.domain_walks import (
     CFG,
     actions,
     drive_to_the_end,
     random_walk,
     to_command,
 )
+from tests.support.gwt import Harness, register, submit
 
 OP = "workflow_trigger"  # a session operation that is not batched
 

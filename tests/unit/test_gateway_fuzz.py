@@ -19,7 +19,7 @@ from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from schemas import commands as cmd
-from tests.integration.test_view_scenario import scenario
+from tests.support.view_scenario import scenario
 
 
 class Recorder:

@@ -17,17 +17,19 @@ from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
 from schemas import events as ev
+from schemas.credentials import is_credential_name
+from schemas.masking import MASK, mask_document, mask_text
 from streams import cli
 from streams.cli.config import SECRET_SHOWN, masked_settings
 from streams.cli.render import describe_event
-from streams.logs import MASK, MaskingFormatter, is_secret_name, mask_document, mask_secrets
+from streams.logs import MaskingFormatter
 from streams.settings import Settings
 
 SECRET = "sk-live-5b1e0c9a"
 
 
 def test_log_lines_mask_bearer_tokens_and_key_values() -> None:
-    line = mask_secrets(
+    line = mask_text(
         f"calling with Authorization: Bearer {SECRET} token={SECRET} password: '{SECRET}'"
     )
     assert SECRET not in line
@@ -53,12 +55,12 @@ def test_the_formatter_masks_arguments_too() -> None:
     ["bearerToken", "api_key", "API-KEY", "password", "client_secret", "Authorization", "cookie"],
 )
 def test_secret_names(name: str) -> None:
-    assert is_secret_name(name)
+    assert is_credential_name(name)
 
 
 @pytest.mark.parametrize("name", ["url", "method", "contactId", "session_id", "keyword", "body"])
 def test_ordinary_names(name: str) -> None:
-    assert not is_secret_name(name)
+    assert not is_credential_name(name)
 
 
 def test_documents_are_masked_by_name_and_by_content() -> None:

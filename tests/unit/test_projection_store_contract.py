@@ -21,7 +21,7 @@ from projections.memory import MemoryStore
 from projections.reader import ProjectionReader
 from projections.store import ProjectionStore
 from projections.tables import Tables
-from tests.integration.test_view_scenario import EXPECTED_STATES, scenario
+from tests.support.view_scenario import EXPECTED_STATES, scenario
 
 
 class Store(Protocol):

@@ -18,7 +18,7 @@ from streams.runtime.processing import Processor, RuntimeTopics
 from streams.runtime.recovery import recover_partition
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
-from tests.unit.test_runtime_recovery import Broker, Rec
+from tests.support.runtime_fakes import Broker, Rec
 
 TOPICS = RuntimeTopics("ts.commands", "ts.events")
 SETTINGS = Settings(topic_prefix="ts")

@@ -10,11 +10,10 @@ from typing import Any
 from streams.kafka.headers import CAUSE_HEADER, TYPE_HEADER
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.partition import PartitionRun
-from streams.runtime.processing import Processor, RuntimeTopics
+from streams.runtime.processing import Processor
 from streams.runtime.store import StoredOffsets
 from tests.integration.runtime_app import CounterApp, incr, schedule
-
-TOPICS = RuntimeTopics("p.commands", "p.events")
+from tests.support.runtime_fakes import TOPICS, FakeStore, Journal
 
 
 @dataclass
@@ -25,63 +24,6 @@ class Rec:
     timestamp: int
     value: bytes | None
     key: bytes | None = None
-
-
-class Journal:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.next_offsets: dict[tuple[str, int], int] = {}
-        self.added: list[tuple[str, int | None, bytes | None, bytes, Any]] = []
-
-    # sink
-    def add(
-        self, topic: str, partition: int | None, key: bytes | None, value: bytes, headers: Any = ()
-    ) -> None:
-        self.calls.append(("produce", topic))
-        self.added.append((topic, partition, key, value, tuple(headers)))
-        if partition is not None:
-            tp = (topic, partition)
-            self.next_offsets[tp] = self.next_offsets.get(tp, 0) + 1
-
-    async def flush(self) -> dict[tuple[str, int], int]:
-        self.calls.append(("flush", None))
-        return dict(self.next_offsets)
-
-    async def place(self, topic: str, key: bytes | None) -> int:
-        return 0
-
-    async def position(self, topic: str, partition: int) -> int:
-        return self.next_offsets.get((topic, partition), 0)
-
-    async def commit(self, offsets: dict[int, int]) -> None:
-        self.calls.append(("commit", offsets))
-
-
-class FakeStore:
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-        self.data: dict[bytes, bytes] = {}
-        self.offsets: StoredOffsets | None = None
-        self.staged: dict[str, Any] = {}
-
-    def write(self, changes: Any, offsets: StoredOffsets, staged: Any = ()) -> None:
-        changes = list(changes)
-        self.journal.calls.append(("store-write", (changes, offsets)))
-        for key, value in changes:
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
-        self.offsets = offsets
-        self.staged.update((s.output_id, s) for s in staged)
-
-    def unstage(self, output_ids: Any) -> None:
-        self.journal.calls.append(("store-unstage", None))
-        for output_id in output_ids:
-            del self.staged[output_id]
-
-    def close(self) -> None:
-        pass
 
 
 def setup(partitions: int = 1) -> tuple[Journal, Processor[Any], list[PartitionRun[Any]]]:

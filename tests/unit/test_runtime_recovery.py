@@ -3,87 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streams.kafka.headers import CAUSE_HEADER
 from streams.runtime.causation import Cause, cause_of
 from streams.runtime.partition import PartitionRun
-from streams.runtime.processing import Processor, RuntimeTopics
+from streams.runtime.processing import Processor
 from streams.runtime.recovery import recover_partition
 from streams.runtime.store import PartitionStore
 from tests.integration.runtime_app import CounterApp, check_event_log, incr, schedule
-
-TOPICS = RuntimeTopics("p.commands", "p.events")
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    value: bytes
-    key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass
-class Broker:
-    """In-memory topics that are both the sink and the log reader."""
-
-    logs: dict[tuple[str, int], list[Rec]] = field(default_factory=dict)
-    pending: list[tuple[str, int | None, bytes | None, bytes, Any]] = field(default_factory=list)
-    committed: dict[int, int] = field(default_factory=dict)
-    fail_after: int | None = None  # keep only this many of the next flush's records
-
-    def add(
-        self, topic: str, partition: int | None, key: bytes | None, value: bytes, headers: Any = ()
-    ) -> None:
-        self.pending.append((topic, partition, key, value, tuple(headers)))
-
-    async def flush(self) -> dict[tuple[str, int], int]:
-        pending, self.pending = self.pending, []
-        if self.fail_after is not None:
-            pending, self.fail_after = pending[: self.fail_after], None
-        ends: dict[tuple[str, int], int] = {}
-        for topic, partition, key, value, headers in pending:
-            log = self.logs.setdefault((topic, partition or 0), [])
-            log.append(Rec(topic, partition or 0, len(log), 0, value, key, headers))
-            ends[(topic, partition or 0)] = len(log)
-        return ends
-
-    async def place(self, topic: str, key: bytes | None) -> int:
-        return 0
-
-    async def position(self, topic: str, partition: int) -> int:
-        return len(self.log(topic, partition))
-
-    async def commit(self, offsets: dict[int, int]) -> None:
-        self.committed.update(offsets)
-
-    def log(self, topic: str, partition: int = 0) -> list[Rec]:
-        return self.logs.setdefault((topic, partition), [])
-
-    def command(self, value: tuple[str, bytes], timestamp: int = 1_000) -> Rec:
-        log = self.log(TOPICS.commands)
-        record = Rec(TOPICS.commands, 0, len(log), timestamp, value[1])
-        log.append(record)
-        return record
-
-    async def end_offset(self, topic: str, partition: int) -> int:
-        return len(self.log(topic, partition))
-
-    async def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[Rec]:
-        for record in self.log(topic, partition)[start:end]:
-            yield record
-
-    async def fetch(self, topic: str, partition: int, offset: int) -> Rec | None:
-        log = self.log(topic, partition)
-        return log[offset] if offset < len(log) else None
-
+from tests.support.runtime_fakes import TOPICS, Broker, Rec
 
 APP = CounterApp("p")
 

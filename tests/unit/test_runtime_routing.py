@@ -25,8 +25,7 @@ from streams.runtime.recovery import recover_partition
 from streams.runtime.staging import stage
 from streams.runtime.store import PartitionStore
 from tests.integration.runtime_app import CounterApp, incr, schedule
-from tests.unit.test_runtime_processing import TOPICS, FakeStore, Journal
-from tests.unit.test_runtime_recovery import Broker
+from tests.support.runtime_fakes import TOPICS, Broker, FakeStore, Journal
 
 PARTITIONS = 4
 WALL = 1_000_000

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas.codec import CODEC, WIRE_TYPES, SchemaFile, fingerprint_of, load_schema_files
 from schemas.events import AttemptRecord, TaskFailed, TaskRejected
-from tests.unit.test_codec import model_strategy, schema_file, write_with
+from tests.support.codec import model_strategy, schema_file, write_with
 
 OLDER = [f for f in load_schema_files() if f.version is not None]
 MODELS = {cls.__name__: cls for cls in WIRE_TYPES}

@@ -63,7 +63,7 @@ def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
     module.write_text(
         "from streams.redrive import redrive\nfrom streams.settings import Settings\n"
         "from streams.kafka.profile import broker_profile\nimport streams.client\n"
-        "from schemas.credentials import mask_text\nfrom streams import rocksdb, redrive\n"
+        "from schemas.masking import mask_text\nfrom streams import rocksdb, redrive\n"
         "def later():\n    from api.view import create_app\n"
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
         "    from streams.domain.spec import canonical_json\n"

@@ -11,7 +11,7 @@ import avro.io
 import avro.schema
 import pytest
 
-from tests.unit.test_vectors import DIRECTORY, datum_of, vectors
+from tests.support.vectors import DIRECTORY, datum_of, vectors
 
 
 def parse(document: dict[str, Any], key: str = "schema") -> Any:

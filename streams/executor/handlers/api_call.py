@@ -28,11 +28,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from schemas.credentials import is_credential_name, url_credentials
+from schemas.masking import Masker
 from schemas.task_configs import validate_task_config
 from streams.executor.context import TaskContext
 from streams.executor.errors import ApiCallConfigError, ApiCallError
 from streams.executor.handlers.http import HttpClient
-from streams.executor.handlers.masking import Masker, is_sensitive, url_secrets
 from streams.executor.handlers.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ class _Masker(Masker):
         headers = payload.get("customHeaders")
         if isinstance(headers, Mapping):
             for name, value in headers.items():
-                if isinstance(name, str) and is_sensitive(name) and isinstance(value, str):
+                if isinstance(name, str) and is_credential_name(name) and isinstance(value, str):
                     if value:
                         secrets.add(value)
         endpoint = payload.get("apiEndpoint")
         if isinstance(endpoint, str):
-            secrets.update(url_secrets(endpoint))
+            secrets.update(url_credentials(endpoint))
         super().__init__(secrets)
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from schemas.masking import Masker
 from streams.errors import ConfigurationError
 from streams.executor.context import TaskContext
 from streams.executor.errors import ExecutorError
@@ -36,7 +37,6 @@ from streams.executor.handlers.errors import (
 from streams.executor.handlers.ghl_credentials import VARIABLE, GhlCredentials
 from streams.executor.handlers.ghl_routes import ROUTES, GhlPayloadError, ghl_request
 from streams.executor.handlers.http import HttpAnswer, HttpClient, status_message
-from streams.executor.handlers.masking import Masker
 from streams.executor.handlers.outbound import OutboundPolicy
 from streams.settings import Settings
 

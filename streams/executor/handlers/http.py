@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
+from schemas.masking import Masker
 from streams.executor.errors import HandlerError
 from streams.executor.handlers.errors import OutboundRefusedError
-from streams.executor.handlers.masking import Masker
 from streams.executor.handlers.outbound import OutboundPolicy, refusal_in
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from schemas.credentials import url_credentials
+from schemas.masking import Masker
 from schemas.task_configs import parse_instant, validate_task_config
 from streams.executor.context import TaskContext
 from streams.executor.errors import ExecutorError
 from streams.executor.handlers.errors import NotificationError, TaskConfigError
 from streams.executor.handlers.http import HttpClient
-from streams.executor.handlers.masking import Masker, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class WebhookNotifier:
 
     async def send(self, url: str, body: Mapping[str, Any], *, what: str = "webhook") -> int:
         """POST ``body`` as JSON; returns the 2xx status, raises ``NotificationError`` else."""
-        masker = Masker(url_secrets(url))
+        masker = Masker(url_credentials(url))
         answer = await self.http.request(
             "POST",
             url,
@@ -110,7 +111,7 @@ class NotificationHandler:
         body = self._body(ctx, sent_at)
         status = await self.notifier.send(url, body, what=self.kind)
         output: dict[str, Any] = {
-            "delivered_to": Masker(url_secrets(url)).url(url),
+            "delivered_to": Masker(url_credentials(url)).url(url),
             "status": status,
             "recipient": payload.get("recipient"),
             "sent_at": body["sent_at"],

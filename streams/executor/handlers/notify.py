@@ -20,10 +20,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
+from schemas.credentials import url_credentials
+from schemas.masking import Masker
 from schemas.task_configs import notify_flags
 from streams.executor.context import AsyncHandler, Handler, SyncHandler, TaskContext
 from streams.executor.errors import HandlerError
-from streams.executor.handlers.masking import Masker, url_secrets
 from streams.executor.pool import is_async_handler
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,12 @@ async def _deliver(notifier: Notifier, ctx: TaskContext, body: Mapping[str, Any]
     except HandlerError as exc:
         log.warning("task %s: %s notice not delivered: %s", ctx.task_id, body["event"], exc)
     except Exception as exc:  # a user notifier's bug must not turn a success into a failure
-        masked = Masker(url_secrets(url)).text(str(exc))
+        masked = Masker(url_credentials(url)).text(str(exc))
         log.warning(
             "task %s: %s notice to %s failed: %s: %s",
             ctx.task_id,
             body["event"],
-            Masker(url_secrets(url)).url(url),
+            Masker(url_credentials(url)).url(url),
             type(exc).__name__,
             masked,
         )

@@ -19,7 +19,10 @@ Steps: ``navigate`` (``page.goto``), ``click`` (a CSS/Playwright selector; a cli
 (the inner text of the selector's element, a list when it matches several; without a selector,
 the page's title, URL and text), ``wait`` and ``screenshot`` (PNG). Every request the page makes,
 sub-resources and redirects included, passes the outbound guard (``TASKSTREAM_OUTBOUND_ALLOW``):
-a navigation to a loopback, private or link-local address fails unless it is allowed.
+a navigation to a loopback, private or link-local address fails unless it is allowed. The
+check resolves names in Python before the browser resolves them again, so a name whose answer
+changes in between (DNS rebinding) is not caught; route the browser through a filtering proxy
+where that matters.
 
 A browser that dies (crash, closed CDP connection) is launched or connected again for the next
 task; the task that saw it die fails with :class:`BrowserGoneError`, the session's fault.

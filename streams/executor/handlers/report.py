@@ -23,12 +23,12 @@ from typing import Any, TypeAlias
 
 from pydantic import SecretStr
 
+from schemas.masking import Masker
 from schemas.task_configs import report_range, validate_task_config
 from streams.executor.context import TaskContext
 from streams.executor.errors import ExecutorError
 from streams.executor.handlers.errors import ReportError, TaskConfigError
 from streams.executor.handlers.http import HttpClient
-from streams.executor.handlers.masking import Masker
 from streams.executor.handlers.outbound import OutboundPolicy
 from streams.settings import Settings
 

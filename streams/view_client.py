@@ -1,4 +1,4 @@
-"""The CLI's client of the HTTP view: ``GET`` a path, one clear error when it does not answer.
+"""The client of the HTTP view (the CLI's and the SDK's `get_task`): ``GET`` a path, one clear error when it does not answer.
 
 Each function raises a ``TaskstreamError`` with one clear sentence when the view refuses or is
 not running; the CLI prints it and exits non-zero.
