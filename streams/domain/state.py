@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
+from streams.domain.journal import APPENDED, AttributeSlot, Journaled
 from streams.domain.records import (
     DEAD,
     META_KEY,
@@ -77,10 +78,6 @@ __all__ = [
     "template_key",
 ]
 
-_MISSING: Final = object()
-_DIRTY: Final = object()  # journal marker: a key newly added to ``dirty``
-_APPENDED: Final = object()  # journal marker: an entry appended to a lane
-
 Lane = deque[tuple[int, str]]  # (seq, task_id), ascending seq
 
 # kinds of ``PartitionState.retired`` entries (tasks sort before batch jobs of the same time)
@@ -92,7 +89,7 @@ TIMER_TASK: Final = 0  # a scheduled task's start
 TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
 
 
-class PartitionState:
+class PartitionState(Journaled):
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
     Equality compares the persisted part (records and meta); the indices are derived from it.
@@ -123,9 +120,6 @@ class PartitionState:
         "step_children",
         "retired",
         "timers",
-        "dirty",
-        "_log",
-        "_copied",
     )
 
     def __init__(self) -> None:
@@ -169,9 +163,7 @@ class PartitionState:
         # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
         # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
         self.timers: list[tuple[int, int, str]] = []
-        self.dirty: set[bytes] = {META_KEY}
-        self._log: list[tuple[Any, Any, Any]] | None = None
-        self._copied: set[tuple[str, str]] = set()
+        super().__init__({META_KEY})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PartitionState):
@@ -195,50 +187,6 @@ class PartitionState:
             f"PartitionState(tasks={len(self.tasks)}, sessions={len(self.sessions)}, "
             f"batches={len(self.batches)}, meta={self.meta})"
         )
-
-    # -- journal ---------------------------------------------------------------------------
-
-    def begin(self) -> None:
-        """Start recording undo information (see the module docstring)."""
-        if self._log is not None:
-            raise RuntimeError("a journal is already open on this state")
-        self._log = []
-        self._copied = set()
-
-    def rollback(self) -> None:
-        """Undo every write since ``begin`` and stop recording."""
-        log = self._log
-        self._log = None
-        self._copied = set()
-        if log is None:
-            return
-        for container, key, old in reversed(log):
-            if old is _APPENDED:
-                container.pop()
-            elif old is _DIRTY:
-                self.dirty.discard(key)
-            elif old is _MISSING:
-                container.pop(key, None)
-            else:
-                container[key] = old
-
-    def _touch(self, key: bytes) -> None:
-        if key not in self.dirty:
-            self.dirty.add(key)
-            if self._log is not None:
-                self._log.append((self.dirty, key, _DIRTY))
-
-    def put(self, container: dict[Any, Any], key: Any, value: Any) -> None:
-        if self._log is not None:
-            self._log.append((container, key, container.get(key, _MISSING)))
-        container[key] = value
-
-    def delete(self, container: dict[Any, Any], key: Any) -> None:
-        if key not in container:
-            return
-        if self._log is not None:
-            self._log.append((container, key, container[key]))
-        del container[key]
 
     # -- records ---------------------------------------------------------------------------
 
@@ -423,7 +371,7 @@ class PartitionState:
         if self._log is not None and ("p", "") not in self._copied:
             self._copied.add(("p", ""))
             old = self.pool
-            self._log.append((_PoolSlot(self), "pool", old))
+            self._log.append((AttributeSlot(self), "pool", old))
             self.pool = old.clone()
         return self.pool
 
@@ -432,26 +380,9 @@ class PartitionState:
         if self._log is not None and ("m", "") not in self._copied:
             self._copied.add(("m", ""))
             old = self.meta
-            self._log.append((_MetaSlot(self), "meta", old))
+            self._log.append((AttributeSlot(self), "meta", old))
             self.meta = old.clone()
         return self.meta
-
-    # -- index helpers (journaled) ---------------------------------------------------------
-
-    def index_add(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
-        bucket = index.get(outer)
-        if bucket is None:
-            bucket = {}
-            self.put(index, outer, bucket)
-        self.put(bucket, inner, None)
-
-    def index_remove(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
-        bucket = index.get(outer)
-        if bucket is None:
-            return
-        self.delete(bucket, inner)
-        if not bucket:
-            self.delete(index, outer)
 
     def count_open(self, client_id: str, delta: int) -> None:
         count = self.open_tasks.get(client_id, 0) + delta
@@ -484,7 +415,7 @@ class PartitionState:
             self.put(lanes, priority, lane)
         lane.append((seq, task_id))
         if self._log is not None:
-            self._log.append((lane, None, _APPENDED))
+            self._log.append((lane, None, APPENDED))
 
     def lane_compact(self, client_id: str) -> None:
         """Drop stale entries from the fronts of a client's lanes (outside journals only)."""
@@ -611,33 +542,3 @@ class PartitionState:
         if job is None or job.completed_at_ms != at_ms:
             return None
         return job.client_id
-
-
-class _PoolSlot:
-    """Lets the journal restore ``state.pool`` like a dict entry."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: PartitionState) -> None:
-        self._state = state
-
-    def __setitem__(self, key: str, value: PoolRecord) -> None:
-        self._state.pool = value
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
-
-
-class _MetaSlot:
-    """Lets the journal restore ``state.meta`` like a dict entry."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: PartitionState) -> None:
-        self._state = state
-
-    def __setitem__(self, key: str, value: Meta) -> None:
-        self._state.meta = value
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
