@@ -36,8 +36,9 @@ from projections.activity import (
 )
 from projections.errors import ProjectionError
 from projections.reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
-from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskState
+from projections.rows import BatchRow, DeadLetterRow, SessionRow
 from schemas.catalog import PRIORITY_NAMES, load_catalog
+from schemas.states import TaskState
 from streams.redrive import redrive_id
 
 from .access import OPEN, AccessBook, Principal

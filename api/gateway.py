@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from starlette.requests import Request
 
-from projections.rows import TERMINAL_STATES, TaskRow
+from projections.rows import TaskRow
 from schemas.commands import (
     ApproveTask,
     CancelTask,
@@ -38,10 +38,10 @@ from schemas.commands import (
     RejectTask,
     ReleaseSession,
     SubmitBatchJob,
-    SubmitTask,
 )
 from schemas.errors import TaskstreamError
-from schemas.task_configs import reminder_time_ms
+from schemas.states import TERMINAL_STATES
+from streams.domain.submission import SubmitRefused, build_submit
 from streams.errors import PayloadTooLargeError
 from streams.redrive import RedriveError, RedriveReport, Selection, redrive, task_link
 
@@ -70,6 +70,7 @@ from .gateway_models import (
     problem,
     problems,
 )
+from .workflows import install_commands
 
 __all__ = ["CommandSender", "DeadLetterSource", "Gateway", "gateway_for", "mount", "router"]
 
@@ -88,6 +89,7 @@ def _current(request: Request) -> Gateway:
 CurrentGateway = Annotated[Gateway, Depends(_current)]
 
 router = APIRouter(tags=["commands"])
+install_commands(router)  # schedules and templates (``api.workflows``)
 
 
 # -- tasks --------------------------------------------------------------------------
@@ -106,28 +108,17 @@ async def submit(request: SubmitRequest, caller: Caller, gateway: CurrentGateway
         return forbidden
     if request.operation not in gateway.catalog:
         return gateway.unknown_operation(request.operation)
-    refused = gateway.payload_problem(request.operation, request.payload)
-    if refused is not None:
-        return refused
-    scheduled_for_ms = request.scheduled_for_ms
-    if scheduled_for_ms is None and request.operation == "reminder":
-        # The submitter maps reminderTime to the scheduled start (schemas.task_configs).
-        scheduled_for_ms = reminder_time_ms(request.payload)
-    priority = priority_level(request.priority)
     try:
-        command = SubmitTask(
-            client_id=request.client_id,
+        # The one submission door (streams.domain.submission), as the SDK and CLI use it.
+        command = build_submit(
+            gateway.catalog,
+            gateway.max_payload_bytes,
+            **request.model_dump(exclude={"priority", "task_id"}),
             task_id=request.task_id or str(uuid.uuid4()),
-            operation=request.operation,
-            payload=request.payload,
-            priority=priority,
-            max_retries=request.max_retries,
-            timeout_ms=request.timeout_ms,
-            scheduled_for_ms=scheduled_for_ms,
-            requires_review=request.requires_review,
-            depends_on=list(dict.fromkeys(request.depends_on)),
-            capabilities=list(dict.fromkeys(request.capabilities)),
+            priority=priority_level(request.priority),
         )
+    except SubmitRefused as exc:
+        return problem(413 if exc.too_large else 422, str(exc))
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         return problem(422, str(exc).splitlines()[0])
     answer = TaskAccepted(

@@ -8,12 +8,35 @@ from typing import Annotated, Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.catalog import PriorityName
+
 ID_MAX = 512
 BATCH_JOB_ITEMS_MAX = 100_000
 
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX)]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
-PriorityName = Literal["critical", "high", "normal", "low", "background"]
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=128)]
+StepId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AssigneeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["agent", "session"]
+    id: Id
+
+
+class StepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StepId
+    name: str | None = Field(default=None, max_length=512)
+    operation: Name
+    config: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[StepId] = Field(default_factory=list, max_length=100)
+    failure_policy: Literal["fail_task", "skip_dependents", "continue"] = "fail_task"
 
 
 class SubmitRequest(BaseModel):
@@ -34,6 +57,20 @@ class SubmitRequest(BaseModel):
     requires_review: bool = False
     depends_on: list[Id] = Field(default_factory=list, max_length=1000)
     capabilities: list[Name] = Field(default_factory=list, max_length=100)
+    title: str | None = Field(default=None, max_length=512)
+    description: str | None = Field(default=None, max_length=10_000)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Your own data, kept with the task, never executed"
+    )
+    due_at_ms: int | None = Field(
+        default=None, ge=0, description="Finish by (epoch ms); past it the task is overdue"
+    )
+    assigned_to: AssigneeRequest | None = Field(
+        default=None, description="Only this agent's sessions (or this one session) run it"
+    )
+    steps: list[StepRequest] = Field(default_factory=list, max_length=100)
+    template: Id | None = Field(default=None, description="A named task template's defaults")
 
 
 class BatchJobItemRequest(BaseModel):

@@ -28,7 +28,8 @@ from pydantic import BaseModel, SecretStr
 
 from projections.errors import BadQueryError, ProjectionError
 from projections.reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
-from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskRow, TaskState
+from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskRow
+from schemas.states import TaskState
 from streams.redrive import CommandSender
 from streams.settings import Settings
 
@@ -39,6 +40,7 @@ from .errors import ApiError
 from .gateway import gateway_for, mount
 from .metrics import render
 from .redact import masked_batch, masked_dead_letter, masked_task
+from .workflows import workflows_router
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +252,9 @@ def create_app(
         if row is None or not caller.sees(getattr(row, "client_id", None)):
             return JSONResponse({"detail": f"no {kind} with id {key!r}"}, status_code=404)
         return answer(**mask(row).model_dump(), projection=reader.projection())
+
+    # Before GET /tasks/{task_id:path}, which would take ".../steps" as a task id.
+    app.include_router(workflows_router(reader))
 
     @app.get("/status", response_model=StatusAnswer, summary="Queue status (seed getQueueStatus)")
     async def status() -> StatusAnswer:

@@ -22,8 +22,9 @@ from typing import Any
 
 from schemas import events as ev
 from schemas.events import Event
+from schemas.states import TERMINAL_STATES
 
-from . import keys
+from . import keys, workflows
 from .batch_folds import BATCH_FOLDS, change_batch
 from .batch_jobs import BATCH_JOB_FOLDS
 from .documents import (
@@ -38,7 +39,6 @@ from .documents import (
 )
 from .indexes import ABSENT, Footprint, footprint, move
 from .rows import (
-    TERMINAL_STATES,
     BatchDoc,
     Counters,
     DeadLetterDoc,
@@ -52,6 +52,7 @@ from .rows import (
 from .session_folds import SESSION_FOLDS
 from .tables import Tables
 from .waiting_folds import WAITING_FOLDS
+from .workflows import WORKFLOW_FOLDS
 
 HISTORY_LIMIT = 200
 """Entries a task row keeps in ``history``: the first one and the latest ones."""
@@ -134,6 +135,7 @@ def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
     row["session_required"] = e.session_required
     row["accepted_at_ms"] = e.occurred_at_ms
     _close(tables, opened, e)
+    workflows.accepted(tables, e)
 
 
 def _pending_review(tables: Tables, e: ev.TaskPendingReview) -> None:
@@ -471,6 +473,22 @@ def _result_ignored(tables: Tables, e: ev.ResultIgnored) -> None:
     tables.counters.results_ignored += 1
 
 
+def _step_started(tables: Tables, e: ev.TaskStepStarted) -> None:
+    """A step of the task started: the task runs its steps (``projections.workflows``)."""
+    opened = _open_existing(tables, e)
+    if opened is not None and opened[1]["state"] not in TERMINAL_STATES:
+        opened[1]["state"] = "running"
+        _close(tables, opened, e, f"step {e.step_id}: {e.child_task_id}")
+    workflows.step_started(tables, e)
+
+
+def _step_finished(tables: Tables, e: ev.TaskStepFinished) -> None:
+    opened = _open_existing(tables, e)
+    if opened is not None:
+        _close(tables, opened, e, f"step {e.step_id} {e.status}")
+    workflows.step_finished(tables, e)
+
+
 def _command_rejected(tables: Tables, e: ev.CommandRejected) -> None:
     tables.counters.commands_rejected += 1
 
@@ -506,6 +524,9 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     **BATCH_FOLDS,
     **SESSION_FOLDS,
     **BATCH_JOB_FOLDS,
+    ev.TaskStepStarted: _step_started,
+    ev.TaskStepFinished: _step_finished,
+    **WORKFLOW_FOLDS,
     **WAITING_FOLDS,
 }
 

@@ -6,9 +6,11 @@ removed within one write batch is never written (``Tables.index``)."""
 
 from __future__ import annotations
 
+from schemas.states import ACTIVE_STATES
+
 from . import keys
 from .documents import session_or_new
-from .rows import ACTIVE_STATES, TaskDoc, bump
+from .rows import TaskDoc, bump
 from .tables import Tables
 
 # (state, priority name, operation, client id, session id while assigned or in progress,

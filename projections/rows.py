@@ -8,36 +8,13 @@ still agree.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, get_args
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.catalog import PRIORITY_NAMES
+from schemas.catalog import PRIORITY_NAMES, PriorityName
+from schemas.states import TASK_STATES, TaskState
 
-TaskState = Literal[
-    "accepted",
-    "pending_review",
-    "scheduled",
-    "waiting",
-    "queued",
-    "batched",
-    "assigned",
-    "in_progress",
-    "retry_scheduled",
-    "completed",
-    "failed",
-    "cancelled",
-    "rejected",
-]
-TASK_STATES: tuple[str, ...] = get_args(TaskState)
-"""``accepted`` is transient: the processor follows ``task.accepted`` with the routing event
-(queued, batched, scheduled, waiting or pending_review) from the same command.
-``retry_scheduled``: an attempt failed and the task waits in a delay tier for its retry."""
-
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "rejected"})
-ACTIVE_STATES: frozenset[str] = frozenset({"assigned", "in_progress"})
-
-PriorityName = Literal["critical", "high", "normal", "low", "background"]
 PRIORITY_ORDER: tuple[str, ...] = tuple(PRIORITY_NAMES[p] for p in sorted(PRIORITY_NAMES))
 
 SLA_MS: dict[str, int] = {

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from schemas import events as ev
 from schemas.events import Event
+from schemas.states import ACTIVE_STATES
 
 from . import keys
 from .documents import (
@@ -19,7 +20,7 @@ from .documents import (
     touch_session,
 )
 from .indexes import footprint, move
-from .rows import ACTIVE_STATES, ActiveSession, TaskDoc
+from .rows import ActiveSession, TaskDoc
 from .tables import Tables
 
 

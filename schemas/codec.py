@@ -6,24 +6,25 @@ without a schema registry.
 
 ``schemas/avro/<Name>.avsc`` is the current (reader) schema of the model class ``<Name>``;
 ``<Name>.v<N>.avsc`` are released older versions that must keep decoding. A blob written with
-any known version is resolved writer -> reader and validated by the pydantic model.
+any known version is resolved writer -> reader and validated by the pydantic model. Current
+schemas are written and read by compiled code (``schemas.fastcodec``); fastavro resolves the
+older versions.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from io import BytesIO
 from typing import Any, Final, TypeVar
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_reader
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from fastavro.types import Schema
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError
 
 from schemas.commands import COMMAND_TYPES
 from schemas.errors import (
@@ -42,13 +43,20 @@ from schemas.fastcodec import (
     compile_writer,
     trusted_builder,
 )
+from schemas.management_events import MANAGEMENT_EVENTS
 from schemas.records import Assignment, DeadLetter
 
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10
 NAMESPACE: Final = "taskstream"
 
-WIRE_TYPES: tuple[type[BaseModel], ...] = (*COMMAND_TYPES, *EVENT_TYPES, Assignment, DeadLetter)
+WIRE_TYPES: tuple[type[BaseModel], ...] = (
+    *COMMAND_TYPES,
+    *EVENT_TYPES,
+    *MANAGEMENT_EVENTS,
+    Assignment,
+    DeadLetter,
+)
 """Every model class that travels as a top-level Avro record."""
 
 _FILE_NAME = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\.v(?P<version>[0-9]+))?\.avsc$")
@@ -79,25 +87,33 @@ class SchemaFile:
 class _Writer:
     header: bytes
     schema: Any
-    fast: Writer | None = None
-    """The compiled writer (``schemas.fastcodec``); None keeps fastavro's generic writer."""
+    """The parsed current schema (old writer schemas resolve to it)."""
+    write: Writer
+    """The compiled writer (``schemas.fastcodec``)."""
+
+
+BodyReader = Callable[[bytes], Any]
+"""Reads the Avro body of a whole single-object blob to the current schema's record dict."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
     name: str
     model: type[BaseModel]
-    writer_schema: Any
-    reader_schema: Any
-    """``None`` when the writer schema is the current one (no resolution needed)."""
-    build: Builder | None = None
-    """Builds the model without validation, for ``decode_trusted``; None: validate."""
-    fast: Reader | None = None
-    """The compiled body reader (current schema only); None: fastavro's generic reader."""
+    read: BodyReader
+    """The compiled reader for the current schema; fastavro's resolution for older ones."""
+    build: Builder
+    """Builds the model without validation, for ``decode_trusted``."""
 
 
 class AvroCodec:
-    """Encodes models to, and decodes models from, Avro single-object blobs."""
+    """Encodes models to, and decodes models from, Avro single-object blobs.
+
+    One path per direction: every current schema is compiled (``schemas.fastcodec``), writer
+    and reader; a blob of an older writer schema is resolved to the current one by fastavro.
+    fastavro's generic writer and reader stay the reference the compiled code is tested
+    against (``tests/unit/test_codec.py``).
+    """
 
     def __init__(self, files: Iterable[SchemaFile], models: Iterable[type[BaseModel]]) -> None:
         by_name = {cls.__name__: cls for cls in models}
@@ -119,19 +135,26 @@ class AvroCodec:
             parsed = _parse(file)
             fp = fingerprint_bytes(file.schema)
             model = by_name[name]
-            self._writers[model] = _Writer(MAGIC + fp, parsed, compile_writer(model, parsed))
-            build = trusted_builder(model, parsed)
-            fast = compile_reader(parsed)
-            self._add_reader(fp, _Reader(name, model, parsed, None, build, fast), file.source)
+            write = compile_writer(model, parsed)
+            read = compile_reader(parsed)
+            if write is None or read is None:
+                raise SchemaError(
+                    f"{file.source}: uses an Avro type schemas.fastcodec does not compile"
+                )
+            self._writers[model] = _Writer(MAGIC + fp, parsed, write)
+            reader = _Reader(name, model, _compiled(name, read), _builder(model, parsed))
+            self._add_reader(fp, reader, file.source)
         for file in older:
             if file.name not in current:
                 raise SchemaError(f"{file.source}: no current {file.name}.avsc to resolve to")
-            reader = self._writers[by_name[file.name]].schema
-            fp = fingerprint_bytes(file.schema)
             model = by_name[file.name]
-            build = trusted_builder(model, reader)
+            reader_schema = self._writers[model].schema
+            resolve = _resolving(file.name, _parse(file), reader_schema)
+            build = _builder(model, reader_schema)
             self._add_reader(
-                fp, _Reader(file.name, model, _parse(file), reader, build), file.source
+                fingerprint_bytes(file.schema),
+                _Reader(file.name, model, resolve, build),
+                file.source,
             )
 
     def _add_reader(self, fp: bytes, reader: _Reader, source: str) -> None:
@@ -148,27 +171,17 @@ class AvroCodec:
         writer = self._writers.get(type(model))
         if writer is None:
             raise EncodeError(f"{type(model).__name__} has no Avro schema")
-        fast = writer.fast
-        if fast is not None:
-            out = bytearray(writer.header)
-            try:
-                fast(model, out)
-            except (ValueError, TypeError, OverflowError, AttributeError) as exc:
-                raise EncodeError(f"cannot encode {type(model).__name__}: {exc}") from None
-            return bytes(out)
+        out = bytearray(writer.header)
         try:
-            record = model.model_dump()
-            buf = BytesIO()
-            buf.write(writer.header)
-            schemaless_writer(buf, writer.schema, record)
-        except (PydanticSerializationError, ValueError, TypeError, OverflowError) as exc:
+            writer.write(model, out)
+        except (ValueError, TypeError, OverflowError, AttributeError) as exc:
             raise EncodeError(f"cannot encode {type(model).__name__}: {exc}") from None
-        return buf.getvalue()
+        return bytes(out)
 
     def decode(self, data: bytes) -> BaseModel:
         """Decode and validate a blob from anywhere (commands from outside included)."""
         reader = self._reader_for(data)
-        record = self._read(reader, data)
+        record = reader.read(data)
         try:
             # ``model_validate`` with its defaults, without the classmethod's own overhead.
             validated: BaseModel = reader.model.__pydantic_validator__.validate_python(record)
@@ -181,49 +194,11 @@ class AvroCodec:
         projections) without pydantic validation: the writer validated the model, and the
         Avro schema still checks the shape. Never for input from outside."""
         reader = self._reader_for(data)
-        record = self._read(reader, data)
-        build = reader.build
-        if build is None:
-            try:
-                return reader.model.model_validate(record)
-            except ValidationError as exc:
-                raise DecodeError(f"{reader.name}: {_describe(exc)}") from None
+        record = reader.read(data)
         try:
-            return build(record)
+            return reader.build(record)
         except (ValueError, TypeError, KeyError) as exc:
             raise DecodeError(f"{reader.name}: {exc}") from None
-
-    def _read(self, reader: _Reader, data: bytes) -> Any:
-        fast = reader.fast
-        if fast is not None:
-            try:
-                body, end = fast(data, HEADER_SIZE)
-            except (EOFError, IndexError):
-                raise DecodeError(f"{reader.name}: truncated Avro body") from None
-            except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
-                raise DecodeError(
-                    f"{reader.name}: truncated or damaged Avro body ({type(exc).__name__}: {exc})"
-                ) from None
-            if end != len(data):
-                raise DecodeError(
-                    f"{reader.name}: {len(data) - end} unexpected bytes after the Avro body"
-                )
-            return body
-        buf = BytesIO(data)
-        buf.seek(HEADER_SIZE)
-        try:
-            record = schemaless_reader(buf, reader.writer_schema, reader.reader_schema)
-        except EOFError:
-            raise DecodeError(f"{reader.name}: truncated Avro body") from None
-        except Exception as exc:  # fastavro raises untyped errors on damaged input
-            raise DecodeError(
-                f"{reader.name}: truncated or damaged Avro body ({type(exc).__name__}: {exc})"
-            ) from None
-        if buf.tell() != len(data):
-            raise DecodeError(
-                f"{reader.name}: {len(data) - buf.tell()} unexpected bytes after the Avro body"
-            )
-        return record
 
     def decode_as(self, data: bytes, model: type[M]) -> M:
         """Decode ``data`` and check that it holds a ``model``."""
@@ -269,6 +244,65 @@ def _parse(file: SchemaFile) -> Any:
         return parse_schema(file.schema)
     except Exception as exc:  # fastavro raises several untyped errors on bad schemas
         raise SchemaError(f"{file.source}: invalid Avro schema: {exc}") from None
+
+
+def _builder(model: type[BaseModel], schema: Any) -> Builder:
+    """The trusted builder of ``model``; for a model that needs more than field conversions
+    (``schemas.fastcodec.trusted_builder`` gives none), its validation."""
+    build = trusted_builder(model, schema)
+    if build is not None:
+        return build
+    name = model.__name__
+
+    def validate(record: dict[str, Any]) -> BaseModel:
+        try:
+            return model.model_validate(record)
+        except ValidationError as exc:
+            raise DecodeError(f"{name}: {_describe(exc)}") from None
+
+    return validate
+
+
+def _compiled(name: str, read: Reader) -> BodyReader:
+    """The compiled body reader of a current schema, with the codec's errors."""
+
+    def read_body(data: bytes) -> Any:
+        try:
+            body, end = read(data, HEADER_SIZE)
+        except (EOFError, IndexError):
+            raise DecodeError(f"{name}: truncated Avro body") from None
+        except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise DecodeError(
+                f"{name}: truncated or damaged Avro body ({type(exc).__name__}: {exc})"
+            ) from None
+        if end != len(data):
+            raise DecodeError(f"{name}: {len(data) - end} unexpected bytes after the Avro body")
+        return body
+
+    return read_body
+
+
+def _resolving(name: str, writer_schema: Any, reader_schema: Any) -> BodyReader:
+    """fastavro reading an older writer schema's body, resolved to the current schema."""
+
+    def read_body(data: bytes) -> Any:
+        buf = BytesIO(data)
+        buf.seek(HEADER_SIZE)
+        try:
+            record = schemaless_reader(buf, writer_schema, reader_schema)
+        except EOFError:
+            raise DecodeError(f"{name}: truncated Avro body") from None
+        except Exception as exc:  # fastavro raises untyped errors on damaged input
+            raise DecodeError(
+                f"{name}: truncated or damaged Avro body ({type(exc).__name__}: {exc})"
+            ) from None
+        if buf.tell() != len(data):
+            raise DecodeError(
+                f"{name}: {len(data) - buf.tell()} unexpected bytes after the Avro body"
+            )
+        return record
+
+    return read_body
 
 
 def _describe(exc: ValidationError) -> str:

@@ -6,7 +6,7 @@ class name. All commands are keyed by ``client_id`` on ``task.commands``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,6 +62,7 @@ class SubmitTask(Command):
     due_at_ms: int | None = None
     assigned_to: TaskAssignee | None = None
     steps: list[TaskStep] = Field(default_factory=list)
+    template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 def submit_document(command: SubmitTask) -> dict[str, Any]:
@@ -111,6 +112,7 @@ class RegisterSession(Command):
     max_concurrent: int = Field(default=1, ge=1)
     capabilities: list[str] = Field(default_factory=list)
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    incarnation: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class ReleaseSession(Command):
@@ -137,6 +139,18 @@ class ReportProgress(Command):
     message: str | None = None
 
 
+PERMANENT: Final = "permanent"
+"""No retry: the task fails at once; not the session's fault (bad input, a 4xx, no handler)."""
+RETRYABLE: Final = "retryable"
+"""Retried with backoff (at least ``retry_after_ms``); not the session's fault."""
+SESSION: Final = "session"
+"""Retried, and the session's health drops (its browser died, it overran its time)."""
+FAILURE_CLASSES: Final = (PERMANENT, RETRYABLE, SESSION)
+"""A failure's class; ``None`` (writers that do not classify) means retryable and the session's
+fault, as every failure was before classes existed. A value outside the set counts as ``None``
+(``streams.domain.failure_classes.effective``): the result is still used."""
+
+
 class ItemResult(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -144,6 +158,8 @@ class ItemResult(BaseModel):
     success: bool
     output: JsonInput = Field(default_factory=dict)
     error: str | None = None
+    failure_class: str | None = None
+    retry_after_ms: int | None = Field(default=None, ge=0)
 
 
 class ReportResult(Command):
@@ -162,6 +178,8 @@ class ReportResult(Command):
     error: str | None = None
     items: list[ItemResult] = Field(default_factory=list)
     execution_time_ms: int = Field(default=0, ge=0)
+    failure_class: str | None = None
+    retry_after_ms: int | None = Field(default=None, ge=0)
 
 
 class RetryDue(Command):
@@ -252,6 +270,81 @@ class DeleteTemplate(Command):
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
+# -- task management (issue 15): edit, archive, run now, people in the loop ------------------
+
+
+class UpdateTask(Command):
+    """Change a task that has not started: the fields named in ``changed`` take the values
+    given (null clears a nullable one); the others are left as they are. A task that was
+    handed to an executor (or ended) refuses it: ``TaskRejected`` naming ``UpdateTask``."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    changed: list[str] = Field(default_factory=list)
+    priority: int | None = None
+    payload: JsonInput = Field(default_factory=dict)
+    scheduled_for_ms: int | None = None
+    due_at_ms: int | None = None
+    tags: list[str] = Field(default_factory=list)
+    assigned_to: TaskAssignee | None = None
+    title: str | None = None
+    description: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ArchiveTask(Command):
+    """Hide a task from default listings, keeping its history; unfinished work is cancelled."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class RunTask(Command):
+    """Run now: a scheduled, retry-waiting or deferred task (or a waiting one whose
+    dependencies are met) is queued at once."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class ProvideInput(Command):
+    """A person's answer to a task waiting for input; the task runs again with it."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    input: JsonInput = Field(default_factory=dict)
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class RequestInput(Command):
+    """An executor ends its attempt asking a person (``prompt``): the task waits for input."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    fencing_token: int
+    prompt: str
+    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    execution_time_ms: int = Field(default=0, ge=0)
+
+
+class DeferTask(Command):
+    """An executor ends its attempt putting the task off until ``until_ms``: it is deferred
+    and queued again then (no retry is used up)."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    fencing_token: int
+    until_ms: int
+    reason: str | None = None
+    session_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    execution_time_ms: int = Field(default=0, ge=0)
+
+
+class CancelBatchJob(Command):
+    """Stop a batch job: no further item is released and unfinished children are cancelled."""
+
+    batch_job_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -272,4 +365,11 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     DeleteSchedule,
     DefineTemplate,
     DeleteTemplate,
+    UpdateTask,
+    ArchiveTask,
+    RunTask,
+    ProvideInput,
+    RequestInput,
+    DeferTask,
+    CancelBatchJob,
 )

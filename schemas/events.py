@@ -193,6 +193,9 @@ class TaskAttemptFailed(TaskEvent):
     batch_id: str | None = None
     error: str
     execution_time_ms: int = 0
+    failure_class: str | None = None
+    """``schemas.commands.FAILURE_CLASSES``; None (older records) counts as the session's fault."""
+    retry_after_ms: int | None = None
 
 
 class TaskRetryScheduled(TaskEvent):
@@ -261,6 +264,8 @@ class BatchResultConsolidated(Event):
     success_count: int
     failure_count: int
     consolidated_output: JsonObject = Field(default_factory=dict)
+    health_effect: str | None = None
+    """``success``, ``failure`` or ``none``; None (older records): from the counts."""
 
 
 class SessionRegistered(Event):
@@ -269,6 +274,8 @@ class SessionRegistered(Event):
     agent_id: str
     max_concurrent: int
     capabilities: list[str] = Field(default_factory=list)
+    incarnation: str | None = None
+    requeued_task_ids: list[str] = Field(default_factory=list)
 
 
 class SessionReleased(Event):

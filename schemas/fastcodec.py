@@ -5,9 +5,10 @@ both on every record; the processor encodes one or more records per command, so 
 third of the codec's cost. Here each record schema becomes one generated Python function that
 reads the model's attributes and appends the Avro binary encoding to a ``bytearray``. Only the
 types the contract uses are compiled (string, bytes, long, boolean, double, two-branch unions
-with null, arrays, nested records); anything else returns ``None`` and the codec keeps the
-fastavro path for that class. ``tests/unit/test_codec.py`` checks the output is byte-identical
-to fastavro's for every wire type.
+with null, arrays, nested records); for anything else the compilers return ``None`` and the
+codec refuses the schema (one codec path: fastavro only resolves older writer schemas).
+``tests/unit/test_codec.py`` checks the output is byte-identical to fastavro's for every wire
+type.
 
 ``trusted_builder`` is the read-side counterpart for records the processor itself wrote: it
 builds the model from fastavro's dict without pydantic validation (``model_construct``
@@ -274,7 +275,7 @@ def _strip_none(annotation: Any) -> Any:
 
 def compile_writer(model: type[BaseModel], schema: dict[str, Any]) -> Writer | None:
     """A function appending the Avro body of a ``model`` instance to a bytearray, or None
-    when the schema or model needs something only fastavro's generic writer handles."""
+    when the schema or model needs something this compiler does not handle."""
     compiler = _Compiler(schema.get("__named_schemas", {}))
     try:
         fn = compiler.record(schema, model)
@@ -287,8 +288,8 @@ def compile_writer(model: type[BaseModel], schema: dict[str, Any]) -> Writer | N
 
 
 def trusted_builder(model: type[BaseModel], schema: dict[str, Any]) -> Builder | None:
-    """A function turning fastavro's dict for ``schema`` into a ``model`` without validation,
-    or None when the model needs more than field conversions (then validate instead).
+    """A function turning the record dict for ``schema`` into a ``model`` without validation,
+    or None when the model needs more than field conversions (the codec refuses it).
 
     JSON documents are parsed by their field's validator and nested records are built the
     same way; everything else is taken as decoded. Only for records this system wrote.
@@ -549,7 +550,7 @@ class _ReaderCompiler:
 
 def compile_reader(schema: dict[str, Any]) -> Reader | None:
     """``read(data, pos) -> (record dict, end position)`` for a parsed record schema, or None
-    when it uses a type only fastavro's generic reader handles. Damaged input raises
+    when it uses a type this compiler does not handle. Damaged input raises
     IndexError/EOFError (truncated), ValueError or UnicodeDecodeError."""
     compiler = _ReaderCompiler(schema.get("__named_schemas", {}))
     try:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from schemas.codec import fingerprint_bytes, load_schema_files
 from schemas.commands import COMMAND_TYPES
 from schemas.events import EVENT_TYPES
+from schemas.management_events import MANAGEMENT_EVENTS
 from schemas.records import Assignment, DeadLetter
 
 PAGE: Final = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -99,7 +100,7 @@ COMMON: Final = {
 
 SECTIONS: Final = (
     ("Commands (on `task.commands`)", COMMAND_TYPES),
-    ("Events (on `task.events`)", EVENT_TYPES),
+    ("Events (on `task.events`)", (*EVENT_TYPES, *MANAGEMENT_EVENTS)),
     ("Work and dead letters", (Assignment, DeadLetter)),
 )
 

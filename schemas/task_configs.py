@@ -13,8 +13,9 @@ Task types and their payload fields (camelCase, as in seed 001):
     username + password, timeout (ms).
 ``ghl_action``
     ghlAction in add_contact (email or phone), update_contact (contactId), send_sms
-    (contactId, message), create_opportunity (pipelineId, stageId, title; status open | won |
-    lost | abandoned; monetaryValue >= 0), add_tag (contactId, tags: non-empty list of strings).
+    (contactId, message), create_opportunity (pipelineId, stageId, title, contactId; status
+    open | won | lost | abandoned; monetaryValue >= 0), add_tag (contactId, tags: non-empty
+    list of strings).
     Optional locationId, customFields (object).
 ``notification``
     message, and webhookUrl (http(s) URL) or recipient.
@@ -290,7 +291,8 @@ def _check_ghl_action(payload: Mapping[str, Any], problems: list[str]) -> None:
         if not _nonempty_str(payload.get("message")):
             problems.append("message: required for send_sms")
     elif action == "create_opportunity":
-        for name in ("pipelineId", "stageId", "title"):
+        # GoHighLevel v2 creates an opportunity only for a contact.
+        for name in ("pipelineId", "stageId", "title", "contactId"):
             if not _nonempty_str(payload.get(name)):
                 problems.append(f"{name}: required for create_opportunity")
         status = payload.get("status", "open")
@@ -299,7 +301,6 @@ def _check_ghl_action(payload: Mapping[str, Any], problems: list[str]) -> None:
         value = payload.get("monetaryValue")
         if value is not None and (not _is_number(value) or value < 0):
             problems.append("monetaryValue: must be a number >= 0")
-        _optional_str(payload, "contactId", problems)
     elif action == "add_tag":
         if not _nonempty_str(payload.get("contactId")):
             problems.append("contactId: required for add_tag")

@@ -290,6 +290,8 @@ def _value(where: str, annotation: Any, metadata: list[Any], bounds: dict[str, A
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _sample(annotation, True, n)
     if annotation is str:
+        if name == "failure_class":
+            return cmd.FAILURE_CLASSES[n % len(cmd.FAILURE_CLASSES)]
         return _WORDS.get(where, _WORDS.get(name, f"{name}-{n}"))
     if annotation is bool:
         return n % 2 == 0
@@ -298,7 +300,9 @@ def _value(where: str, annotation: Any, metadata: list[Any], bounds: dict[str, A
     if annotation is float:
         return min(max(0.25 * (n % 4), bounds.get("ge", 0.0)), bounds.get("le", 1.0))
     if annotation is int:
-        if name.endswith("_ms"):
+        if name == "retry_after_ms":
+            value = 2000 + n  # a duration, not a time
+        elif name.endswith("_ms"):
             value = _T0 + n
         elif name in ("source_offset", "fencing_token", "current_fencing_token"):
             value = 300 + n  # a two-byte varint

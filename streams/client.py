@@ -61,6 +61,7 @@ from schemas.commands import (
 )
 from schemas.errors import DecodeError, EncodeError
 from schemas.events import TaskCompleted, TaskFailed
+from streams.client_schedules import ScheduleCommands
 from streams.errors import (
     BrokerError,
     ClientClosedError,
@@ -145,7 +146,7 @@ def encode_command(command: Command, max_bytes: int) -> bytes:
     return value
 
 
-class TaskstreamClient:
+class TaskstreamClient(ScheduleCommands):
     """Produces commands and reads outcomes. Use ``async with`` (or ``start``/``close``)."""
 
     def __init__(self, settings: Settings) -> None:

@@ -8,6 +8,7 @@ source of truth and rebuilds the store when it is missing or unreadable).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Iterable, Iterator
 
@@ -95,6 +96,21 @@ def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
         yield POOL_KEY, pickle.dumps(state.pool, pickle.HIGHEST_PROTOCOL)
 
 
+def _fill_defaults(record: object) -> None:
+    """A record pickled before a field was added lacks that slot: give it the default."""
+    if not dataclasses.is_dataclass(record) or isinstance(record, type):
+        return
+    for f in dataclasses.fields(record):
+        if hasattr(record, f.name):
+            continue
+        if f.default is not dataclasses.MISSING:
+            setattr(record, f.name, f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            setattr(record, f.name, f.default_factory())
+        else:
+            raise CorruptStateError(f"a stored {type(record).__name__} lacks {f.name}")
+
+
 def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
     state = PartitionState()
     for key, value in items:
@@ -102,6 +118,7 @@ def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
             record = pickle.loads(value)
         except Exception as exc:  # any unpickling failure means the same thing: corrupt
             raise CorruptStateError(f"state key {key!r} cannot be read: {exc}") from exc
+        _fill_defaults(record)
         kind = key.partition(b"/")[0]
         if kind == META_KEY and isinstance(record, Meta):
             state.meta = record

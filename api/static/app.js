@@ -613,9 +613,27 @@
         el("span", { class: "id", text: id }),
         el("span", { class: "state", "data-state": state, "data-tracked-state": id, text: state }),
         el("span", { class: "muted", text: t.origin }),
+        ...(t.steps ? [renderSteps(id, t.steps)] : []),
       );
     });
     $("#tracked-list").replaceChildren(...items);
+  }
+
+  // A multi-step task's steps (GET /tasks/{id}/steps): id, status, what blocked or failed it.
+  function renderSteps(taskId, steps) {
+    return el(
+      "ul",
+      { class: "steps", "data-steps": taskId },
+      ...steps.map((step) =>
+        el(
+          "li",
+          { "data-step": step.id },
+          el("span", { class: "id", text: step.name || step.id }),
+          el("span", { class: "state", "data-state": step.status, text: step.status }),
+          el("span", { class: "muted", text: step.error || (step.depends_on.length ? `after ${step.depends_on.join(", ")}` : "") }),
+        ),
+      ),
+    );
   }
 
   // Runs with each snapshot (once a second at most), only for tasks not yet finished.
@@ -631,6 +649,11 @@
           const response = await api(t.link);
           if (response.ok) t.state = (await response.json()).state;
           else if (response.status === 404) t.state = null;
+          if (t.state && t.hasSteps !== false) {
+            const steps = await api(`${t.link}/steps`);
+            if (steps.ok) t.steps = (await steps.json()).steps;
+            else if (steps.status === 404) t.hasSteps = false;
+          }
         }),
       );
     } catch (_) {
@@ -661,6 +684,17 @@
     } catch (_) {
       say(message, "The payload must be a JSON object, for example {\"contact\": \"ct_1\"}.", "error");
       return;
+    }
+    const stepsText = String(data.get("steps") || "").trim();
+    if (stepsText) {
+      try {
+        const steps = JSON.parse(stepsText);
+        if (!Array.isArray(steps)) throw new Error("not an array");
+        body.steps = steps;
+      } catch (_) {
+        say(message, "The steps must be a JSON array of {id, operation, config, depends_on, failure_policy}.", "error");
+        return;
+      }
     }
     const priority = String(data.get("priority") || "");
     if (priority) body.priority = Number(priority);

@@ -66,6 +66,7 @@ type RegisterSession struct {
 	MaxConcurrent int64    `avro:"max_concurrent"`
 	Capabilities  []string `avro:"capabilities"`
 	Actor         *string  `avro:"actor"`
+	Incarnation   *string  `avro:"incarnation"`
 }
 
 type ReleaseSession struct {
@@ -95,10 +96,12 @@ type ReportProgress struct {
 }
 
 type ItemResult struct {
-	TaskID  string  `avro:"task_id"`
-	Success bool    `avro:"success"`
-	Output  string  `avro:"output"`
-	Error   *string `avro:"error"`
+	TaskID       string  `avro:"task_id"`
+	Success      bool    `avro:"success"`
+	Output       string  `avro:"output"`
+	Error        *string `avro:"error"`
+	FailureClass *string `avro:"failure_class"`
+	RetryAfterMs *int64  `avro:"retry_after_ms"`
 }
 
 type ReportResult struct {
@@ -112,6 +115,8 @@ type ReportResult struct {
 	Error           *string      `avro:"error"`
 	Items           []ItemResult `avro:"items"`
 	ExecutionTimeMs int64        `avro:"execution_time_ms"`
+	FailureClass    *string      `avro:"failure_class"`
+	RetryAfterMs    *int64       `avro:"retry_after_ms"`
 }
 
 type BatchJobItem struct {

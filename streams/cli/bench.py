@@ -41,18 +41,23 @@ def find_bench(roots: Sequence[Path]) -> ModuleType | None:
 
 def register(sub: Any, roots: Sequence[Path] | None = None) -> None:
     searched = list(roots if roots is not None else checkout_roots())
-    bench = find_bench(searched)
-    if bench is not None:
-        bench.register(sub)
-        return
-
-    def missing(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        bench = find_bench(searched)
+    except Exception as exc:  # a broken suite must not take the other commands down with it
+        problem = f"the benchmark suite in this checkout does not import: {exc}"
+    else:
+        if bench is not None:
+            bench.register(sub)
+            return
         places = " or ".join(str(root / "bench") for root in dict.fromkeys(searched))
-        raise ConfigurationError(
+        problem = (
             "the benchmark suite lives in the bench/ directory of a taskstream source "
             f"checkout, and there is none at {places}: run `taskstream bench` from a checkout "
             "(or `bench/run.sh` there)"
         )
+
+    def missing(args: argparse.Namespace, settings: Settings) -> int:
+        raise ConfigurationError(problem)
 
     # Any arguments (the suite's own options included) reach the handler, which says where
     # the suite lives instead of refusing an option it cannot know.

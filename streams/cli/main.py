@@ -15,13 +15,25 @@ from typing import NoReturn
 
 from schemas.errors import TaskstreamError
 from streams import logs
-from streams.cli import batch, bench, broker, config, dlq, parts, rebuild, tail, tasks, topics
+from streams.cli import (
+    batch,
+    bench,
+    broker,
+    config,
+    dlq,
+    parts,
+    rebuild,
+    schedules,
+    tail,
+    tasks,
+    topics,
+)
 from streams.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # One module per command group; each adds its sub-commands to the parser.
-GROUPS = (broker, parts, tasks, tail, dlq, rebuild, topics, batch, config, bench)
+GROUPS = (broker, parts, tasks, tail, dlq, rebuild, topics, batch, config, bench, schedules)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -51,6 +51,20 @@ def batch_priority(
     return best
 
 
+def deadline(
+    st: PartitionState, task_ids: tuple[str, ...] | list[str], now_ms: int, config: DomainConfig
+) -> int:
+    """When a dispatched batch must have reported: its longest item timeout, plus the
+    catalog's expected duration for every further item (an executor runs the items of a
+    batch one after another unless its handler takes the whole batch at once)."""
+    tasks = [st.tasks[t] for t in task_ids if t in st.tasks]
+    if not tasks:
+        return now_ms
+    spec = config.catalog.get(tasks[0].operation)
+    each = spec.expected_duration_ms if spec is not None else 0
+    return now_ms + max(t.timeout_ms for t in tasks) + each * (len(tasks) - 1)
+
+
 def join(ctx: Decision, task_id: str) -> None:
     """Put a freshly queued task into the open batch of its (client, operation) or a new one."""
     st = ctx.state

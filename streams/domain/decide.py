@@ -21,6 +21,7 @@ from schemas import commands as cmd
 from schemas.events import Event
 from streams.domain import (
     batch_jobs,
+    management,
     pool,
     results,
     schedules,
@@ -68,6 +69,7 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportResult: results.result,
     cmd.RetryDue: task_commands.retry_due,
     cmd.SubmitBatchJob: submit.submit_batch_job,
+    **management.HANDLERS,
     cmd.CreateSchedule: schedules.create,
     cmd.DeleteSchedule: schedules.delete,
     cmd.DefineTemplate: schedules.define_template,

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from schemas.events import BatchProcessed
 from streams.domain import batching, health, lifecycle, pool, rates
 from streams.domain.context import Decision
-from streams.domain.evolve import batch_deadline
 from streams.domain.priority import CRITICAL, effective_priority
 from streams.domain.state import PartitionState, SessionRecord
 
@@ -82,11 +81,24 @@ def has_capacity(st: PartitionState, client_id: str) -> bool:
     return any(health.free_capacity(s) > 0 for s in _sessions(st, client_id))
 
 
-def choose_session(ctx: Decision, client_id: str, required: frozenset[str]) -> SessionRecord | None:
+def _serves(session: SessionRecord, assignee: tuple[str, str] | None) -> bool:
+    """Whether the session may take work assigned to ``assignee`` (an agent or a session)."""
+    if assignee is None:
+        return True
+    kind, who = assignee
+    return session.session_id == who if kind == "session" else session.agent_id == who
+
+
+def choose_session(
+    ctx: Decision,
+    client_id: str,
+    required: frozenset[str],
+    assignee: tuple[str, str] | None = None,
+) -> SessionRecord | None:
     cands: list[Candidate] = []
     for session in _sessions(ctx.state, client_id):
         free = health.free_capacity(session)
-        if free > 0 and required.issubset(session.capabilities):
+        if free > 0 and required.issubset(session.capabilities) and _serves(session, assignee):
             cands.append((session, free))
     if not cands:
         return None
@@ -148,7 +160,7 @@ def _assign_batch(ctx: Decision, batch_id: str, session: SessionRecord) -> None:
     batch = st.batches[batch_id]
     items = batch.live
     token = ctx.next_fencing_token()
-    deadline = batch_deadline(st, items, now)
+    deadline = batching.deadline(st, items, now, cfg)
     priorities = {
         t: effective_priority(
             st.tasks[t].queue_priority, st.tasks[t].queued_at_ms, now, cfg.aging_step_ms
@@ -210,7 +222,8 @@ def dispatch(ctx: Decision, client_id: str) -> None:
         if not rates.allows(ctx, client_id, _operation(st, kind, unit_id)):
             skipped.add(unit_id)  # this operation's own bucket is empty
             continue
-        session = choose_session(ctx, client_id, _required(st, kind, unit_id))
+        assignee = st.tasks[unit_id].assigned_to if kind == "t" else None
+        session = choose_session(ctx, client_id, _required(st, kind, unit_id), assignee)
         if session is None:
             skipped.add(unit_id)
             continue

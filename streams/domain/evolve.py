@@ -15,8 +15,11 @@ from streams.domain import buckets, health
 from streams.domain.batch_job_fold import BATCH_JOB_FOLDS
 from streams.domain.dispatch_fold import DISPATCH_FOLDS
 from streams.domain.errors import DomainError
+from streams.domain.failure_classes import HEALTH_FAILURE, HEALTH_SUCCESS, is_session_fault
+from streams.domain.management_fold import management_folds
 from streams.domain.records import StepRun
 from streams.domain.schedule_fold import SCHEDULE_FOLDS
+from streams.domain.session_fold import SESSION_FOLDS, seen
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
     RETIRED_TASK,
@@ -25,7 +28,6 @@ from streams.domain.state import (
     BatchStatus,
     Failure,
     PartitionState,
-    SessionRecord,
     Status,
     TaskRecord,
 )
@@ -138,15 +140,6 @@ def _finish(
     if not keep_payload:
         task.payload = None
     st.retire(at_ms, RETIRED_TASK, task.task_id)
-
-
-def _seen(st: PartitionState, session_id: str | None, at_ms: int) -> SessionRecord | None:
-    if session_id is None or session_id not in st.sessions:
-        return None
-    session = st.edit_session(session_id)
-    if at_ms > session.last_seen_ms:
-        session.last_seen_ms = at_ms
-    return session
 
 
 # -- task events -----------------------------------------------------------------------------
@@ -291,6 +284,20 @@ def batch_deadline(st: PartitionState, task_ids: tuple[str, ...] | list[str], no
     return now_ms + max((st.tasks[t].timeout_ms for t in task_ids if t in st.tasks), default=0)
 
 
+def _stretch_batch(st: PartitionState, batch_id: str, deadline_at_ms: int) -> None:
+    """A batch is due when its items are: their assignments carry the decided deadline
+    (``batching.deadline``), which may be later than ``batch_deadline`` (records before it
+    carry exactly that one)."""
+    batch = st.batches.get(batch_id)
+    if batch is None or batch.reported or deadline_at_ms <= batch.deadline_at_ms:
+        return
+    batch = st.edit_batch(batch_id)
+    batch.deadline_at_ms = deadline_at_ms
+    unit = "b:" + batch_id
+    if unit in st.inflight:
+        st.put(st.inflight, unit, deadline_at_ms)
+
+
 def _batch_processed(st: PartitionState, e: ev.BatchProcessed) -> None:
     if e.batch_id not in st.batches:
         return
@@ -329,6 +336,7 @@ def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
     meta = st.edit_meta()
     meta.fencing = max(meta.fencing, e.fencing_token)
     if e.batch_id is not None:
+        _stretch_batch(st, e.batch_id, e.deadline_at_ms)
         return
     unit = "t:" + e.task_id
     st.put(st.inflight, unit, e.deadline_at_ms)
@@ -345,7 +353,7 @@ def _started(st: PartitionState, e: ev.TaskStartedEvent) -> None:
     task = _task(st, e.task_id)
     if task is not None and task.status in ACTIVE_STATES:
         task.status = Status.IN_PROGRESS
-        _seen(st, task.session_id, e.occurred_at_ms)
+        seen(st, task.session_id, e.occurred_at_ms)
 
 
 def _progressed(st: PartitionState, e: ev.TaskProgressed) -> None:
@@ -353,7 +361,7 @@ def _progressed(st: PartitionState, e: ev.TaskProgressed) -> None:
     if task is not None and task.status in ACTIVE_STATES:
         task.status = Status.IN_PROGRESS
         task.progress = e.progress
-        _seen(st, task.session_id, e.occurred_at_ms)
+        seen(st, task.session_id, e.occurred_at_ms)
 
 
 def _completed(st: PartitionState, e: ev.TaskCompleted) -> None:
@@ -363,7 +371,7 @@ def _completed(st: PartitionState, e: ev.TaskCompleted) -> None:
     _detach(st, task)
     task.attempt = e.attempt
     _finish(st, task, Status.COMPLETED, e.occurred_at_ms)
-    session = _seen(st, e.session_id, e.occurred_at_ms)
+    session = seen(st, e.session_id, e.occurred_at_ms)
     if session is not None and e.batch_id is None:
         session.score = health.after_success(session.score)
         session.successes += 1
@@ -379,8 +387,8 @@ def _attempt_failed(st: PartitionState, e: ev.TaskAttemptFailed) -> None:
         *task.failures,
         Failure(e.attempt, e.session_id, e.error, e.occurred_at_ms),
     )
-    session = _seen(st, e.session_id, e.occurred_at_ms)
-    if session is not None and e.batch_id is None:
+    session = seen(st, e.session_id, e.occurred_at_ms)
+    if session is not None and e.batch_id is None and is_session_fault(e.failure_class):
         session.score = health.after_failure(session.score)
         session.failures += 1
     retry_after_ms = getattr(e, "retry_after_ms", None)
@@ -454,13 +462,16 @@ def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> No
         return
     batch.reported = True
     _free_unit(st, batch.session_id, "b:" + e.batch_id)
-    session = _seen(st, batch.session_id, e.occurred_at_ms)
+    session = seen(st, batch.session_id, e.occurred_at_ms)
     if session is None:
         return
-    if e.success_count == 0 and e.failure_count > 0:
+    effect = e.health_effect
+    if effect is None:  # records before health_effect: from the counts
+        effect = HEALTH_FAILURE if e.success_count == 0 and e.failure_count > 0 else HEALTH_SUCCESS
+    if effect == HEALTH_FAILURE:
         session.score = health.after_failure(session.score)
         session.failures += 1
-    else:
+    elif effect == HEALTH_SUCCESS:
         session.score = health.after_success(session.score)
         session.successes += 1
 
@@ -476,66 +487,6 @@ def _forgotten(st: PartitionState, e: ev.TasksForgotten) -> None:
         if job is not None and job.completed_at_ms is not None:
             st.remove_batch_job(batch_job_id)
     st.prune_retired(e.finished_by_ms)
-
-
-# -- session events --------------------------------------------------------------------------
-
-
-def _session_registered(st: PartitionState, e: ev.SessionRegistered) -> None:
-    if e.session_id in st.sessions:
-        session = st.edit_session(e.session_id)
-        session.agent_id = e.agent_id
-        session.max_concurrent = e.max_concurrent
-        session.capabilities = tuple(e.capabilities)
-        session.last_seen_ms = max(session.last_seen_ms, e.occurred_at_ms)
-        return
-    meta = st.edit_meta()
-    meta.session_seq += 1
-    st.add_session(
-        SessionRecord(
-            session_id=e.session_id,
-            client_id=e.client_id,
-            agent_id=e.agent_id,
-            max_concurrent=e.max_concurrent,
-            capabilities=tuple(e.capabilities),
-            registered_at_ms=e.occurred_at_ms,
-            reg_seq=meta.session_seq,
-            last_seen_ms=e.occurred_at_ms,
-        )
-    )
-    st.index_add(st.client_sessions, e.client_id, e.session_id)
-
-
-def _remove_session(st: PartitionState, session_id: str) -> None:
-    session = st.sessions.get(session_id)
-    if session is None:
-        return
-    for unit in session.units:
-        st.delete(st.inflight, unit)
-    st.index_remove(st.client_sessions, session.client_id, session_id)
-    st.remove_session(session_id)
-
-
-def _session_released(st: PartitionState, e: ev.SessionReleased) -> None:
-    _remove_session(st, e.session_id)
-
-
-def _session_cleaned(st: PartitionState, e: ev.SessionCleaned) -> None:
-    _remove_session(st, e.session_id)
-
-
-def _heartbeat(st: PartitionState, e: ev.SessionHeartbeatReceived) -> None:
-    _seen(st, e.session_id, e.occurred_at_ms)
-
-
-def _health_changed(st: PartitionState, e: ev.SessionHealthChanged) -> None:
-    if e.session_id not in st.sessions:
-        return
-    session = st.edit_session(e.session_id)
-    session.score = e.score
-    if e.circuit != session.circuit:
-        session.circuit = e.circuit
-        session.circuit_since_ms = e.occurred_at_ms
 
 
 _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
@@ -562,16 +513,13 @@ _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.TaskTimedOut: _nothing,
     ev.ResultIgnored: _nothing,
     ev.BatchResultConsolidated: _batch_consolidated,
-    ev.SessionRegistered: _session_registered,
-    ev.SessionReleased: _session_released,
-    ev.SessionCleaned: _session_cleaned,
-    ev.SessionHeartbeatReceived: _heartbeat,
-    ev.SessionHealthChanged: _health_changed,
     ev.CommandRejected: _nothing,
     ev.TasksForgotten: _forgotten,
     ev.TaskStepStarted: _step_started,
     ev.TaskStepFinished: _step_finished,
+    **SESSION_FOLDS,
     **BATCH_JOB_FOLDS,
+    **management_folds(_detach, seen, _accepted),
     **SCHEDULE_FOLDS,
     **DISPATCH_FOLDS,
 }

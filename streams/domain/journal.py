@@ -1,47 +1,46 @@
-"""The undo journal of a partition state (``streams.domain.state``).
+"""The undo journal of a partition state, and the set of store keys it changed.
 
-``decide``/``tick`` fold the events they emit into the state (so later rules see earlier
-decisions, exactly as ``evolve`` will), then roll everything back: every write between
-``begin`` and ``rollback`` goes through ``put``/``delete`` (or appends a lane entry) and is
-recorded with the value it replaced. The keys changed since the last dump are kept in
-``dirty`` for incremental persistence, journaled too.
+``PartitionState`` (``streams.domain.state``) makes every write through ``put``/``delete``,
+``own``/``own_attribute`` (a record to mutate) and ``touch`` (its store key), so that
+
+* the keys changed since the last dump are known (``dirty``), for incremental persistence, and
+* between ``begin`` and ``rollback`` every write can be undone: ``decide`` folds the events it
+  emits into the state (so later rules see earlier decisions, exactly as ``evolve`` will), then
+  rolls everything back. The cost is proportional to what the command touched, not to the size
+  of the partition. Records are copied before their first mutation in a decision, so the
+  objects a caller holds never change under it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections import deque
+from typing import Any, Final, Protocol, TypeVar
 
 _MISSING: Final = object()
 _DIRTY: Final = object()  # journal marker: a key newly added to ``dirty``
-APPENDED: Final = object()  # journal marker: an entry appended to a lane (a deque)
+_APPENDED: Final = object()  # journal marker: an entry appended to a deque
 
 
-class AttributeSlot:
-    """Lets the journal restore an attribute of the state (``meta``, ``pool``) like a dict
-    entry: ``slot[name] = old``."""
-
-    __slots__ = ("_owner",)
-
-    def __init__(self, owner: object) -> None:
-        self._owner = owner
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        setattr(self._owner, key, value)
-
-    def pop(self, key: str, default: Any = None) -> Any:  # pragma: no cover - never missing
-        return default
+class Clonable(Protocol):
+    def clone(self: C) -> C: ...
 
 
-class Journaled:
+C = TypeVar("C", bound=Clonable)
+
+
+class Journal:
+    """The journaling half of a partition state (its records and indices are the other)."""
+
     __slots__ = ("dirty", "_log", "_copied")
 
     def __init__(self, dirty: set[bytes]) -> None:
-        self.dirty: set[bytes] = dirty
+        self.dirty = dirty
         self._log: list[tuple[Any, Any, Any]] | None = None
-        self._copied: set[tuple[str, str]] = set()
+        # (id of the container, key) of records already private to this decision
+        self._copied: set[tuple[int, Any]] = set()
 
     def begin(self) -> None:
-        """Start recording undo information (see the module docstring)."""
+        """Start recording undo information."""
         if self._log is not None:
             raise RuntimeError("a journal is already open on this state")
         self._log = []
@@ -55,7 +54,7 @@ class Journaled:
         if log is None:
             return
         for container, key, old in reversed(log):
-            if old is APPENDED:
+            if old is _APPENDED:
                 container.pop()
             elif old is _DIRTY:
                 self.dirty.discard(key)
@@ -64,7 +63,8 @@ class Journaled:
             else:
                 container[key] = old
 
-    def _touch(self, key: bytes) -> None:
+    def touch(self, key: bytes) -> None:
+        """The record stored under ``key`` changed (or went)."""
         if key not in self.dirty:
             self.dirty.add(key)
             if self._log is not None:
@@ -82,6 +82,38 @@ class Journaled:
             self._log.append((container, key, container[key]))
         del container[key]
 
+    def appended(self, entries: deque[Any]) -> None:
+        """An entry was appended to ``entries`` (undone by popping it)."""
+        if self._log is not None:
+            self._log.append((entries, None, _APPENDED))
+
+    def added(self, container: dict[Any, Any], key: Any, record: Any) -> None:
+        """``record`` is new at ``key``: this decision may mutate it without a copy."""
+        self.put(container, key, record)
+        self._copied.add((id(container), key))
+
+    def own(self, container: dict[Any, C], key: Any) -> C:
+        """The record at ``key``, safe to mutate: while journaling, a private copy (made once
+        per decision) replaces it."""
+        record = container[key]
+        if self._log is not None and (id(container), key) not in self._copied:
+            self._copied.add((id(container), key))
+            record = record.clone()
+            self.put(container, key, record)
+        return record
+
+    def own_attribute(self, name: str) -> Any:
+        """The record held in attribute ``name`` (``meta``, ``pool``), safe to mutate."""
+        record = getattr(self, name)
+        if self._log is not None and (0, name) not in self._copied:
+            self._copied.add((0, name))
+            self._log.append((_Attributes(self), name, record))
+            record = record.clone()
+            setattr(self, name, record)
+        return record
+
+    # -- journaled indices -------------------------------------------------------------------
+
     def index_add(self, index: dict[Any, dict[Any, None]], outer: Any, inner: Any) -> None:
         bucket = index.get(outer)
         if bucket is None:
@@ -96,3 +128,18 @@ class Journaled:
         self.delete(bucket, inner)
         if not bucket:
             self.delete(index, outer)
+
+
+class _Attributes:
+    """Lets the journal restore an attribute of the state like a dict entry."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: object) -> None:
+        self._owner = owner
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        setattr(self._owner, name, value)
+
+    def pop(self, name: str, default: Any = None) -> Any:  # pragma: no cover - never missing
+        return default

@@ -22,7 +22,7 @@ from schemas.events import (
     TaskWaiting,
 )
 from schemas.states import ACTIVE_STATES
-from streams.domain import batching, health, watch
+from streams.domain import batching, failure_classes, health, watch
 from streams.domain.context import Decision
 from streams.domain.priority import queue_priority_for
 from streams.domain.retry import backoff_ms, has_retry_left, tier_for_delay
@@ -190,12 +190,24 @@ def complete(
     release_dependents(ctx, task_id)
 
 
-def attempt_failed(ctx: Decision, task_id: str, error: str, execution_time_ms: int = 0) -> None:
-    """One attempt failed: retry with backoff, or fail for good when no retry is left."""
+def attempt_failed(
+    ctx: Decision,
+    task_id: str,
+    error: str,
+    execution_time_ms: int = 0,
+    *,
+    failure_class: str | None = None,
+    retry_after_ms: int | None = None,
+) -> None:
+    """One attempt failed: retry with backoff (at least ``retry_after_ms``), or fail for good
+    when no retry is left or the failure is permanent (``failure_classes``). Only a session
+    fault (``failure_class`` None counts as one) lowers the session's health."""
     st, now, cfg = ctx.state, ctx.now, ctx.config
     task = st.tasks[task_id]
     session_id, batch_id, attempt = task.session_id, task.batch_id, task.attempt
-    before = health_snapshot(st, session_id) if batch_id is None else None
+    kind = failure_classes.effective(failure_class)
+    session_fault = failure_classes.is_session_fault(kind)
+    before = health_snapshot(st, session_id) if batch_id is None and session_fault else None
     ctx.emit(
         TaskAttemptFailed(
             client_id=task.client_id,
@@ -206,12 +218,18 @@ def attempt_failed(ctx: Decision, task_id: str, error: str, execution_time_ms: i
             batch_id=batch_id,
             error=error,
             execution_time_ms=execution_time_ms,
+            failure_class=kind,
+            retry_after_ms=retry_after_ms,
         )
     )
     health_after(ctx, session_id, before, success=False)
     task = st.tasks[task_id]
-    if has_retry_left(attempt, task.max_retries):
-        delay = backoff_ms(attempt, cfg.retry_base_ms, cfg.retry_max_ms)
+    if kind == failure_classes.PERMANENT:
+        fail_permanently(ctx, task_id, reason=failure_classes.PERMANENT_FAILURE, error=error)
+    elif has_retry_left(attempt, task.max_retries):
+        delay = failure_classes.retry_delay_ms(
+            backoff_ms(attempt, cfg.retry_base_ms, cfg.retry_max_ms), retry_after_ms
+        )
         ctx.emit(
             TaskRetryScheduled(
                 client_id=task.client_id,
@@ -252,6 +270,8 @@ def fail_permanently(ctx: Decision, task_id: str, reason: str, error: str | None
     dead_reason = reason
     if reason == RETRIES_EXHAUSTED:
         dead_reason = f"{reason} after {len(attempts)} attempts: {error}"
+    elif reason == failure_classes.PERMANENT_FAILURE:
+        dead_reason = f"{reason} on attempt {len(attempts)} (not retried): {error}"
     ctx.emit(
         TaskDeadLettered(
             client_id=task.client_id,

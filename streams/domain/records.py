@@ -152,6 +152,7 @@ class SessionRecord:
     units: tuple[str, ...] = ()
     successes: int = 0
     failures: int = 0
+    incarnation: str | None = None  # the executor start that registered it last
 
     def clone(self) -> SessionRecord:
         return _clone_session(self)

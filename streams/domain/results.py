@@ -10,7 +10,7 @@ from typing import Any
 from schemas import commands as cmd
 from schemas.events import BatchResultConsolidated
 from schemas.states import ACTIVE_STATES
-from streams.domain import lifecycle
+from streams.domain import failure_classes, lifecycle
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.refusals import (
@@ -24,23 +24,25 @@ from streams.domain.state import BatchStatus
 
 
 def _outcome(
-    ctx: Decision,
-    task_id: str,
-    success: bool,
-    output: dict[str, Any],
-    error: str | None,
-    execution_time_ms: int,
+    ctx: Decision, task_id: str, r: cmd.ReportResult | cmd.ItemResult, execution_time_ms: int
 ) -> None:
-    if success:
-        lifecycle.complete(ctx, task_id, output, execution_time_ms)
+    if r.success:
+        lifecycle.complete(ctx, task_id, r.output, execution_time_ms)
     else:
-        lifecycle.attempt_failed(ctx, task_id, error or "failed", execution_time_ms)
+        lifecycle.attempt_failed(
+            ctx,
+            task_id,
+            r.error or "failed",
+            execution_time_ms,
+            failure_class=r.failure_class,
+            retry_after_ms=r.retry_after_ms,
+        )
 
 
 def _task_result(ctx: Decision, c: cmd.ReportResult, task_id: str) -> None:
     if attempt_or_ignore(ctx, c, task_id, c.fencing_token) is None:
         return
-    _outcome(ctx, task_id, c.success, c.output, c.error, c.execution_time_ms)
+    _outcome(ctx, task_id, c, c.execution_time_ms)
 
 
 def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
@@ -81,20 +83,26 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
                 ignore(ctx, task, c.fencing_token, "stale fencing token")
         return
     items = [t for t in batch.live if st.tasks[t].status in ACTIVE_STATES]
-    outcomes: list[tuple[str, bool, dict[str, Any], str | None]] = []
+    outcomes: list[tuple[str, cmd.ReportResult | cmd.ItemResult]] = []
     for task_id in items:
         item = reported.get(task_id)
         if item is not None:
-            outcomes.append((task_id, item.success, item.output, item.error))
+            outcomes.append((task_id, item))
         elif not c.items:  # a batch-level report covers every item
-            outcomes.append((task_id, c.success, c.output, c.error))
+            outcomes.append((task_id, c))
         else:
-            outcomes.append((task_id, False, {}, "no result reported for this item"))
+            missing = cmd.ItemResult(
+                task_id=task_id, success=False, error="no result reported for this item"
+            )
+            outcomes.append((task_id, missing))
     consolidated: dict[str, Any] = {
-        task_id: (output if success else {"error": error or "failed"})
-        for task_id, success, output, error in outcomes
+        task_id: (r.output if r.success else {"error": r.error or "failed"})
+        for task_id, r in outcomes
     }
-    successes = sum(1 for o in outcomes if o[1])
+    successes = sum(1 for _, r in outcomes if r.success)
+    effect = failure_classes.batch_health_effect(
+        [(r.success, r.failure_class) for _, r in outcomes]
+    )
     session_id = batch.session_id
     before = lifecycle.health_snapshot(st, session_id)
     ctx.emit(
@@ -107,15 +115,17 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
             success_count=successes,
             failure_count=len(outcomes) - successes,
             consolidated_output=consolidated,
+            health_effect=effect,
         )
     )
-    lifecycle.health_after(
-        ctx, session_id, before, success=not (successes == 0 and len(outcomes) > 0)
-    )
+    if effect != failure_classes.HEALTH_NONE:
+        lifecycle.health_after(
+            ctx, session_id, before, success=effect == failure_classes.HEALTH_SUCCESS
+        )
     extra = [task_id for task_id in reported if task_id not in items]
     reject_or_ignore(ctx, c, extra, "not an open item of this batch")
-    for task_id, success, output, error in outcomes:
-        _outcome(ctx, task_id, success, output, error, c.execution_time_ms)
+    for task_id, r in outcomes:
+        _outcome(ctx, task_id, r, c.execution_time_ms)
 
 
 def result(ctx: Decision, c: cmd.ReportResult) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from schemas import commands as cmd
 from schemas.events import SessionHeartbeatReceived, SessionRegistered, SessionReleased
 from schemas.fields import MAX_ID_LENGTH
-from streams.domain import lifecycle
+from streams.domain import incarnations, lifecycle
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.refusals import CONTROL_CHARACTERS, reject_command, session_or_reject
@@ -36,7 +36,9 @@ def register(ctx: Decision, c: cmd.RegisterSession) -> None:
         )
         return
     capabilities = list(dict.fromkeys(c.capabilities))
-    if (
+    if incarnations.superseded(session, c):
+        incarnations.take_over(ctx, c, capabilities)
+    elif (
         session is not None
         and session.agent_id == c.agent_id
         and session.max_concurrent == c.max_concurrent
@@ -57,6 +59,7 @@ def register(ctx: Decision, c: cmd.RegisterSession) -> None:
                 agent_id=c.agent_id,
                 max_concurrent=c.max_concurrent,
                 capabilities=capabilities,
+                incarnation=c.incarnation,
             )
         )
     dispatch(ctx, c.client_id)

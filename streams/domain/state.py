@@ -1,13 +1,9 @@
 """The whole state of one partition: tasks, sessions and batches of many clients.
 
 Records are small mutable dataclasses keyed by id; every index refers to ids, never to record
-objects. All writes go through ``put``/``delete``/``edit_*`` so that
-
-* the keys changed since the last dump are known (``dirty``), for incremental persistence, and
-* a *journal* can undo them: ``decide`` folds the events it emits into the state (so later rules
-  see earlier decisions, exactly as ``evolve`` will), then rolls everything back. The state a
-  caller passed in is unchanged afterwards, and the cost is proportional to what the command
-  touched, not to the size of the partition.
+objects. All writes go through ``put``/``delete``/``edit_*``, journaled (``journal``): the keys
+changed since the last dump are known, and ``decide`` rolls back what it folded, so the state a
+caller passed in is unchanged afterwards.
 
 Every choice the decider makes is independent of dict order (ties break on sequence
 numbers), so a state rebuilt from the store decides exactly like the live one. The one
@@ -24,7 +20,7 @@ from typing import Any, Final
 
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
-from streams.domain.journal import APPENDED, AttributeSlot, Journaled
+from streams.domain.journal import Journal
 from streams.domain.records import (
     DEAD,
     META_KEY,
@@ -55,6 +51,8 @@ __all__ = [
     "RETIRED_JOB",
     "RETIRED_TASK",
     "TIMER_SCHEDULE",
+    "TIMER_DEFERRED",
+    "TIMER_OVERDUE",
     "TIMER_TASK",
     "BatchJobRecord",
     "BatchRecord",
@@ -87,9 +85,11 @@ RETIRED_JOB: Final = 1
 # kinds of ``PartitionState.timers`` entries (``streams.domain.timers``)
 TIMER_TASK: Final = 0  # a scheduled task's start
 TIMER_SCHEDULE: Final = 1  # a recurring schedule's next occurrence
+TIMER_DEFERRED: Final = 2  # a deferred task's return (``streams.domain.management``)
+TIMER_OVERDUE: Final = 3  # a task's due date
 
 
-class PartitionState(Journaled):
+class PartitionState(Journal):
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
     Equality compares the persisted part (records and meta); the indices are derived from it.
@@ -123,6 +123,7 @@ class PartitionState(Journaled):
     )
 
     def __init__(self) -> None:
+        super().__init__({META_KEY})
         self.tasks: dict[str, TaskRecord] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
@@ -163,7 +164,6 @@ class PartitionState(Journaled):
         # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
         # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
         self.timers: list[tuple[int, int, str]] = []
-        super().__init__({META_KEY})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PartitionState):
@@ -191,63 +191,45 @@ class PartitionState(Journaled):
     # -- records ---------------------------------------------------------------------------
 
     def add_task(self, task: TaskRecord) -> None:
-        self.put(self.tasks, task.task_id, task)
-        self._copied.add(("t", task.task_id))
-        self._touch(task_key(task.task_id))
+        self.added(self.tasks, task.task_id, task)
+        self.touch(task_key(task.task_id))
 
     def edit_task(self, task_id: str) -> TaskRecord:
         """The record of ``task_id``, safe to mutate (a private copy while journaling)."""
-        rec = self.tasks[task_id]
-        self._touch(task_key(task_id))
-        if self._log is not None and ("t", task_id) not in self._copied:
-            self._copied.add(("t", task_id))
-            rec = rec.clone()
-            self.put(self.tasks, task_id, rec)
-        return rec
+        self.touch(task_key(task_id))
+        return self.own(self.tasks, task_id)
 
     def add_session(self, session: SessionRecord) -> None:
-        self.put(self.sessions, session.session_id, session)
-        self._copied.add(("s", session.session_id))
-        self._touch(session_key(session.session_id))
+        self.added(self.sessions, session.session_id, session)
+        self.touch(session_key(session.session_id))
 
     def edit_session(self, session_id: str) -> SessionRecord:
-        rec = self.sessions[session_id]
-        self._touch(session_key(session_id))
-        if self._log is not None and ("s", session_id) not in self._copied:
-            self._copied.add(("s", session_id))
-            rec = rec.clone()
-            self.put(self.sessions, session_id, rec)
-        return rec
+        self.touch(session_key(session_id))
+        return self.own(self.sessions, session_id)
 
     def remove_session(self, session_id: str) -> None:
         self.delete(self.sessions, session_id)
-        self._touch(session_key(session_id))
+        self.touch(session_key(session_id))
 
     def add_batch(self, batch: BatchRecord) -> None:
-        self.put(self.batches, batch.batch_id, batch)
-        self._copied.add(("b", batch.batch_id))
-        self._touch(batch_key(batch.batch_id))
+        self.added(self.batches, batch.batch_id, batch)
+        self.touch(batch_key(batch.batch_id))
 
     def edit_batch(self, batch_id: str) -> BatchRecord:
-        rec = self.batches[batch_id]
-        self._touch(batch_key(batch_id))
-        if self._log is not None and ("b", batch_id) not in self._copied:
-            self._copied.add(("b", batch_id))
-            rec = rec.clone()
-            self.put(self.batches, batch_id, rec)
-        return rec
+        self.touch(batch_key(batch_id))
+        return self.own(self.batches, batch_id)
 
     def remove_batch(self, batch_id: str) -> None:
         self.delete(self.batches, batch_id)
-        self._touch(batch_key(batch_id))
+        self.touch(batch_key(batch_id))
 
     def remove_task(self, task_id: str) -> None:
         self.delete(self.tasks, task_id)
-        self._touch(task_key(task_id))
+        self.touch(task_key(task_id))
 
     def remove_batch_job(self, batch_job_id: str) -> None:
         self.delete(self.batch_jobs, batch_job_id)
-        self._touch(batch_job_key(batch_job_id))
+        self.touch(batch_job_key(batch_job_id))
 
     def retire(self, at_ms: int, kind: int, record_id: str) -> None:
         """A task finished / a batch job completed at ``at_ms``: retention may forget it later.
@@ -283,10 +265,17 @@ class PartitionState(Journaled):
     def timer_valid(self, entry: tuple[int, int, str]) -> bool:
         """Whether a ``timers`` entry still stands for something waiting for that time."""
         due_at_ms, kind, record_id = entry
-        if kind == TIMER_TASK:
+        if kind in (TIMER_TASK, TIMER_DEFERRED):
+            task = self.tasks.get(record_id)
+            waits_in = Status.SCHEDULED if kind == TIMER_TASK else Status.DEFERRED
+            return task is not None and task.status == waits_in and task.due_at_ms == due_at_ms
+        if kind == TIMER_OVERDUE:
             task = self.tasks.get(record_id)
             return (
-                task is not None and task.status == Status.SCHEDULED and task.due_at_ms == due_at_ms
+                task is not None
+                and task.deadline_due_ms == due_at_ms
+                and not task.overdue
+                and task.status not in TERMINAL_STATES
             )
         schedule = self.schedules.get(record_id)
         return schedule is not None and schedule.next_at_ms == due_at_ms
@@ -311,78 +300,55 @@ class PartitionState(Journaled):
         return sorted(found)
 
     def add_schedule(self, schedule: ScheduleRecord) -> None:
-        self.put(self.schedules, schedule.schedule_id, schedule)
-        self._copied.add(("c", schedule.schedule_id))
-        self._touch(schedule_key(schedule.schedule_id))
+        self.added(self.schedules, schedule.schedule_id, schedule)
+        self.touch(schedule_key(schedule.schedule_id))
 
     def edit_schedule(self, schedule_id: str) -> ScheduleRecord:
-        rec = self.schedules[schedule_id]
-        self._touch(schedule_key(schedule_id))
-        if self._log is not None and ("c", schedule_id) not in self._copied:
-            self._copied.add(("c", schedule_id))
-            rec = rec.clone()
-            self.put(self.schedules, schedule_id, rec)
-        return rec
+        self.touch(schedule_key(schedule_id))
+        return self.own(self.schedules, schedule_id)
 
     def remove_schedule(self, schedule_id: str) -> None:
         self.delete(self.schedules, schedule_id)
-        self._touch(schedule_key(schedule_id))
+        self.touch(schedule_key(schedule_id))
 
     def put_template(self, template: TemplateRecord) -> None:
         """Templates are replaced whole, never edited in place."""
         key = template_id(template.client_id, template.name)
         self.put(self.templates, key, template)
-        self._touch(template_key(key))
+        self.touch(template_key(key))
 
     def remove_template(self, key: str) -> None:
         self.delete(self.templates, key)
-        self._touch(template_key(key))
+        self.touch(template_key(key))
 
     def add_batch_job(self, job: BatchJobRecord) -> None:
-        self.put(self.batch_jobs, job.batch_job_id, job)
-        self._copied.add(("j", job.batch_job_id))
-        self._touch(batch_job_key(job.batch_job_id))
+        self.added(self.batch_jobs, job.batch_job_id, job)
+        self.touch(batch_job_key(job.batch_job_id))
 
     def edit_batch_job(self, batch_job_id: str) -> BatchJobRecord:
-        rec = self.batch_jobs[batch_job_id]
-        self._touch(batch_job_key(batch_job_id))
-        if self._log is not None and ("j", batch_job_id) not in self._copied:
-            self._copied.add(("j", batch_job_id))
-            rec = rec.clone()
-            self.put(self.batch_jobs, batch_job_id, rec)
-        return rec
+        self.touch(batch_job_key(batch_job_id))
+        return self.own(self.batch_jobs, batch_job_id)
 
     def edit_client(self, client_id: str) -> ClientRecord:
         """The client's dispatch record, created when missing; safe to mutate."""
-        rec = self.clients.get(client_id)
-        self._touch(client_key(client_id))
-        if rec is None:
+        self.touch(client_key(client_id))
+        if client_id not in self.clients:
             rec = ClientRecord(client_id)
-            self.put(self.clients, client_id, rec)
-            self._copied.add(("c", client_id))
-        elif self._log is not None and ("c", client_id) not in self._copied:
-            self._copied.add(("c", client_id))
-            rec = rec.clone()
-            self.put(self.clients, client_id, rec)
-        return rec
+            self.added(self.clients, client_id, rec)
+            return rec
+        return self.own(self.clients, client_id)
 
     def edit_pool(self) -> PoolRecord:
-        self._touch(POOL_KEY)
-        if self._log is not None and ("p", "") not in self._copied:
-            self._copied.add(("p", ""))
-            old = self.pool
-            self._log.append((AttributeSlot(self), "pool", old))
-            self.pool = old.clone()
-        return self.pool
+        self.touch(POOL_KEY)
+        pool: PoolRecord = self.own_attribute("pool")
+        return pool
 
     def edit_meta(self) -> Meta:
-        self._touch(META_KEY)
-        if self._log is not None and ("m", "") not in self._copied:
-            self._copied.add(("m", ""))
-            old = self.meta
-            self._log.append((AttributeSlot(self), "meta", old))
-            self.meta = old.clone()
-        return self.meta
+        self.touch(META_KEY)
+        meta: Meta = self.own_attribute("meta")
+        return meta
+
+    # -- indices (journaled) ----------------------------------------------------------------
 
     def count_open(self, client_id: str, delta: int) -> None:
         count = self.open_tasks.get(client_id, 0) + delta
@@ -414,8 +380,7 @@ class PartitionState(Journaled):
             lane = deque()
             self.put(lanes, priority, lane)
         lane.append((seq, task_id))
-        if self._log is not None:
-            self._log.append((lane, None, APPENDED))
+        self.appended(lane)
 
     def lane_compact(self, client_id: str) -> None:
         """Drop stale entries from the fronts of a client's lanes (outside journals only)."""
@@ -489,6 +454,11 @@ class PartitionState(Journaled):
                     self.pool_inflight["t:" + task.task_id] = None
             elif task.status == Status.SCHEDULED and task.due_at_ms is not None:
                 self.timers.append((task.due_at_ms, TIMER_TASK, task.task_id))
+            elif task.status == Status.DEFERRED and task.due_at_ms is not None:
+                self.timers.append((task.due_at_ms, TIMER_DEFERRED, task.task_id))
+            if task.deadline_due_ms is not None and not task.overdue:
+                if task.status not in TERMINAL_STATES:
+                    self.timers.append((task.deadline_due_ms, TIMER_OVERDUE, task.task_id))
         for schedule in self.schedules.values():
             if schedule.next_at_ms is not None:
                 self.timers.append((schedule.next_at_ms, TIMER_SCHEDULE, schedule.schedule_id))

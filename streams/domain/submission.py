@@ -36,6 +36,7 @@ __all__ = [
     "SubmitRefused",
     "build_submit",
     "config_problems",
+    "payload_size",
     "payload_size_problem",
     "spec_problems",
     "start_time_ms",
@@ -61,10 +62,11 @@ _SEALED_TEXT = "***"
 class SubmitRefused(TaskstreamError):
     """A submission that cannot be accepted; ``field`` names where (``payload.apiEndpoint``)."""
 
-    def __init__(self, problem: str, *, too_large: bool = False) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.field = problem.split(":", 1)[0] if ":" in problem else "command"
+    def __init__(self, problems: list[str], *, too_large: bool = False) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+        first = problems[0]
+        self.field = first.split(":", 1)[0] if ":" in first else "command"
         self.too_large = too_large
 
 
@@ -102,13 +104,18 @@ def start_time_ms(command: SubmitTask) -> int | None:
     return None
 
 
-def payload_size_problem(command: SubmitTask, max_payload_bytes: int) -> str | None:
-    """The payload (with metadata and step configs) over ``max_payload_bytes``, if it is."""
+def payload_size(command: SubmitTask) -> int:
+    """Bytes of the task's documents: payload, metadata and step configs (canonical JSON)."""
     size = 0
     for document in (command.payload, command.metadata, *(s.config for s in command.steps)):
         if document:
-            size += len(canonical_json(document))
-    if size > max_payload_bytes:
+            size += len(canonical_json(document).encode())
+    return size
+
+
+def payload_size_problem(command: SubmitTask, max_payload_bytes: int) -> str | None:
+    """The decider's reason for documents over ``max_payload_bytes``, if they are."""
+    if payload_size(command) > max_payload_bytes:
         return f"payload larger than {max_payload_bytes} bytes (TASKSTREAM_MAX_PAYLOAD_BYTES)"
     return None
 
@@ -255,13 +262,18 @@ def build_submit(
     if start is not None:
         updates["scheduled_for_ms"] = start
     command = command.model_copy(update=updates)
+    size = payload_size(command)
+    if size > max_payload_bytes:
+        raise SubmitRefused(
+            [
+                f"payload: {size:,} bytes, over the limit of {max_payload_bytes:,} "
+                "(TASKSTREAM_MAX_PAYLOAD_BYTES); store large inputs elsewhere and pass a reference"
+            ],
+            too_large=True,
+        )
     problems = spec_problems(command, catalog)
     if problems:
-        first = problems[0]
-        if first.startswith("unknown operation"):
-            first = "operation: " + first
-        raise SubmitRefused(first)
-    too_large = payload_size_problem(command, max_payload_bytes)
-    if too_large is not None:
-        raise SubmitRefused("payload: " + too_large, too_large=True)
+        if problems[0].startswith("unknown operation"):
+            problems[0] = "operation: " + problems[0]
+        raise SubmitRefused(problems)
     return command

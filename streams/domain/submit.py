@@ -10,7 +10,7 @@ from __future__ import annotations
 from schemas import commands as cmd
 from schemas.credentials import credentials, describe
 from schemas.events import TaskAccepted, TaskPendingReview
-from streams.domain import batch_jobs, lifecycle, submission
+from streams.domain import batch_jobs, lifecycle, submission, templates
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.refusals import reject_task
@@ -47,8 +47,9 @@ def accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> T
         requires_review=c.requires_review,
         depends_on=depends_on,
         capabilities=list(dict.fromkeys(c.capabilities)),
-        batchable=spec.batchable,
-        session_required=spec.session_required,
+        batchable=spec.batchable and c.assigned_to is None,
+        # An assigned task goes to that agent's or session's sessions, never to the pool.
+        session_required=spec.session_required or c.assigned_to is not None,
         actor=c.actor,
         title=c.title,
         description=c.description,
@@ -87,6 +88,11 @@ def _dependency_problem(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str])
 
 
 def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
+    resolved = templates.with_template(ctx, c)  # a named template's defaults first
+    if isinstance(resolved, str):
+        reject_task(ctx, c, c.task_id, resolved)
+        return
+    c = resolved
     depends_on = list(dict.fromkeys(c.depends_on))
     accepted = accepted_event(ctx, c, depends_on)
     existing = ctx.state.tasks.get(c.task_id)

@@ -152,6 +152,8 @@ def retry_due(ctx: Decision, c: cmd.RetryDue) -> None:
     elif c.kind == "scheduled":
         if task.status != Status.SCHEDULED or task.attempt != c.attempt:
             return
+        if task.due_at_ms is not None and task.due_at_ms != c.due_at_ms:
+            return  # rescheduled (UpdateTask): the new time has its own RetryDue
         lifecycle.admit(ctx, c.task_id, "scheduled", check_schedule=False)
     else:
         reject_command(ctx, c, f"unknown RetryDue kind {c.kind!r}", task_id=c.task_id)

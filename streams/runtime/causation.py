@@ -16,7 +16,31 @@ from typing import Literal
 
 from streams.kafka.headers import CAUSE_HEADER
 
-__all__ = ["Cause", "cause_of"]
+__all__ = ["Cause", "cause_of", "command_head", "decided_at_tail", "position", "tick_head"]
+
+
+# The header's one encoder, in parts: head + position + tail (``Cause.encode`` joins them; the
+# processor joins them per event without building a Cause).
+
+
+def command_head(partition: int, offset: int) -> bytes:
+    """``c:<partition>:<offset>:``: the events of the command at that offset."""
+    return b"c:%d:%d:" % (partition, offset)
+
+
+def tick_head(tick_ms: int) -> bytes:
+    """``t:<tick_ms>:``: the events of the timer tick at that time."""
+    return b"t:%d:" % tick_ms
+
+
+def position(index: int, count: int) -> bytes:
+    """``<index>:<count>``: where an event sits in its group."""
+    return b"0:1" if count == 1 else b"%d:%d" % (index, count)
+
+
+def decided_at_tail(at_ms: int) -> bytes:
+    """``:<at_ms>``: the time a command's group was decided at (command groups only)."""
+    return b":%d" % at_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +65,10 @@ class Cause:
         return self.index == self.count - 1
 
     def encode(self) -> bytes:
-        if self.kind == "c":
-            head = f"c:{self.partition}:{self.offset}:{self.index}:{self.count}"
-            return (head if self.at_ms is None else f"{head}:{self.at_ms}").encode()
-        return f"t:{self.offset}:{self.index}:{self.count}".encode()
+        if self.kind == "t":
+            return tick_head(self.offset) + position(self.index, self.count)
+        tail = b"" if self.at_ms is None else decided_at_tail(self.at_ms)
+        return command_head(self.partition, self.offset) + position(self.index, self.count) + tail
 
     @classmethod
     def parse(cls, raw: bytes, partition: int) -> Cause | None:

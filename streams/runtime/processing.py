@@ -39,7 +39,7 @@ from schemas.errors import DecodeError, TaskstreamError
 from streams.errors import ForwardingError
 from streams.kafka.headers import CAUSE_HEADER, FORWARDED_HEADER, TYPE_HEADER
 from streams.kafka.routing import header_partition, home_partition_of_key
-from streams.runtime.causation import Cause
+from streams.runtime.causation import Cause, command_head, decided_at_tail, position, tick_head
 from streams.runtime.clock import decision_time
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
@@ -171,9 +171,9 @@ class Processor(Generic[S]):
                             self._record(
                                 run,
                                 events,
-                                b"c:%d:%d:" % (record.partition, offset),
+                                command_head(record.partition, offset),
                                 held,
-                                b":%d" % now,
+                                decided_at_tail(now),
                             )
             except _Stop:
                 self._stopped = True
@@ -228,7 +228,7 @@ class Processor(Generic[S]):
         if events:
             held = self._outputs.setdefault(run.partition, [])
             try:
-                self._record(run, events, b"t:%d:" % tick_ms, held)
+                self._record(run, events, tick_head(tick_ms), held)
             except _Stop:
                 self._stopped = True
             self._touched[run.partition] = run
@@ -242,8 +242,8 @@ class Processor(Generic[S]):
         tail: bytes = b"",
     ) -> None:
         """Step 3 for one input's events. ``head`` starts their causation header and ``tail``
-        ends it (what ``Cause(...).encode()`` gives, built without a Cause per event); side
-        records go to ``held``, produced after the checkpoint."""
+        ends it (``causation``'s parts, joined as ``Cause.encode`` joins them, without a Cause
+        per event); side records go to ``held``, produced after the checkpoint."""
         app = self.app
         add, topic, partition = self.sink.add, self.topics.events, run.partition
         count = len(events)
@@ -260,7 +260,7 @@ class Processor(Generic[S]):
                 [
                     (
                         CAUSE_HEADER,
-                        head + (b"0:1" if count == 1 else b"%d:%d" % (index, count)) + tail,
+                        head + position(index, count) + tail,
                     ),
                     (TYPE_HEADER, app.event_type(event).encode()),
                 ],

@@ -78,6 +78,32 @@ def _hostile_events() -> list[Any]:
     sane += [
         cmd.SubmitTask(client_id=CLIENT, task_id=f"tag-{i}", operation="tag_add") for i in range(3)
     ]
+    # Multi-step tasks, templates and schedules with hostile ids (the workflow routes' rows).
+    sane += [
+        cmd.SubmitTask(
+            client_id=CLIENT,
+            task_id=f"wf-{task_id}"[:512],
+            operation="integration_sync",
+            steps=[
+                cmd.TaskStep(id="a", operation="integration_sync", config={"note": "\u202e"}),
+                cmd.TaskStep(id="b", operation="tag_add", depends_on=["a"]),
+            ],
+        )
+        for task_id in ids[:5]
+    ]
+    sane += [
+        cmd.DefineTemplate(client_id=CLIENT, name=name or "t", task={"priority": 2})
+        for name in ids[:5]
+    ]
+    sane += [
+        cmd.CreateSchedule(
+            client_id=CLIENT,
+            schedule_id=schedule_id,
+            interval_ms=60_000,
+            task={"operation": "tag_add", "payload": {"note": "\u202e\x00😀"}},
+        )
+        for schedule_id in ids[:5]
+    ]
     asyncio.run(harness.feed(*drawn, *VALID, *(CODEC.encode(c) for c in sane)))
     # Results with hostile outputs for the assigned tasks, and a tick to close batches.
     results: list[cmd.ReportResult] = []
@@ -158,6 +184,20 @@ def test_every_row_of_the_hostile_projection_can_be_fetched() -> None:
         for session in sessions:
             one = http.get(f"/sessions/{quote(session['session_id'], safe='')}", headers=AUTH)
             assert one.status_code == 200
+        schedules = http.get("/schedules", params={"limit": 1000}, headers=AUTH).json()["items"]
+        assert len(schedules) >= 3
+        for row in schedules:
+            if "%" in row["schedule_id"] or re.search(r"[\x00-\x1f\x7f]", row["schedule_id"]):
+                continue
+            one = http.get(f"/schedules/{quote(row['schedule_id'], safe='')}", headers=AUTH)
+            assert one.status_code == 200, (row["schedule_id"], one.text)
+        assert http.get("/templates", headers=AUTH).json()["items"]
+        workflows = [t for t in task_ids if t.startswith("wf-") and not t.endswith((":a", ":b"))]
+        assert workflows
+        for task_id in workflows:
+            one = http.get(f"/tasks/{quote(task_id, safe='')}/steps", headers=AUTH)
+            assert one.status_code == 200, (task_id, one.text)
+            assert [s["id"] for s in one.json()["steps"]] == ["a", "b"]
         for path in ("/status", "/dlq", "/metrics", "/health", "/"):
             answer = http.get(path, headers=AUTH)
             assert answer.status_code < 500, (path, answer.text)
@@ -168,7 +208,7 @@ def test_every_row_of_the_hostile_projection_can_be_fetched() -> None:
 @given(st.text(max_size=300))
 def test_arbitrary_ids_and_filters_answer_4xx_or_200(text: str) -> None:
     with TestClient(APP) as http:
-        for path in ("/tasks/", "/sessions/", "/batches/"):
+        for path in ("/tasks/", "/sessions/", "/batches/", "/schedules/"):
             answer = http.get(path + quote(text, safe=""), headers=AUTH)
             assert answer.status_code in (200, 404, 422), (path, text, answer.text)
         answer = http.get("/tasks", params={"client_id": text, "cursor": text}, headers=AUTH)

@@ -18,6 +18,7 @@ from schemas.codec import (
     MAGIC,
     load_schema_files,
 )
+from schemas.commands import FAILURE_CLASSES
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
@@ -88,7 +89,10 @@ def model_strategy(cls: type[BaseModel]) -> st.SearchStrategy[Any]:
     required: dict[str, st.SearchStrategy[Any]] = {}
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for name, field in cls.model_fields.items():
-        strategy = value_strategy(field.annotation, list(field.metadata))
+        if name == "failure_class":  # a closed set, checked by the model
+            strategy = st.none() | st.sampled_from(FAILURE_CLASSES)
+        else:
+            strategy = value_strategy(field.annotation, list(field.metadata))
         (required if field.is_required() else optional)[name] = strategy
     return st.fixed_dictionaries(required, optional=optional).map(lambda kw: cls(**kw))
 

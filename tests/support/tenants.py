@@ -1,5 +1,5 @@
 """Two clients' worth of read-side rows (tasks, a session, a batch, a batch job, a dead letter,
-a task pending review) made by the real decider, for access and masking tests."""
+a task pending review, a multi-step task, a template and a schedule) made by the real decider, for access and masking tests."""
 
 from __future__ import annotations
 
@@ -118,6 +118,36 @@ def tenant_events(
             ),
             at=10_006,
         )
+    # A multi-step task (its step ``wf-<c>:one``), template ``T-<c>`` and schedule ``S-<c>``.
+    h.do(
+        submit(
+            f"wf-{client}",
+            "integration_sync",
+            client=client,
+            max_retries=0,
+            steps=[c.TaskStep(id="one", operation="integration_sync", config=extra)],
+        ),
+        at=10_010,
+    )
+    if secret is not None:
+        h.succeed(f"wf-{client}:one", at=10_011, output={"apiKey": secret})
+    h.do(
+        c.DefineTemplate(
+            client_id=client,
+            name=f"T-{client}",
+            task={"operation": "integration_sync", "payload": extra},
+        ),
+        at=10_012,
+    )
+    h.do(
+        c.CreateSchedule(
+            client_id=client,
+            schedule_id=f"S-{client}",
+            interval_ms=60_000,
+            template=f"T-{client}",
+        ),
+        at=10_013,
+    )
     return h.log
 
 

@@ -105,6 +105,8 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
     task = {"client_id": c, "operation": "tag_add", "payload": {"tag": "x"}}
     job = {"client_id": c, "operation": "tag_add", "items": [{"payload": {"tag": "x"}}]}
     session = {"client_id": c, "agent_id": "ag"}
+    schedule = {"client_id": c, "interval_ms": 60_000, "task": {"operation": "tag_add"}}
+    template = {"client_id": c, "name": "t", "task": {"priority": 2}}
     return [
         ("/tasks/{task_id}", "GET", f"/tasks/dead-{c}", None),
         ("/tasks", "GET", f"/tasks?client_id={c}", None),
@@ -122,6 +124,14 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
         ("/sessions", "POST", "/sessions", session),
         ("/sessions/{session_id}", "DELETE", f"/sessions/s-{c}", None),
         ("/dlq/redrive", "POST", "/dlq/redrive", {"task_ids": [f"dead-{c}"]}),
+        ("/tasks/{task_id}/steps", "GET", f"/tasks/wf-{c}/steps", None),
+        ("/schedules", "GET", f"/schedules?client_id={c}", None),
+        ("/schedules/{schedule_id}", "GET", f"/schedules/S-{c}", None),
+        ("/templates", "GET", f"/templates?client_id={c}", None),
+        ("/schedules", "POST", "/schedules", schedule),
+        ("/schedules/{schedule_id}", "DELETE", f"/schedules/S-{c}", None),
+        ("/templates", "POST", "/templates", template),
+        ("/templates/{name}", "DELETE", f"/templates/T-{c}?client_id={c}", None),
     ]
 
 
@@ -142,14 +152,19 @@ async def test_a_token_for_client_a_cannot_see_or_command_client_b(tmp_path: Pat
     async with client(app, "a-admin") as http:
         for _, method, url, body in requests(source, "B"):
             r = await http.request(method, url, json=body)
-            if method == "GET" and url.startswith(("/tasks?", "/dlq?")):
+            if method == "GET" and url.startswith(
+                ("/tasks?", "/dlq?", "/schedules?", "/templates?")
+            ):
                 assert r.status_code == 200 and r.json()["items"] == [], url
             elif method == "GET" and url == "/sessions":
                 assert {s["client_id"] for s in r.json()["items"]} == {"A"}
             elif url == "/dlq/redrive":
                 # Only A's letters are candidates: B's task id is not found.
                 assert r.status_code == 404 and "dead-B" in r.json()["detail"], r.text
-            elif method == "POST" and url in ("/tasks", "/batch-jobs", "/sessions"):
+            elif (
+                method == "POST"
+                and url in ("/tasks", "/batch-jobs", "/sessions", "/schedules", "/templates")
+            ) or url.startswith("/templates/"):
                 assert r.status_code == 403, (url, r.text)
                 assert "may not act for 'B'" in r.json()["detail"]
             else:

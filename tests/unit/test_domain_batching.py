@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas import commands as c
 from schemas import events as ev
+from schemas.catalog import load_catalog
 from streams.domain import Status
 from tests.support.gwt import Harness, config, names, of, register, submit
 
@@ -157,7 +158,11 @@ def test_a_batch_level_report_covers_every_item_and_missing_items_fail() -> None
 def test_a_batch_timing_out_fails_every_item_once() -> None:
     h = Harness(config(default_timeout_ms=10_000))
     batch = dispatched_batch(h, 2)
-    events = h.tick(2_000 + 10_000)
+    # Its items may run one after another: the second gets the catalog's expected duration.
+    due = 2_000 + 10_000 + load_catalog()["tag_add"].expected_duration_ms
+    assert {a.deadline_at_ms for a in of(h.log, ev.TaskAssigned)} == {due}
+    assert names(h.tick(due - 1)) == []
+    events = h.tick(due)
     assert names(events) == [
         "BatchResultConsolidated",
         "SessionHealthChanged",

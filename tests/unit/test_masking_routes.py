@@ -52,6 +52,10 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         "/dashboard/snapshot": ["/dashboard/snapshot"],
         "/dashboard/operations": ["/dashboard/operations"],
         "/openapi.json": ["/openapi.json"],
+        "/tasks/{task_id}/steps": ["/tasks/wf-A/steps"],
+        "/schedules": ["/schedules", "/schedules?client_id=A"],
+        "/schedules/{schedule_id}": ["/schedules/S-A"],
+        "/templates": ["/templates"],
     }
     bad_payload: dict[str, Any] = {**PAYLOAD, "apiEndpoint": f"https://user:{SECRET}@"}
     bad_submit = {"client_id": "A", "operation": "api_call", "payload": bad_payload}
@@ -60,10 +64,30 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/batch-jobs", "POST"): [
             {"client_id": "A", "operation": "api_call", "items": [{"payload": PAYLOAD}] * 2},
         ],
+        ("/schedules", "POST"): [
+            {"client_id": "A", "interval_ms": 60_000, "task": {**bad_submit, "client_id": None}},
+            {
+                "client_id": "A",
+                "interval_ms": 60_000,
+                "task": {"operation": "api_call", "payload": bad_payload},
+            },
+        ],
+        ("/templates", "POST"): [
+            {
+                "client_id": "A",
+                "name": "t",
+                "task": {"operation": "api_call", "payload": bad_payload},
+            },
+        ],
     }
     # Not in the document: the page (no data), /live (its events are the snapshot's JSON,
     # checked below) and /openapi.json itself (visited above).
-    commands = {("/tasks", "POST"), ("/batch-jobs", "POST")}
+    commands = {
+        ("/tasks", "POST"),
+        ("/batch-jobs", "POST"),
+        ("/schedules", "POST"),
+        ("/templates", "POST"),
+    }
     walked = {(p, "GET") for p in gets if p != "/openapi.json"} | commands
     writes = {(p, m) for p, m in api_routes(app) if m != "GET"}
     assert {(p, m) for p, m in api_routes(app) if m == "GET"} | commands == walked, (
@@ -79,6 +103,8 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/sessions", "POST"),
         ("/sessions/{session_id}", "DELETE"),
         ("/dlq/redrive", "POST"),
+        ("/schedules/{schedule_id}", "DELETE"),
+        ("/templates/{name}", "DELETE"),
     }
 
     async with httpx.AsyncClient(
@@ -103,6 +129,10 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
             "Accept": "application/json",
         }
         assert "Bearer ***" in task["last_error"]
+        steps = (await http.get("/tasks/wf-A/steps")).json()["steps"]
+        assert steps[0]["output"]["apiKey"] == "***"
+        schedule = (await http.get("/schedules/S-A")).json()
+        assert schedule["task"]["payload"]["bearerToken"] == "***"
         job = (await http.get("/batch-jobs/J-A")).json()
         assert job["results"]["J-A.0"]["output"]["apiKey"] == "***"
         assert job["results"]["J-A.1"]["error"] == "secret: ***"

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from projections import keys
 from projections.memory import MemorySource
-from projections.rows import ACTIVE_STATES, Counters, TaskRow
+from projections.rows import Counters, TaskRow
 from schemas import events as ev
 from schemas.events import Event
+from schemas.states import ACTIVE_STATES
 
 ROUTES = ["queued", "batched", "scheduled", "waiting", "review_ok", "review_no", "bad_submit"]
 ROUNDS = ["retry", "timeout"]

@@ -256,3 +256,21 @@ def test_a_forward_reads_as_one_line_in_the_tail() -> None:
     )
     assert "command.forwarded" in line and "home_partition=2" in line
     assert "value=<502 bytes>" in line and "xxx" not in line
+
+
+def test_the_processor_writes_the_header_cause_encode_writes() -> None:
+    from streams.runtime.causation import (
+        Cause,
+        command_head,
+        decided_at_tail,
+        position,
+        tick_head,
+    )
+
+    for index, count in ((0, 1), (0, 3), (2, 3)):
+        parts = command_head(4, 77) + position(index, count) + decided_at_tail(9)
+        assert parts == Cause("c", 4, 77, index, count, 9).encode()
+        assert Cause.parse(parts, 4) == Cause("c", 4, 77, index, count, 9)
+        ticked = tick_head(5_000) + position(index, count)
+        assert ticked == Cause("t", 4, 5_000, index, count).encode()
+        assert Cause.parse(ticked, 4) == Cause("t", 4, 5_000, index, count)

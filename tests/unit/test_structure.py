@@ -118,12 +118,25 @@ def test_the_cycle_rule_sees_a_cycle(tmp_path: Path) -> None:
     assert find_cycle(import_graph(modules(("pkg",), root=tmp_path))) is None
 
 
+# Modules that grew past the limit on main after the structure move, each waiting for its
+# split. The list may only shrink: a module on it that is back under the limit fails the test
+# until it is taken off, and any other module over the limit fails it at once.
+OVER_THE_LIMIT_FOR_NOW = {
+    "streams/client.py",  # the SDK's submit_many / wait / get_task (issue 19)
+}
+
+
 def test_no_module_over_600_lines() -> None:
     paths = modules(PACKAGES)
     assert len(paths) > 100
-    long = [
-        f"{path.relative_to(ROOT)}: {lines} lines"
+    long = {
+        str(path.relative_to(ROOT)): lines
         for path in paths.values()
         if (lines := len(path.read_text("utf-8").splitlines())) > LIMIT_LINES
-    ]
-    assert not long, f"modules over {LIMIT_LINES} lines:\n" + "\n".join(sorted(long))
+    }
+    new = {name: lines for name, lines in long.items() if name not in OVER_THE_LIMIT_FOR_NOW}
+    assert not new, f"modules over {LIMIT_LINES} lines:\n" + "\n".join(
+        f"{name}: {lines} lines" for name, lines in sorted(new.items())
+    )
+    back = OVER_THE_LIMIT_FOR_NOW - set(long)
+    assert not back, f"back under {LIMIT_LINES} lines, take off OVER_THE_LIMIT_FOR_NOW: {back}"

@@ -142,6 +142,7 @@ def test_api_call_rules_are_the_handler_rules() -> None:
                 "pipelineId: required for create_opportunity",
                 "stageId: required for create_opportunity",
                 "title: required for create_opportunity",
+                "contactId: required for create_opportunity",
             ],
         ),
         (
@@ -152,6 +153,7 @@ def test_api_call_rules_are_the_handler_rules() -> None:
                 "title": "Deal",
                 "status": "maybe",
                 "monetaryValue": -1,
+                "contactId": "c1",
             },
             [
                 "status: must be one of open, won, lost, abandoned",

@@ -545,6 +545,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "type": "string",
         "default": "{}",
         "doc": "JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {\"error\": \"...\"} for an item that failed."
+      },
+      {
+        "name": "health_effect",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "What the result does to the session's health: success, failure (every item failed and at least one by the session's fault) or none (every item failed, none by the session's fault). Null (records before this field): failure when no item succeeded, else success."
+      }
+    ]
+  },
+  "BatchResultConsolidated.v1": {
+    "type": "record",
+    "name": "BatchResultConsolidated",
+    "namespace": "taskstream",
+    "doc": "BatchResultConsolidated version 1: before health_effect (the health effect followed from the counts).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "batch_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "success_count",
+        "type": "long"
+      },
+      {
+        "name": "failure_count",
+        "type": "long"
+      },
+      {
+        "name": "consolidated_output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {\"error\": \"...\"} for an item that failed."
       }
     ]
   },
@@ -1163,7 +1218,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "RegisterSession",
     "namespace": "taskstream",
-    "doc": "An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields counts as a heartbeat; with other fields it updates the session.",
+    "doc": "An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields and incarnation counts as a heartbeat; with other fields it updates the session; with another incarnation it also releases the work the earlier one held.",
     "fields": [
       {
         "name": "client_id",
@@ -1198,6 +1253,15 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      },
+      {
+        "name": "incarnation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Which start of the executor registers: a new id per process start. A registration naming another incarnation than the session's releases the work the earlier one held at once (re-queued under new fencing tokens, so its late reports are ignored). Null: a producer that does not say (registering again then counts as a heartbeat)."
       }
     ]
   },
@@ -1231,6 +1295,48 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "items": "string"
         },
         "default": []
+      }
+    ]
+  },
+  "RegisterSession.v2": {
+    "type": "record",
+    "name": "RegisterSession",
+    "namespace": "taskstream",
+    "doc": "RegisterSession version 2: before incarnation.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": "string"
+      },
+      {
+        "name": "agent_id",
+        "type": "string"
+      },
+      {
+        "name": "max_concurrent",
+        "type": "long",
+        "default": 1
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
       }
     ]
   },
@@ -1433,7 +1539,146 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "ReportResult",
     "namespace": "taskstream",
-    "doc": "The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token.",
+    "doc": "The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token and, for a failure, its class.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Set for a single-task assignment (kind task); null for a batch."
+      },
+      {
+        "name": "batch_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Set for a batch assignment (kind batch); null for a single task."
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "fencing_token",
+        "type": "long",
+        "doc": "The token of the assignment being reported (Assignment.fencing_token), not the attempt number."
+      },
+      {
+        "name": "success",
+        "type": "boolean"
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's result; for a batch result without items, every item's result."
+      },
+      {
+        "name": "error",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "items",
+        "doc": "Per-item outcomes of a batch result. An item of the batch not named here fails with 'no result reported for this item'; with no items at all, success/output/error apply to every item.",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "ItemResult",
+            "namespace": "taskstream",
+            "fields": [
+              {
+                "name": "task_id",
+                "type": "string"
+              },
+              {
+                "name": "success",
+                "type": "boolean"
+              },
+              {
+                "name": "output",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): this item's result (ignored when success is false)."
+              },
+              {
+                "name": "error",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "failure_class",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "When success is false: permanent (no retry), retryable, or session (the session's fault: lowers its health); null as for the result."
+              },
+              {
+                "name": "retry_after_ms",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "When success is false: retry this item no sooner than this many milliseconds (a Retry-After)."
+              }
+            ]
+          }
+        },
+        "default": []
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "failure_class",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "When success is false: permanent (the task fails at once, no retry), retryable (retried; the session is not blamed) or session (retried and the session's health drops: the handler said so, its browser died, or it overran its time). Null (writers that do not classify) counts as retryable and the session's fault."
+      },
+      {
+        "name": "retry_after_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too."
+      }
+    ]
+  },
+  "ReportResult.v1": {
+    "type": "record",
+    "name": "ReportResult",
+    "namespace": "taskstream",
+    "doc": "ReportResult version 1: before failure_class and retry_after_ms (the TypeScript and Go SDKs wrote it until they moved on).",
     "fields": [
       {
         "name": "client_id",
@@ -1905,7 +2150,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "SessionRegistered",
     "namespace": "taskstream",
-    "doc": "session.registered: a session was registered or its fields changed.",
+    "doc": "session.registered: a session was registered, its fields changed, or a new executor incarnation took it over.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": "string"
+      },
+      {
+        "name": "agent_id",
+        "type": "string"
+      },
+      {
+        "name": "max_concurrent",
+        "type": "long"
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "incarnation",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "The executor start that registered (RegisterSession.incarnation)."
+      },
+      {
+        "name": "requeued_task_ids",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Work an earlier incarnation held, re-queued by this registration (task.queued events follow)."
+      }
+    ]
+  },
+  "SessionRegistered.v1": {
+    "type": "record",
+    "name": "SessionRegistered",
+    "namespace": "taskstream",
+    "doc": "SessionRegistered version 1: before incarnation and requeued_task_ids.",
     "fields": [
       {
         "name": "client_id",
@@ -3124,6 +3423,73 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "TaskAttemptFailed",
     "namespace": "taskstream",
     "doc": "task.attempt_failed: one attempt failed (reported, timed out, or its batch item left out); task.retry_scheduled or task.failed follows.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "attempt",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "batch_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "error",
+        "type": "string"
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "failure_class",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "permanent, retryable or session (see ReportResult.failure_class); a timeout is session. Null (records before this field) counts as session: the attempt lowered the session's health."
+      },
+      {
+        "name": "retry_after_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "The Retry-After the failure carried, if any: the retry waits at least this long."
+      }
+    ]
+  },
+  "TaskAttemptFailed.v1": {
+    "type": "record",
+    "name": "TaskAttemptFailed",
+    "namespace": "taskstream",
+    "doc": "TaskAttemptFailed version 1: before failure_class and retry_after_ms (every failure lowered the session health).",
     "fields": [
       {
         "name": "client_id",
@@ -4572,6 +4938,8 @@ export interface BatchResultConsolidated {
   failure_count: number;
   /** JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {"error": "..."} for an item that failed. */
   consolidated_output: string;
+  /** What the result does to the session's health: success, failure (every item failed and at least one by the session's fault) or none (every item failed, none by the session's fault). Null (records before this field): failure when no item succeeded, else success. */
+  health_effect: null | string;
 }
 
 /** BatchResultConsolidated as a producer writes it: fields with an Avro default may be left out. */
@@ -4584,6 +4952,7 @@ export interface BatchResultConsolidatedInit {
   success_count: number;
   failure_count: number;
   consolidated_output?: string;
+  health_effect?: null | string;
 }
 
 /** Cancel a task that has not ended. Work already handed out gets a cancel Assignment; the task ends with a TaskFailed (outcome cancelled) on task.failed. */
@@ -4894,7 +5263,7 @@ export interface RegisterPoolInit {
   actor?: null | string;
 }
 
-/** An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields counts as a heartbeat; with other fields it updates the session. */
+/** An executor offers a session of a client: up to max_concurrent units of work at once (a batch is one unit). Registering again with the same fields and incarnation counts as a heartbeat; with other fields it updates the session; with another incarnation it also releases the work the earlier one held. */
 export interface RegisterSession {
   client_id: string;
   session_id: string;
@@ -4903,6 +5272,8 @@ export interface RegisterSession {
   capabilities: Array<string>;
   /** Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody. */
   actor: null | string;
+  /** Which start of the executor registers: a new id per process start. A registration naming another incarnation than the session's releases the work the earlier one held at once (re-queued under new fencing tokens, so its late reports are ignored). Null: a producer that does not say (registering again then counts as a heartbeat). */
+  incarnation: null | string;
 }
 
 /** RegisterSession as a producer writes it: fields with an Avro default may be left out. */
@@ -4913,6 +5284,7 @@ export interface RegisterSessionInit {
   max_concurrent?: number;
   capabilities?: Array<string>;
   actor?: null | string;
+  incarnation?: null | string;
 }
 
 /** Reject a task awaiting review: it ends with a TaskFailed (outcome rejected) on task.failed. */
@@ -4986,7 +5358,7 @@ export interface ReportProgressInit {
   message?: null | string;
 }
 
-/** The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token. */
+/** The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token and, for a failure, its class. */
 export interface ReportResult {
   client_id: string;
   /** Set for a single-task assignment (kind task); null for a batch. */
@@ -5003,6 +5375,10 @@ export interface ReportResult {
   /** Per-item outcomes of a batch result. An item of the batch not named here fails with 'no result reported for this item'; with no items at all, success/output/error apply to every item. */
   items: Array<ItemResult>;
   execution_time_ms: number;
+  /** When success is false: permanent (the task fails at once, no retry), retryable (retried; the session is not blamed) or session (retried and the session's health drops: the handler said so, its browser died, or it overran its time). Null (writers that do not classify) counts as retryable and the session's fault. */
+  failure_class: null | string;
+  /** When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too. */
+  retry_after_ms: null | number;
 }
 
 /** ReportResult as a producer writes it: fields with an Avro default may be left out. */
@@ -5017,6 +5393,8 @@ export interface ReportResultInit {
   error?: null | string;
   items?: Array<ItemResultInit>;
   execution_time_ms?: number;
+  failure_class?: null | string;
+  retry_after_ms?: null | number;
 }
 
 export interface ItemResult {
@@ -5025,6 +5403,10 @@ export interface ItemResult {
   /** JSON text (an Avro string holding a JSON object): this item's result (ignored when success is false). */
   output: string;
   error: null | string;
+  /** When success is false: permanent (no retry), retryable, or session (the session's fault: lowers its health); null as for the result. */
+  failure_class: null | string;
+  /** When success is false: retry this item no sooner than this many milliseconds (a Retry-After). */
+  retry_after_ms: null | number;
 }
 
 /** ItemResult as a producer writes it: fields with an Avro default may be left out. */
@@ -5033,6 +5415,8 @@ export interface ItemResultInit {
   success: boolean;
   output?: string;
   error?: null | string;
+  failure_class?: null | string;
+  retry_after_ms?: null | number;
 }
 
 /** task.result_ignored: a report for another fencing token, or about an attempt that already ended, was recorded and changed nothing. */
@@ -5234,7 +5618,7 @@ export interface SessionHeartbeatReceivedInit {
   session_id: string;
 }
 
-/** session.registered: a session was registered or its fields changed. */
+/** session.registered: a session was registered, its fields changed, or a new executor incarnation took it over. */
 export interface SessionRegistered {
   client_id: string;
   occurred_at_ms: number;
@@ -5242,6 +5626,10 @@ export interface SessionRegistered {
   agent_id: string;
   max_concurrent: number;
   capabilities: Array<string>;
+  /** The executor start that registered (RegisterSession.incarnation). */
+  incarnation: null | string;
+  /** Work an earlier incarnation held, re-queued by this registration (task.queued events follow). */
+  requeued_task_ids: Array<string>;
 }
 
 /** SessionRegistered as a producer writes it: fields with an Avro default may be left out. */
@@ -5252,6 +5640,8 @@ export interface SessionRegisteredInit {
   agent_id: string;
   max_concurrent: number;
   capabilities?: Array<string>;
+  incarnation?: null | string;
+  requeued_task_ids?: Array<string>;
 }
 
 /** session.released: a session was released; requeued_task_ids went back to the queue. */
@@ -5529,6 +5919,10 @@ export interface TaskAttemptFailed {
   batch_id: null | string;
   error: string;
   execution_time_ms: number;
+  /** permanent, retryable or session (see ReportResult.failure_class); a timeout is session. Null (records before this field) counts as session: the attempt lowered the session's health. */
+  failure_class: null | string;
+  /** The Retry-After the failure carried, if any: the retry waits at least this long. */
+  retry_after_ms: null | number;
 }
 
 /** TaskAttemptFailed as a producer writes it: fields with an Avro default may be left out. */
@@ -5541,6 +5935,8 @@ export interface TaskAttemptFailedInit {
   batch_id?: null | string;
   error: string;
   execution_time_ms?: number;
+  failure_class?: null | string;
+  retry_after_ms?: null | number;
 }
 
 /** task.batched: the task joined the open batch of its client and operation. */
