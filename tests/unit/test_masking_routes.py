@@ -105,6 +105,9 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/dlq/redrive", "POST"),
         ("/schedules/{schedule_id}", "DELETE"),
         ("/templates/{name}", "DELETE"),
+        # A task link (WebhookAccepted), a reason without the message (WebhookIgnored) or a
+        # problem naming the field a rule needs.
+        ("/webhooks/{source}", "POST"),
     }
 
     async with httpx.AsyncClient(
