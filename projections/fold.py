@@ -39,7 +39,6 @@ from .documents import (
 )
 from .indexes import ABSENT, Footprint, footprint, move
 from .rows import (
-    SLA_MS,
     BatchDoc,
     Counters,
     DeadLetterDoc,
@@ -52,6 +51,7 @@ from .rows import (
 )
 from .session_folds import SESSION_FOLDS
 from .tables import Tables
+from .waiting_folds import WAITING_FOLDS
 from .workflows import WORKFLOW_FOLDS
 
 HISTORY_LIMIT = 200
@@ -212,7 +212,7 @@ def _assigned(tables: Tables, e: ev.TaskAssigned) -> None:
         name = row["priority_name"] or priority_name(e.priority)
         if name is not None:
             wait = max(0, e.occurred_at_ms - ready_at_ms)
-            tables.counters.wait_by_priority[name].add(wait, SLA_MS[name])
+            tables.counters.wait_by_priority[name].add(wait)
         row["ready_at_ms"] = None
     row["state"] = "assigned"
     row["operation"] = row["operation"] or e.operation
@@ -527,6 +527,7 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskStepStarted: _step_started,
     ev.TaskStepFinished: _step_finished,
     **WORKFLOW_FOLDS,
+    **WAITING_FOLDS,
 }
 
 
