@@ -18,8 +18,7 @@ What gets reported (failures carry their class, ``streams.executor.outcomes``):
 - a task: ``TaskStarted`` when its handler starts, then one ``ReportResult`` with the
   assignment's fencing token (failure ``"timeout"`` when it overran, ``str(exc)`` when the
   handler raised, ``"shutdown"`` when the pool was closed before it could finish);
-- a batch: ``TaskStarted`` per item, then one ``ReportResult`` with ``batch_id`` and one
-  ``ItemResult`` per item;
+- a batch: ``TaskStarted`` per item, then one ``ReportResult`` with an ``ItemResult`` each;
 - a task cancelled by a cancel assignment: nothing (the processor cancelled it before it told
   us); a cancelled item of a batch still running: an ``ItemResult`` failure ``"cancelled"``.
 """
