@@ -40,6 +40,8 @@ from .errors import ApiError
 from .gateway import gateway_for, mount
 from .metrics import render
 from .redact import masked_batch, masked_dead_letter, masked_task
+from .webhooks import PATH_PREFIX as WEBHOOKS_PREFIX
+from .webhooks import Webhooks, mount_webhooks, render_counts
 from .workflows import workflows_router
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,8 @@ def create_app(
     book = access if access is not None else AccessBook.build(token=token)
 
     async def authorize(request: Request, credentials: Bearer) -> None:
+        if request.url.path.startswith(WEBHOOKS_PREFIX):
+            return  # a sender signs its message instead (api.webhooks)
         principal = OPEN
         if book is not None:
             given = credentials.credentials if credentials is not None else ""
@@ -381,11 +385,15 @@ def create_app(
         summary="Prometheus metrics",
     )
     async def metrics() -> Response:
-        return Response(render(reader), media_type=CONTENT_TYPE_LATEST)
+        hooks = getattr(app.state, "webhooks", None)
+        return Response(render(reader) + render_counts(hooks), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(batch_jobs_router(reader))
     if commands is not None:
-        mount(app, gateway_for(reader, commands, settings))
+        gateway = gateway_for(reader, commands, settings)
+        mount(app, gateway)
+        rules_file = settings.webhook_rules_file if settings is not None else None
+        mount_webhooks(app, Webhooks.from_file(rules_file, gateway))
     install_dashboard(
         app, reader, access=book, operations_file=settings.operations_file if settings else None
     )

@@ -40,7 +40,6 @@ from .documents import (
 from .indexes import ABSENT, Footprint, footprint, move
 from .management import accepted_fields, management_folds
 from .rows import (
-    SLA_MS,
     BatchDoc,
     Counters,
     DeadLetterDoc,
@@ -53,6 +52,7 @@ from .rows import (
 )
 from .session_folds import SESSION_FOLDS
 from .tables import Tables
+from .waiting_folds import WAITING_FOLDS
 from .workflows import WORKFLOW_FOLDS
 
 HISTORY_LIMIT = 200
@@ -214,7 +214,7 @@ def _assigned(tables: Tables, e: ev.TaskAssigned) -> None:
         name = row["priority_name"] or priority_name(e.priority)
         if name is not None:
             wait = max(0, e.occurred_at_ms - ready_at_ms)
-            tables.counters.wait_by_priority[name].add(wait, SLA_MS[name])
+            tables.counters.wait_by_priority[name].add(wait)
         row["ready_at_ms"] = None
     row["state"] = "assigned"
     row["operation"] = row["operation"] or e.operation
@@ -530,6 +530,7 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskStepFinished: _step_finished,
     **WORKFLOW_FOLDS,
     **management_folds(_open, _close),
+    **WAITING_FOLDS,
 }
 
 

@@ -191,7 +191,9 @@ class WaitStats(Row):
     breaches: int = 0
     buckets: list[int] = Field(default_factory=lambda: [0] * len(WAIT_BUCKETS_S))
 
-    def add(self, wait_ms: int, sla_ms: int) -> None:
+    def add(self, wait_ms: int) -> None:
+        """One assignment's wait. Breaches are counted from ``task.sla_breached`` events, which
+        the processor records while a task waits past its SLA (or as it is assigned)."""
         # Once per assignment, on the fold's hot path: plain writes to the field dict skip
         # pydantic's ``__setattr__`` (no assignment validation is configured, so it is equal).
         fields = self.__dict__
@@ -199,12 +201,19 @@ class WaitStats(Row):
         fields["total_ms"] += wait_ms
         if wait_ms > self.max_ms:
             fields["max_ms"] = wait_ms
-        if wait_ms > sla_ms:
-            fields["breaches"] += 1
         buckets = self.buckets
         for i, bound in enumerate(WAIT_BUCKETS_MS):
             if wait_ms <= bound:
                 buckets[i] += 1
+
+
+class StarvedClient(Row):
+    """A client with waiting work and nothing that could take it (``client.starved``)."""
+
+    reason: str
+    starved_at_ms: int
+    waiting_tasks: int
+    oldest_queued_at_ms: int
 
 
 class ActiveSession(Row):
@@ -250,6 +259,10 @@ class Counters(Row):
         default_factory=lambda: {name: WaitStats() for name in PRIORITY_ORDER}
     )
     last_event_at_ms: int | None = None
+    starved_clients: dict[str, StarvedClient] = Field(default_factory=dict)
+    sla_breaches_by_client: dict[str, int] = Field(default_factory=dict)
+    sla_ms: dict[str, int] = Field(default_factory=dict)
+    """The SLAs the processor judged by (from its events), by priority name."""
 
 
 # --------------------------------------------------------------------------------------

@@ -23,12 +23,10 @@ from schemas.errors import DecodeError, TaskstreamError
 from schemas.events import TaskCompleted, TaskFailed
 from streams.errors import BrokerError
 from streams.kafka import consumer_kwargs, topic_partitions
+from streams.outcome_stream import Outcome
 from streams.settings import Settings
 
 __all__ = ["WaitTimeout", "wait_for_outcomes"]
-
-Outcome = TaskCompleted | TaskFailed
-
 
 class WaitTimeout(TaskstreamError, TimeoutError):
     """Some tasks had no outcome in time; ``.done`` holds the outcomes that did arrive."""

@@ -202,6 +202,14 @@ class Settings(BaseSettings):
             "refused."
         ),
     )
+    webhook_rules_file: Path | None = Field(
+        default=None,
+        description=(
+            "TOML rules that turn inbound webhook messages (POST /webhooks/{source}) into "
+            "tasks: per source its signature secret variable, message id, client id and rules "
+            "(streams/webhooks/rules.py). Unset: /webhooks answers 404."
+        ),
+    )
     http_tokens_file: Path | None = Field(
         default=None,
         description=(

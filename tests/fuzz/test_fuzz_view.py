@@ -155,6 +155,12 @@ def test_every_operation_needs_the_token(case: schemathesis.Case[Any]) -> None:
     if case.method.upper() != case.operation.method.upper():
         return  # schemathesis also tries undeclared methods: 405 before any auth, fine
     response = case.call()
+    if case.path.startswith("/webhooks/"):
+        # Senders cannot send our token: a webhook authenticates by its signature instead
+        # (api.webhooks), so without one it is 401 for a signed source, 404 for an unknown one (422 for a
+        # source name no source can have).
+        assert response.status_code in (401, 404, 422), (case.method, case.path, response.text)
+        return
     assert response.status_code == 401, (case.method, case.path, response.text)
 
 

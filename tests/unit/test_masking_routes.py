@@ -112,6 +112,9 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/tasks/{task_id}", "DELETE"),
         ("/tasks/{task_id}/run", "POST"),
         ("/tasks/{task_id}/input", "POST"),
+        # A task link (WebhookAccepted), a reason without the message (WebhookIgnored) or a
+        # problem naming the field a rule needs.
+        ("/webhooks/{source}", "POST"),
     }
 
     async with httpx.AsyncClient(
