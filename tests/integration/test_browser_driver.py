@@ -20,6 +20,7 @@ from aiohttp import web
 
 from schemas import events as ev
 from streams.executor import Executor, SessionSpec, TaskContext
+from streams.executor.errors import PermanentError, SessionFaultError
 from streams.executor.handlers import (
     BrowserAutomationError,
     BrowserAutomationHandler,
@@ -172,7 +173,7 @@ async def test_failures_name_the_step(site: str, browser: PlaywrightBrowser) -> 
                 }
             )
         )
-    with pytest.raises(BrowserStepError, match="needs an AI driver"):
+    with pytest.raises(BrowserStepError, match="needs an AI driver") as info:
         await handler(
             ctx(
                 {
@@ -186,14 +187,16 @@ async def test_failures_name_the_step(site: str, browser: PlaywrightBrowser) -> 
                 }
             )
         )
+    assert isinstance(info.value, PermanentError)  # not retried
 
 
 async def test_the_outbound_guard_refuses_loopback_unless_allowed(site: str) -> None:
     _require_browser()
     guarded = PlaywrightBrowser(BrowserTarget.parse("chromium"))  # public addresses only
     try:
-        with pytest.raises(BrowserAutomationError, match="refused.*loopback"):
+        with pytest.raises(BrowserAutomationError, match="refused.*loopback") as info:
             await BrowserAutomationHandler(guarded)(ctx({"automationSteps": steps(site)}))
+        assert isinstance(info.value, PermanentError)
     finally:
         await guarded.close()
 
@@ -211,8 +214,9 @@ async def test_a_browser_that_dies_is_the_sessions_fault_and_comes_back(
     await loaded.wait()  # the task navigated and now waits
     assert browser._browser is not None
     await browser._browser.close()  # as if it crashed
-    with pytest.raises(BrowserGoneError, match="went away"):
+    with pytest.raises(BrowserGoneError, match="went away") as info:
         await running
+    assert isinstance(info.value, SessionFaultError)  # the session's fault: its health drops
     out = await handler(ctx({"automationSteps": steps(site)}))  # a new browser
     check_output(out)
 

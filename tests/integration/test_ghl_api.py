@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from schemas import events as ev
 from schemas.catalog import load_catalog
 from streams.executor import Executor, SessionSpec, TaskContext
+from streams.executor.errors import PermanentError, RetryableError
 from streams.executor.handlers import (
     GhlAccount,
     GhlActionHandler,
@@ -281,6 +282,7 @@ async def test_429_is_retryable_after_its_retry_after(fake: GhlFake, api: GhlApi
     with pytest.raises(GhlRetryableError) as info:
         await api(ctx("acme", "tag_add", {"contactId": "ct_1", "tags": ["x"]}))
     assert info.value.retry_after_ms == 7000
+    assert isinstance(info.value, RetryableError)  # the executor reports the Retry-After
     assert "HTTP 429" in str(info.value) and ACME[1] not in str(info.value)
     # Without Retry-After: HighLevel's rate-limit window header, else its 10 s burst window.
     fake.throttle(1, retry_after=None)
@@ -311,6 +313,7 @@ async def test_other_4xx_are_permanent(fake: GhlFake, api: GhlApiHandler, status
     with pytest.raises(GhlPermanentError, match=f"HTTP {status}") as info:
         await api(ctx("acme", "contact_delete", {"contactId": "ct_1"}))
     assert not isinstance(info.value, GhlRetryableError)
+    assert isinstance(info.value, PermanentError)  # the executor ends the task at once
 
 
 async def test_a_real_404_from_the_fake_is_permanent(fake: GhlFake, api: GhlApiHandler) -> None:
