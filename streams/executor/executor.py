@@ -228,6 +228,9 @@ class Executor:
     def metrics(self) -> ExecutorMetrics:
         return self._pool.metrics()
 
+    def running_by_session(self) -> dict[str, int]:
+        return self._pool.running_by_session()
+
     async def start(self) -> None:
         """Connect, position the consumers, register the sessions, start the loops."""
         if self._started:
