@@ -176,7 +176,13 @@ def lifecycle_log(
             client_id=client,
             task_id=f"task-{i:08d}",
             operation=weights[i % len(weights)],
-            payload={"contact_id": f"c{i}", "message": "hello", "n": i},
+            # reportType: the decider checks a report_generation config (seed 001).
+            payload={
+                "contact_id": f"c{i}",
+                "message": "hello",
+                "n": i,
+                "reportType": "task_summary",
+            },
         )
         produced = list(run(client, submit))
         if i % 50 == 0:

@@ -38,6 +38,7 @@ from .documents import (
     touch_session,
 )
 from .indexes import ABSENT, Footprint, footprint, move
+from .management import accepted_fields, management_folds
 from .rows import (
     BatchDoc,
     Counters,
@@ -134,6 +135,7 @@ def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
     row["batchable"] = e.batchable
     row["session_required"] = e.session_required
     row["accepted_at_ms"] = e.occurred_at_ms
+    accepted_fields(row, e)
     _close(tables, opened, e)
     workflows.accepted(tables, e)
 
@@ -527,6 +529,7 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskStepStarted: _step_started,
     ev.TaskStepFinished: _step_finished,
     **WORKFLOW_FOLDS,
+    **management_folds(_open, _close),
     **WAITING_FOLDS,
 }
 

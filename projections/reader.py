@@ -288,9 +288,15 @@ class ProjectionReader:
         limit: int = 100,
         cursor: str | None = None,
         clients: frozenset[str] | None = None,
+        tag: str | None = None,
+        title: str | None = None,
+        overdue: bool | None = None,
+        include_archived: bool = False,
     ) -> Page[TaskRow]:
         """A page of tasks matching every filter given; ``clients`` (the caller's client ids,
-        None for all) bounds what may be listed at all."""
+        None for all) bounds what may be listed at all. Archived tasks are left out unless
+        ``include_archived``; ``title`` matches text in the title, case-insensitively."""
+        words = title.casefold() if title else None
         if clients is not None and client_id is None and len(clients) == 1:
             [client_id] = clients  # the client index instead of a scan
         c = self.counters
@@ -321,6 +327,10 @@ class ProjectionReader:
                 and (clients is None or row.client_id in clients)
                 and (status is None or row.state == status)
                 and (operation is None or row.operation == operation)
+                and (include_archived or not row.archived)
+                and (tag is None or tag in row.tags)
+                and (words is None or (row.title is not None and words in row.title.casefold()))
+                and (overdue is None or row.overdue == overdue)
             )
 
         return self._page(rows, keep, limit)

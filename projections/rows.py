@@ -123,6 +123,17 @@ class TaskRow(Row):
     finished_at_ms: int | None = None
     updated_at_ms: int = 0
     history: list[HistoryEntry] = Field(default_factory=list)
+    # Task management (``projections.management_folds``); rows folded before lack them.
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    due_by_ms: int | None = None  # the submitter's due date (SubmitTask.due_at_ms)
+    overdue: bool = False
+    archived: bool = False
+    assigned_to: dict[str, str] | None = None  # {"kind": "agent" | "session", "id": ...}
+    prompt: str | None = None  # what a task waiting for input asks
+    input: dict[str, Any] | None = None  # the latest answer
 
 
 class SessionRow(Row):
@@ -337,6 +348,16 @@ class TaskDoc(TypedDict):
     finished_at_ms: int | None
     updated_at_ms: int
     history: list[HistoryDoc]
+    title: str | None
+    description: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    due_by_ms: int | None
+    overdue: bool
+    archived: bool
+    assigned_to: dict[str, str] | None
+    prompt: str | None
+    input: dict[str, Any] | None
 
 
 SessionState = Literal["unregistered", "active", "released", "cleaned"]
@@ -438,6 +459,16 @@ def new_task(task_id: str, client_id: str) -> TaskDoc:
         "finished_at_ms": None,
         "updated_at_ms": 0,
         "history": [],
+        "title": None,
+        "description": None,
+        "tags": [],
+        "metadata": {},
+        "due_by_ms": None,
+        "overdue": False,
+        "archived": False,
+        "assigned_to": None,
+        "prompt": None,
+        "input": None,
     }
 
 

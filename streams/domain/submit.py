@@ -144,6 +144,8 @@ def submit_batch_job(ctx: Decision, c: cmd.SubmitBatchJob) -> None:
             client_id=c.client_id,
             task_id=c.batch_job_id,
             operation=c.operation,
+            # The first item stands for the config check; batch_jobs checks every item's.
+            payload=c.items[0].payload if c.items else {},
             priority=c.priority,
             max_retries=c.max_retries,
             timeout_ms=c.timeout_ms,
