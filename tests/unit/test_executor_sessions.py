@@ -10,7 +10,7 @@ from schemas.commands import ReportResult, TaskStarted
 from schemas.records import Assignment, AssignmentItem
 from streams.executor import BatchContext, PermanentError, RetryableError, TaskContext, WorkerPool
 from streams.executor.outcomes import DEADLINE_PASSED, TIMEOUT
-from tests.unit.test_executor_pool import Recorder, until
+from tests.support.pool_recorder import Recorder, until
 
 
 def work(
