@@ -1,11 +1,12 @@
 """Task management end to end on the suite's broker (issue 15, items 1-3): the real processor,
-the projector with the HTTP view and gateway, and the SDK. A raw producer's invalid config is
+the projector with the HTTP view and gateway, the SDK and the CLI. A raw producer's invalid config is
 refused naming the field; a reminder from the SDK starts at its time; an edit before start takes
 effect and one after start is 409; an archived task leaves the default listing and keeps its
 history; run starts a scheduled task now; a task waits for input and resumes with the answer."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import pytest
 
 from schemas import events as ev
 from schemas.commands import SubmitTask
+from streams.cli.main import build_parser
 from streams.client import TaskstreamClient
 from streams.kafka.process import free_loopback_port
 from streams.settings import Settings
@@ -99,6 +101,12 @@ async def test_edit_archive_run_and_input_from_the_view_and_the_sdk(
             assert edited["priority"] == 4 and edited["state"] == "scheduled"
             listed = (await http.get("/tasks?tag=vip&title=LATER")).json()["items"]
             assert [t["task_id"] for t in listed] == ["later"]
+
+            # The CLI edits too.
+            parser = build_parser()
+            args = parser.parse_args(["edit", "later", "--client", CLIENT, "--tag", "cli"])
+            assert await asyncio.to_thread(args.handler, args, settings) == 0
+            await poll(http, "/tasks/later", lambda t: t["tags"] == ["cli"])
 
             # Run now: the scheduled task is queued at once.
             assert (await http.post("/tasks/later/run")).status_code == 202
