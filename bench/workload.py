@@ -44,6 +44,13 @@ _MIX: tuple[tuple[str, int], ...] = (
 )
 
 
+def _payload(operation: str, i: int) -> dict[str, object]:
+    """A valid config for ``operation`` (the decider checks seed-001 task types' configs)."""
+    if operation == "report_generation":
+        return {"reportType": "task_summary", "n": i}
+    return {"contact_id": f"c{i}", "message": "hello", "n": i}
+
+
 @dataclass(frozen=True, slots=True)
 class LogEvent:
     partition: int
@@ -176,7 +183,7 @@ def lifecycle_log(
             client_id=client,
             task_id=f"task-{i:08d}",
             operation=weights[i % len(weights)],
-            payload={"contact_id": f"c{i}", "message": "hello", "n": i},
+            payload=_payload(weights[i % len(weights)], i),
         )
         produced = list(run(client, submit))
         if i % 50 == 0:

@@ -105,12 +105,13 @@ def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
         if not same:
             reject_task(ctx, c, c.task_id, "duplicate task_id with a different specification")
         return  # an identical resubmit is a redelivery: nothing happens
-    if isinstance(accepted, str):
-        reject_task(ctx, c, c.task_id, accepted)
-        return
+    # Too large first: a payload over the limit is refused for its size, whatever it holds.
     too_large = submission.payload_size_problem(c, ctx.config.max_payload_bytes)
     if too_large is not None:
         reject_task(ctx, c, c.task_id, too_large)
+        return
+    if isinstance(accepted, str):
+        reject_task(ctx, c, c.task_id, accepted)
         return
     problem = _dependency_problem(ctx, c, depends_on)
     if problem is not None:
@@ -137,13 +138,20 @@ def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
 
 
 def submit_batch_job(ctx: Decision, c: cmd.SubmitBatchJob) -> None:
-    """Children are validated like single tasks: check a SubmitTask of the job's child spec."""
+    """Children are validated like single tasks: each item's config, then a SubmitTask of the
+    job's child spec (with the first item's payload, which has just passed the config check)."""
+    for index, item in enumerate(c.items):
+        problems = submission.config_problems(c.operation, item.payload, f"items[{index}].payload.")
+        if problems:
+            batch_jobs.submit(ctx, c, problems[0])
+            return
     template = accepted_event(
         ctx,
         cmd.SubmitTask(
             client_id=c.client_id,
             task_id=c.batch_job_id,
             operation=c.operation,
+            payload=c.items[0].payload if c.items else {},
             priority=c.priority,
             max_retries=c.max_retries,
             timeout_ms=c.timeout_ms,

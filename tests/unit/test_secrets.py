@@ -209,7 +209,10 @@ def test_a_batch_job_resealed_is_a_redelivery(ring: Keyring) -> None:
                 client_id="A",
                 batch_job_id="J",
                 operation="api_call",
-                items=[c.BatchJobItem(payload=PAYLOAD), c.BatchJobItem(payload={"x": 1})],
+                items=[
+                    c.BatchJobItem(payload=PAYLOAD),
+                    c.BatchJobItem(payload={"apiEndpoint": "https://api.example.com/v1/x"}),
+                ],
             ),
         )
         assert isinstance(sealed, c.SubmitBatchJob)
