@@ -7,4 +7,3 @@ from schemas.errors import TaskstreamError
 
 class ApiError(TaskstreamError):
     """The HTTP process cannot start or go on."""
-

@@ -70,6 +70,7 @@ from .gateway_models import (
     problem,
     problems,
 )
+from .management_routes import router as management_router
 from .workflows import install_commands
 
 __all__ = ["CommandSender", "DeadLetterSource", "Gateway", "gateway_for", "mount", "router"]
@@ -79,6 +80,7 @@ def mount(app: FastAPI, gateway: Gateway) -> None:
     """Serve the command routes on ``app``, acting on ``gateway``."""
     app.state.gateway = gateway
     app.include_router(router)
+    app.include_router(management_router)
 
 
 def _current(request: Request) -> Gateway:

@@ -107,6 +107,26 @@ class _ProjectionCollector:
         yield breaches
         yield wait
 
+        by_client = CounterMetricFamily(
+            "taskstream_client_sla_breaches",
+            "SLA breaches per client (recorded while its tasks wait)",
+            labels=["client_id"],
+        )
+        for client_id, n in sorted(c.sla_breaches_by_client.items()):
+            by_client.add_metric([client_id], n)
+        yield by_client
+        starved = GaugeMetricFamily(
+            "taskstream_client_starved",
+            "1 while a client's work waits with no usable session or pool capacity",
+            labels=["client_id", "reason"],
+        )
+        for client_id, s in sorted(c.starved_clients.items()):
+            starved.add_metric([client_id, s.reason], 1)
+        yield starved
+        yield GaugeMetricFamily(
+            "taskstream_starved_clients", "Clients starved now", value=len(c.starved_clients)
+        )
+
         lag = GaugeMetricFamily(
             "taskstream_projection_lag_events",
             "Events in the log not yet projected, per partition",

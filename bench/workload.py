@@ -44,13 +44,6 @@ _MIX: tuple[tuple[str, int], ...] = (
 )
 
 
-def _payload(operation: str, i: int) -> dict[str, object]:
-    """A valid config for ``operation`` (the decider checks seed-001 task types' configs)."""
-    if operation == "report_generation":
-        return {"reportType": "task_summary", "n": i}
-    return {"contact_id": f"c{i}", "message": "hello", "n": i}
-
-
 @dataclass(frozen=True, slots=True)
 class LogEvent:
     partition: int
@@ -183,7 +176,13 @@ def lifecycle_log(
             client_id=client,
             task_id=f"task-{i:08d}",
             operation=weights[i % len(weights)],
-            payload=_payload(weights[i % len(weights)], i),
+            # reportType: the decider checks a report_generation config (seed 001).
+            payload={
+                "contact_id": f"c{i}",
+                "message": "hello",
+                "n": i,
+                "reportType": "task_summary",
+            },
         )
         produced = list(run(client, submit))
         if i % 50 == 0:

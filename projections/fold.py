@@ -38,8 +38,8 @@ from .documents import (
     touch_session,
 )
 from .indexes import ABSENT, Footprint, footprint, move
+from .management import accepted_fields, management_folds
 from .rows import (
-    SLA_MS,
     BatchDoc,
     Counters,
     DeadLetterDoc,
@@ -52,6 +52,7 @@ from .rows import (
 )
 from .session_folds import SESSION_FOLDS
 from .tables import Tables
+from .waiting_folds import WAITING_FOLDS
 from .workflows import WORKFLOW_FOLDS
 
 HISTORY_LIMIT = 200
@@ -134,6 +135,7 @@ def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
     row["batchable"] = e.batchable
     row["session_required"] = e.session_required
     row["accepted_at_ms"] = e.occurred_at_ms
+    accepted_fields(row, e)
     _close(tables, opened, e)
     workflows.accepted(tables, e)
 
@@ -212,7 +214,7 @@ def _assigned(tables: Tables, e: ev.TaskAssigned) -> None:
         name = row["priority_name"] or priority_name(e.priority)
         if name is not None:
             wait = max(0, e.occurred_at_ms - ready_at_ms)
-            tables.counters.wait_by_priority[name].add(wait, SLA_MS[name])
+            tables.counters.wait_by_priority[name].add(wait)
         row["ready_at_ms"] = None
     row["state"] = "assigned"
     row["operation"] = row["operation"] or e.operation
@@ -527,6 +529,8 @@ _HANDLERS: dict[type[Event], Callable[[Tables, Any], None]] = {
     ev.TaskStepStarted: _step_started,
     ev.TaskStepFinished: _step_finished,
     **WORKFLOW_FOLDS,
+    **management_folds(_open, _close),
+    **WAITING_FOLDS,
 }
 
 

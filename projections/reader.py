@@ -76,8 +76,24 @@ class WaitTimes(BaseModel):
     sla_breaches: int
 
 
+class StarvedClientStatus(BaseModel):
+    """A client whose work waits with no usable session (or no pool capacity)."""
+
+    client_id: str
+    reason: str
+    """no_session, circuit_open or no_pool_capacity."""
+    starved_since: str | None
+    waiting_tasks: int
+    """Tasks waiting when it was found starved."""
+    oldest_queued_at: str | None
+    sla_breaches: int
+    """This client's SLA breaches so far (all priorities)."""
+
+
 class QueueStatus(BaseModel):
     queue_length: int
+    """Tasks waiting for a session or the pool: queued and batched (in a batch not dispatched
+    yet)."""
     active_assignments: int
     active_batches: int
     active_sessions: int
@@ -91,6 +107,8 @@ class QueueStatus(BaseModel):
     sla_breaches: int
     dead_letters: int
     retries: int
+    starved_clients: list[StarvedClientStatus] = []
+    sla_breaches_by_client: dict[str, int] = {}
 
 
 class HealthStats(BaseModel):
@@ -176,14 +194,25 @@ class ProjectionReader:
         for name in PRIORITY_ORDER:
             w = c.wait_by_priority[name]
             waits[name] = WaitTimes(
-                sla_ms=SLA_MS[name],
+                sla_ms=c.sla_ms.get(name, SLA_MS[name]),
                 assigned=w.count,
                 avg_wait_ms=round(w.total_ms / w.count, 3) if w.count else None,
                 max_wait_ms=w.max_ms,
                 sla_breaches=w.breaches,
             )
+        starved = [
+            StarvedClientStatus(
+                client_id=client_id,
+                reason=s.reason,
+                starved_since=iso_ms(s.starved_at_ms),
+                waiting_tasks=s.waiting_tasks,
+                oldest_queued_at=iso_ms(s.oldest_queued_at_ms),
+                sla_breaches=c.sla_breaches_by_client.get(client_id, 0),
+            )
+            for client_id, s in sorted(c.starved_clients.items())
+        ]
         return QueueStatus(
-            queue_length=c.by_state["queued"],
+            queue_length=c.by_state["queued"] + c.by_state["batched"],
             active_assignments=c.by_state["assigned"] + c.by_state["in_progress"],
             active_batches=c.open_batches + c.dispatched_batches,
             active_sessions=len(c.active_sessions),
@@ -197,6 +226,8 @@ class ProjectionReader:
             sla_breaches=sum(w.breaches for w in c.wait_by_priority.values()),
             dead_letters=c.dead_letters,
             retries=c.retries,
+            starved_clients=starved,
+            sla_breaches_by_client=dict(sorted(c.sla_breaches_by_client.items())),
         )
 
     def health(self) -> HealthStats:
@@ -257,9 +288,15 @@ class ProjectionReader:
         limit: int = 100,
         cursor: str | None = None,
         clients: frozenset[str] | None = None,
+        tag: str | None = None,
+        title: str | None = None,
+        overdue: bool | None = None,
+        include_archived: bool = False,
     ) -> Page[TaskRow]:
         """A page of tasks matching every filter given; ``clients`` (the caller's client ids,
-        None for all) bounds what may be listed at all."""
+        None for all) bounds what may be listed at all. Archived tasks are left out unless
+        ``include_archived``; ``title`` matches text in the title, case-insensitively."""
+        words = title.casefold() if title else None
         if clients is not None and client_id is None and len(clients) == 1:
             [client_id] = clients  # the client index instead of a scan
         c = self.counters
@@ -290,6 +327,10 @@ class ProjectionReader:
                 and (clients is None or row.client_id in clients)
                 and (status is None or row.state == status)
                 and (operation is None or row.operation == operation)
+                and (include_archived or not row.archived)
+                and (tag is None or tag in row.tags)
+                and (words is None or (row.title is not None and words in row.title.casefold()))
+                and (overdue is None or row.overdue == overdue)
             )
 
         return self._page(rows, keep, limit)

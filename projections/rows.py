@@ -123,6 +123,17 @@ class TaskRow(Row):
     finished_at_ms: int | None = None
     updated_at_ms: int = 0
     history: list[HistoryEntry] = Field(default_factory=list)
+    # Task management (``projections.management_folds``); rows folded before lack them.
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    due_by_ms: int | None = None  # the submitter's due date (SubmitTask.due_at_ms)
+    overdue: bool = False
+    archived: bool = False
+    assigned_to: dict[str, str] | None = None  # {"kind": "agent" | "session", "id": ...}
+    prompt: str | None = None  # what a task waiting for input asks
+    input: dict[str, Any] | None = None  # the latest answer
 
 
 class SessionRow(Row):
@@ -180,7 +191,9 @@ class WaitStats(Row):
     breaches: int = 0
     buckets: list[int] = Field(default_factory=lambda: [0] * len(WAIT_BUCKETS_S))
 
-    def add(self, wait_ms: int, sla_ms: int) -> None:
+    def add(self, wait_ms: int) -> None:
+        """One assignment's wait. Breaches are counted from ``task.sla_breached`` events, which
+        the processor records while a task waits past its SLA (or as it is assigned)."""
         # Once per assignment, on the fold's hot path: plain writes to the field dict skip
         # pydantic's ``__setattr__`` (no assignment validation is configured, so it is equal).
         fields = self.__dict__
@@ -188,12 +201,19 @@ class WaitStats(Row):
         fields["total_ms"] += wait_ms
         if wait_ms > self.max_ms:
             fields["max_ms"] = wait_ms
-        if wait_ms > sla_ms:
-            fields["breaches"] += 1
         buckets = self.buckets
         for i, bound in enumerate(WAIT_BUCKETS_MS):
             if wait_ms <= bound:
                 buckets[i] += 1
+
+
+class StarvedClient(Row):
+    """A client with waiting work and nothing that could take it (``client.starved``)."""
+
+    reason: str
+    starved_at_ms: int
+    waiting_tasks: int
+    oldest_queued_at_ms: int
 
 
 class ActiveSession(Row):
@@ -239,6 +259,10 @@ class Counters(Row):
         default_factory=lambda: {name: WaitStats() for name in PRIORITY_ORDER}
     )
     last_event_at_ms: int | None = None
+    starved_clients: dict[str, StarvedClient] = Field(default_factory=dict)
+    sla_breaches_by_client: dict[str, int] = Field(default_factory=dict)
+    sla_ms: dict[str, int] = Field(default_factory=dict)
+    """The SLAs the processor judged by (from its events), by priority name."""
 
 
 # --------------------------------------------------------------------------------------
@@ -324,6 +348,16 @@ class TaskDoc(TypedDict):
     finished_at_ms: int | None
     updated_at_ms: int
     history: list[HistoryDoc]
+    title: str | None
+    description: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    due_by_ms: int | None
+    overdue: bool
+    archived: bool
+    assigned_to: dict[str, str] | None
+    prompt: str | None
+    input: dict[str, Any] | None
 
 
 SessionState = Literal["unregistered", "active", "released", "cleaned"]
@@ -425,6 +459,16 @@ def new_task(task_id: str, client_id: str) -> TaskDoc:
         "finished_at_ms": None,
         "updated_at_ms": 0,
         "history": [],
+        "title": None,
+        "description": None,
+        "tags": [],
+        "metadata": {},
+        "due_by_ms": None,
+        "overdue": False,
+        "archived": False,
+        "assigned_to": None,
+        "prompt": None,
+        "input": None,
     }
 
 

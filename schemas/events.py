@@ -456,6 +456,7 @@ class TaskSlaBreached(TaskEvent):
     priority: int
     queued_at_ms: int
     sla_ms: int
+    at_assignment: bool = False
 
 
 class TaskStepStarted(TaskEvent):

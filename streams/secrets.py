@@ -44,7 +44,14 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from schemas.commands import BatchJobItem, Command, SubmitBatchJob, SubmitTask
+from schemas.commands import (
+    BatchJobItem,
+    Command,
+    ProvideInput,
+    SubmitBatchJob,
+    SubmitTask,
+    UpdateTask,
+)
 from schemas.credentials import SEALED, credentials, describe, is_sealed, replace_credentials
 from streams.errors import ConfigurationError, InvalidCommandError, TaskstreamError
 from streams.settings import Settings
@@ -197,9 +204,28 @@ def seal_command(keyring: Keyring | None, command: Command) -> Command:
     """``command`` with the credentials of its payloads sealed (submits and batch jobs)."""
     if isinstance(command, SubmitTask):
         payload = seal_payload(keyring, command.client_id, command.payload)
-        if payload is command.payload:
+        steps = [
+            step.model_copy(update={"config": sealed})
+            if (sealed := seal_payload(keyring, command.client_id, step.config, f"steps[{i}]."))
+            is not step.config
+            else step
+            for i, step in enumerate(command.steps)
+        ]
+        if payload is command.payload and all(
+            a is b for a, b in zip(steps, command.steps, strict=True)
+        ):
             return command
-        return command.model_copy(update={"payload": payload})
+        return command.model_copy(update={"payload": payload, "steps": steps})
+    if isinstance(command, UpdateTask):
+        payload = seal_payload(keyring, command.client_id, command.payload)
+        return (
+            command
+            if payload is command.payload
+            else command.model_copy(update={"payload": payload})
+        )
+    if isinstance(command, ProvideInput):
+        answer = seal_payload(keyring, command.client_id, command.input, "input.")
+        return command if answer is command.input else command.model_copy(update={"input": answer})
     if isinstance(command, SubmitBatchJob):
         items: list[BatchJobItem] = []
         changed = False

@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     # HTTP view
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # /health and /metrics of the processor, delay agent and worker (``streams.observe``):
+    # off unless a port is given; 0 picks a free port and logs it.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     http_token: SecretStr | None = Field(
         default=None, description="A bearer token with admin scope on every client."
     )

@@ -253,6 +253,7 @@
     renderPerf(data);
     renderDepth();
     renderSla(data.status.wait_times);
+    renderStarved(data.status.starved_clients || []);
     renderSessions(data.sessions);
     renderBatches(data);
     renderDeadLetters(data.dead_letters);
@@ -302,6 +303,18 @@
       );
     });
     $("#sla-rows").replaceChildren(...rows);
+  }
+
+  function renderStarved(starved) {
+    const reasons = { no_session: "no session", circuit_open: "every circuit open", no_pool_capacity: "no pool capacity" };
+    $("#starved").replaceChildren(
+      ...(starved.length
+        ? starved.map((s) =>
+            el("li", { class: "breach", "data-starved": s.client_id, title: `since ${s.starved_since}` },
+              el("strong", { text: s.client_id }),
+              el("span", { text: ` ${reasons[s.reason] || s.reason} · ${fmtNumber(s.waiting_tasks)} waiting · ${fmtNumber(s.sla_breaches)} SLA breaches` })))
+        : [el("li", { class: "muted", text: "none" })]),
+    );
   }
 
   function renderSessions(sessions) {

@@ -15,8 +15,10 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from streams import part_metrics
 from streams.cli import args as conv
 from streams.errors import ConfigurationError
+from streams.observe import observe
 from streams.runtime.signals import run_part
 from streams.settings import Settings
 
@@ -29,10 +31,26 @@ async def _ensure_topics(settings: Settings) -> None:
 
 def run_processor(settings: Settings) -> int:
     from streams.distributor import Distributor
-    from streams.runtime import main_process
+    from streams.runtime.runner import StreamRuntime
 
-    asyncio.run(_ensure_topics(settings))
-    return main_process(lambda s: Distributor(s), settings, name="processor")
+    async def body(stop: asyncio.Event) -> None:
+        await _ensure_topics(settings)
+        runtime: StreamRuntime[Any] = StreamRuntime(
+            Distributor(settings), settings, name="processor", stop=stop
+        )
+        observer = await observe(
+            settings,
+            "processor",
+            lambda: part_metrics.processor_health(runtime),
+            lambda: part_metrics.processor_samples(runtime),
+        )
+        try:
+            await runtime.run()
+        finally:
+            if observer is not None:
+                await observer.stop()
+
+    return run_part(body, name="processor", grace_s=10.0)
 
 
 def run_delay(settings: Settings) -> int:
@@ -40,7 +58,18 @@ def run_delay(settings: Settings) -> int:
 
     async def body(stop: asyncio.Event) -> None:
         await _ensure_topics(settings)
-        await DelayAgent(settings).run(stop)
+        agent = DelayAgent(settings)
+        observer = await observe(
+            settings,
+            "delay",
+            lambda: part_metrics.delay_health(agent),
+            lambda: part_metrics.delay_samples(agent),
+        )
+        try:
+            await agent.run(stop)
+        finally:
+            if observer is not None:
+                await observer.stop()
 
     return run_part(body, name="delay", grace_s=8.0)
 
@@ -79,6 +108,12 @@ def run_worker(
         await _ensure_topics(settings)
         executor = executor_factory(settings)
         await executor.start()
+        observer = await observe(
+            settings,
+            "worker",
+            lambda: part_metrics.worker_health(executor),
+            lambda: part_metrics.worker_samples(executor),
+        )
         waiting = asyncio.create_task(executor.wait())
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -89,6 +124,8 @@ def run_worker(
             stopper.cancel()
             waiting.cancel()
             await executor.stop()
+            if observer is not None:
+                await observer.stop()
             for close in closers:
                 await close()
 
@@ -121,12 +158,30 @@ def check_view_exposure(settings: Settings) -> None:
 # --- the commands ----------------------------------------------------------------------------
 
 
+def _metrics_port(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``--metrics-port`` over ``TASKSTREAM_METRICS_PORT``."""
+    if getattr(args, "metrics_port", None) is None:
+        return settings
+    return settings.model_copy(update={"metrics_port": args.metrics_port})
+
+
+def _add_metrics_port(p: Any) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /health and /metrics on this port (0: a free one, printed); "
+        "default TASKSTREAM_METRICS_PORT, else off",
+    )
+
+
 def _cmd_processor(args: argparse.Namespace, settings: Settings) -> int:
-    return run_processor(settings)
+    return run_processor(_metrics_port(args, settings))
 
 
 def _cmd_delay(args: argparse.Namespace, settings: Settings) -> int:
-    return run_delay(settings)
+    return run_delay(_metrics_port(args, settings))
 
 
 def _cmd_view(args: argparse.Namespace, settings: Settings) -> int:
@@ -188,7 +243,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             s, handlers=handlers, sessions=sessions, pool=args.pool, concurrency=args.concurrency
         )
 
-    return run_worker(settings, factory, closers)
+    return run_worker(_metrics_port(args, settings), factory, closers)
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -230,9 +285,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "processor", help="run the distributor processor (one consumer-group member)"
     )
+    _add_metrics_port(p)
     p.set_defaults(handler=_cmd_processor)
 
     p = sub.add_parser("delay", help="run a delay agent for the retry tiers")
+    _add_metrics_port(p)
     p.set_defaults(handler=_cmd_delay)
 
     p = sub.add_parser("view", help="run a projector and the HTTP view")
@@ -246,6 +303,7 @@ def register(sub: Any) -> None:
         "--session", type=conv.session, action="append", default=[], metavar="SESSION:CLIENT[:MAX]"
     )
     p.add_argument("--agent-id", default="agent")
+    _add_metrics_port(p)
     p.add_argument("--pool", action="store_true", help="also serve the shared pool")
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--simulated", action="store_true", help="add simulated GHL handlers")

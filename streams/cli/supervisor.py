@@ -5,9 +5,10 @@ executors use more than one core, and each part can also be run alone for a real
 The supervisor owns the broker when no cluster is configured: the embedded one (memory only, a
 fresh data directory per run), or with ``--apache-kafka`` a local Apache Kafka whose log and
 the parts' state live under the data directory and survive a restart. It starts the parts with
-the broker's address, and stops everything on SIGTERM/SIGINT within a bound. If a part dies
-on its own, the supervisor says which and stops the rest with a non-zero exit: a half-running
-distributor is worse than a stopped one.
+the broker's address, and stops everything on SIGTERM/SIGINT within a bound (exit 0). A part
+that dies on its own is started again after a backoff (``restart_backoff``: 1 s, doubling to
+30 s while it keeps dying within a minute of its start); the others keep running, since every
+part recovers its work from Kafka on its own.
 """
 
 from __future__ import annotations
@@ -38,6 +39,30 @@ class Part:
     name: str
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    """Restarts in a row, each within ``STABLE_S`` of its start (the backoff's exponent)."""
+    restart_at: float | None = None
+
+
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+STABLE_S = 60.0
+"""A part that ran this long before dying counts as healthy: its backoff starts over."""
+
+
+def restart_backoff(restarts: int) -> float:
+    """The wait before restart number ``restarts`` (1 -> 1 s, 2 -> 2 s, ... capped at 30 s)."""
+    return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(0, restarts - 1)))
+
+
+def _schedule_restart(part: Part, now: float) -> None:
+    code = part.proc.returncode if part.proc is not None else None
+    part.restarts = 1 if now - part.started_at >= STABLE_S else part.restarts + 1
+    wait = restart_backoff(part.restarts)
+    part.restart_at = now + wait
+    part.proc = None
+    log.error("%s exited with code %s; restarting it in %.0f s", part.name, code, wait)
 
 
 def _spawn(part: Part, env: dict[str, str]) -> None:
@@ -47,6 +72,8 @@ def _spawn(part: Part, env: dict[str, str]) -> None:
         stdin=subprocess.DEVNULL,
         preexec_fn=die_with_parent,
     )
+    part.started_at = time.monotonic()
+    part.restart_at = None
     log.info("started %s (pid %d)", part.name, part.proc.pid)
 
 
@@ -75,7 +102,7 @@ def supervise(
     *,
     apache_kafka: bool = False,
 ) -> int:
-    """Run ``parts`` until a signal (exit 0) or until one of them exits (exit 1).
+    """Run ``parts`` until a signal (exit 0), restarting any that dies with a backoff.
 
     Without a configured cluster the supervisor starts a broker: the embedded one, or
     Apache Kafka under ``data_dir/kafka`` when ``apache_kafka``."""
@@ -134,16 +161,12 @@ def supervise(
             flush=True,
         )
         while not stopping["signal"]:
-            dead = [p for p in parts if p.proc is not None and p.proc.poll() is not None]
-            if dead:
-                for part in dead:
-                    log.error(
-                        "%s exited with code %s; stopping taskstream",
-                        part.name,
-                        part.proc and part.proc.returncode,
-                    )
-                code = 1
-                break
+            now = time.monotonic()
+            for part in parts:
+                if part.proc is not None and part.proc.poll() is not None:
+                    _schedule_restart(part, now)
+                elif part.proc is None and part.restart_at is not None and now >= part.restart_at:
+                    _spawn(part, env)
             time.sleep(0.1)
     finally:
         for s, handler in previous.items():

@@ -27,6 +27,7 @@ from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.spec import canonical_json
 from streams.domain.state import PartitionState
+from streams.domain.submission import config_problems
 
 RELEASE_REASON = "batch_job"
 
@@ -75,7 +76,10 @@ def _problem(ctx: Decision, accepted: ev.BatchJobAccepted) -> str | None:
     if not accepted.children:
         return "a batch job needs at least one item"
     seen: set[str] = set()
-    for child in accepted.children:
+    for index, child in enumerate(accepted.children):
+        config = config_problems(accepted.operation, child.payload, f"items[{index}].payload.")
+        if config:
+            return config[0]
         if not child.task_id:
             return "invalid item: empty task_id"
         if child.task_id in seen:

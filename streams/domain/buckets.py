@@ -69,14 +69,14 @@ def fold_charge(st: PartitionState, client_id: str, operation: str, cost: int, a
     if record is None or not record.buckets:
         return
     record = st.edit_client(client_id)
-    empty = record.paused_until_ms > at_ms
     for key in (CLIENT_BUCKET, operation):
         bucket = record.buckets.get(key)
-        if bucket is None or bucket[0] == 0:
-            continue
-        bucket = charged(bucket, at_ms, cost)
-        record.buckets[key] = bucket
-        empty = empty or not conforms(bucket, at_ms)
+        if bucket is not None and bucket[0] != 0:
+            record.buckets[key] = charged(bucket, at_ms, cost)
+    # Blocked while any of its buckets is empty: work charged to it waits for a tick.
+    empty = record.paused_until_ms > at_ms or any(
+        not conforms(bucket, at_ms) for bucket in record.buckets.values()
+    )
     _set_blocked(st, record, empty)
 
 

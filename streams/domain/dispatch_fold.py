@@ -42,8 +42,8 @@ def _served(st: PartitionState, e: ev.ClientServed) -> None:
 
 def _sla_breached(st: PartitionState, e: ev.TaskSlaBreached) -> None:
     task = st.tasks.get(e.task_id)
-    if task is None or task.status not in (Status.QUEUED, Status.BATCHED):
-        return
+    if e.at_assignment or task is None or task.status not in (Status.QUEUED, Status.BATCHED):
+        return  # the watermark only covers breaches reported while waiting
     record = st.edit_client(e.client_id)
     key = lane_key(task, task.status == Status.BATCHED)
     if task.seq > record.sla_seq.get(key, 0):

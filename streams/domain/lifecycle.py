@@ -22,7 +22,7 @@ from schemas.events import (
     TaskWaiting,
 )
 from schemas.states import ACTIVE_STATES
-from streams.domain import batching, failure_classes, health
+from streams.domain import batching, failure_classes, health, watch
 from streams.domain.context import Decision
 from streams.domain.priority import queue_priority_for
 from streams.domain.retry import backoff_ms, has_retry_left, tier_for_delay
@@ -116,6 +116,7 @@ def assign(
 ) -> None:
     """TaskAssigned: the task's current attempt goes to ``session_id`` (None: the pool)."""
     task = ctx.state.tasks[task_id]
+    watch.at_assignment(ctx, task)
     ctx.emit(
         TaskAssigned(
             client_id=task.client_id,

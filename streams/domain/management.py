@@ -24,6 +24,7 @@ from typing import Any
 from schemas import commands as cmd
 from schemas import events as ev
 from schemas import management_events as mev
+from schemas.credentials import credentials, describe
 from schemas.fields import MAX_ID_LENGTH
 from schemas.states import ACTIVE_STATES as ACTIVE
 from schemas.states import TERMINAL_STATES as TERMINAL
@@ -108,6 +109,9 @@ def _edit_problem(ctx: Decision, c: cmd.UpdateTask, task: TaskRecord) -> str | N
     if "priority" in fields and c.priority is not None and not 1 <= c.priority <= 5:
         return f"priority: {c.priority} is not 1 (critical) to 5 (background)"
     if "payload" in fields:
+        plaintext = next(credentials(c.payload), None)
+        if plaintext is not None:
+            return f"{describe(plaintext[0])} holds a credential in plaintext: edit through the SDK or the gateway, which seal it"
         problems = config_problems(task.operation, c.payload, "payload.")
         if problems:
             return problems[0]
@@ -322,6 +326,11 @@ def _provide_input(ctx: Decision, c: cmd.ProvideInput) -> None:
         return
     if task.status != Status.WAITING_INPUT:
         _reject(ctx, c, f"task is {task.status}, not waiting for input")
+        return
+    if next(credentials(c.input), None) is not None:
+        _reject(
+            ctx, c, "input holds a credential in plaintext: answer through the SDK or the gateway"
+        )
         return
     ctx.emit(
         mev.TaskInputProvided(

@@ -138,19 +138,14 @@ def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
 
 
 def submit_batch_job(ctx: Decision, c: cmd.SubmitBatchJob) -> None:
-    """Children are validated like single tasks: each item's config, then a SubmitTask of the
-    job's child spec (with the first item's payload, which has just passed the config check)."""
-    for index, item in enumerate(c.items):
-        problems = submission.config_problems(c.operation, item.payload, f"items[{index}].payload.")
-        if problems:
-            batch_jobs.submit(ctx, c, problems[0])
-            return
+    """Children are validated like single tasks: check a SubmitTask of the job's child spec."""
     template = accepted_event(
         ctx,
         cmd.SubmitTask(
             client_id=c.client_id,
             task_id=c.batch_job_id,
             operation=c.operation,
+            # The first item stands for the config check; batch_jobs checks every item's.
             payload=c.items[0].payload if c.items else {},
             priority=c.priority,
             max_retries=c.max_retries,

@@ -27,8 +27,8 @@ def with_template(ctx: Decision, c: cmd.SubmitTask) -> cmd.SubmitTask | str:
     template = ctx.state.templates.get(template_id(c.client_id, name))
     if template is None:
         return f"template: unknown template {name[:100]!r}"
-    fields: dict[str, Any] = c.model_dump()
     model_fields = type(c).model_fields
+    fields: dict[str, Any] = {name: getattr(c, name) for name in model_fields}
     for key, value in template.task.items():
         if key in _NOT_FROM_TEMPLATE or key not in model_fields:
             continue

@@ -22,8 +22,13 @@ from collections.abc import Iterator
 
 from schemas.events import ClientServed, ClientStarved, TaskSlaBreached
 from streams.domain.context import Decision
-from streams.domain.dispatch_records import BATCHED_LANE_BASE, POOL_LANE_BASE, ClientRecord
-from streams.domain.state import Circuit, Lane, PartitionState, TaskRecord
+from streams.domain.dispatch_records import (
+    BATCHED_LANE_BASE,
+    POOL_LANE_BASE,
+    ClientRecord,
+    lane_key,
+)
+from streams.domain.state import Circuit, Lane, PartitionState, Status, TaskRecord
 
 NO_SESSION = "no_session"
 CIRCUIT_OPEN = "circuit_open"
@@ -57,7 +62,7 @@ def _lanes(st: PartitionState, client_id: str) -> Iterator[tuple[int, int, Lane]
         yield POOL_LANE_BASE + priority, priority, lane
 
 
-def _breach(ctx: Decision, task: TaskRecord, sla_ms: int) -> None:
+def _breach(ctx: Decision, task: TaskRecord, sla_ms: int, *, at_assignment: bool = False) -> None:
     ctx.emit(
         TaskSlaBreached(
             client_id=task.client_id,
@@ -66,8 +71,22 @@ def _breach(ctx: Decision, task: TaskRecord, sla_ms: int) -> None:
             priority=task.queue_priority,
             queued_at_ms=task.queued_at_ms,
             sla_ms=sla_ms,
+            at_assignment=at_assignment,
         )
     )
+
+
+def at_assignment(ctx: Decision, task: TaskRecord) -> None:
+    """A task about to be assigned that crossed its SLA since the last check is counted now,
+    so every breach is recorded once (``lifecycle.assign`` calls this)."""
+    sla_ms = ctx.config.sla_ms.get(task.queue_priority)
+    if sla_ms is None or ctx.now - task.queued_at_ms <= sla_ms:
+        return
+    record = ctx.state.clients.get(task.client_id)
+    key = lane_key(task, task.status == Status.BATCHED)
+    if record is not None and task.seq <= record.sla_seq.get(key, 0):
+        return  # reported while it waited
+    _breach(ctx, task, sla_ms, at_assignment=True)
 
 
 def _sla(ctx: Decision, client_id: str) -> None:
@@ -79,7 +98,7 @@ def _sla(ctx: Decision, client_id: str) -> None:
         if sla_ms is None or not lane:
             continue
         front = st.tasks.get(lane[0][1])
-        if front is None or front.queued_at_ms > now - sla_ms:
+        if front is None or front.queued_at_ms >= now - sla_ms:
             continue  # the oldest waits within its SLA, so does every later one
         start = bisect_right(lane, marks.get(key, 0), key=lambda entry: entry[0])
         for i in range(start, len(lane)):
@@ -87,7 +106,7 @@ def _sla(ctx: Decision, client_id: str) -> None:
             if not st.lane_valid(priority, seq, task_id):
                 continue
             task = st.tasks[task_id]
-            if task.queued_at_ms > now - sla_ms:
+            if task.queued_at_ms >= now - sla_ms:
                 break
             _breach(ctx, task, sla_ms)
     for batch_id in list(st.pending_batches.get(client_id, {})):
@@ -95,7 +114,7 @@ def _sla(ctx: Decision, client_id: str) -> None:
             task = st.tasks[task_id]
             sla_ms = slas.get(task.queue_priority)
             mark = marks.get(BATCHED_LANE_BASE + task.queue_priority, 0)
-            if sla_ms is None or task.seq <= mark or task.queued_at_ms > now - sla_ms:
+            if sla_ms is None or task.seq <= mark or task.queued_at_ms >= now - sla_ms:
                 continue
             _breach(ctx, task, sla_ms)
 

@@ -12,15 +12,23 @@ executor = Executor(
     handlers={"contact_create": contact_create},
 )
 await executor.run()  # until executor.stop() (e.g. from a signal handler)
+
+A handler fails a task by raising: ``PermanentError`` (no retry), ``RetryableError(msg,
+retry_after_ms=...)`` (retried, the session not blamed), ``SessionFaultError`` (retried, the
+session's health drops); any other exception is retryable. A session's ``max_concurrent``
+bounds the handler calls running for it, batch items included.
 """
 
-from streams.executor.context import Handler, TaskContext
+from streams.executor.context import BatchContext, Handler, TaskContext
 from streams.executor.errors import (
     ApiCallConfigError,
     ApiCallError,
     ExecutorError,
     HandlerError,
+    PermanentError,
     PoolClosedError,
+    RetryableError,
+    SessionFaultError,
     SimulatedFailure,
 )
 from streams.executor.executor import Executor, SessionSpec
@@ -32,12 +40,16 @@ __all__ = [
     "TIMEOUT",
     "ApiCallConfigError",
     "ApiCallError",
+    "BatchContext",
     "Executor",
     "ExecutorError",
     "ExecutorMetrics",
     "Handler",
     "HandlerError",
+    "PermanentError",
     "PoolClosedError",
+    "RetryableError",
+    "SessionFaultError",
     "SessionSpec",
     "SimulatedFailure",
     "TaskContext",

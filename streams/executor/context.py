@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 ProgressSink: TypeAlias = Callable[[float, str | None], None]
 
@@ -57,9 +57,52 @@ class TaskContext:
         self._cancelled.set()
 
 
+@dataclass(eq=False)
+class BatchContext:
+    """A whole batch handed to a handler's ``handle_batch(ctx, items)`` (one browser
+    interaction for ten tag adds). ``items`` are the items' own contexts, in batch order;
+    ``timeout_s`` is what the batch has left until its deadline."""
+
+    batch_id: str
+    client_id: str
+    operation: str
+    attempt: int
+    fencing_token: int
+    session_id: str | None
+    timeout_s: float | None
+    items: tuple[TaskContext, ...]
+
+    @property
+    def cancelled(self) -> bool:
+        """True once every item is cancelled (or the batch timed out)."""
+        return all(item.cancelled for item in self.items)
+
+    def report_progress(self, fraction: float, message: str | None = None) -> None:
+        """The same progress for every item."""
+        for item in self.items:
+            item.report_progress(fraction, message)
+
+
 AsyncHandler: TypeAlias = Callable[[TaskContext], Awaitable[Mapping[str, Any] | None]]
 SyncHandler: TypeAlias = Callable[[TaskContext], Mapping[str, Any] | None]
-Handler: TypeAlias = AsyncHandler | SyncHandler
+
+
+class BatchHandler(Protocol):
+    """A handler object that takes a whole batch in one call (see ``Handler``)."""
+
+    def handle_batch(self, ctx: BatchContext, items: list[TaskContext]) -> Any: ...
+
+
+Handler: TypeAlias = AsyncHandler | SyncHandler | BatchHandler
 """``async def handler(ctx) -> dict`` (or a plain function, run in a worker thread).
 Returning means success with that output (``None`` = ``{}``); raising means failure with
-``str(exc)`` as the error."""
+``str(exc)`` as the error, classed by the exception (``streams.executor.outcomes``).
+
+A handler object may also have ``handle_batch(ctx: BatchContext, items) -> list``
+(async, or plain and run in a thread): the executor then hands it a whole batch in one call
+(a task alone runs as a batch of one when the object has no ``__call__``). The list has one
+entry per item, in order: a dict (or ``None``) for success, an exception instance for that
+item's failure. Raising fails every item. Without ``handle_batch`` the items of a batch run one
+after another, each within the session's ``max_concurrent``."""
+
+BatchResult: TypeAlias = list[Mapping[str, Any] | BaseException | None]

@@ -9,7 +9,10 @@ __all__ = [
     "ApiCallError",
     "ExecutorError",
     "HandlerError",
+    "PermanentError",
     "PoolClosedError",
+    "RetryableError",
+    "SessionFaultError",
     "SimulatedFailure",
 ]
 
@@ -26,13 +29,43 @@ class HandlerError(TaskstreamError):
     """A handler failed a task on purpose; the message becomes the reported error."""
 
 
+class PermanentError(HandlerError):
+    """Retrying cannot help (bad config, a 4xx answer other than 408/429, a missing handler):
+    the task fails at once, and the session is not blamed."""
+
+
+class RetryableError(HandlerError):
+    """Worth trying again later (a 429, a 5xx, a timeout of a call the handler made); the
+    session is not blamed. ``retry_after_ms`` (a Retry-After) is the least wait before it."""
+
+    def __init__(self, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after_ms is not None and retry_after_ms < 0:
+            raise ValueError(f"retry_after_ms must not be negative, got {retry_after_ms}")
+        self.retry_after_ms = retry_after_ms
+
+
+class SessionFaultError(RetryableError):
+    """The session itself failed (its browser died, it lost its login): retried elsewhere or
+    later, and the session's health drops."""
+
+
 class SimulatedFailure(HandlerError):
     """The simulated GHL handler drew a failure."""
 
 
-class ApiCallConfigError(HandlerError):
+class ApiCallConfigError(PermanentError):
     """An ``api_call`` payload is invalid; the message names every bad field."""
 
 
 class ApiCallError(HandlerError):
-    """An ``api_call`` request failed (transport error, timeout or a non-2xx answer)."""
+    """An ``api_call`` request failed (transport error, timeout or a non-2xx answer); raised as
+    one of the classed subclasses below."""
+
+
+class ApiCallRefusedError(ApiCallError, PermanentError):
+    """An ``api_call`` answered with a 4xx other than 408 and 429: the request is wrong."""
+
+
+class ApiCallRetryableError(ApiCallError, RetryableError):
+    """An ``api_call`` answered 408, 429 or 5xx, timed out or lost its connection."""

@@ -6,7 +6,9 @@ Where work comes from:
   keeping the records whose ``session_id`` is one of ours. Reading starts at the end of each
   partition, fixed *before* the sessions are registered, so every assignment the processor
   makes for them is seen. Nothing is committed: after a restart, assignments made while the
-  executor was away are not replayed; the processor times them out and retries them.
+  executor was away are not replayed. Instead every start registers its sessions with a new
+  ``incarnation`` id, and the processor re-queues what the sessions held for an earlier start
+  at once (under new fencing tokens), so the new start gets that work back within moments.
 - ``task.pool`` (``pool=True``): consumer group ``<prefix>-pool``, from the committed offsets
   (earliest for a new group). An offset is committed only once the results of it and of every
   record before it on its partition are delivered to ``task.commands``: at-least-once, so a
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -140,7 +143,9 @@ class _PoolRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class Executor:
     """Serves sessions and/or the shared pool with handlers keyed by operation.
 
-    ``concurrency`` defaults to the sessions' ``max_concurrent`` summed (+4 with ``pool``),
+    Each session's ``max_concurrent`` bounds the handler calls running for it (batch items
+    included); ``concurrency`` bounds them all and defaults to the sessions' ``max_concurrent``
+    summed (+4 with ``pool``),
     ``queue_size`` to twice the concurrency, the per-task timeout (when an assignment carries
     none) to ``settings.default_timeout_ms``, the heartbeat interval to a tenth of
     ``settings.session_stale_ms`` capped at 30 s.
@@ -187,7 +192,11 @@ class Executor:
             default_timeout_ms=default_timeout_ms or settings.default_timeout_ms,
             default_handler=default_handler,
             keyring=Keyring.from_settings(settings),
+            session_limits={s.session_id: s.max_concurrent for s in self.sessions},
         )
+        # This start of the executor: its registrations take the sessions over at once, so
+        # the processor re-queues what an earlier (crashed) start still held.
+        self.incarnation = uuid.uuid4().hex
         self.actor = settings.actor or default_actor()  # who its session commands name
         self._heartbeat_s = (
             heartbeat_interval_ms or max(100, min(30_000, settings.session_stale_ms // 10))
@@ -218,6 +227,9 @@ class Executor:
 
     def metrics(self) -> ExecutorMetrics:
         return self._pool.metrics()
+
+    def running_by_session(self) -> dict[str, int]:
+        return self._pool.running_by_session()
 
     async def start(self) -> None:
         """Connect, position the consumers, register the sessions, start the loops."""
@@ -309,6 +321,7 @@ class Executor:
                         max_concurrent=s.max_concurrent,
                         capabilities=list(s.capabilities),
                         actor=self.actor,
+                        incarnation=self.incarnation,
                     )
                 )
             await self._flush()

@@ -1,20 +1,24 @@
 """The worker pool: bounded concurrency, a bounded queue, timeouts, cancellation, drain.
 
-It knows assignments and commands but no Kafka: what it has to say (``TaskStarted``,
-``ReportProgress``, ``ReportResult``) goes to a ``report`` callable, so the executor can put it
-on ``task.commands`` and tests can collect it in a list.
+It knows assignments and commands but no Kafka: what it says goes to a ``report`` callable
+(the executor puts it on ``task.commands``; tests collect it in a list).
 
 Units: the queue holds *jobs* (one assignment each, a batch is one job), so back-pressure maps
 one-to-one onto consumed records; ``concurrency`` bounds the *handler calls* running at once
-(a batch's items run concurrently and share those slots with everything else).
+across everything, and ``session_limits`` (a session's ``max_concurrent``) bounds those running
+for one session: a browser session that does one thing at a time never gets two calls. The
+items of a batch run one after another, each taking the session's slot while it runs, unless
+the handler takes the whole batch at once (``handle_batch``, one slot for the whole batch).
 
-What gets reported:
+Nothing starts after its assignment's deadline (``deadline_at_ms``, this machine's clock): it is
+reported failed (retryable, ``DEADLINE_PASSED``) unrun; no call gets more time than that.
+
+What gets reported (failures carry their class, ``streams.executor.outcomes``):
 
 - a task: ``TaskStarted`` when its handler starts, then one ``ReportResult`` with the
   assignment's fencing token (failure ``"timeout"`` when it overran, ``str(exc)`` when the
   handler raised, ``"shutdown"`` when the pool was closed before it could finish);
-- a batch: ``TaskStarted`` per item, then one ``ReportResult`` with ``batch_id`` and one
-  ``ItemResult`` per item;
+- a batch: ``TaskStarted`` per item, then one ``ReportResult`` with an ``ItemResult`` each;
 - a task cancelled by a cancel assignment: nothing (the processor cancelled it before it told
   us); a cancelled item of a batch still running: an ``ItemResult`` failure ``"cancelled"``.
 """
@@ -25,110 +29,56 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from pydantic import BaseModel
 
-from schemas.commands import ItemResult, ReportProgress, ReportResult, TaskStarted
+from schemas.commands import (
+    PERMANENT,
+    RETRYABLE,
+    ItemResult,
+    ReportProgress,
+    ReportResult,
+    TaskStarted,
+)
 from schemas.records import Assignment
-from streams.executor.context import AsyncHandler, Handler, SyncHandler, TaskContext
+from streams.executor.context import AsyncHandler, BatchContext, Handler, SyncHandler, TaskContext
 from streams.executor.errors import ExecutorError, PoolClosedError
+from streams.executor.jobs import (
+    ExecutorMetrics,
+    Item,
+    Job,
+    batch_entry,
+    consume_result,
+    is_async_handler,
+    item_outcome,
+    items_of,
+    least,
+    stop_runner,
+)
+from streams.executor.outcomes import (
+    CANCELLED,
+    DEADLINE_PASSED,
+    SHUTDOWN,
+    TIMEOUT,
+    Outcome,
+    failed,
+    output,
+    raised,
+    stopped,
+    timed_out,
+)
 from streams.secrets import Keyring, SealedValueError, open_payload
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = "timeout"
-CANCELLED = "cancelled"
-SHUTDOWN = "shutdown"
+__all__ = ["CANCELLED", "SHUTDOWN", "TIMEOUT", "ExecutorMetrics", "WorkerPool"]
 
 Report = Callable[[BaseModel], None]
 """Receives each command the pool emits, in order, on the event loop thread; must not block."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutorMetrics:
-    """A snapshot. Counts are per task (each batch item counts once)."""
-
-    total: int
-    """Tasks received."""
-    completed: int
-    failed: int
-    """Failures, timeouts included."""
-    cancelled: int
-    """Stopped by a cancel assignment or by shutdown."""
-    pending: int
-    """Received, handler not started yet."""
-    running: int
-    """Handler running now."""
-    workers: int
-    """Concurrency: handler calls allowed at once."""
-    queued_jobs: int
-    queue_size: int
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    success: bool
-    output: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    cancelled: bool = False
-    """Stopped by a cancel assignment (not reported for single tasks)."""
-
-
-@dataclass(eq=False)
-class _Item:
-    task_id: str
-    payload: dict[str, Any]
-    ctx: TaskContext
-    cancel_reason: str | None = None
-    runner: asyncio.Future[Any] | None = None
-    finished: bool = False
-
-
-@dataclass(eq=False)
-class _Job:
-    assignment: Assignment
-    items: list[_Item]
-    on_done: Callable[[], None] | None
-
-
-def is_async_handler(handler: Handler) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    return inspect.iscoroutinefunction(call)
-
-
-def _items_of(assignment: Assignment) -> list[tuple[str, dict[str, Any]]]:
-    if assignment.kind == "task":
-        if assignment.task_id is None:
-            raise ExecutorError("task assignment without task_id")
-        payload: dict[str, Any] = {}
-        for item in assignment.items:
-            if item.task_id == assignment.task_id:
-                payload = dict(item.payload)
-                break
-        else:
-            if assignment.items:
-                payload = dict(assignment.items[0].payload)
-        return [(assignment.task_id, payload)]
-    if assignment.kind == "batch":
-        if not assignment.items:
-            raise ExecutorError(f"batch assignment {assignment.batch_id} without items")
-        return [(item.task_id, dict(item.payload)) for item in assignment.items]
-    raise ExecutorError(f"cannot run an assignment of kind {assignment.kind!r}")
-
-
-def _error_text(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 class WorkerPool:
@@ -144,6 +94,8 @@ class WorkerPool:
         default_timeout_ms: int = 300_000,
         default_handler: Handler | None = None,
         keyring: Keyring | None = None,
+        session_limits: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if concurrency < 1:
             raise ExecutorError(f"concurrency must be at least 1, got {concurrency}")
@@ -158,15 +110,23 @@ class WorkerPool:
         self.concurrency = concurrency
         self.queue_size = queue_size
         self._default_timeout_ms = default_timeout_ms
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
         self._slots = asyncio.Semaphore(concurrency)
+        limits = dict(session_limits or {})
+        if any(limit < 1 for limit in limits.values()):
+            raise ExecutorError(f"session limits must be at least 1, got {limits}")
+        # A session not named here is bounded by ``concurrency`` alone.
+        self._session_slots = {s: asyncio.Semaphore(n) for s, n in limits.items()}
+        self._running_by_session: dict[str, int] = dict.fromkeys(limits, 0)
+        self._clock = clock
+        self._expired = 0
         self._room = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self._by_task: dict[str, list[tuple[_Job, _Item]]] = {}
-        self._by_batch: dict[str, list[_Job]] = {}
+        self._by_task: dict[str, list[tuple[Job, Item]]] = {}
+        self._by_batch: dict[str, list[Job]] = {}
         self._total = 0
         self._completed = 0
         self._failed = 0
@@ -249,8 +209,8 @@ class WorkerPool:
         if not self._workers:
             raise ExecutorError("the worker pool is not started")
         loop = self._loop
-        items: list[_Item] = []
-        for task_id, payload in _items_of(assignment):
+        items: list[Item] = []
+        for task_id, payload in items_of(assignment):
             timeout_ms = assignment.timeout_ms or self._default_timeout_ms
             ctx = TaskContext(
                 task_id=task_id,
@@ -264,9 +224,10 @@ class WorkerPool:
                 timeout_s=timeout_ms / 1000,
                 _loop=loop,
             )
-            items.append(_Item(task_id=task_id, payload=payload, ctx=ctx))
-        job = _Job(assignment=assignment, items=items, on_done=on_done)
+            items.append(Item(task_id=task_id, payload=payload, ctx=ctx))
+        job = Job(assignment=assignment, items=items, on_done=on_done)
         for item in items:
+            item.job = job
             item.ctx._progress = self._progress_sink(job, item)
             self._by_task.setdefault(item.task_id, []).append((job, item))
         if assignment.batch_id is not None:
@@ -289,7 +250,7 @@ class WorkerPool:
         ``batch_id``; work carrying a newer fencing token than a non-zero cancel token is left
         alone (the cancel predates it).
         """
-        targets: list[_Item] = []
+        targets: list[Item] = []
         if cancel.task_id is not None:
             for job, item in self._by_task.get(cancel.task_id, []):
                 if self._cancel_applies(cancel, job):
@@ -305,17 +266,21 @@ class WorkerPool:
         return reached
 
     @staticmethod
-    def _cancel_applies(cancel: Assignment, job: _Job) -> bool:
+    def _cancel_applies(cancel: Assignment, job: Job) -> bool:
         token = cancel.fencing_token
         return token <= 0 or job.assignment.fencing_token <= token
 
-    def _cancel_item(self, item: _Item, reason: str) -> bool:
+    def _cancel_item(self, item: Item, reason: str) -> bool:
         if item.finished or item.cancel_reason is not None:
             return False
         item.cancel_reason = reason
         item.ctx.mark_cancelled()
         if item.runner is not None:
             item.runner.cancel()
+        job = item.job
+        if job is not None and job.runner is not None:
+            if all(i.cancel_reason is not None or i.finished for i in job.items):
+                job.runner.cancel()  # a whole-batch call stops once none of its items is wanted
         return True
 
     def _cancel_everything(self, reason: str) -> None:
@@ -335,7 +300,12 @@ class WorkerPool:
             workers=self.concurrency,
             queued_jobs=self._queue.qsize(),
             queue_size=self.queue_size,
+            expired=self._expired,
         )
+
+    def running_by_session(self) -> dict[str, int]:
+        """Handler calls running now per session named in ``session_limits``."""
+        return dict(self._running_by_session)
 
     # -- work --------------------------------------------------------------------------------
 
@@ -355,7 +325,7 @@ class WorkerPool:
                 if job.on_done is not None:
                     job.on_done()
 
-    def _forget(self, job: _Job) -> None:
+    def _forget(self, job: Job) -> None:
         for item in job.items:
             pairs = self._by_task.get(item.task_id)
             if pairs is not None:
@@ -370,10 +340,18 @@ class WorkerPool:
             else:
                 del self._by_batch[batch_id]
 
-    async def _run_job(self, job: _Job) -> None:
+    async def _run_job(self, job: Job) -> None:
         a = job.assignment
         started = time.monotonic()
-        outcomes = await asyncio.gather(*(self._run_item(job, item) for item in job.items))
+        handler = self._handler_for(a.operation)
+        whole = batch_entry(handler)
+        outcomes: list[Outcome]
+        if whole is not None and (a.kind == "batch" or not callable(handler)):
+            outcomes = await self._run_whole(job, whole)
+        else:
+            outcomes = []
+            for item in job.items:  # one after another, each within the session's limit
+                outcomes.append(await self._run_item(job, item, handler))
         elapsed_ms = int((time.monotonic() - started) * 1000)
         if a.kind == "task":
             outcome = outcomes[0]
@@ -389,6 +367,8 @@ class WorkerPool:
                     output=outcome.output,
                     error=outcome.error,
                     execution_time_ms=elapsed_ms,
+                    failure_class=None if outcome.success else outcome.failure_class,
+                    retry_after_ms=None if outcome.success else outcome.retry_after_ms,
                 )
             )
             return
@@ -410,6 +390,8 @@ class WorkerPool:
                         success=o.success,
                         output=o.output,
                         error=o.error,
+                        failure_class=None if o.success else o.failure_class,
+                        retry_after_ms=None if o.success else o.retry_after_ms,
                     )
                     for item, o in zip(job.items, outcomes, strict=True)
                 ],
@@ -420,49 +402,71 @@ class WorkerPool:
     def _handler_for(self, operation: str) -> Handler | None:
         return self._handlers.get(operation, self._default_handler)
 
-    async def _run_item(self, job: _Job, item: _Item) -> _Outcome:
-        try:
-            outcome = await self._attempt(job, item)
-        finally:
-            item.finished = True
+    def _count(self, outcome: Outcome) -> None:
         if outcome.success:
             self._completed += 1
         elif outcome.cancelled or outcome.error == SHUTDOWN:
             self._cancelled += 1
         else:
             self._failed += 1
+
+    def _session_slot(self, session_id: str | None) -> contextlib.AbstractAsyncContextManager[Any]:
+        slot = self._session_slots.get(session_id) if session_id is not None else None
+        return slot if slot is not None else contextlib.nullcontext()
+
+    def _remaining_s(self, a: Assignment) -> float | None:
+        """Seconds until the assignment's deadline (None: it has none)."""
+        if a.deadline_at_ms <= 0:
+            return None
+        return (a.deadline_at_ms - self._clock() * 1000) / 1000
+
+    def _started(self, a: Assignment, item: Item) -> str | None:
+        """Open the item's sealed credentials and report it started; else the reason not."""
+        try:
+            # Sealed credentials are opened here and nowhere else (streams.secrets).
+            item.ctx.payload = open_payload(self._keyring, a.client_id, item.ctx.payload)
+        except SealedValueError as exc:
+            return str(exc)
+        self._report(
+            TaskStarted(client_id=a.client_id, task_id=item.task_id, fencing_token=a.fencing_token)
+        )
+        return None
+
+    def _running_delta(self, session_id: str | None, delta: int) -> None:
+        self._running += delta
+        if session_id in self._running_by_session:
+            self._running_by_session[session_id] += delta
+
+    async def _run_item(self, job: Job, item: Item, handler: Handler | None) -> Outcome:
+        try:
+            outcome = await self._attempt(job, item, handler)
+        finally:
+            item.finished = True
+        self._count(outcome)
         return outcome
 
-    async def _attempt(self, job: _Job, item: _Item) -> _Outcome:
+    async def _attempt(self, job: Job, item: Item, handler: Handler | None) -> Outcome:
         a = job.assignment
-        async with self._slots:
+        async with self._session_slot(a.session_id), self._slots:
             if item.cancel_reason is not None:
-                return self._stopped(item)
-            handler = self._handler_for(a.operation)
+                return stopped(item.cancel_reason)
             if handler is None:
-                return _Outcome(False, error=f"no handler for operation {a.operation!r}")
-            try:
-                # Sealed credentials are opened here and nowhere else (streams.secrets).
-                item.ctx.payload = open_payload(self._keyring, a.client_id, item.ctx.payload)
-            except SealedValueError as exc:
-                return _Outcome(False, error=str(exc))
-            self._report(
-                TaskStarted(
-                    client_id=a.client_id, task_id=item.task_id, fencing_token=a.fencing_token
-                )
-            )
-            self._running += 1
+                return failed(f"no handler for operation {a.operation!r}", PERMANENT)
+            remaining = self._remaining_s(a)
+            if remaining is not None and remaining <= 0:
+                self._expired += 1
+                return failed(DEADLINE_PASSED, RETRYABLE)
+            refused = self._started(a, item)
+            if refused is not None:
+                return failed(refused, PERMANENT)
+            item.ctx.timeout_s = least(item.ctx.timeout_s, remaining)
+            self._running_delta(a.session_id, 1)
             try:
                 return await self._call(handler, item)
             finally:
-                self._running -= 1
+                self._running_delta(a.session_id, -1)
 
-    def _stopped(self, item: _Item) -> _Outcome:
-        if item.cancel_reason == CANCELLED:
-            return _Outcome(False, error=CANCELLED, cancelled=True)
-        return _Outcome(False, error=item.cancel_reason or CANCELLED)
-
-    async def _call(self, handler: Handler, item: _Item) -> _Outcome:
+    async def _call(self, handler: Handler, item: Item) -> Outcome:
         ctx = item.ctx
         runner: asyncio.Future[Any]
         if is_async_handler(handler):
@@ -471,7 +475,7 @@ class WorkerPool:
             loop = asyncio.get_running_loop()
             runner = loop.run_in_executor(self._threads, cast(SyncHandler, handler), ctx)
         item.runner = runner
-        runner.add_done_callback(_consume_result)
+        runner.add_done_callback(consume_result)
         try:
             done, _ = await asyncio.wait({runner}, timeout=ctx.timeout_s)
         except asyncio.CancelledError:
@@ -481,19 +485,103 @@ class WorkerPool:
         if not done:
             item.cancel_reason = item.cancel_reason or TIMEOUT
             ctx.mark_cancelled()
-            runner.cancel()
-            return _Outcome(False, error=TIMEOUT)
+            await stop_runner(runner)
+            return timed_out()
         if item.cancel_reason is not None:
             # Cancelled while running; whatever the handler did on its way out does not count.
-            return self._stopped(item)
+            return stopped(item.cancel_reason)
         if runner.cancelled():
-            return _Outcome(False, error=CANCELLED)
+            return failed(CANCELLED, RETRYABLE)
         exc = runner.exception()
         if exc is not None:
-            return _Outcome(False, error=_error_text(exc))
-        return _output(runner.result())
+            return raised(exc)
+        return output(runner.result())
 
-    def _progress_sink(self, job: _Job, item: _Item) -> Callable[[float, str | None], None]:
+    async def _run_whole(self, job: Job, whole: Callable[..., Any]) -> list[Outcome]:
+        """One ``handle_batch`` call for every item still wanted, in one slot of the session."""
+        a = job.assignment
+        result: dict[int, Outcome] = {}
+        try:
+            async with self._session_slot(a.session_id), self._slots:
+                live = self._whole_live(job, result)
+                if live:
+                    self._running_delta(a.session_id, len(live))
+                    try:
+                        await self._call_whole(job, whole, live, result)
+                    finally:
+                        self._running_delta(a.session_id, -len(live))
+        finally:
+            for item in job.items:
+                item.finished = True
+        outcomes = [result[id(item)] for item in job.items]
+        for outcome in outcomes:
+            self._count(outcome)
+        return outcomes
+
+    def _whole_live(self, job: Job, result: dict[int, Outcome]) -> list[Item]:
+        """The items a whole-batch call runs (started); the others get their outcome now."""
+        a = job.assignment
+        remaining = self._remaining_s(a)
+        live: list[Item] = []
+        for item in job.items:
+            if item.cancel_reason is not None:
+                result[id(item)] = stopped(item.cancel_reason)
+            elif remaining is not None and remaining <= 0:
+                self._expired += 1
+                result[id(item)] = failed(DEADLINE_PASSED, RETRYABLE)
+            else:
+                refused = self._started(a, item)
+                if refused is not None:
+                    result[id(item)] = failed(refused, PERMANENT)
+                else:
+                    live.append(item)
+        return live
+
+    async def _call_whole(
+        self, job: Job, whole: Callable[..., Any], live: list[Item], result: dict[int, Outcome]
+    ) -> None:
+        a = job.assignment
+        budget = sum(item.ctx.timeout_s or 0.0 for item in live) or None
+        ctx = BatchContext(
+            batch_id=a.batch_id or a.task_id or "",
+            client_id=a.client_id,
+            operation=a.operation,
+            attempt=a.attempt,
+            fencing_token=a.fencing_token,
+            session_id=a.session_id,
+            timeout_s=least(budget, self._remaining_s(a)),
+            items=tuple(item.ctx for item in live),
+        )
+        args = (ctx, [item.ctx for item in live])
+        runner: asyncio.Future[Any]
+        if inspect.iscoroutinefunction(whole):
+            runner = asyncio.ensure_future(whole(*args))
+        else:
+            runner = asyncio.get_running_loop().run_in_executor(self._threads, whole, *args)
+        job.runner = runner
+        runner.add_done_callback(consume_result)
+        try:
+            done, _ = await asyncio.wait({runner}, timeout=ctx.timeout_s)
+        except asyncio.CancelledError:
+            runner.cancel()
+            raise
+        if not done:
+            await stop_runner(runner)
+        for i, item in enumerate(live):
+            if not done:
+                item.cancel_reason = item.cancel_reason or TIMEOUT
+                item.ctx.mark_cancelled()
+                result[id(item)] = timed_out()
+            elif item.cancel_reason is not None:
+                result[id(item)] = stopped(item.cancel_reason)
+            elif runner.cancelled():
+                result[id(item)] = failed(CANCELLED, RETRYABLE)
+            elif runner.exception() is not None:
+                result[id(item)] = raised(cast(BaseException, runner.exception()))
+            else:
+                result[id(item)] = item_outcome(runner.result(), i, len(live))
+
+    def _progress_sink(self, job: Job, item: Item) -> Callable[[float, str | None], None]:
         a = job.assignment
 
         def sink(fraction: float, message: str | None) -> None:
@@ -510,22 +598,3 @@ class WorkerPool:
             )
 
         return sink
-
-
-def _consume_result(future: asyncio.Future[Any]) -> None:
-    """Retrieve an abandoned runner's outcome so asyncio does not warn about it."""
-    if not future.cancelled():
-        future.exception()
-
-
-def _output(result: Any) -> _Outcome:
-    if result is None:
-        return _Outcome(True, output={})
-    if not isinstance(result, Mapping):
-        return _Outcome(False, error=f"handler returned {type(result).__name__}, expected a dict")
-    output = dict(result)
-    try:
-        json.dumps(output)
-    except (TypeError, ValueError) as exc:
-        return _Outcome(False, error=f"handler output is not JSON: {exc}")
-    return _Outcome(True, output=output)

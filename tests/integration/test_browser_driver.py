@@ -20,6 +20,7 @@ from aiohttp import web
 
 from schemas import events as ev
 from streams.executor import Executor, SessionSpec, TaskContext
+from streams.executor.errors import PermanentError, SessionFaultError
 from streams.executor.handlers import (
     BrowserAutomationError,
     BrowserAutomationHandler,
@@ -110,8 +111,15 @@ def steps(base: str, chosen: list[dict[str, Any]] = STEPS) -> list[dict[str, Any
 
 
 def ctx(payload: dict[str, Any], session: str = "s-1", task: str = "t1") -> TaskContext:
-    return TaskContext(task_id=task, client_id="acme", operation="browser_automation",
-                       payload=payload, attempt=0, fencing_token=1, session_id=session)
+    return TaskContext(
+        task_id=task,
+        client_id="acme",
+        operation="browser_automation",
+        payload=payload,
+        attempt=0,
+        fencing_token=1,
+        session_id=session,
+    )
 
 
 def check_output(out: dict[str, Any]) -> None:
@@ -129,8 +137,15 @@ async def test_a_browser_task_runs_its_steps_in_chromium(
     out = await handler(ctx({"automationSteps": steps(site)}))
     check_output(out)
     # Without a selector, extract gives the page's title, URL and text.
-    whole = await handler(ctx({"automationSteps": steps(site, [
-        STEPS[0], {"type": "extract", "config": {"instruction": "the page"}}])}))
+    whole = await handler(
+        ctx(
+            {
+                "automationSteps": steps(
+                    site, [STEPS[0], {"type": "extract", "config": {"instruction": "the page"}}]
+                )
+            }
+        )
+    )
     data = whole["extracted"][0]["data"]
     assert data["title"] == "Signup" and data["url"] == f"{site}/signup"
     assert "Welcome" in data["text"]
@@ -142,19 +157,46 @@ async def test_a_browser_task_runs_its_steps_in_chromium(
 async def test_failures_name_the_step(site: str, browser: PlaywrightBrowser) -> None:
     handler = BrowserAutomationHandler(browser)
     with pytest.raises(BrowserAutomationError, match=r"step 1 \(extract\) failed: no element"):
-        await handler(ctx({"automationSteps": steps(site, [
-            STEPS[0], {"type": "extract", "config": {"instruction": "x", "selector": "#nope"}}])}))
-    with pytest.raises(BrowserStepError, match="needs an AI driver"):
-        await handler(ctx({"automationSteps": steps(site, [
-            STEPS[0], {"type": "click", "config": {"instruction": "press the big button"}}])}))
+        await handler(
+            ctx(
+                {
+                    "automationSteps": steps(
+                        site,
+                        [
+                            STEPS[0],
+                            {
+                                "type": "extract",
+                                "config": {"instruction": "x", "selector": "#nope"},
+                            },
+                        ],
+                    )
+                }
+            )
+        )
+    with pytest.raises(BrowserStepError, match="needs an AI driver") as info:
+        await handler(
+            ctx(
+                {
+                    "automationSteps": steps(
+                        site,
+                        [
+                            STEPS[0],
+                            {"type": "click", "config": {"instruction": "press the big button"}},
+                        ],
+                    )
+                }
+            )
+        )
+    assert isinstance(info.value, PermanentError)  # not retried
 
 
 async def test_the_outbound_guard_refuses_loopback_unless_allowed(site: str) -> None:
     _require_browser()
     guarded = PlaywrightBrowser(BrowserTarget.parse("chromium"))  # public addresses only
     try:
-        with pytest.raises(BrowserAutomationError, match="refused.*loopback"):
+        with pytest.raises(BrowserAutomationError, match="refused.*loopback") as info:
             await BrowserAutomationHandler(guarded)(ctx({"automationSteps": steps(site)}))
+        assert isinstance(info.value, PermanentError)
     finally:
         await guarded.close()
 
@@ -172,8 +214,9 @@ async def test_a_browser_that_dies_is_the_sessions_fault_and_comes_back(
     await loaded.wait()  # the task navigated and now waits
     assert browser._browser is not None
     await browser._browser.close()  # as if it crashed
-    with pytest.raises(BrowserGoneError, match="went away"):
+    with pytest.raises(BrowserGoneError, match="went away") as info:
         await running
+    assert isinstance(info.value, SessionFaultError)  # the session's fault: its health drops
     out = await handler(ctx({"automationSteps": steps(site)}))  # a new browser
     check_output(out)
 
@@ -182,10 +225,19 @@ async def test_a_browser_that_dies_is_the_sessions_fault_and_comes_back(
 def remote_chromium(tmp_path: Path) -> Iterator[str]:
     """A Chromium serving the DevTools protocol on a free loopback port; its ws:// URL."""
     process = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
-         "--remote-debugging-address=127.0.0.1", f"--user-data-dir={tmp_path / 'remote'}",
-         "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+            f"--user-data-dir={tmp_path / 'remote'}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stderr is not None
@@ -242,12 +294,17 @@ async def test_a_browser_task_on_the_broker_returns_data_and_a_screenshot(
     try:
         await executor.start()
         async with Commands(settings) as commands:
-            await commands.send(submit("acme", "browse-1", "browser_automation",
-                                       payload={"automationSteps": steps(site)}))
+            await commands.send(
+                submit(
+                    "acme",
+                    "browse-1",
+                    "browser_automation",
+                    payload={"automationSteps": steps(site)},
+                )
+            )
 
         def completed(events: list[Any]) -> bool:
-            return any(isinstance(e, ev.TaskCompleted) and e.task_id == "browse-1"
-                       for e in events)
+            return any(isinstance(e, ev.TaskCompleted) and e.task_id == "browse-1" for e in events)
 
         events = await wait_for_events(settings, completed, timeout_s=90)
     finally:

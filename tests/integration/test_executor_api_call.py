@@ -37,8 +37,13 @@ async def echo(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     code = int(request.match_info["code"])
+    headers = (
+        {"Retry-After": request.query["retry_after"]} if "retry_after" in request.query else {}
+    )
     # A careless server that echoes the credentials it got back into its error page.
-    return web.Response(status=code, text=f"denied for {request.headers.get('Authorization')}")
+    return web.Response(
+        status=code, text=f"denied for {request.headers.get('Authorization')}", headers=headers
+    )
 
 
 async def slow(request: web.Request) -> web.Response:
@@ -185,6 +190,44 @@ async def test_non_2xx_fails_naming_the_status_without_the_secret(
     assert f"POST {server}/status/503" in message
     assert TOKEN not in message
     assert "denied for Bearer ***" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "failure_class", "retry_after_ms"),
+    [
+        ("/status/404", "permanent", None),
+        ("/status/422", "permanent", None),
+        ("/status/408", "retryable", None),
+        ("/status/429?retry_after=3", "retryable", 3000),
+        ("/status/503?retry_after=2", "retryable", 2000),
+        ("/status/500", "retryable", None),
+        ("/slow", "retryable", None),  # timed out (timeout 100 ms below)
+    ],
+)
+async def test_answers_fail_with_their_class(
+    server: str, api_call: ApiCallHandler, path: str, failure_class: str, retry_after_ms: int | None
+) -> None:
+    recorded: list[Any] = []
+    pool = WorkerPool({"api_call": api_call}, report=recorded.append)
+    await pool.start()
+    await pool.submit(
+        Assignment(
+            kind="task",
+            client_id="c1",
+            operation="api_call",
+            task_id="t1",
+            fencing_token=1,
+            items=[
+                AssignmentItem(
+                    task_id="t1", payload={"apiEndpoint": f"{server}{path}", "timeout": 100}
+                )
+            ],
+        )
+    )
+    assert await pool.close(10)
+    [result] = [r for r in recorded if isinstance(r, ReportResult)]
+    assert not result.success
+    assert (result.failure_class, result.retry_after_ms) == (failure_class, retry_after_ms)
 
 
 async def test_timeout_fails_the_call(server: str, api_call: ApiCallHandler) -> None:

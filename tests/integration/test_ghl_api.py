@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from schemas import events as ev
 from schemas.catalog import load_catalog
 from streams.executor import Executor, SessionSpec, TaskContext
+from streams.executor.errors import PermanentError, RetryableError
 from streams.executor.handlers import (
     GhlAccount,
     GhlActionHandler,
@@ -42,11 +43,25 @@ ACCOUNTS = {"acme": ACME, "globex": GLOBEX}
 # (method, path, body or None for no body, query).
 CASES: dict[str, tuple[dict[str, Any], tuple[str, str, Any, dict[str, str]]]] = {
     "contact_create": (
-        {"firstName": "John", "email": "john@example.com", "tags": ["lead"],
-         "customFields": {"cf_1": "Acme Inc"}, "notify_on_complete": False},
-        ("POST", "/contacts/upsert",
-         {"firstName": "John", "email": "john@example.com", "tags": ["lead"],
-          "customFields": [{"id": "cf_1", "field_value": "Acme Inc"}], "locationId": "@"}, {}),
+        {
+            "firstName": "John",
+            "email": "john@example.com",
+            "tags": ["lead"],
+            "customFields": {"cf_1": "Acme Inc"},
+            "notify_on_complete": False,
+        },
+        (
+            "POST",
+            "/contacts/upsert",
+            {
+                "firstName": "John",
+                "email": "john@example.com",
+                "tags": ["lead"],
+                "customFields": [{"id": "cf_1", "field_value": "Acme Inc"}],
+                "locationId": "@",
+            },
+            {},
+        ),
     ),
     "contact_update": (
         {"contactId": "ct 7/x", "lastName": "Doe"},
@@ -71,8 +86,12 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, str, Any, dict[str, str]]]] = 
     ),
     "task_create": (
         {"contactId": "ct_7", "title": "Follow up", "dueDate": "2026-12-02T10:00:00Z"},
-        ("POST", "/contacts/ct_7/tasks",
-         {"title": "Follow up", "dueDate": "2026-12-02T10:00:00Z", "completed": False}, {}),
+        (
+            "POST",
+            "/contacts/ct_7/tasks",
+            {"title": "Follow up", "dueDate": "2026-12-02T10:00:00Z", "completed": False},
+            {},
+        ),
     ),
     "campaign_add": (
         {"contactId": "ct_7", "campaignId": "cmp_1"},
@@ -87,11 +106,27 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, str, Any, dict[str, str]]]] = 
         ("POST", "/contacts/ct_7/workflow/wf_1", {"eventStartTime": "2026-12-02T10:00:00Z"}, {}),
     ),
     "opportunity_create": (
-        {"pipelineId": "pl_1", "pipelineStageId": "st_1", "name": "Deal", "contactId": "ct_7",
-         "monetaryValue": 1500},
-        ("POST", "/opportunities/",
-         {"pipelineId": "pl_1", "pipelineStageId": "st_1", "name": "Deal", "contactId": "ct_7",
-          "monetaryValue": 1500, "status": "open", "locationId": "@"}, {}),
+        {
+            "pipelineId": "pl_1",
+            "pipelineStageId": "st_1",
+            "name": "Deal",
+            "contactId": "ct_7",
+            "monetaryValue": 1500,
+        },
+        (
+            "POST",
+            "/opportunities/",
+            {
+                "pipelineId": "pl_1",
+                "pipelineStageId": "st_1",
+                "name": "Deal",
+                "contactId": "ct_7",
+                "monetaryValue": 1500,
+                "status": "open",
+                "locationId": "@",
+            },
+            {},
+        ),
     ),
     "opportunity_update": (
         {"opportunityId": "op_9", "monetaryValue": 2000, "status": "won"},
@@ -103,28 +138,52 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, str, Any, dict[str, str]]]] = 
     ),
     "conversation_send": (
         {"contactId": "ct_7", "message": "Your appointment is confirmed"},
-        ("POST", "/conversations/messages",
-         {"type": "SMS", "contactId": "ct_7", "message": "Your appointment is confirmed"}, {}),
+        (
+            "POST",
+            "/conversations/messages",
+            {"type": "SMS", "contactId": "ct_7", "message": "Your appointment is confirmed"},
+            {},
+        ),
     ),
     "conversation_read": (
         {"conversationId": "cv_1", "limit": 20},
         ("GET", "/conversations/cv_1/messages", None, {"limit": "20"}),
     ),
     "calendar_booking": (
-        {"calendarId": "cal_1", "contactId": "ct_7", "startTime": "2026-12-03T15:00:00Z",
-         "title": "Demo"},
-        ("POST", "/calendars/events/appointments",
-         {"calendarId": "cal_1", "contactId": "ct_7", "startTime": "2026-12-03T15:00:00Z",
-          "title": "Demo", "locationId": "@"}, {}),
+        {
+            "calendarId": "cal_1",
+            "contactId": "ct_7",
+            "startTime": "2026-12-03T15:00:00Z",
+            "title": "Demo",
+        },
+        (
+            "POST",
+            "/calendars/events/appointments",
+            {
+                "calendarId": "cal_1",
+                "contactId": "ct_7",
+                "startTime": "2026-12-03T15:00:00Z",
+                "title": "Demo",
+                "locationId": "@",
+            },
+            {},
+        ),
     ),
 }
-VERSIONS = {"conversation_send": "2021-04-15", "conversation_read": "2021-04-15",
-            "calendar_booking": "2021-04-15"}
+VERSIONS = {
+    "conversation_send": "2021-04-15",
+    "conversation_read": "2021-04-15",
+    "calendar_booking": "2021-04-15",
+}
 ID_OF = {
-    "contact_create": ("contact_id", "ct_new"), "note_create": ("note_id", "nt_1"),
-    "task_create": ("task_id", "tk_1"), "opportunity_create": ("opportunity_id", "op_1"),
-    "conversation_send": ("message_id", "msg_1"), "calendar_booking": ("appointment_id", "ap_1"),
-    "tag_add": ("contact_id", "ct_7"), "pipeline_update": ("opportunity_id", "op_9"),
+    "contact_create": ("contact_id", "ct_new"),
+    "note_create": ("note_id", "nt_1"),
+    "task_create": ("task_id", "tk_1"),
+    "opportunity_create": ("opportunity_id", "op_1"),
+    "conversation_send": ("message_id", "msg_1"),
+    "calendar_booking": ("appointment_id", "ap_1"),
+    "tag_add": ("contact_id", "ct_7"),
+    "pipeline_update": ("opportunity_id", "op_9"),
 }
 
 
@@ -156,8 +215,14 @@ async def api(fake: GhlFake) -> AsyncIterator[GhlApiHandler]:
 
 
 def ctx(client: str, operation: str, payload: dict[str, Any], task: str = "t1") -> TaskContext:
-    return TaskContext(task_id=task, client_id=client, operation=operation, payload=payload,
-                       attempt=0, fencing_token=1)
+    return TaskContext(
+        task_id=task,
+        client_id=client,
+        operation=operation,
+        payload=payload,
+        attempt=0,
+        fencing_token=1,
+    )
 
 
 def test_the_catalog_names_each_route_and_says_which_operations_have_none() -> None:
@@ -165,7 +230,11 @@ def test_the_catalog_names_each_route_and_says_which_operations_have_none() -> N
     ghl = {name: spec.ghl_api for name, spec in catalog.items() if spec.ghl_api is not None}
     assert {n for n, api in ghl.items() if api != "none"} == set(ROUTES) == set(CASES)
     assert {n for n, api in ghl.items() if api == "none"} == {
-        "bulk_operation", "report_generate", "data_export", "integration_sync"}
+        "bulk_operation",
+        "report_generate",
+        "data_export",
+        "integration_sync",
+    }
     for name, route in ROUTES.items():
         assert ghl[name] == route.api
 
@@ -213,6 +282,7 @@ async def test_429_is_retryable_after_its_retry_after(fake: GhlFake, api: GhlApi
     with pytest.raises(GhlRetryableError) as info:
         await api(ctx("acme", "tag_add", {"contactId": "ct_1", "tags": ["x"]}))
     assert info.value.retry_after_ms == 7000
+    assert isinstance(info.value, RetryableError)  # the executor reports the Retry-After
     assert "HTTP 429" in str(info.value) and ACME[1] not in str(info.value)
     # Without Retry-After: HighLevel's rate-limit window header, else its 10 s burst window.
     fake.throttle(1, retry_after=None)
@@ -243,6 +313,7 @@ async def test_other_4xx_are_permanent(fake: GhlFake, api: GhlApiHandler, status
     with pytest.raises(GhlPermanentError, match=f"HTTP {status}") as info:
         await api(ctx("acme", "contact_delete", {"contactId": "ct_1"}))
     assert not isinstance(info.value, GhlRetryableError)
+    assert isinstance(info.value, PermanentError)  # the executor ends the task at once
 
 
 async def test_a_real_404_from_the_fake_is_permanent(fake: GhlFake, api: GhlApiHandler) -> None:
@@ -251,8 +322,12 @@ async def test_a_real_404_from_the_fake_is_permanent(fake: GhlFake, api: GhlApiH
 
 
 async def test_timeouts_are_retryable(fake: GhlFake) -> None:
-    handler = GhlApiHandler(credentials(), base_url=fake.url, timeout_ms=100,
-                            http=HttpClient(OutboundPolicy.parse("127.0.0.1")))
+    handler = GhlApiHandler(
+        credentials(),
+        base_url=fake.url,
+        timeout_ms=100,
+        http=HttpClient(OutboundPolicy.parse("127.0.0.1")),
+    )
     try:
         with pytest.raises(GhlRetryableError, match="timed out after 100 ms"):
             await handler(ctx("acme", "tag_add", {"contactId": "slow", "tags": ["x"]}))
@@ -288,23 +363,52 @@ async def test_ghl_action_is_the_v2_request_of_its_operation(
     fake: GhlFake, api: GhlApiHandler
 ) -> None:
     action = GhlActionHandler(api)
-    out = await action(ctx("acme", "ghl_action", {"ghlAction": "send_sms", "contactId": "ct_7",
-                                                   "message": "Hi"}))
+    out = await action(
+        ctx("acme", "ghl_action", {"ghlAction": "send_sms", "contactId": "ct_7", "message": "Hi"})
+    )
     assert out["action"] == "send_sms" and out["message_id"] == "msg_1"
-    out = await action(ctx("acme", "ghl_action", {
-        "ghlAction": "create_opportunity", "pipelineId": "pl_1", "stageId": "st_1",
-        "title": "Deal", "contactId": "ct_7"}))
+    out = await action(
+        ctx(
+            "acme",
+            "ghl_action",
+            {
+                "ghlAction": "create_opportunity",
+                "pipelineId": "pl_1",
+                "stageId": "st_1",
+                "title": "Deal",
+                "contactId": "ct_7",
+            },
+        )
+    )
     assert out["opportunity_id"] == "op_1"
     sms, opp = fake.calls
     assert (sms.path, sms.body, sms.headers["version"]) == (
-        "/conversations/messages", {"type": "SMS", "contactId": "ct_7", "message": "Hi"},
-        "2021-04-15")
-    assert opp.body == {"pipelineId": "pl_1", "pipelineStageId": "st_1", "name": "Deal",
-                        "contactId": "ct_7", "status": "open", "locationId": "loc_acme"}
+        "/conversations/messages",
+        {"type": "SMS", "contactId": "ct_7", "message": "Hi"},
+        "2021-04-15",
+    )
+    assert opp.body == {
+        "pipelineId": "pl_1",
+        "pipelineStageId": "st_1",
+        "name": "Deal",
+        "contactId": "ct_7",
+        "status": "open",
+        "locationId": "loc_acme",
+    }
     # v2 insists on a contact for an opportunity, which the seed's action left optional.
     with pytest.raises(GhlPermanentError, match="contactId: required"):
-        await action(ctx("acme", "ghl_action", {"ghlAction": "create_opportunity",
-                                                 "pipelineId": "p", "stageId": "s", "title": "t"}))
+        await action(
+            ctx(
+                "acme",
+                "ghl_action",
+                {
+                    "ghlAction": "create_opportunity",
+                    "pipelineId": "p",
+                    "stageId": "s",
+                    "title": "t",
+                },
+            )
+        )
 
 
 async def test_credentials_file_is_reread_when_it_changes(
@@ -313,8 +417,9 @@ async def test_credentials_file_is_reread_when_it_changes(
     path = tmp_path / "ghl.toml"
     path.write_text('[acme]\nlocation_id = "loc_acme"\ntoken = "pit-old-token"\n')
     path.chmod(0o600)
-    settings = Settings(ghl_credentials_file=path, ghl_base_url=fake.url,
-                        outbound_allow="127.0.0.1")
+    settings = Settings(
+        ghl_credentials_file=path, ghl_base_url=fake.url, outbound_allow="127.0.0.1"
+    )
     handler = GhlApiHandler.from_settings(settings)
     try:
         with pytest.raises(GhlPermanentError, match="HTTP 401"):
@@ -339,33 +444,45 @@ async def test_ghl_handlers_on_the_broker_use_each_clients_token(
     make_settings: Callable[..., Settings], fake: GhlFake, tmp_path: Path
 ) -> None:
     path = tmp_path / "ghl.json"
-    path.write_text(json.dumps(
-        {c: {"location_id": loc, "token": tok} for c, (loc, tok) in ACCOUNTS.items()}))
+    path.write_text(
+        json.dumps({c: {"location_id": loc, "token": tok} for c, (loc, tok) in ACCOUNTS.items()})
+    )
     path.chmod(0o600)
     settings = await layout(
-        make_settings, ghl_credentials_file=path, ghl_base_url=fake.url,
+        make_settings,
+        ghl_credentials_file=path,
+        ghl_base_url=fake.url,
         outbound_allow="127.0.0.1",
     )
     processor = await InProcessProcessor(settings).start()
     api = GhlApiHandler.from_settings(settings, required=True)
     executor = Executor(
         settings,
-        sessions=[SessionSpec("s-acme", "acme", "agent-1", max_concurrent=2),
-                  SessionSpec("s-globex", "globex", "agent-1", max_concurrent=2)],
+        sessions=[
+            SessionSpec("s-acme", "acme", "agent-1", max_concurrent=2),
+            SessionSpec("s-globex", "globex", "agent-1", max_concurrent=2),
+        ],
         handlers=dict(ghl_api_handlers(api)),
     )
     work = {
         "acme-tag": ("acme", "tag_add", {"contactId": "ct_a", "tags": ["vip"]}),
         "acme-sms": ("acme", "conversation_send", {"contactId": "ct_a", "message": "Hi"}),
         "globex-note": ("globex", "note_create", {"contactId": "ct_g", "body": "Met"}),
-        "globex-book": ("globex", "calendar_booking", {
-            "calendarId": "cal_1", "contactId": "ct_g", "startTime": "2026-12-03T15:00:00Z"}),
+        "globex-book": (
+            "globex",
+            "calendar_booking",
+            {"calendarId": "cal_1", "contactId": "ct_g", "startTime": "2026-12-03T15:00:00Z"},
+        ),
     }
     try:
         await executor.start()
         async with Commands(settings) as commands:
-            await commands.send(*(submit(client, task, op, payload=payload)
-                                  for task, (client, op, payload) in work.items()))
+            await commands.send(
+                *(
+                    submit(client, task, op, payload=payload)
+                    for task, (client, op, payload) in work.items()
+                )
+            )
 
         def all_completed(events: list[Any]) -> bool:
             done = {e.task_id for e in events if isinstance(e, ev.TaskCompleted)}

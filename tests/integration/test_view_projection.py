@@ -188,7 +188,7 @@ async def test_projector_answers_like_the_reference_fold(
         states = {t["task_id"]: t["state"] for t in got["/tasks"]}
         assert states == EXPECTED_STATES
         status = got["/status"]
-        assert status["queue_length"] == 3 and status["active_sessions"] == 4
+        assert status["queue_length"] == 4 and status["active_sessions"] == 4
         assert status["projection"]["lag_events"] == 0
         assert sum(status["projection"]["as_of_offsets"].values()) == len(events) + 1
         assert got["/batches/B-1"]["success_count"] == 2
@@ -347,7 +347,7 @@ async def test_the_service_runs_projector_and_view_and_rebuilds(
                     pass
                 await asyncio.sleep(0.05)
             assert body["tasks_total"] == len(EXPECTED_STATES)
-            assert body["queue_length"] == 3
+            assert body["queue_length"] == 4
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -33,7 +33,7 @@ def test_the_scenario_ends_every_task_in_its_expected_state() -> None:
     }
     assert set(EXPECTED_STATES.values()) == every_state
     status = reader.status()
-    assert status.queue_length == 3  # b-queued, g-approved, d-req
+    assert status.queue_length == 4  # b-queued, g-approved, d-req, and b-open (batched)
     assert status.active_assignments == 2  # a-running, a-assigned
     assert status.failed_tasks_awaiting_retry == 2  # a-retry, b-3
     assert status.active_batches == 1  # B-2 still open

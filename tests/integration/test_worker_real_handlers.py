@@ -65,7 +65,11 @@ def test_worker_flags_refuse_mistakes_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "ghl.toml"
     bad.write_text('[acme]\nlocation_id = "loc"\n')
     result = run_cli(
-        "worker", "--ghl", "--session", "s:acme", cwd=tmp_path,
+        "worker",
+        "--ghl",
+        "--session",
+        "s:acme",
+        cwd=tmp_path,
         env={"TASKSTREAM_GHL_CREDENTIALS_FILE": str(bad)},
     )
     assert_one_clear_line(result, "client 'acme'", "token is required")
@@ -99,9 +103,21 @@ async def test_worker_runs_ghl_and_browser_tasks_from_the_command_line(
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         worker = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child, stopped below
-            [sys.executable, "-m", "streams.cli", "worker", "--ghl", "--builtin",
-             "--browser", "chromium", "--session", "bb-1:acme:1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--ghl",
+                "--builtin",
+                "--browser",
+                "chromium",
+                "--session",
+                "bb-1:acme:1",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     steps: list[dict[str, Any]] = [
         {"type": "navigate", "config": {"url": page_url}},
@@ -113,10 +129,12 @@ async def test_worker_runs_ghl_and_browser_tasks_from_the_command_line(
     try:
         async with Commands(settings) as commands:
             await commands.send(
-                submit("acme", "cli-tag", "tag_add", payload={"contactId": "ct_1",
-                                                              "tags": ["vip"]}),
-                submit("acme", "cli-browse", "browser_automation",
-                       payload={"automationSteps": steps}),
+                submit(
+                    "acme", "cli-tag", "tag_add", payload={"contactId": "ct_1", "tags": ["vip"]}
+                ),
+                submit(
+                    "acme", "cli-browse", "browser_automation", payload={"automationSteps": steps}
+                ),
             )
 
         def both_completed(events: list[Any]) -> bool:

@@ -18,7 +18,6 @@ import pytest
 
 from api.view import serve
 from projections.projector import Projector
-from schemas import commands as c
 from schemas import events as ev
 from streams.cli import schedules as schedules_cli
 from streams.client import TaskstreamClient
@@ -101,27 +100,32 @@ async def test_three_steps_with_a_parallel_pair_and_a_skip_dependents_failure(
     worker = Executor(settings, handlers={POOL_OP: pool_handler}, pool=True, concurrency=4)
     try:
         await worker.start()
-        async with view(settings) as http, TaskstreamClient(settings) as client:
-            await client.send(
-                c.SubmitTask(
-                    client_id=CLIENT,
-                    task_id="wf-1",
-                    operation=POOL_OP,
-                    max_retries=0,
-                    steps=[
-                        c.TaskStep(id="fetch", operation=POOL_OP, config={"n": 1}),
-                        c.TaskStep(
-                            id="enrich",
-                            operation=POOL_OP,
-                            config={"fail": True},
-                            failure_policy="skip_dependents",
-                        ),
-                        c.TaskStep(
-                            id="notify", operation=POOL_OP, config={"n": 3}, depends_on=["enrich"]
-                        ),
+        async with view(settings) as http:
+            r = await http.post(
+                "/tasks",
+                json={
+                    "client_id": CLIENT,
+                    "task_id": "wf-1",
+                    "operation": POOL_OP,
+                    "max_retries": 0,
+                    "steps": [
+                        {"id": "fetch", "operation": POOL_OP, "config": {"n": 1}},
+                        {
+                            "id": "enrich",
+                            "operation": POOL_OP,
+                            "config": {"fail": True},
+                            "failure_policy": "skip_dependents",
+                        },
+                        {
+                            "id": "notify",
+                            "operation": POOL_OP,
+                            "config": {"n": 3},
+                            "depends_on": ["enrich"],
+                        },
                     ],
-                )
+                },
             )
+            assert r.status_code == 202, r.text
             body = await poll(
                 http, "/tasks/wf-1/steps", lambda b: b["state"] in ("completed", "failed")
             )

@@ -1,5 +1,6 @@
 """Two clients' worth of read-side rows (tasks, a session, a batch, a batch job, a dead letter,
-a task pending review, a multi-step task, a template and a schedule) made by the real decider, for access and masking tests."""
+a task pending review, a scheduled task, a task waiting for input, a multi-step task, a template
+and a schedule) made by the real decider, for access and masking tests."""
 
 from __future__ import annotations
 
@@ -78,6 +79,18 @@ def tenant_events(
         h.do(submit(f"b{n}-{client}", "tag_add", client=client, payload=extra), at=4)
     h.tick(10_000)
     h.do(submit(t.review, "contact_create", client=client, requires_review=True), at=10_001)
+    # A task scheduled far ahead (``later-<c>``) and one waiting for a person (``ask-<c>``).
+    h.do(submit(f"later-{client}", "contact_create", client=client, scheduled_for_ms=10**13))
+    h.do(submit(f"ask-{client}", "workflow_trigger", client=client), at=10_001)
+    h.do(
+        c.RequestInput(
+            client_id=client,
+            task_id=f"ask-{client}",
+            fencing_token=h.token(f"ask-{client}"),
+            prompt="Which list?",
+        ),
+        at=10_001,
+    )
     h.do(
         c.SubmitBatchJob(
             client_id=client,

@@ -16,8 +16,6 @@ SESSION_OP = "workflow_trigger"  # needs a session, not batchable
 BATCH_OP = "contact_update"  # needs a session, batchable
 
 
-
-
 def unfinished_children(h: Harness, batch_job_id: str = "J") -> list[str]:
     ids = [t for t in h.state.tasks if t.startswith(batch_job_id + ".")]
     return [t for t in ids if h.status(t) not in TERMINAL_STATES]

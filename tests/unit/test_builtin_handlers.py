@@ -30,7 +30,7 @@ from streams.executor.handlers import (
     with_notifications,
 )
 from streams.executor.handlers.report import percentile
-from streams.executor.pool import is_async_handler
+from streams.executor.jobs import is_async_handler
 from streams.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\nfake-image"

@@ -81,3 +81,18 @@ def test_bad_rate_limits_and_sla_names_are_refused_with_the_accepted_forms() -> 
         Settings(client_rate_limit="lots")
     with pytest.raises(ValidationError, match="unknown priority 'urgent'"):
         Settings(sla_ms={"urgent": 5})
+
+
+def test_the_readme_catalog_example_sets_the_limits_it_says(tmp_path: Any) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    part = readme.split("### Dispatch limits", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```toml\n(.*?)```", part, flags=re.S)
+    path = tmp_path / "ops.toml"
+    path.write_text("\n".join(line.strip() for line in example.splitlines()))
+    config = domain_config(Settings(operations_file=path, client_rate_limit="100/10s"))
+    assert config.client_rate_limits["client_acme_001"] == RateLimit(limit=50, period_ms=10_000)
+    assert config.catalog["conversation_send"].rate_limit == RateLimit(limit=10, period_ms=60_000)
+    assert config.client_rate_limit == RateLimit(limit=100, period_ms=10_000)

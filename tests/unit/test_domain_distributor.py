@@ -171,10 +171,13 @@ def test_scheduled_tasks_wait_in_the_state_not_on_a_delay_tier() -> None:
     """A start hours ahead writes no delay-tier record: the tick at its time starts it."""
     run = Run()
     six_hours = 6 * 3_600_000
-    assert run.do(
-        submit("later", operation="workflow_trigger", scheduled_for_ms=1_000 + six_hours),
-        now=1_000,
-    ) == []
+    assert (
+        run.do(
+            submit("later", operation="workflow_trigger", scheduled_for_ms=1_000 + six_hours),
+            now=1_000,
+        )
+        == []
+    )
     assert run.app.tick(run.state, six_hours) == []  # not due yet
     events = run.app.tick(run.state, 1_000 + six_hours)
     assert [type(e).__name__ for e in events][:1] == ["TaskQueued"]

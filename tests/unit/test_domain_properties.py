@@ -95,8 +95,6 @@ def check_invariants(h: Harness) -> None:
     assert rebuilt.indices() == state.indices()
 
 
-
-
 def terminal_events(log: list[ev.Event]) -> Counter[str]:
     ends: Counter[str] = Counter()
     for e in log:
@@ -153,10 +151,6 @@ def test_deciding_on_equal_states_gives_equal_events(
     probe = c.SubmitTask(client_id=task_client(task_id), task_id=task_id, operation="tag_add")
     assert decide(probe, copy, h.now + later, CFG) == decide(probe, h.state, h.now + later, CFG)
     assert tick(copy, h.now + later, CFG) == tick(h.state, h.now + later, CFG)
-
-
-
-
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -175,3 +175,16 @@ def test_interval_occurrences_count_from_the_start() -> None:
     rec = Recurrence(None, 2000, "UTC", 1_001, None, anchor_ms=0)
     assert next_after(rec, 0) == 1_001
     assert next_after(rec, 1_001) == 3_001
+
+
+def test_a_submit_naming_a_template_takes_its_defaults() -> None:
+    h = Harness().given(
+        c.DefineTemplate(
+            client_id="A", name="sync", task={"priority": 1, "payload": {"a": 1, "b": 1}}
+        )
+    )
+    (accepted, *_) = h.do(submit("t1", template="sync", payload={"b": 2}, max_retries=5))
+    assert isinstance(accepted, ev.TaskAccepted)
+    assert (accepted.priority, accepted.payload, accepted.max_retries) == (1, {"a": 1, "b": 2}, 5)
+    (refused,) = h.do(submit("t2", template="nope"))
+    assert isinstance(refused, ev.TaskRejected) and refused.reason.startswith("template:")

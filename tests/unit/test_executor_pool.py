@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from schemas.commands import ReportProgress, ReportResult, TaskStarted
 from schemas.records import Assignment, AssignmentItem
@@ -16,21 +15,15 @@ from streams.executor import (
     CANCELLED,
     SHUTDOWN,
     TIMEOUT,
+    PermanentError,
     PoolClosedError,
+    RetryableError,
+    SessionFaultError,
     TaskContext,
     WorkerPool,
 )
 from streams.executor.context import Handler
-
-
-async def until(predicate: Callable[[], bool], what: str, bound_s: float = 5.0) -> None:
-    """Wait for a condition (the bound only guards against hanging; nothing asserts speed)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bound_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.002)
+from tests.support.pool_recorder import Recorder, until
 
 
 def task(
@@ -72,22 +65,6 @@ def cancel(
         batch_id=batch_id,
         fencing_token=token,
     )
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.commands: list[BaseModel] = []
-
-    def __call__(self, command: BaseModel) -> None:
-        self.commands.append(command)
-
-    def of(self, kind: type[BaseModel]) -> list[Any]:
-        return [c for c in self.commands if isinstance(c, kind)]
-
-    def result(self, task_id: str) -> ReportResult:
-        found: list[ReportResult] = [r for r in self.of(ReportResult) if r.task_id == task_id]
-        assert len(found) == 1, f"expected one result for {task_id}, got {found}"
-        return found[0]
 
 
 async def make_pool(handler: Handler, recorder: Recorder, **kwargs: Any) -> WorkerPool:
@@ -283,21 +260,21 @@ async def test_a_cancel_older_than_the_work_leaves_it_alone() -> None:
 
 async def test_cancelling_one_batch_item_reports_it_failed_and_the_rest_succeed() -> None:
     recorder = Recorder()
-    started: dict[str, asyncio.Event] = {t: asyncio.Event() for t in ("a", "b", "c")}
+    ran: list[str] = []
     gate = asyncio.Event()
 
     async def item(ctx: TaskContext) -> dict[str, Any]:
-        started[ctx.task_id].set()
+        ran.append(ctx.task_id)
         await gate.wait()
         return {"item": ctx.task_id, "n": ctx.payload["n"]}
 
     pool = await make_pool(item, recorder, concurrency=3, queue_size=2)
     await pool.submit(batch("b1", ["a", "b", "c"], token=5))
-    for event in started.values():
-        await event.wait()  # items of one batch run concurrently
+    await until(lambda: ran == ["a"], "the first item running")  # items run one at a time
     assert pool.cancel(cancel(task_id="b", token=5)) == 1
     gate.set()
     assert await pool.close(5)
+    assert ran == ["a", "c"]  # the cancelled item never started
     [result] = recorder.of(ReportResult)
     assert (result.batch_id, result.fencing_token, result.success) == ("b1", 5, False)
     assert [(i.task_id, i.success, i.error) for i in result.items] == [
@@ -318,7 +295,7 @@ async def test_cancelling_a_whole_batch_reports_nothing() -> None:
 
     pool = await make_pool(forever, recorder, concurrency=2, queue_size=2)
     await pool.submit(batch("b1", ["a", "b", "c"]))
-    await until(lambda: pool.metrics().running == 2, "two items running")
+    await until(lambda: pool.metrics().running == 1, "the first item running")
     assert pool.cancel(cancel(batch_id="b1")) == 3
     assert await pool.close(5)
     assert recorder.of(ReportResult) == []
@@ -424,16 +401,19 @@ async def test_progress_is_reported_between_start_and_result() -> None:
 
 
 @pytest.mark.parametrize(
-    ("handler", "error"),
+    ("handler", "error", "failure_class", "retry_after_ms"),
     [
-        (lambda: _raiser(ValueError("contact not found")), "contact not found"),
-        (lambda: _raiser(RuntimeError()), "RuntimeError"),
-        (lambda: _returner(42), "handler returned int, expected a dict"),
-        (lambda: _returner({"when": object()}), "handler output is not JSON"),
+        (lambda: _raiser(ValueError("contact not found")), "contact not found", "retryable", None),
+        (lambda: _raiser(RuntimeError()), "RuntimeError", "retryable", None),
+        (lambda: _raiser(PermanentError("HTTP 404")), "HTTP 404", "permanent", None),
+        (lambda: _raiser(RetryableError("HTTP 429", 1500)), "HTTP 429", "retryable", 1500),
+        (lambda: _raiser(SessionFaultError("browser died")), "browser died", "session", None),
+        (lambda: _returner(42), "handler returned int, expected a dict", "permanent", None),
+        (lambda: _returner({"when": object()}), "handler output is not JSON", "permanent", None),
     ],
 )
 async def test_handler_failures_become_failed_results(
-    handler: Callable[[], Handler], error: str
+    handler: Callable[[], Handler], error: str, failure_class: str, retry_after_ms: int | None
 ) -> None:
     recorder = Recorder()
     pool = await make_pool(handler(), recorder, concurrency=1)
@@ -442,6 +422,7 @@ async def test_handler_failures_become_failed_results(
     result = recorder.result("t1")
     assert not result.success
     assert result.error is not None and result.error.startswith(error)
+    assert (result.failure_class, result.retry_after_ms) == (failure_class, retry_after_ms)
     assert pool.metrics().failed == 1
 
 
@@ -452,6 +433,7 @@ async def test_unknown_operation_fails_without_starting() -> None:
     assert await pool.close(5)
     assert recorder.of(TaskStarted) == []
     assert recorder.result("t1").error == "no handler for operation 'nope'"
+    assert recorder.result("t1").failure_class == "permanent"
 
 
 async def test_default_handler_serves_other_operations() -> None:

@@ -189,8 +189,7 @@ async def _refused(
     sender = Recorder()
     app = FastAPI()
     mount(
-        app,
-        Gateway(ProjectionReader(source), sender, catalog=_catalog(), max_payload_bytes=4096)
+        app, Gateway(ProjectionReader(source), sender, catalog=_catalog(), max_payload_bytes=4096)
     )
     async with _client(app) as client:
         r = await client.post(path, json=body)
@@ -356,7 +355,7 @@ async def test_redrive_endpoint_submits_once_and_reports_what_it_cannot_use() ->
             catalog=load_catalog(),
             max_payload_bytes=4096,
             dead_letters=dead_letters,
-        )
+        ),
     )
     async with _client(app) as client:
         r = await client.post("/dlq/redrive", json={"all": True})

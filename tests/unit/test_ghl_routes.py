@@ -56,9 +56,10 @@ def test_operations_without_an_api_and_other_locations_are_refused() -> None:
         "operation: data_export has no v2 API (HighLevel's v2 API has no export endpoint for "
         "this: a browser task)"
     ]
-    assert "locationId: names another sub-account" in problems(
-        "tag_add", {"contactId": "c", "tags": ["x"], "locationId": "loc_2"}
-    )[0]
+    assert (
+        "locationId: names another sub-account"
+        in problems("tag_add", {"contactId": "c", "tags": ["x"], "locationId": "loc_2"})[0]
+    )
     # Naming its own location is fine; it is never sent where the endpoint takes none.
     request = ghl_request("tag_add", {"contactId": "c", "tags": "vip", "locationId": LOC}, LOC)
     assert request.body == {"tags": ["vip"]}
@@ -67,8 +68,12 @@ def test_operations_without_an_api_and_other_locations_are_refused() -> None:
 def test_notification_fields_never_reach_ghl() -> None:
     request = ghl_request(
         "note_create",
-        {"contactId": "c", "body": "hi", "notify_on_complete": True,
-         "notifyWebhookUrl": "https://hooks.example/x"},
+        {
+            "contactId": "c",
+            "body": "hi",
+            "notify_on_complete": True,
+            "notifyWebhookUrl": "https://hooks.example/x",
+        },
         LOC,
     )
     assert request.body == {"body": "hi"}

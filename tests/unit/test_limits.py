@@ -144,9 +144,7 @@ def test_the_processor_refuses_records_over_the_limit_before_decoding() -> None:
 def test_dead_letters_never_exceed_the_record_limit() -> None:
     app = Distributor(_settings(max_payload_bytes=4096))
     raw = b"\x00" * 4000
-    out = app.dead_letter(
-        raw, "undecodable command: " + "why " * 2000, "t.commands", 0, 7, 1, None
-    )
+    out = app.dead_letter(raw, "undecodable command: " + "why " * 2000, "t.commands", 0, 7, 1, None)
     letter = CODEC.decode_as(out.value, DeadLetter)
     assert len(out.value) <= 4096
     assert letter.raw is not None and 0 < len(letter.raw) < len(raw)

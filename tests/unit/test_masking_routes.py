@@ -79,6 +79,9 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
                 "task": {"operation": "api_call", "payload": bad_payload},
             },
         ],
+        # An edit's refusal names fields, never values.
+        ("/tasks/review-A", "PUT"): [{"payload": bad_payload, "priority": 9}],
+        ("/tasks/ask-A/input", "POST"): [{"input": {"password": SECRET}, "extra": 1}],
     }
     # Not in the document: the page (no data), /live (its events are the snapshot's JSON,
     # checked below) and /openapi.json itself (visited above).
@@ -105,6 +108,10 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/dlq/redrive", "POST"),
         ("/schedules/{schedule_id}", "DELETE"),
         ("/templates/{name}", "DELETE"),
+        ("/tasks/{task_id}", "PUT"),
+        ("/tasks/{task_id}", "DELETE"),
+        ("/tasks/{task_id}/run", "POST"),
+        ("/tasks/{task_id}/input", "POST"),
         # A task link (WebhookAccepted), a reason without the message (WebhookIgnored) or a
         # problem naming the field a rule needs.
         ("/webhooks/{source}", "POST"),

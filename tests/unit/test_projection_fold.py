@@ -294,7 +294,19 @@ def test_sla_breach_is_counted_per_priority() -> None:
     w = World()
     w.feed(register(0))
     w.feed(accept(0, "crit", op="workflow_trigger", priority=1), queued(0, "crit", priority=1))
-    w.feed(assigned(SLA_MS["critical"] + 1, "crit", priority=1))
+    # the processor records the breach (while it waits, or as it is assigned): that is counted
+    w.feed(
+        ev.TaskSlaBreached(
+            client_id=C,
+            task_id="crit",
+            occurred_at_ms=SLA_MS["critical"] + 1,
+            priority=1,
+            queued_at_ms=0,
+            sla_ms=SLA_MS["critical"],
+            at_assignment=True,
+        ),
+        assigned(SLA_MS["critical"] + 1, "crit", priority=1),
+    )
     w.feed(accept(0, "norm", priority=3), queued(0, "norm", priority=3))
     w.feed(assigned(SLA_MS["critical"] + 1, "norm", priority=3))
     status = w.reader.status()
@@ -476,3 +488,45 @@ def test_forgotten_tasks_keep_their_rows_and_a_reused_id_starts_a_new_lifecycle(
     status = w.reader.status()
     assert status.tasks_by_state["completed"] == 0 and status.tasks_by_state["queued"] == 1
     assert status.queue_length == 1
+
+
+def test_a_starved_client_shows_with_its_breaches_until_it_is_served() -> None:
+    w = World()
+    w.feed(accept(0, "t1", priority=1), queued(0, "t1", priority=1))
+    w.feed(
+        ev.ClientStarved(
+            client_id=C,
+            occurred_at_ms=5_000,
+            reason="no_session",
+            waiting_tasks=1,
+            oldest_queued_at_ms=0,
+        ),
+        ev.TaskSlaBreached(
+            client_id=C, task_id="t1", occurred_at_ms=61_000, priority=1, queued_at_ms=0, sla_ms=500
+        ),
+    )
+    status = w.reader.status()
+    [starved] = status.starved_clients
+    assert (starved.client_id, starved.reason, starved.waiting_tasks, starved.sla_breaches) == (
+        C,
+        "no_session",
+        1,
+        1,
+    )
+    assert status.sla_breaches == 1 and status.wait_times["critical"].sla_ms == 500
+    assert status.sla_breaches_by_client == {C: 1}
+    assert status.queue_length == 1
+    w.feed(ev.ClientServed(client_id=C, occurred_at_ms=70_000, starved_at_ms=5_000))
+    assert w.reader.status().starved_clients == []
+
+
+def test_queue_length_counts_batched_tasks() -> None:
+    w = World()
+    w.feed(accept(0, "b1"), queued(0, "b1"))
+    w.feed(
+        ev.TaskBatched(
+            client_id=C, task_id="b1", occurred_at_ms=1, batch_id="B", operation="contact_update"
+        )
+    )
+    w.feed(accept(2, "q1"), queued(2, "q1"))
+    assert w.reader.status().queue_length == 2

@@ -211,7 +211,7 @@ def test_a_batch_job_resealed_is_a_redelivery(ring: Keyring) -> None:
                 operation="api_call",
                 items=[
                     c.BatchJobItem(payload=PAYLOAD),
-                    c.BatchJobItem(payload={"apiEndpoint": "https://api.example.com/v1/x"}),
+                    c.BatchJobItem(payload={"apiEndpoint": "https://api.example.com/x"}),
                 ],
             ),
         )

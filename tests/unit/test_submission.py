@@ -97,7 +97,12 @@ def test_valid_steps_pass() -> None:
         steps=[
             {"id": "a", "operation": "conversation_send"},
             {"id": "b", "operation": "conversation_send", "depends_on": ["a"]},
-            {"id": "c", "operation": "conversation_send", "depends_on": ["a"], "failure_policy": "continue"},
+            {
+                "id": "c",
+                "operation": "conversation_send",
+                "depends_on": ["a"],
+                "failure_policy": "continue",
+            },
         ],
     )
     assert spec_problems(command, CATALOG) == []

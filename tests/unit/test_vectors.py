@@ -27,23 +27,15 @@ from tests.support.vectors import DIRECTORY, FILES, ROOT, datum_of, hex_bytes, l
 SCHEMAS = {f.source: f for f in load_schema_files()}
 
 
-
-
 def schema_of(document: dict[str, Any], key: str = "schema") -> dict[str, Any]:
     name = Path(document[key]).name
     assert (DIRECTORY / document[key]).resolve() == ROOT / "schemas" / "avro" / name
     return SCHEMAS[name].schema
 
 
-
-
-
-
 def value_of(datum: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = hex_bytes(datum, schema, {}, False)
     return result
-
-
 
 
 def test_every_schema_has_its_vector_file_and_none_is_stale() -> None:

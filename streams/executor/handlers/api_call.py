@@ -13,7 +13,9 @@ Payload (camelCase, as in the seed)::
     timeout        milliseconds (default 30000)
 
 A 2xx answer completes the task with ``{"status", "headers", "body"}``; anything else fails it
-with an error naming the status. Secrets (tokens, keys, passwords, sensitive custom headers,
+with an error naming the status: permanently for a 4xx other than 408 and 429 (retrying the
+same request cannot help), retryably for 408, 429 and 5xx (after the answer's Retry-After),
+timeouts and broken connections. Secrets (tokens, keys, passwords, sensitive custom headers,
 credentials in the URL) never reach a log line, an error or the output: they are replaced by
 ``***`` wherever they would appear. The destination must be a public address unless
 ``TASKSTREAM_OUTBOUND_ALLOW`` lists it (``outbound``), checked after DNS resolution and on every
@@ -32,8 +34,14 @@ from schemas.credentials import is_credential_name, url_credentials
 from schemas.masking import Masker
 from schemas.task_configs import validate_task_config
 from streams.executor.context import TaskContext
-from streams.executor.errors import ApiCallConfigError, ApiCallError
-from streams.executor.handlers.http import HttpClient
+from streams.executor.errors import (
+    ApiCallConfigError,
+    ApiCallError,
+    ApiCallRefusedError,
+    ApiCallRetryableError,
+)
+from streams.executor.handlers.ghl_api import retry_after_ms
+from streams.executor.handlers.http import HttpAnswer, HttpClient, status_message
 from streams.executor.handlers.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
@@ -126,23 +134,34 @@ class ApiCallHandler:
         safe = f"{method} {masker.url(url)}"
         log.info("api_call task %s: %s", ctx.task_id, safe)
         ctx.report_progress(0.1, f"calling {safe}")
-        answer = await self._http.request(
+        answer = await self._http.fetch(
             method,
             url,
             what="api_call",
-            error=ApiCallError,
+            error=ApiCallRetryableError,  # transport failures and timeouts: try again
             masker=masker,
             timeout_ms=timeout_ms,
             headers=headers,
             json_body=json_body,
             params=params,
         )
+        if not 200 <= answer.status < 300:
+            raise _failure(status_message("api_call", method, masker.url(url), answer), answer)
         return {
             "status": answer.status,
             "content_type": answer.content_type,
             "body": answer.body,
             "elapsed_ms": answer.elapsed_ms,
         }
+
+
+def _failure(message: str, answer: HttpAnswer) -> ApiCallError:
+    """A 408, 429 or 5xx answer is worth another attempt (after its Retry-After); any other
+    non-2xx answer says the request itself is wrong."""
+    status = answer.status
+    if status in (408, 429) or status >= 500:
+        return ApiCallRetryableError(message, retry_after_ms(answer.headers))
+    return ApiCallRefusedError(message)
 
 
 def _query_value(value: Any) -> str:

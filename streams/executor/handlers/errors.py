@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.executor.errors import HandlerError
+from streams.executor.errors import HandlerError, PermanentError, RetryableError
 
 __all__ = [
     "BrowserAutomationError",
@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 
-class TaskConfigError(HandlerError):
+class TaskConfigError(PermanentError):
     """A task's payload is invalid for its type; the message names every bad field."""
 
 
@@ -25,18 +25,17 @@ class GhlActionError(HandlerError):
     """A GoHighLevel request failed (no API key, transport error, timeout, non-2xx)."""
 
 
-class GhlPermanentError(GhlActionError):
+class GhlPermanentError(GhlActionError, PermanentError):
     """A GoHighLevel call that retrying cannot fix: a 4xx answer other than 408 and 429, a
     payload the operation cannot use, a client without credentials, a refused destination."""
 
 
-class GhlRetryableError(GhlActionError):
+class GhlRetryableError(GhlActionError, RetryableError):
     """A GoHighLevel call worth trying again: 429 (``retry_after_ms`` from its Retry-After, or
     the rate-limit window), 408, a 5xx answer, a timeout or a broken connection."""
 
     def __init__(self, message: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_ms = retry_after_ms
+        super().__init__(message, retry_after_ms)
 
 
 class NotificationError(HandlerError):
@@ -51,10 +50,10 @@ class BrowserAutomationError(HandlerError):
     """A browser step failed, or its result cannot be reported."""
 
 
-class NoBrowserDriverError(BrowserAutomationError):
+class NoBrowserDriverError(BrowserAutomationError, PermanentError):
     """A browser task reached an executor that has no ``BrowserDriver`` configured."""
 
 
-class OutboundRefusedError(HandlerError):
+class OutboundRefusedError(PermanentError):
     """A request's destination (after DNS resolution, or a redirect's) is not a public address
     and ``TASKSTREAM_OUTBOUND_ALLOW`` does not list it; retrying cannot help."""

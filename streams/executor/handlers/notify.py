@@ -25,7 +25,7 @@ from schemas.masking import Masker
 from schemas.task_configs import notify_flags
 from streams.executor.context import AsyncHandler, Handler, SyncHandler, TaskContext
 from streams.executor.errors import HandlerError
-from streams.executor.pool import is_async_handler
+from streams.executor.jobs import is_async_handler
 
 log = logging.getLogger(__name__)
 

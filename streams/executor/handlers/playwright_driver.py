@@ -25,7 +25,9 @@ changes in between (DNS rebinding) is not caught; route the browser through a fi
 where that matters.
 
 A browser that dies (crash, closed CDP connection) is launched or connected again for the next
-task; the task that saw it die fails with :class:`BrowserGoneError`, the session's fault.
+task; the task that saw it die fails with :class:`BrowserGoneError`, a ``SessionFaultError``
+(retried, the session's health drops); an instruction-only click and a refused navigation are
+``PermanentError`` (not retried).
 Playwright is the ``browser`` extra: ``pip install 'taskstream[browser]'``.
 """
 
@@ -43,6 +45,7 @@ from urllib.parse import urlsplit
 
 from streams.errors import ConfigurationError
 from streams.executor.context import TaskContext
+from streams.executor.errors import PermanentError, SessionFaultError
 from streams.executor.handlers.errors import BrowserAutomationError
 from streams.executor.handlers.outbound import OutboundPolicy
 
@@ -71,13 +74,18 @@ INSTALL_HINT = (
 )
 
 
-class BrowserGoneError(BrowserAutomationError):
+class BrowserGoneError(BrowserAutomationError, SessionFaultError):
     """The session's browser died or its connection closed during the task: the session's
-    fault, not the task's. The next task gets a new browser."""
+    fault, not the task's (retried, and the session's health drops). The next task gets a new
+    browser."""
 
 
-class BrowserStepError(BrowserAutomationError):
-    """A step this driver cannot run as given (a click by instruction alone)."""
+class BrowserStepError(BrowserAutomationError, PermanentError):
+    """A step this driver cannot run as given (a click by instruction alone): not retried."""
+
+
+class BrowserRefusedError(BrowserAutomationError, PermanentError):
+    """A navigation the outbound guard refused: not retried."""
 
 
 def require_playwright() -> None:
@@ -208,7 +216,7 @@ class PageDriver:
         except Exception as exc:
             why = self._guard.refused.get(url)
             if why is not None:
-                raise BrowserAutomationError(f"navigate to {url} refused: {why}") from None
+                raise BrowserRefusedError(f"navigate to {url} refused: {why}") from None
             if not await self._alive():
                 raise BrowserGoneError(
                     f"the browser went away during navigate ({self._browser.target.describe()})"

@@ -4388,6 +4388,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       {
         "name": "sla_ms",
         "type": "long"
+      },
+      {
+        "name": "at_assignment",
+        "type": "boolean",
+        "default": false,
+        "doc": "Recorded as the task was assigned (it crossed its SLA since the last check), not while it still waits."
       }
     ]
   },
@@ -6230,6 +6236,8 @@ export interface TaskSlaBreached {
   priority: number;
   queued_at_ms: number;
   sla_ms: number;
+  /** Recorded as the task was assigned (it crossed its SLA since the last check), not while it still waits. */
+  at_assignment: boolean;
 }
 
 /** TaskSlaBreached as a producer writes it: fields with an Avro default may be left out. */
@@ -6240,6 +6248,7 @@ export interface TaskSlaBreachedInit {
   priority: number;
   queued_at_ms: number;
   sla_ms: number;
+  at_assignment?: boolean;
 }
 
 /** An executor began the work of an assignment (the task goes in_progress). Optional. */
