@@ -59,6 +59,7 @@ from schemas.commands import (
     SubmitTask,
 )
 from schemas.errors import EncodeError
+from streams.client_management import TaskManagementCommands
 from streams.client_schedules import ScheduleCommands
 from streams.errors import (
     BrokerError,
@@ -144,7 +145,7 @@ def encode_command(command: Command, max_bytes: int) -> bytes:
     return value
 
 
-class TaskstreamClient(ScheduleCommands):
+class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
     """Produces commands and reads outcomes. Use ``async with`` (or ``start``/``close``)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -258,8 +259,11 @@ class TaskstreamClient(ScheduleCommands):
         requires_review: bool = False,
         depends_on: Iterable[str] = (),
         capabilities: Iterable[str] = (),
+        **managed: Any,
     ) -> str:
-        """Submit a task; returns its id (a new uuid4 unless ``task_id`` is given)."""
+        """Submit a task; returns its id (a new uuid4 unless ``task_id`` is given).
+        ``managed``: title, description, tags, metadata, due_at_ms, assigned_to, steps,
+        template (``SubmitTask``'s fields)."""
         command = self.submit_command(
             client_id,
             operation,
@@ -272,6 +276,7 @@ class TaskstreamClient(ScheduleCommands):
             requires_review=requires_review,
             depends_on=depends_on,
             capabilities=capabilities,
+            **managed,
         )
         await self.send(command)
         return command.task_id
@@ -290,10 +295,12 @@ class TaskstreamClient(ScheduleCommands):
         requires_review: bool = False,
         depends_on: Iterable[str] = (),
         capabilities: Iterable[str] = (),
+        **managed: Any,
     ) -> SubmitTask:
-        """The ``SubmitTask`` that ``submit`` with these arguments sends (validated)."""
-        return _build(
-            SubmitTask,
+        """The ``SubmitTask`` that ``submit`` with these arguments sends, built and checked by
+        the one submission door (``TaskManagementCommands.build_submit``)."""
+        return self.build_submit(
+            **managed,
             client_id=client_id,
             task_id=task_id if task_id is not None else str(uuid.uuid4()),
             operation=operation,

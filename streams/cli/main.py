@@ -21,6 +21,7 @@ from streams.cli import (
     broker,
     config,
     dlq,
+    manage,
     parts,
     rebuild,
     schedules,
@@ -33,7 +34,7 @@ from streams.settings import Settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # One module per command group; each adds its sub-commands to the parser.
-GROUPS = (broker, parts, tasks, tail, dlq, rebuild, topics, batch, config, bench, schedules)
+GROUPS = (broker, parts, tasks, manage, tail, dlq, rebuild, topics, batch, config, bench, schedules)
 
 
 class OneLineParser(argparse.ArgumentParser):

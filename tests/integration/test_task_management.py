@@ -1,0 +1,145 @@
+"""Task management end to end on the suite's broker (issue 15, items 1-3): the real processor,
+the projector with the HTTP view and gateway, the SDK and the CLI. A raw producer's invalid config is
+refused naming the field; a reminder from the SDK starts at its time; an edit before start takes
+effect and one after start is 409; an archived task leaves the default listing and keeps its
+history; run starts a scheduled task now; a task waits for input and resumes with the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas import events as ev
+from schemas.commands import SubmitTask
+from streams.cli.main import build_parser
+from streams.client import TaskstreamClient
+from streams.kafka.process import free_loopback_port
+from streams.settings import Settings
+from tests.integration.distributor_harness import InProcessProcessor, layout, wait_for_events
+from tests.integration.test_workflows import poll, view
+
+pytestmark = pytest.mark.integration
+
+CLIENT = "mgmt"
+SESSION_OP = "workflow_trigger"  # needs a session, not batchable
+FAR = 4_102_444_800_000  # 2100-01-01
+
+
+def of(events: list[Any], kind: type[Any], task_id: str) -> list[Any]:
+    return [e for e in events if isinstance(e, kind) and getattr(e, "task_id", None) == task_id]
+
+
+async def test_raw_config_check_and_a_reminder_through_the_sdk(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = await layout(make_settings)
+    processor = await InProcessProcessor(settings).start()
+    try:
+        async with TaskstreamClient(settings) as client:
+            # Raw: the command is produced as is, skipping the submission door.
+            await client.send(
+                SubmitTask(
+                    client_id=CLIENT, task_id="raw-bad", operation="api_call", payload={"x": 1}
+                )
+            )
+            due_ms = (int(time.time()) + 3) * 1000
+            when = datetime.fromtimestamp(due_ms / 1000, UTC).isoformat()
+            await client.submit(
+                CLIENT,
+                "reminder",
+                {"reminderTime": when, "reminderMessage": "stand-up"},
+                task_id="remind-1",
+            )
+            events = await wait_for_events(
+                settings,
+                lambda es: (
+                    bool(of(es, ev.TaskRejected, "raw-bad"))
+                    and bool(of(es, ev.TaskQueued, "remind-1"))
+                ),
+                timeout_s=60,
+            )
+    finally:
+        await processor.stop()
+    (rejected,) = of(events, ev.TaskRejected, "raw-bad")
+    assert rejected.reason.startswith("payload.apiEndpoint: required"), rejected.reason
+    (accepted,) = of(events, ev.TaskAccepted, "remind-1")
+    assert accepted.scheduled_for_ms == due_ms
+    (queued,) = of(events, ev.TaskQueued, "remind-1")
+    assert queued.reason == "scheduled" and queued.occurred_at_ms >= due_ms
+
+
+async def test_edit_archive_run_and_input_from_the_view_and_the_sdk(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = await layout(make_settings, http_port=free_loopback_port())
+    processor = await InProcessProcessor(settings).start()
+    try:
+        async with view(settings) as http, TaskstreamClient(settings) as sdk:
+            # Not started (scheduled far ahead): the edit takes effect.
+            for task_id in ("later", "gone"):
+                r = await http.post(
+                    "/tasks",
+                    json={
+                        "client_id": CLIENT,
+                        "task_id": task_id,
+                        "operation": "contact_create",
+                        "scheduled_for_ms": FAR,
+                        "title": f"Call {task_id} back",
+                        "tags": ["sales"],
+                    },
+                )
+                assert r.status_code == 202, r.text
+            await poll(http, "/tasks/later", lambda t: t["state"] == "scheduled")
+            r = await http.put("/tasks/later", json={"priority": "low", "tags": ["sales", "vip"]})
+            assert r.status_code == 202, r.text
+            edited = await poll(http, "/tasks/later", lambda t: t["tags"] == ["sales", "vip"])
+            assert edited["priority"] == 4 and edited["state"] == "scheduled"
+            listed = (await http.get("/tasks?tag=vip&title=LATER")).json()["items"]
+            assert [t["task_id"] for t in listed] == ["later"]
+
+            # The CLI edits too.
+            parser = build_parser()
+            args = parser.parse_args(["edit", "later", "--client", CLIENT, "--tag", "cli"])
+            assert await asyncio.to_thread(args.handler, args, settings) == 0
+            await poll(http, "/tasks/later", lambda t: t["tags"] == ["cli"])
+
+            # Run now: the scheduled task is queued at once.
+            assert (await http.post("/tasks/later/run")).status_code == 202
+            await poll(http, "/tasks/later", lambda t: t["state"] in ("queued", "batched"))
+
+            # Archive: gone from the default listing, shown with include_archived, history kept.
+            await sdk.archive(CLIENT, "gone", reason="duplicate")
+            await poll(http, "/tasks/gone", lambda t: t["archived"])
+            default = (await http.get(f"/tasks?client_id={CLIENT}")).json()["items"]
+            every = (await http.get(f"/tasks?client_id={CLIENT}&include_archived=true")).json()
+            assert "gone" not in {t["task_id"] for t in default}
+            assert "gone" in {t["task_id"] for t in every["items"]}
+            gone = (await http.get("/tasks/gone")).json()
+            kinds = [h["type"] for h in gone["history"]]
+            assert kinds[0] == "task.accepted" and kinds[-2:] == ["task.cancelled", "task.archived"]
+
+            # Started (assigned to a session): the edit is 409.
+            await sdk.register_session(CLIENT, "s1", "agent-1", max_concurrent=2)
+            await sdk.submit(CLIENT, SESSION_OP, {"q": 1}, task_id="ask")
+            row = await poll(http, "/tasks/ask", lambda t: t["state"] == "assigned")
+            r = await http.put("/tasks/ask", json={"priority": 1})
+            assert r.status_code == 409 and "started" in r.json()["detail"], r.text
+
+            # People in the loop: the executor asks, a person answers, a new attempt runs.
+            await sdk.request_input(CLIENT, "ask", row["fencing_token"], "Which list?")
+            waiting = await poll(http, "/tasks/ask", lambda t: t["state"] == "waiting_input")
+            assert waiting["prompt"] == "Which list?"
+            r = await http.post("/tasks/ask/input", json={"input": {"list": "vip"}})
+            assert r.status_code == 202, r.text
+            resumed = await poll(
+                http, "/tasks/ask", lambda t: t["state"] == "assigned" and t["attempt"] == 2
+            )
+            assert resumed["payload"] == {"q": 1, "input": {"list": "vip"}}
+            assert resumed["fencing_token"] > row["fencing_token"]
+    finally:
+        await processor.stop()
