@@ -105,12 +105,13 @@ def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
         if not same:
             reject_task(ctx, c, c.task_id, "duplicate task_id with a different specification")
         return  # an identical resubmit is a redelivery: nothing happens
-    if isinstance(accepted, str):
-        reject_task(ctx, c, c.task_id, accepted)
-        return
+    # Too large first: a payload over the limit is refused for its size, whatever it holds.
     too_large = submission.payload_size_problem(c, ctx.config.max_payload_bytes)
     if too_large is not None:
         reject_task(ctx, c, c.task_id, too_large)
+        return
+    if isinstance(accepted, str):
+        reject_task(ctx, c, c.task_id, accepted)
         return
     problem = _dependency_problem(ctx, c, depends_on)
     if problem is not None:
