@@ -36,6 +36,7 @@ from streams.runtime import run_processor
 from streams.runtime.causation import cause_of
 from streams.settings import Settings
 from streams.topics import ensure_topics
+from tests.support.task_configs import valid_payload
 
 # Short group timings and a fast tick: the embedded broker settles groups slowly otherwise.
 FAST: dict[str, Any] = {
@@ -194,6 +195,8 @@ class Commands:
 
 
 def submit(client: str, task_id: str, operation: str, **fields: Any) -> c.SubmitTask:
+    """A SubmitTask; without a ``payload``, the operation's valid example config."""
+    fields.setdefault("payload", valid_payload(operation))
     return c.SubmitTask(client_id=client, task_id=task_id, operation=operation, **fields)
 
 

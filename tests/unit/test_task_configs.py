@@ -18,27 +18,7 @@ from schemas.task_configs import (
     report_range,
     validate_task_config,
 )
-
-VALID: dict[str, dict[str, Any]] = {
-    "api_call": {"apiEndpoint": "https://api.example.com/v1", "apiMethod": "POST"},
-    "ghl_action": {"ghlAction": "add_contact", "email": "john@example.com", "firstName": "J"},
-    "notification": {"recipient": "owner", "message": "hello"},
-    "reminder": {"reminderTime": "2024-12-15T10:00:00Z", "reminderMessage": "follow up"},
-    "report_generation": {"reportType": "task_summary"},
-    "browser_automation": {
-        "automationSteps": [
-            {"type": "navigate", "config": {"url": "https://example.com"}},
-            {"type": "click", "config": {"selector": "#submit-button"}},
-            {"type": "extract", "config": {"instruction": "the title"}},
-        ]
-    },
-    "data_extraction": {
-        "automationSteps": [
-            {"type": "navigate", "config": {"url": "https://example.com/data"}},
-            {"type": "extract", "config": {"instruction": "all product names and prices"}},
-        ]
-    },
-}
+from tests.support.task_configs import VALID
 
 
 def test_every_task_type_has_a_valid_example_and_is_in_the_catalog() -> None:
