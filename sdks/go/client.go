@@ -157,7 +157,10 @@ func (c *Client) Submit(ctx context.Context, clientID, operation string, payload
 	if err != nil {
 		return "", err
 	}
-	cmd := &SubmitTask{ClientID: clientID, Operation: operation, Payload: text, DependsOn: []string{}, Capabilities: []string{}}
+	cmd := &SubmitTask{
+		ClientID: clientID, Operation: operation, Payload: text, DependsOn: []string{},
+		Capabilities: []string{}, Tags: []string{}, Metadata: "{}", Steps: []TaskStep{},
+	}
 	for _, opt := range opts {
 		opt(cmd)
 	}

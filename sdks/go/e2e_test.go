@@ -176,7 +176,7 @@ func TestEndToEndWithTheProcessor(t *testing.T) {
 	// Cancelled while its handler runs.
 	blocking := submit("workflow_trigger", map[string]any{"block": true}, WithMaxRetries(0))
 	// Work that needs no session goes to the pool.
-	pooled := submit("notification", map[string]any{"to": "+15550100"})
+	pooled := submit("notification", map[string]any{"to": "+15550100", "recipient": "owner", "message": "hello"})
 	// A batch job of a batchable operation: its children run as batch assignments.
 	jobID, err := client.SubmitBatchJob(ctx, clientID, "contact_create", []BatchItem{
 		{TaskID: "child-a-" + run, Payload: map[string]any{"email": "a@example.com"}},

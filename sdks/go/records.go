@@ -29,6 +29,31 @@ type SubmitTask struct {
 	DependsOn      []string `avro:"depends_on"`
 	Capabilities   []string `avro:"capabilities"`
 	Actor          *string  `avro:"actor"`
+	// SubmitTask v4: what people manage (title, tags, due date, assignee), steps, a template.
+	Title       *string       `avro:"title"`
+	Description *string       `avro:"description"`
+	Tags        []string      `avro:"tags"`
+	Metadata    string        `avro:"metadata"` // JSON object text, "{}" when none
+	DueAtMs     *int64        `avro:"due_at_ms"`
+	AssignedTo  *TaskAssignee `avro:"assigned_to"`
+	Steps       []TaskStep    `avro:"steps"`
+	Template    *string       `avro:"template"`
+}
+
+// TaskAssignee: the task runs only on this agent's sessions (kind "agent") or this session.
+type TaskAssignee struct {
+	Kind string `avro:"kind"`
+	ID   string `avro:"id"`
+}
+
+// TaskStep: one step of a multi-step task (docs/workflows.md).
+type TaskStep struct {
+	ID            string   `avro:"id"`
+	Name          *string  `avro:"name"`
+	Operation     string   `avro:"operation"`
+	Config        string   `avro:"config"` // JSON object text
+	DependsOn     []string `avro:"depends_on"`
+	FailurePolicy string   `avro:"failure_policy"`
 }
 
 type CancelTask struct {
@@ -231,7 +256,7 @@ func (c *SubmitBatchJob) Client() string   { return c.ClientID }
 func newRecord(name string) Record {
 	switch name {
 	case "SubmitTask":
-		return &SubmitTask{}
+		return &SubmitTask{Metadata: "{}", Tags: []string{}, Steps: []TaskStep{}}
 	case "CancelTask":
 		return &CancelTask{}
 	case "ApproveTask":

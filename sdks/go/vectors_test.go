@@ -102,7 +102,17 @@ func fromVectorJSON(t *testing.T, s avro.Schema, v any) any {
 		if len(types) != 2 || types[0].Type() != avro.Null {
 			t.Fatalf("union %v is not [null, T]", s)
 		}
-		return fromVectorJSON(t, types[1], v)
+		inner := fromVectorJSON(t, types[1], v)
+		// A record in a union is a one-entry map keyed by its full name (hamba/avro's generic
+		// form), a primitive the plain value.
+		named := types[1]
+		if ref, ok := named.(*avro.RefSchema); ok {
+			named = ref.Schema()
+		}
+		if rec, ok := named.(*avro.RecordSchema); ok {
+			return map[string]any{rec.FullName(): inner}
+		}
+		return inner
 	case *avro.ArraySchema:
 		items, ok := v.([]any)
 		if !ok {

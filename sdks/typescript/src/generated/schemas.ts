@@ -61,6 +61,38 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "ArchiveTask": {
+    "type": "record",
+    "name": "ArchiveTask",
+    "namespace": "taskstream",
+    "doc": "Archive a task: unfinished work is cancelled (task.cancelled first), then task.archived; default listings hide it and its history stays.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
   "Assignment": {
     "type": "record",
     "name": "Assignment",
@@ -1014,6 +1046,51 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "DeferTask": {
+    "type": "record",
+    "name": "DeferTask",
+    "namespace": "taskstream",
+    "doc": "From an executor: end the current attempt (fencing_token) putting the task off until until_ms (epoch ms); it goes deferred and is queued again then, using up no retry.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "fencing_token",
+        "type": "long"
+      },
+      {
+        "name": "until_ms",
+        "type": "long"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      }
+    ]
+  },
   "DefineTemplate": {
     "type": "record",
     "name": "DefineTemplate",
@@ -1174,6 +1251,36 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       },
       {
         "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "ProvideInput": {
+    "type": "record",
+    "name": "ProvideInput",
+    "namespace": "taskstream",
+    "doc": "Answer a task waiting for input: it is queued again on a new attempt with the answer in its payload under input.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "input",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the person's answer."
+      },
+      {
+        "name": "actor",
         "type": [
           "null",
           "string"
@@ -1777,6 +1884,43 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "RequestInput": {
+    "type": "record",
+    "name": "RequestInput",
+    "namespace": "taskstream",
+    "doc": "From an executor: end the current attempt (fencing_token) asking a person; the task goes waiting_input with the prompt.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "fencing_token",
+        "type": "long"
+      },
+      {
+        "name": "prompt",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      }
+    ]
+  },
   "ResultIgnored": {
     "type": "record",
     "name": "ResultIgnored",
@@ -1817,7 +1961,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "RetryDue",
     "namespace": "taskstream",
-    "doc": "Written by the delay agent when a retry or a scheduled start falls due; upstream systems do not send it.",
+    "doc": "Written by the delay agent when a retry falls due; upstream systems do not send it. Scheduled starts wait as timers in the processor state and write no RetryDue (docs/workflows.md); kind scheduled is still honoured for records written before.",
     "fields": [
       {
         "name": "client_id",
@@ -1839,7 +1983,31 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "kind",
         "type": "string",
         "default": "retry",
-        "doc": "retry (a retry of attempt falls due) or scheduled (a scheduled_for_ms start falls due)."
+        "doc": "retry (a retry of attempt falls due) or scheduled (a scheduled_for_ms start falls due; written by older processors only)."
+      }
+    ]
+  },
+  "RunTask": {
+    "type": "record",
+    "name": "RunTask",
+    "namespace": "taskstream",
+    "doc": "Run a task now: a scheduled, retry-waiting or deferred task, or a waiting task whose dependencies are met, is queued at once.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -2661,6 +2829,15 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         },
         "default": [],
         "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
+      },
+      {
+        "name": "template",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A named task template of the client (POST /templates): the processor fills what this submit leaves unset from it."
       }
     ]
   },
@@ -3362,6 +3539,42 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskArchived": {
+    "type": "record",
+    "name": "TaskArchived",
+    "namespace": "taskstream",
+    "doc": "task.archived: the task is archived (hidden from default listings, history kept).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
   "TaskAssigned": {
     "type": "record",
     "name": "TaskAssigned",
@@ -3776,6 +3989,59 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskDeferred": {
+    "type": "record",
+    "name": "TaskDeferred",
+    "namespace": "taskstream",
+    "doc": "task.deferred: the executor put the task off; it is queued again at due_at_ms.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "due_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "attempt",
+        "type": "long"
+      },
+      {
+        "name": "fencing_token",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      }
+    ]
+  },
   "TaskExpedited": {
     "type": "record",
     "name": "TaskExpedited",
@@ -3980,6 +4246,80 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           }
         },
         "default": []
+      }
+    ]
+  },
+  "TaskInputProvided": {
+    "type": "record",
+    "name": "TaskInputProvided",
+    "namespace": "taskstream",
+    "doc": "task.input_provided: a person answered; the task runs again as attempt with the answer in its payload under input.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "input",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the person's answer."
+      },
+      {
+        "name": "prompt",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "attempt",
+        "type": "long"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
+  "TaskOverdue": {
+    "type": "record",
+    "name": "TaskOverdue",
+    "namespace": "taskstream",
+    "doc": "task.overdue: an unfinished task passed its due date (once per task).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "due_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "status",
+        "type": "string"
       }
     ]
   },
@@ -4335,6 +4675,38 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskRunRequested": {
+    "type": "record",
+    "name": "TaskRunRequested",
+    "namespace": "taskstream",
+    "doc": "task.run_requested: someone asked to run the task now; from_status is the state it waited in.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "from_status",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
   "TaskScheduled": {
     "type": "record",
     "name": "TaskScheduled",
@@ -4563,6 +4935,125 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "TaskUpdated": {
+    "type": "record",
+    "name": "TaskUpdated",
+    "namespace": "taskstream",
+    "doc": "task.updated: a task that had not started was changed; changed names the fields, each carrying its new value.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "changed",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the new payload, when changed names payload."
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent or session."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
+  },
   "TaskWaiting": {
     "type": "record",
     "name": "TaskWaiting",
@@ -4587,6 +5078,51 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "type": "array",
           "items": "string"
         }
+      }
+    ]
+  },
+  "TaskWaitingInput": {
+    "type": "record",
+    "name": "TaskWaitingInput",
+    "namespace": "taskstream",
+    "doc": "task.waiting_input: the executor ended the attempt asking a person (prompt).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "prompt",
+        "type": "string"
+      },
+      {
+        "name": "attempt",
+        "type": "long"
+      },
+      {
+        "name": "fencing_token",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
       }
     ]
   },
@@ -4687,11 +5223,122 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "default": null
       }
     ]
+  },
+  "UpdateTask": {
+    "type": "record",
+    "name": "UpdateTask",
+    "namespace": "taskstream",
+    "doc": "Change a task that has not started (priority, payload, schedule, due date, tags, assignment, title, description); changed names the fields it sets, the others stay. Refused (TaskRejected, command UpdateTask) once the task was handed to an executor or ended.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "changed",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "The fields this edit sets: priority, payload, scheduled_for_ms, due_at_ms, tags, assigned_to, title, description. A named nullable field given null is cleared."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the new payload, when changed names payload."
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent or session."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      }
+    ]
   }
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","ResultIgnored","RetryDue","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskExpedited","TaskFailed","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskWaiting","TasksForgotten","TemplateDefined","TemplateDeleted"] as const;
+export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -4709,6 +5356,22 @@ export interface ApproveTaskInit {
   client_id: string;
   task_id: string;
   reviewer?: null | string;
+  actor?: null | string;
+}
+
+/** Archive a task: unfinished work is cancelled (task.cancelled first), then task.archived; default listings hide it and its history stays. */
+export interface ArchiveTask {
+  client_id: string;
+  task_id: string;
+  reason: null | string;
+  actor: null | string;
+}
+
+/** ArchiveTask as a producer writes it: fields with an Avro default may be left out. */
+export interface ArchiveTaskInit {
+  client_id: string;
+  task_id: string;
+  reason?: null | string;
   actor?: null | string;
 }
 
@@ -5151,6 +5814,28 @@ export interface DeadLetterInit {
   occurred_at_ms?: number;
 }
 
+/** From an executor: end the current attempt (fencing_token) putting the task off until until_ms (epoch ms); it goes deferred and is queued again then, using up no retry. */
+export interface DeferTask {
+  client_id: string;
+  task_id: string;
+  fencing_token: number;
+  until_ms: number;
+  reason: null | string;
+  session_id: null | string;
+  execution_time_ms: number;
+}
+
+/** DeferTask as a producer writes it: fields with an Avro default may be left out. */
+export interface DeferTaskInit {
+  client_id: string;
+  task_id: string;
+  fencing_token: number;
+  until_ms: number;
+  reason?: null | string;
+  session_id?: null | string;
+  execution_time_ms?: number;
+}
+
 /** Define (or replace) a named task template of the client: its fields are the defaults of every CreateSchedule that names it. A refused define gives command.rejected. */
 export interface DefineTemplate {
   client_id: string;
@@ -5242,6 +5927,23 @@ export interface PoolReleasedInit {
   client_id: string;
   occurred_at_ms: number;
   reason?: null | string;
+}
+
+/** Answer a task waiting for input: it is queued again on a new attempt with the answer in its payload under input. */
+export interface ProvideInput {
+  client_id: string;
+  task_id: string;
+  /** JSON text (an Avro string holding a JSON object): the person's answer. */
+  input: string;
+  actor: null | string;
+}
+
+/** ProvideInput as a producer writes it: fields with an Avro default may be left out. */
+export interface ProvideInputInit {
+  client_id: string;
+  task_id: string;
+  input?: string;
+  actor?: null | string;
 }
 
 /** A pool executor offers capacity for work that needs no session: up to capacity tasks of one task.commands partition at once. It is produced to that partition by number (the partition of task.pool the executor consumes) and applied where it is read. Registering again counts as a heartbeat; a member silent for TASKSTREAM_SESSION_STALE_MS is dropped. */
@@ -5419,6 +6121,26 @@ export interface ItemResultInit {
   retry_after_ms?: null | number;
 }
 
+/** From an executor: end the current attempt (fencing_token) asking a person; the task goes waiting_input with the prompt. */
+export interface RequestInput {
+  client_id: string;
+  task_id: string;
+  fencing_token: number;
+  prompt: string;
+  session_id: null | string;
+  execution_time_ms: number;
+}
+
+/** RequestInput as a producer writes it: fields with an Avro default may be left out. */
+export interface RequestInputInit {
+  client_id: string;
+  task_id: string;
+  fencing_token: number;
+  prompt: string;
+  session_id?: null | string;
+  execution_time_ms?: number;
+}
+
 /** task.result_ignored: a report for another fencing token, or about an attempt that already ended, was recorded and changed nothing. */
 export interface ResultIgnored {
   client_id: string;
@@ -5439,13 +6161,13 @@ export interface ResultIgnoredInit {
   reason: string;
 }
 
-/** Written by the delay agent when a retry or a scheduled start falls due; upstream systems do not send it. */
+/** Written by the delay agent when a retry falls due; upstream systems do not send it. Scheduled starts wait as timers in the processor state and write no RetryDue (docs/workflows.md); kind scheduled is still honoured for records written before. */
 export interface RetryDue {
   client_id: string;
   task_id: string;
   attempt: number;
   due_at_ms: number;
-  /** retry (a retry of attempt falls due) or scheduled (a scheduled_for_ms start falls due). */
+  /** retry (a retry of attempt falls due) or scheduled (a scheduled_for_ms start falls due; written by older processors only). */
   kind: string;
 }
 
@@ -5456,6 +6178,20 @@ export interface RetryDueInit {
   attempt: number;
   due_at_ms: number;
   kind?: string;
+}
+
+/** Run a task now: a scheduled, retry-waiting or deferred task, or a waiting task whose dependencies are met, is queued at once. */
+export interface RunTask {
+  client_id: string;
+  task_id: string;
+  actor: null | string;
+}
+
+/** RunTask as a producer writes it: fields with an Avro default may be left out. */
+export interface RunTaskInit {
+  client_id: string;
+  task_id: string;
+  actor?: null | string;
 }
 
 /** schedule.created: a CreateSchedule passed validation; carries the whole schedule with its task resolved (template applied) and its first occurrence. */
@@ -5736,6 +6472,8 @@ export interface SubmitTask {
   assigned_to: null | TaskAssignee;
   /** A multi-step task: each step runs like a task once the steps it depends on ended. */
   steps: Array<TaskStep>;
+  /** A named task template of the client (POST /templates): the processor fills what this submit leaves unset from it. */
+  template: null | string;
 }
 
 /** SubmitTask as a producer writes it: fields with an Avro default may be left out. */
@@ -5759,6 +6497,7 @@ export interface SubmitTaskInit {
   due_at_ms?: null | number;
   assigned_to?: null | TaskAssigneeInit;
   steps?: Array<TaskStepInit>;
+  template?: null | string;
 }
 
 /** Who alone may run the task: every session of an agent, or one session. */
@@ -5878,6 +6617,24 @@ export interface TaskApprovedInit {
   occurred_at_ms: number;
   task_id: string;
   reviewer?: null | string;
+  actor?: null | string;
+}
+
+/** task.archived: the task is archived (hidden from default listings, history kept). */
+export interface TaskArchived {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  reason: null | string;
+  actor: null | string;
+}
+
+/** TaskArchived as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskArchivedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  reason?: null | string;
   actor?: null | string;
 }
 
@@ -6042,6 +6799,32 @@ export interface AttemptRecordInit {
   at_ms: number;
 }
 
+/** task.deferred: the executor put the task off; it is queued again at due_at_ms. */
+export interface TaskDeferred {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  due_at_ms: number;
+  attempt: number;
+  fencing_token: number;
+  session_id: null | string;
+  reason: null | string;
+  execution_time_ms: number;
+}
+
+/** TaskDeferred as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskDeferredInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  due_at_ms: number;
+  attempt: number;
+  fencing_token: number;
+  session_id?: null | string;
+  reason?: null | string;
+  execution_time_ms?: number;
+}
+
 /** task.expedited: the task was raised to critical priority. */
 export interface TaskExpedited {
   client_id: string;
@@ -6087,6 +6870,47 @@ export interface TaskFailedInit {
   reason?: string;
   attempts?: Array<AttemptRecordInit>;
   outcome?: string;
+}
+
+/** task.input_provided: a person answered; the task runs again as attempt with the answer in its payload under input. */
+export interface TaskInputProvided {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  /** JSON text (an Avro string holding a JSON object): the person's answer. */
+  input: string;
+  prompt: null | string;
+  attempt: number;
+  actor: null | string;
+}
+
+/** TaskInputProvided as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskInputProvidedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  input?: string;
+  prompt?: null | string;
+  attempt: number;
+  actor?: null | string;
+}
+
+/** task.overdue: an unfinished task passed its due date (once per task). */
+export interface TaskOverdue {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  due_at_ms: number;
+  status: string;
+}
+
+/** TaskOverdue as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskOverdueInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  due_at_ms: number;
+  status: string;
 }
 
 /** task.pending_review: the task waits for ApproveTask or RejectTask. */
@@ -6210,6 +7034,24 @@ export interface TaskRetryingInit {
   occurred_at_ms: number;
   task_id: string;
   attempt: number;
+}
+
+/** task.run_requested: someone asked to run the task now; from_status is the state it waited in. */
+export interface TaskRunRequested {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  from_status: string;
+  actor: null | string;
+}
+
+/** TaskRunRequested as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskRunRequestedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  from_status: string;
+  actor?: null | string;
 }
 
 /** task.scheduled: the task waits until due_at_ms (its scheduled_for_ms). */
@@ -6346,6 +7188,43 @@ export interface TaskTimedOutInit {
   fencing_token: number;
 }
 
+/** task.updated: a task that had not started was changed; changed names the fields, each carrying its new value. */
+export interface TaskUpdated {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  changed: Array<string>;
+  priority: null | number;
+  explicit_priority: boolean;
+  /** JSON text (an Avro string holding a JSON object): the new payload, when changed names payload. */
+  payload: string;
+  scheduled_for_ms: null | number;
+  due_at_ms: null | number;
+  tags: Array<string>;
+  assigned_to: null | TaskAssignee;
+  title: null | string;
+  description: null | string;
+  actor: null | string;
+}
+
+/** TaskUpdated as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskUpdatedInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  changed?: Array<string>;
+  priority?: null | number;
+  explicit_priority?: boolean;
+  payload?: string;
+  scheduled_for_ms?: null | number;
+  due_at_ms?: null | number;
+  tags?: Array<string>;
+  assigned_to?: null | TaskAssigneeInit;
+  title?: null | string;
+  description?: null | string;
+  actor?: null | string;
+}
+
 /** task.waiting: the task waits for the tasks it depends on. */
 export interface TaskWaiting {
   client_id: string;
@@ -6360,6 +7239,30 @@ export interface TaskWaitingInit {
   occurred_at_ms: number;
   task_id: string;
   waiting_on: Array<string>;
+}
+
+/** task.waiting_input: the executor ended the attempt asking a person (prompt). */
+export interface TaskWaitingInput {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  prompt: string;
+  attempt: number;
+  fencing_token: number;
+  session_id: null | string;
+  execution_time_ms: number;
+}
+
+/** TaskWaitingInput as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskWaitingInputInit {
+  client_id: string;
+  occurred_at_ms: number;
+  task_id: string;
+  prompt: string;
+  attempt: number;
+  fencing_token: number;
+  session_id?: null | string;
+  execution_time_ms?: number;
 }
 
 /** tasks.forgotten: finished tasks and completed batch jobs left the processor's state after the retention window; their ids are unknown from now on. */
@@ -6415,9 +7318,44 @@ export interface TemplateDeletedInit {
   actor?: null | string;
 }
 
+/** Change a task that has not started (priority, payload, schedule, due date, tags, assignment, title, description); changed names the fields it sets, the others stay. Refused (TaskRejected, command UpdateTask) once the task was handed to an executor or ended. */
+export interface UpdateTask {
+  client_id: string;
+  task_id: string;
+  /** The fields this edit sets: priority, payload, scheduled_for_ms, due_at_ms, tags, assigned_to, title, description. A named nullable field given null is cleared. */
+  changed: Array<string>;
+  priority: null | number;
+  /** JSON text (an Avro string holding a JSON object): the new payload, when changed names payload. */
+  payload: string;
+  scheduled_for_ms: null | number;
+  due_at_ms: null | number;
+  tags: Array<string>;
+  assigned_to: null | TaskAssignee;
+  title: null | string;
+  description: null | string;
+  actor: null | string;
+}
+
+/** UpdateTask as a producer writes it: fields with an Avro default may be left out. */
+export interface UpdateTaskInit {
+  client_id: string;
+  task_id: string;
+  changed?: Array<string>;
+  priority?: null | number;
+  payload?: string;
+  scheduled_for_ms?: null | number;
+  due_at_ms?: null | number;
+  tags?: Array<string>;
+  assigned_to?: null | TaskAssigneeInit;
+  title?: null | string;
+  description?: null | string;
+  actor?: null | string;
+}
+
 /** Each current record name and its decoded type. */
 export interface Records {
   ApproveTask: ApproveTask;
+  ArchiveTask: ArchiveTask;
   Assignment: Assignment;
   BatchJobAccepted: BatchJobAccepted;
   BatchJobCompleted: BatchJobCompleted;
@@ -6433,12 +7371,14 @@ export interface Records {
   CommandRejected: CommandRejected;
   CreateSchedule: CreateSchedule;
   DeadLetter: DeadLetter;
+  DeferTask: DeferTask;
   DefineTemplate: DefineTemplate;
   DeleteSchedule: DeleteSchedule;
   DeleteTemplate: DeleteTemplate;
   ExpediteTask: ExpediteTask;
   PoolRegistered: PoolRegistered;
   PoolReleased: PoolReleased;
+  ProvideInput: ProvideInput;
   RegisterPool: RegisterPool;
   RegisterSession: RegisterSession;
   RejectTask: RejectTask;
@@ -6446,8 +7386,10 @@ export interface Records {
   ReleaseSession: ReleaseSession;
   ReportProgress: ReportProgress;
   ReportResult: ReportResult;
+  RequestInput: RequestInput;
   ResultIgnored: ResultIgnored;
   RetryDue: RetryDue;
+  RunTask: RunTask;
   ScheduleCreated: ScheduleCreated;
   ScheduleDeleted: ScheduleDeleted;
   ScheduleFired: ScheduleFired;
@@ -6462,20 +7404,25 @@ export interface Records {
   SubmitTask: SubmitTask;
   TaskAccepted: TaskAccepted;
   TaskApproved: TaskApproved;
+  TaskArchived: TaskArchived;
   TaskAssigned: TaskAssigned;
   TaskAttemptFailed: TaskAttemptFailed;
   TaskBatched: TaskBatched;
   TaskCancelled: TaskCancelled;
   TaskCompleted: TaskCompleted;
   TaskDeadLettered: TaskDeadLettered;
+  TaskDeferred: TaskDeferred;
   TaskExpedited: TaskExpedited;
   TaskFailed: TaskFailed;
+  TaskInputProvided: TaskInputProvided;
+  TaskOverdue: TaskOverdue;
   TaskPendingReview: TaskPendingReview;
   TaskProgressed: TaskProgressed;
   TaskQueued: TaskQueued;
   TaskRejected: TaskRejected;
   TaskRetryScheduled: TaskRetryScheduled;
   TaskRetrying: TaskRetrying;
+  TaskRunRequested: TaskRunRequested;
   TaskScheduled: TaskScheduled;
   TaskSlaBreached: TaskSlaBreached;
   TaskStarted: TaskStarted;
@@ -6483,15 +7430,19 @@ export interface Records {
   TaskStepFinished: TaskStepFinished;
   TaskStepStarted: TaskStepStarted;
   TaskTimedOut: TaskTimedOut;
+  TaskUpdated: TaskUpdated;
   TaskWaiting: TaskWaiting;
+  TaskWaitingInput: TaskWaitingInput;
   TasksForgotten: TasksForgotten;
   TemplateDefined: TemplateDefined;
   TemplateDeleted: TemplateDeleted;
+  UpdateTask: UpdateTask;
 }
 
 /** Each current record name and the type a producer writes. */
 export interface RecordInits {
   ApproveTask: ApproveTaskInit;
+  ArchiveTask: ArchiveTaskInit;
   Assignment: AssignmentInit;
   BatchJobAccepted: BatchJobAcceptedInit;
   BatchJobCompleted: BatchJobCompletedInit;
@@ -6507,12 +7458,14 @@ export interface RecordInits {
   CommandRejected: CommandRejectedInit;
   CreateSchedule: CreateScheduleInit;
   DeadLetter: DeadLetterInit;
+  DeferTask: DeferTaskInit;
   DefineTemplate: DefineTemplateInit;
   DeleteSchedule: DeleteScheduleInit;
   DeleteTemplate: DeleteTemplateInit;
   ExpediteTask: ExpediteTaskInit;
   PoolRegistered: PoolRegisteredInit;
   PoolReleased: PoolReleasedInit;
+  ProvideInput: ProvideInputInit;
   RegisterPool: RegisterPoolInit;
   RegisterSession: RegisterSessionInit;
   RejectTask: RejectTaskInit;
@@ -6520,8 +7473,10 @@ export interface RecordInits {
   ReleaseSession: ReleaseSessionInit;
   ReportProgress: ReportProgressInit;
   ReportResult: ReportResultInit;
+  RequestInput: RequestInputInit;
   ResultIgnored: ResultIgnoredInit;
   RetryDue: RetryDueInit;
+  RunTask: RunTaskInit;
   ScheduleCreated: ScheduleCreatedInit;
   ScheduleDeleted: ScheduleDeletedInit;
   ScheduleFired: ScheduleFiredInit;
@@ -6536,20 +7491,25 @@ export interface RecordInits {
   SubmitTask: SubmitTaskInit;
   TaskAccepted: TaskAcceptedInit;
   TaskApproved: TaskApprovedInit;
+  TaskArchived: TaskArchivedInit;
   TaskAssigned: TaskAssignedInit;
   TaskAttemptFailed: TaskAttemptFailedInit;
   TaskBatched: TaskBatchedInit;
   TaskCancelled: TaskCancelledInit;
   TaskCompleted: TaskCompletedInit;
   TaskDeadLettered: TaskDeadLetteredInit;
+  TaskDeferred: TaskDeferredInit;
   TaskExpedited: TaskExpeditedInit;
   TaskFailed: TaskFailedInit;
+  TaskInputProvided: TaskInputProvidedInit;
+  TaskOverdue: TaskOverdueInit;
   TaskPendingReview: TaskPendingReviewInit;
   TaskProgressed: TaskProgressedInit;
   TaskQueued: TaskQueuedInit;
   TaskRejected: TaskRejectedInit;
   TaskRetryScheduled: TaskRetryScheduledInit;
   TaskRetrying: TaskRetryingInit;
+  TaskRunRequested: TaskRunRequestedInit;
   TaskScheduled: TaskScheduledInit;
   TaskSlaBreached: TaskSlaBreachedInit;
   TaskStarted: TaskStartedInit;
@@ -6557,8 +7517,11 @@ export interface RecordInits {
   TaskStepFinished: TaskStepFinishedInit;
   TaskStepStarted: TaskStepStartedInit;
   TaskTimedOut: TaskTimedOutInit;
+  TaskUpdated: TaskUpdatedInit;
   TaskWaiting: TaskWaitingInit;
+  TaskWaitingInput: TaskWaitingInputInit;
   TasksForgotten: TasksForgottenInit;
   TemplateDefined: TemplateDefinedInit;
   TemplateDeleted: TemplateDeletedInit;
+  UpdateTask: UpdateTaskInit;
 }
