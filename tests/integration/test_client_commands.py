@@ -62,10 +62,10 @@ async def test_every_command_lands_decodable_on_its_clients_partition(
     settings = make_settings(actor="tester")  # every command names its sender
     await ensure_topics(settings)
     async with TaskstreamClient(settings) as client:
-        generated = await client.submit("acme", "send_sms", {"to": "+15550100"}, priority=2)
+        generated = await client.submit("acme", "conversation_send", {"to": "+15550100"}, priority=2)
         given = await client.submit(
             "acme",
-            "send_email",
+            "contact_update",
             task_id="task-given",
             requires_review=True,
             depends_on=[generated],
@@ -101,7 +101,7 @@ async def test_every_command_lands_decodable_on_its_clients_partition(
         SubmitTask(
             client_id="acme",
             task_id=generated,
-            operation="send_sms",
+            operation="conversation_send",
             payload={"to": "+15550100"},
             priority=2,
             actor="tester",
@@ -109,7 +109,7 @@ async def test_every_command_lands_decodable_on_its_clients_partition(
         SubmitTask(
             client_id="acme",
             task_id="task-given",
-            operation="send_email",
+            operation="contact_update",
             requires_review=True,
             depends_on=[generated],
             capabilities=["email"],
@@ -146,7 +146,7 @@ async def test_an_oversized_payload_is_refused_and_nothing_is_sent(
     await ensure_topics(settings)
     async with TaskstreamClient(settings) as client:
         with pytest.raises(PayloadTooLargeError, match="2,048"):
-            await client.submit("acme", "send_sms", {"body": "x" * 4000}, task_id="big")
-        await client.submit("acme", "send_sms", {"body": "x" * 100}, task_id="small")
+            await client.submit("acme", "conversation_send", {"body": "x" * 4000}, task_id="big")
+        await client.submit("acme", "conversation_send", {"body": "x" * 100}, task_id="small")
     records = await read_all(settings, expected=1)
     assert [command.task_id for _, _, command, _ in records] == ["small"]  # type: ignore[attr-defined]
