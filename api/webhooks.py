@@ -148,7 +148,7 @@ async def receive(
     try:
         task = hooks.rules.map(found, message)
     except NoRuleMatches as exc:
-        ignored = WebhookIgnored(source=source, message_id=_id_of(message, found.message_id),
+        ignored = WebhookIgnored(source=source, message_id=WebhookRules.message_id(found, message),
                                 ignored=str(exc))  # fmt: skip
         return counted("ignored", JSONResponse(ignored.model_dump(), status_code=200))
     except WebhookMessageError as exc:
@@ -181,15 +181,6 @@ async def receive(
         return counted("refused", problem(422, str(exc).splitlines()[0]))
     sent = await gateway.send(command, answer, principal_for(source))
     return counted("accepted" if sent is answer else "refused", sent)
-
-
-def _id_of(message: dict[str, Any], path: str) -> str | None:
-    value: Any = message
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
 def render_counts(webhooks: Webhooks | None) -> bytes:

@@ -110,6 +110,14 @@ class WebhookRules:
     def source(self, name: str) -> Source | None:
         return self.sources.get(name)
 
+    @staticmethod
+    def message_id(source: Source, message: Mapping[str, Any]) -> str | None:
+        """The message's id under ``source``'s rules, or None when it has none."""
+        try:
+            return _text(_lookup(message, source.message_id), source.message_id)
+        except WebhookMessageError:
+            return None
+
     def map(self, source: Source, message: Mapping[str, Any]) -> MappedTask:
         """The task ``message`` becomes under ``source``'s first matching rule."""
         message_id = _text(_lookup(message, source.message_id), source.message_id)
