@@ -84,21 +84,34 @@ async def test_record_due_after_its_tier_is_re_tiered(
     async with (
         running(DelayAgent(settings)) as agent,
         collecting(settings, "commands") as commands,
+        collecting(settings, retry_tier_name(1000)) as tier_1s,
         collecting(settings, retry_tier_name(2000)) as tier_2s,
     ):
         t0 = now_ms()
         record = retry("late", t0 + 3500)
         await produce(settings, [(1000, record)])
         seen = await commands.wait_for(1, timeout_s=20)
-        re_tiered = await tier_2s.wait_for(1, timeout_s=1)
+        on_1s = await tier_1s.wait_for(1, timeout_s=1)
+        on_2s = await tier_2s.wait_for(0, timeout_s=0)
         assert agent.retiered >= 1
 
     assert task_ids(seen) == ["late"]
     assert_not_early(seen)
-    # After the 1 s tier the record still had about 2.5 s to wait: it moved to the 2 s tier.
-    assert [s.value for s in re_tiered] == [record]
-    assert re_tiered[0].timestamp >= t0 + 1000 - EARLY_TOLERANCE_MS
-    assert re_tiered[0].key == record.client_id.encode()
+    # The first copy the agent wrote: on the 2 s tier, or (when the agent looked late, as on a
+    # loaded machine) back on the 1 s tier; on_1s[0] is the record the test produced.
+    copies = sorted(
+        [(s, 2000) for s in on_2s] + [(s, 1000) for s in on_1s[1:]], key=lambda c: c[0].timestamp
+    )
+    assert copies, "the record was forwarded without being re-tiered"
+    first, tier_ms = copies[0]
+    assert first.value == record
+    assert first.key == record.client_id.encode()
+    # It sat out its 1 s tier first, and went to the longest tier the remaining wait fills.
+    assert first.timestamp >= t0 + 1000 - EARLY_TOLERANCE_MS
+    remaining_ms = record.due_at_ms - first.timestamp
+    assert tier_ms <= remaining_ms + EARLY_TOLERANCE_MS
+    if remaining_ms > 2000 + EARLY_TOLERANCE_MS:
+        assert tier_ms == 2000
 
 
 async def test_undecodable_record_is_dead_lettered_and_skipped(
