@@ -82,13 +82,15 @@ async def soak(
     rate: float,
     interval_s: float = 10.0,
     broker_kind: str = "kafka",
+    bootstrap: str | None = None,
 ) -> tuple[list[Sample], dict[str, Any]]:
     from bench.common import load_average
 
     samples: list[Sample] = []
     loads: list[tuple[float, float, float]] = [load_average()]
-    with soak_stack(workdir, broker_kind=broker_kind) as stack:
-        await asyncio.to_thread(start_all, stack)
+    external = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap} if bootstrap else None
+    with soak_stack(workdir, external, broker_kind=broker_kind) as stack:
+        await asyncio.to_thread(start_all, stack, bootstrap is None)
         await wait_view(stack, sessions=len(SOAK_CLIENTS))
         settings = stack.settings()
         load = Load(settings, rate, "soak")
@@ -264,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=[*BROKER_KINDS, "both"],
         help="broker to soak on, started by the soak (repeatable; default: both, kafka first)",
     )
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help="soak on this running broker (host:port) instead of starting one; needs --rate",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "soak.md")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -271,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m bench.soak " + shlex.join(argv if argv is not None else sys.argv[1:])
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="taskstream-soak-"))
     runs: list[SoakRun] = []
-    for kind in broker_kinds(args.broker):
+    if args.bootstrap and args.rate is None:
+        parser.error("--bootstrap needs --rate (the max-rate burst starts a broker of its own)")
+    kinds = ["kafka"] if args.bootstrap else broker_kinds(args.broker)
+    for kind in kinds:
         started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         others = busy_processes()
         max_burst: Burst | None = None
@@ -284,7 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
         samples, summary = asyncio.run(
-            soak(workdir / kind / "soak", args.minutes, rate, broker_kind=kind)
+            soak(
+                workdir / kind / "soak",
+                args.minutes,
+                rate,
+                broker_kind=kind,
+                bootstrap=args.bootstrap,
+            )
         )
         runs.append(SoakRun(kind, rate, max_burst, samples, summary, started_at, others))
         args.out.parent.mkdir(parents=True, exist_ok=True)
