@@ -25,6 +25,7 @@ from schemas.events import SessionHeartbeatReceived
 from schemas.records import DeadLetter
 from streams.runtime.protocol import Output
 from streams.runtime.runner import StreamRuntime
+from streams.runtime.store import StoreView
 from streams.settings import Settings
 
 __all__ = ["Counts", "HeartbeatCounter", "run_runtime"]
@@ -142,13 +143,16 @@ class HeartbeatCounter:
             self.done.set()
         return changes
 
-    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> Counts:
+    def load_state(self, store: StoreView) -> Counts:
         state = Counts()
-        for key, value in items:
+        for key, value in store.state_items():
             if not key.startswith(_STATE_PREFIX):
                 raise DecodeError(f"unknown state key {key!r}")
             state.by_client[key[len(_STATE_PREFIX) :].decode()] = int(value)
         return state
+
+    def persisted(self, state: Counts) -> None:
+        """Everything stays in memory."""
 
 
 async def run_runtime(

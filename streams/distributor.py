@@ -18,14 +18,16 @@ from schemas.commands import POOL_COMMANDS, Command, RetryDue
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
+from streams.domain.archive import flushed
 from streams.domain.config import DEFAULTS
 from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
 from streams.kafka.headers import FORWARDED_HEADER, TYPE_HEADER
 from streams.runtime.protocol import HOME, Output
+from streams.runtime.store import StoreView
 from streams.settings import Settings, retry_tier_name
-from streams.state_codec import dump_changes, load_state
+from streams.state_codec import dump_changes, open_state
 
 # A dead letter's reason is cut to this many characters (reasons quote input, which is hostile).
 REASON_LIMIT = 2_000
@@ -234,8 +236,11 @@ class Distributor:
     def dump_changes(self, state: PartitionState) -> Iterable[tuple[bytes, bytes | None]]:
         return list(dump_changes(state))
 
-    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
-        return load_state(items)
+    def load_state(self, store: StoreView) -> PartitionState:
+        return open_state(store)
+
+    def persisted(self, state: PartitionState) -> None:
+        flushed(state)
 
     # -- side records --------------------------------------------------------------------------
 
@@ -348,7 +353,7 @@ class Distributor:
         outcome = self._outcome(state, e)
         if e.fencing_token is None:
             return outcome  # it was not handed out: nobody to tell
-        task = state.tasks.get(e.task_id)
+        task = state.task(e.task_id)
         return [
             self._work(
                 Assignment(
@@ -406,7 +411,7 @@ class Distributor:
         return [self._delay(e.tier_ms, due)]
 
     def _dead_lettered(self, state: PartitionState, e: ev.TaskDeadLettered) -> list[Output]:
-        task = state.tasks.get(e.task_id)
+        task = state.task(e.task_id)
         letter = DeadLetter(
             reason=bounded_reason(e.reason),
             client_id=e.client_id,

@@ -1,35 +1,122 @@
 """The distributor's storage format of a partition state: one store key per record.
 
-Keys: ``task/<id>``, ``session/<id>``, ``batch/<id>``, ``batchjob/<id>``, ``schedule/<id>``,
-``template/<client>/<name>``, ``client/<id>``, ``pool`` and ``meta``. Values are pickles of the
-record dataclasses (an internal format of the local store, never shared: the event log is the
-source of truth and rebuilds the store when it is missing or unreadable).
+Keys: ``task/<id>`` (unfinished), ``done/<id>`` (finished), ``session/<id>``, ``batch/<id>``,
+``batchjob/<id>``, ``schedule/<id>``, ``template/<client>/<name>``, ``client/<id>``, ``pool``,
+``meta``, and ``retired/<finished at><kind><id>`` (empty values: the retention index, in time
+order). Values are pickles of the record dataclasses (an internal format of the local store,
+never shared: the event log is the source of truth and rebuilds the store when it is missing
+or unreadable).
+
+Finished tasks and the retention index are not loaded: ``StoreArchive`` reads them back when
+the decider asks (``streams.domain.archive``), so a state in memory holds unfinished work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
+from schemas.states import TERMINAL_STATES
+from streams.domain.archive import Entry, MemoryArchive, dumped_retired
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord
 from streams.domain.state import (
     META_KEY,
+    RETIRED_JOB,
+    RETIRED_TASK,
     BatchJobRecord,
     BatchRecord,
     Meta,
     PartitionState,
     ScheduleRecord,
     SessionRecord,
+    Status,
     TaskRecord,
     TemplateRecord,
+    done_key,
+    task_key,
     template_id,
 )
 from streams.errors import StoreError
 
+_DONE = b"done/"
+_RETIRED = b"retired/"
+_RETIRED_AT = struct.Struct(">QB")  # finished at, kind: keys sort in time order
+
 
 class CorruptStateError(StoreError):
     """A stored record cannot be read back; rebuild the store from the event log."""
+
+
+class StoredKeys(Protocol):
+    """Read access to a partition's store (``streams.runtime.store.PartitionStore``)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items_from(self, key: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+def retired_key(entry: Entry) -> bytes:
+    at_ms, kind, record_id = entry
+    return _RETIRED + _RETIRED_AT.pack(at_ms, kind) + record_id.encode()
+
+
+def _entry(key: bytes) -> Entry:
+    at_ms, kind = _RETIRED_AT.unpack_from(key, len(_RETIRED))
+    return at_ms, kind, key[len(_RETIRED) + _RETIRED_AT.size :].decode()
+
+
+def _unpickled(key: bytes, value: bytes) -> Any:
+    try:
+        record = pickle.loads(value)
+    except Exception as exc:  # any unpickling failure means the same thing: corrupt
+        raise CorruptStateError(f"state key {key!r} cannot be read: {exc}") from exc
+    _fill_defaults(record)
+    return record
+
+
+class StoreArchive:
+    """Finished tasks and the retention index, read from the partition's store. Writes go
+    through ``dump_changes`` with the state, in the cycle's one ``WriteBatch``."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: StoredKeys) -> None:
+        self._store = store
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        key = done_key(task_id)
+        value = self._store.get(key)
+        if value is None:
+            return None
+        record = _unpickled(key, value)
+        if not isinstance(record, TaskRecord):
+            raise CorruptStateError(f"state key {key!r} holds a {type(record).__name__}")
+        return record
+
+    def retired(self, up_to_ms: int) -> Iterator[Entry]:
+        for key, _ in self._store.items_from(_RETIRED):
+            if not key.startswith(_RETIRED):
+                return
+            entry = _entry(key)
+            if entry[0] > up_to_ms:
+                return
+            yield entry
+
+    def absorb(
+        self, tasks: Iterable[TaskRecord], gone: Iterable[str], retired: Mapping[Entry, bool]
+    ) -> None:
+        """Already in the store: the dump wrote them."""
+
+    def tasks(self) -> Iterator[TaskRecord]:
+        for key, value in self._store.items_from(_DONE):
+            if not key.startswith(_DONE):
+                return
+            record = _unpickled(key, value)
+            if isinstance(record, TaskRecord):
+                yield record
 
 
 def _value(state: PartitionState, key: bytes) -> bytes | None:
@@ -39,6 +126,11 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         return pickle.dumps(state.pool, protocol=pickle.HIGHEST_PROTOCOL)
     kind, _, raw_id = key.partition(b"/")
     record_id = raw_id.decode()
+    if kind == b"task" or kind == b"done":
+        task = state.tasks.get(record_id)
+        if task is None or (task.status in TERMINAL_STATES) != (kind == b"done"):
+            return None  # gone, or kept under its other key
+        return pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
     record: (
         TaskRecord
         | SessionRecord
@@ -48,9 +140,7 @@ def _value(state: PartitionState, key: bytes) -> bytes | None:
         | TemplateRecord
         | ClientRecord
     ) | None
-    if kind == b"task":
-        record = state.tasks.get(record_id)
-    elif kind == b"session":
+    if kind == b"session":
         record = state.sessions.get(record_id)
     elif kind == b"batch":
         record = state.batches.get(record_id)
@@ -73,13 +163,18 @@ def dump_changes(state: PartitionState) -> Iterator[tuple[bytes, bytes | None]]:
     state.dirty = set()
     for key in dirty:
         yield key, _value(state, key)
+    for entry, present in dumped_retired(state).items():
+        yield retired_key(entry), b"" if present else None
 
 
 def dump_all(state: PartitionState) -> Iterator[tuple[bytes, bytes]]:
     """Every key of the state (a full snapshot, e.g. for tests or a rebuilt store)."""
     yield META_KEY, pickle.dumps(state.meta, protocol=pickle.HIGHEST_PROTOCOL)
-    for tid in state.tasks:
-        yield b"task/" + tid.encode(), pickle.dumps(state.tasks[tid], pickle.HIGHEST_PROTOCOL)
+    for tid, task in state.all_tasks().items():
+        where = done_key(tid) if task.status in TERMINAL_STATES else task_key(tid)
+        yield where, pickle.dumps(task, pickle.HIGHEST_PROTOCOL)
+    for entry in state.retired_until(2**63 - 1):
+        yield retired_key(entry), b""
     for sid in state.sessions:
         yield b"session/" + sid.encode(), pickle.dumps(state.sessions[sid], pickle.HIGHEST_PROTOCOL)
     for bid in state.batches:
@@ -112,13 +207,54 @@ def _fill_defaults(record: object) -> None:
 
 
 def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
-    state = PartitionState()
+    """A state from every key ``dump_changes`` wrote (a snapshot in memory: tests, tools);
+    its finished tasks and retention index go to a ``MemoryArchive``."""
+    archive = MemoryArchive()
+    state = PartitionState(archive)
+    done: list[TaskRecord] = []
+    retired: dict[Entry, bool] = {}
+    live = []
     for key, value in items:
-        try:
-            record = pickle.loads(value)
-        except Exception as exc:  # any unpickling failure means the same thing: corrupt
-            raise CorruptStateError(f"state key {key!r} cannot be read: {exc}") from exc
-        _fill_defaults(record)
+        if key.startswith(_RETIRED):
+            retired[_entry(key)] = True
+        elif key.startswith(_DONE):
+            record = _unpickled(key, value)
+            if not isinstance(record, TaskRecord):
+                raise CorruptStateError(f"state key {key!r} holds a {type(record).__name__}")
+            done.append(record)
+        else:
+            live.append((key, value))
+    archive.absorb(done, (), retired)
+    _fill(state, live)
+    _settle(state, lambda entry: entry in retired)
+    return state
+
+
+def open_state(store: StoredKeys) -> PartitionState:
+    """A partition's state from its store: unfinished work in memory, the rest read back
+    from the store when asked (``StoreArchive``)."""
+    state = PartitionState(StoreArchive(store))
+    _fill(state, _live_items(store))
+    _settle(state, lambda entry: store.get(retired_key(entry)) is not None)
+    return state
+
+
+def _live_items(store: StoredKeys) -> Iterator[tuple[bytes, bytes]]:
+    """Every key but the finished tasks and the retention index (ranges in key order)."""
+    skip = (_DONE, _RETIRED)
+    start = b""
+    for prefix in (*skip, None):
+        for key, value in store.items_from(start):
+            if prefix is not None and key >= prefix:
+                break
+            yield key, value
+        if prefix is not None:
+            start = prefix[:-1] + bytes([prefix[-1] + 1])  # past every key with ``prefix``
+
+
+def _fill(state: PartitionState, items: Iterable[tuple[bytes, bytes]]) -> None:
+    for key, value in items:
+        record = _unpickled(key, value)
         kind = key.partition(b"/")[0]
         if kind == META_KEY and isinstance(record, Meta):
             state.meta = record
@@ -140,6 +276,29 @@ def load_state(items: Iterable[tuple[bytes, bytes]]) -> PartitionState:
             state.templates[template_id(record.client_id, record.name)] = record
         else:
             raise CorruptStateError(f"state key {key!r} holds a {type(record).__name__}")
+
+
+def _settle(state: PartitionState, indexed: Any) -> None:
+    """Bring back the finished tasks live work pins (as a running state holds them), rebuild
+    the indices, and move what a store written before the archive holds into its keys:
+    finished tasks under ``task/``, retention entries that were only in memory."""
+    tasks = state.tasks
+    old_format = [t for t in tasks.values() if t.status in TERMINAL_STATES]
+    pinning = {t for batch in state.batches.values() for t in batch.task_ids}
+    pinning.update(d for t in tasks.values() if t.status == Status.WAITING for d in t.depends_on)
+    for task_id in sorted(pinning - tasks.keys()):
+        archived = state.archive.task(task_id)
+        if archived is not None and archived.status in TERMINAL_STATES:
+            tasks[task_id] = archived
     state.rebuild_indices()
     state.dirty = set()
-    return state
+    for task in old_format:
+        state.finished(task)
+    for task in old_format:
+        if task.finished_at_ms is not None and not state.pinned(task):
+            state.retire(task.finished_at_ms, RETIRED_TASK, task.task_id)
+    for job in state.batch_jobs.values():
+        if job.completed_at_ms is not None:
+            entry = (job.completed_at_ms, RETIRED_JOB, job.batch_job_id)
+            if not indexed(entry):
+                state.retire(*entry)

@@ -85,7 +85,7 @@ def _problem(ctx: Decision, accepted: ev.BatchJobAccepted) -> str | None:
         if child.task_id in seen:
             return f"task id {child.task_id!r} appears twice in the job"
         seen.add(child.task_id)
-        if child.task_id in st.tasks:
+        if st.knows(child.task_id):
             return f"task id {child.task_id!r} already exists"
         if child.payload and len(canonical_json(child.payload)) > cfg.max_payload_bytes:
             return (
@@ -149,7 +149,7 @@ def advance(ctx: Decision, batch_job_id: str, finished: list[ev.BatchJobItemResu
     index = job.next_index
     while free > 0 and index < len(job.task_ids):
         task_id = job.task_ids[index]
-        if task_id in st.tasks:  # taken by a SubmitTask after the job was accepted
+        if st.knows(task_id):  # taken by a SubmitTask after the job was accepted
             results.append(
                 ev.BatchJobItemResult(
                     task_id=task_id,
@@ -229,7 +229,7 @@ def _child_result(st: PartitionState, event: ev.Event) -> tuple[str, ev.BatchJob
     if not isinstance(event, ev.TaskEvent):
         return None
     job_id = st.job_children.get(event.task_id)
-    task = st.tasks.get(event.task_id)
+    task = st.task(event.task_id) if job_id is not None else None
     if job_id is None or task is None or task.status not in TERMINAL_STATES:
         return None
     index = st.batch_jobs[job_id].running[event.task_id]

@@ -22,6 +22,7 @@ from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.session_fold import SESSION_FOLDS, seen
 from streams.domain.spec import spec_digest
 from streams.domain.state import (
+    RETIRED_JOB,
     RETIRED_TASK,
     TIMER_TASK,
     BatchRecord,
@@ -50,7 +51,7 @@ def evolve(state: PartitionState, event: ev.Event) -> PartitionState:
 
 
 def _task(st: PartitionState, task_id: str) -> TaskRecord | None:
-    return st.edit_task(task_id) if task_id in st.tasks else None
+    return st.edit_known_task(task_id)
 
 
 def _free_unit(st: PartitionState, session_id: str | None, unit: str) -> None:
@@ -99,7 +100,7 @@ def _leave_batch(st: PartitionState, batch_id: str | None, task_id: str) -> None
 
 def _unpinned(st: PartitionState, task_id: str) -> None:
     """Live work stopped referring to ``task_id``: if it is finished, retention may forget it."""
-    task = st.tasks.get(task_id)
+    task = st.task(task_id)
     if (
         task is not None
         and task.finished_at_ms is not None
@@ -139,7 +140,9 @@ def _finish(
     task.due_at_ms = None
     if not keep_payload:
         task.payload = None
-    st.retire(at_ms, RETIRED_TASK, task.task_id)
+    st.finished(task)
+    if not st.pinned(task):
+        st.retire(at_ms, RETIRED_TASK, task.task_id)  # else when released (``_unpinned``)
 
 
 # -- task events -----------------------------------------------------------------------------
@@ -148,7 +151,7 @@ def _finish(
 def _accepted(st: PartitionState, e: ev.TaskAccepted) -> None:
     meta = st.edit_meta()
     meta.seq += 1
-    old = st.tasks.get(e.task_id)
+    old = st.task(e.task_id)
     if old is None or old.status in TERMINAL_STATES:
         st.count_open(e.client_id, 1)
     st.add_task(
@@ -418,10 +421,10 @@ def _cancelled(st: PartitionState, e: ev.TaskCancelled) -> None:
 
 def _rejected(st: PartitionState, e: ev.TaskRejected) -> None:
     """Only a reviewer's rejection changes a task; other rejections refuse a command."""
-    if e.command != "RejectTask" or e.task_id not in st.tasks:
+    if e.command != "RejectTask":
         return
-    task = st.edit_task(e.task_id)
-    if task.status not in TERMINAL_STATES:
+    task = st.edit_known_task(e.task_id)
+    if task is not None and task.status not in TERMINAL_STATES:
         _detach(st, task)
         _finish(st, task, Status.REJECTED, e.occurred_at_ms)
 
@@ -479,14 +482,14 @@ def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> No
 def _forgotten(st: PartitionState, e: ev.TasksForgotten) -> None:
     """Retention (``streams.domain.retention``): the records go, their store keys are deleted."""
     for task_id in e.task_ids:
-        task = st.tasks.get(task_id)
+        task = st.task(task_id)
         if task is not None and task.status in TERMINAL_STATES and not st.pinned(task):
             st.remove_task(task_id)
     for batch_job_id in e.batch_job_ids:
         job = st.batch_jobs.get(batch_job_id)
         if job is not None and job.completed_at_ms is not None:
             st.remove_batch_job(batch_job_id)
-    st.prune_retired(e.finished_by_ms)
+            st.unretire((job.completed_at_ms, RETIRED_JOB, batch_job_id))
 
 
 _HANDLERS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {

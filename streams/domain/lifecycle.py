@@ -35,7 +35,7 @@ def dependency_state(st: PartitionState, task: TaskRecord) -> tuple[str | None, 
     """(the first dead dependency or None, the dependencies not completed yet)."""
     unmet: list[str] = []
     for dep_id in task.depends_on:
-        dep = st.tasks.get(dep_id)
+        dep = st.task(dep_id)
         if dep is None or dep.client_id != task.client_id:
             unmet.append(dep_id)
         elif dep.status in DEAD:

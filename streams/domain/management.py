@@ -81,7 +81,7 @@ def _reject(ctx: Decision, c: Any, reason: str) -> None:
 
 
 def _task(ctx: Decision, c: Any) -> TaskRecord | None:
-    task = ctx.state.tasks.get(c.task_id)
+    task = ctx.state.task(c.task_id)
     if task is None or task.client_id != c.client_id:
         _reject(ctx, c, "unknown task")
         return None

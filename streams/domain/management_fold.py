@@ -36,7 +36,7 @@ def management_folds(
             st.arm(e.due_at_ms, TIMER_OVERDUE, e.task_id)  # task.overdue then, if unfinished
 
     def task(st: PartitionState, task_id: str) -> TaskRecord | None:
-        return st.edit_task(task_id) if task_id in st.tasks else None
+        return st.edit_known_task(task_id)
 
     def updated(st: PartitionState, e: mev.TaskUpdated) -> None:
         rec = task(st, e.task_id)

@@ -25,7 +25,7 @@ def outcome_record(
     if isinstance(event, ev.TaskCompleted | ev.TaskFailed):
         return event
     if isinstance(event, ev.TaskCancelled):
-        task = state.tasks.get(event.task_id)
+        task = state.task(event.task_id)
         if task is None or task.status != Status.CANCELLED:
             return None
         ran = 1 if event.fencing_token is not None else 0  # cancelled while it ran
@@ -38,7 +38,7 @@ def outcome_record(
             attempt=len(task.failures) + ran,
         )
     if isinstance(event, ev.TaskRejected):
-        task = state.tasks.get(event.task_id)
+        task = state.task(event.task_id)
         if event.command == "RejectTask":
             if task is None or task.status != Status.REJECTED:
                 return None

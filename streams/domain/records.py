@@ -286,6 +286,11 @@ def task_key(task_id: str) -> bytes:
     return b"task/" + task_id.encode()
 
 
+def done_key(task_id: str) -> bytes:
+    """A finished task's key: kept apart, so loading a state reads unfinished work only."""
+    return b"done/" + task_id.encode()
+
+
 def session_key(session_id: str) -> bytes:
     return b"session/" + session_id.encode()
 

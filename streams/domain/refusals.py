@@ -29,7 +29,7 @@ UNKNOWN_SESSION = "unknown session"
 
 def own_task(ctx: Decision, client_id: str, task_id: str) -> TaskRecord | None:
     """The task, if it exists and belongs to the client (other clients' tasks are invisible)."""
-    task = ctx.state.tasks.get(task_id)
+    task = ctx.state.task(task_id)
     if task is None or task.client_id != client_id:
         return None
     return task

@@ -41,7 +41,7 @@ layout), so a recovered state ticks exactly like the live one.
 
 from __future__ import annotations
 
-import heapq
+import itertools
 from typing import Final
 
 from schemas.events import TasksForgotten
@@ -61,31 +61,22 @@ def sweep_ms(retention_ms: int) -> int:
 def forget(ctx: Decision) -> None:
     """Emit ``TasksForgotten`` for what finished ``task_retention_ms`` or longer ago."""
     st = ctx.state
-    heap = st.retired
     retention_ms = ctx.config.task_retention_ms
     cutoff = ctx.now - retention_ms
-    # The trigger must be the oldest *forgettable* entry: a live heap has dropped entries a
-    # reloaded one still holds (pinned, stale), and both must decide alike.
-    while heap and heap[0][0] <= cutoff and st.forgettable(heap[0]) is None:
-        heapq.heappop(heap)  # stale: gone for good; pinned: retired again when released
-    if not heap or heap[0][0] > cutoff - sweep_ms(retention_ms):
+    # The entries are in memory (put since the last flush) and in the archive: the choice
+    # depends on the records alone, never on where an entry is kept.
+    due = (e for e in st.retired_until(cutoff) if st.forgettable(e) is not None)
+    first = next(due, None)
+    if first is None or first[0] > cutoff - sweep_ms(retention_ms):
         return
-    chosen: list[tuple[int, int, str]] = []
     by_client: dict[str, tuple[list[str], list[str]]] = {}
-    while heap and heap[0][0] <= cutoff and len(chosen) < FORGET_LIMIT:
-        entry = heapq.heappop(heap)
-        if chosen and chosen[-1] == entry:
-            continue  # a duplicate (a task retired again after a pin was released)
+    for count, entry in enumerate(itertools.chain((first,), due)):
+        if count == FORGET_LIMIT:
+            break
         client_id = st.forgettable(entry)
-        if client_id is None:
-            # Stale (the record is gone or finished again later): dropped for good. Pinned:
-            # dropped too; ``evolve`` retires it again when the pin is released.
-            continue
-        chosen.append(entry)
+        assert client_id is not None
         task_ids, job_ids = by_client.setdefault(client_id, ([], []))
         (task_ids if entry[1] == RETIRED_TASK else job_ids).append(entry[2])
-    for entry in chosen:
-        heapq.heappush(heap, entry)  # the records go when the events are folded, not before
     for client_id in sorted(by_client):
         task_ids, job_ids = by_client[client_id]
         ctx.emit(

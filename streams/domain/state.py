@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Final
 
 from schemas.states import ACTIVE_STATES, TERMINAL_STATES
+from streams.domain.archive import Archive, Entry, MemoryArchive, merged
 from streams.domain.dispatch_records import POOL_KEY, ClientRecord, PoolRecord, client_key
 from streams.domain.journal import Journal
 from streams.domain.records import (
@@ -37,6 +39,7 @@ from streams.domain.records import (
     TemplateRecord,
     batch_job_key,
     batch_key,
+    done_key,
     schedule_key,
     session_key,
     task_key,
@@ -69,6 +72,7 @@ __all__ = [
     "TemplateRecord",
     "batch_job_key",
     "batch_key",
+    "done_key",
     "schedule_key",
     "session_key",
     "task_key",
@@ -92,10 +96,18 @@ TIMER_OVERDUE: Final = 3  # a task's due date
 class PartitionState(Journal):
     """Tasks, sessions and batches of one partition plus the indices the decider needs.
 
-    Equality compares the persisted part (records and meta); the indices are derived from it.
+    ``tasks`` holds the unfinished tasks and the finished ones not written away yet (or pinned
+    by live work); the others are in ``archive`` (``streams.domain.archive``): read a task
+    that may have finished with ``task``. Equality compares the persisted part (records,
+    archived ones included, and meta); the indices are derived from it.
     """
 
     __slots__ = (
+        "archive",
+        "gone",
+        "evictable",
+        "unretired",
+        "written",
         "tasks",
         "sessions",
         "batches",
@@ -122,8 +134,17 @@ class PartitionState(Journal):
         "timers",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, archive: Archive | None = None) -> None:
         super().__init__({META_KEY})
+        self.archive: Archive = archive if archive is not None else MemoryArchive()
+        # archived tasks deleted since the last flush (the archive still holds them)
+        self.gone: dict[str, None] = {}
+        # finished tasks that may leave memory at the next flush (checked again then)
+        self.evictable: dict[str, None] = {}
+        # retention entries deleted since the last dump (``retired`` holds the ones put), and
+        # the ones the last dump put (True) or deleted (False), until its write is done
+        self.unretired: dict[Entry, None] = {}
+        self.written: dict[Entry, bool] = {}
         self.tasks: dict[str, TaskRecord] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.batches: dict[str, BatchRecord] = {}
@@ -158,8 +179,8 @@ class PartitionState(Journal):
         self.job_children: dict[str, str] = {}
         # running step's child task id -> its multi-step task id (``streams.domain.steps``)
         self.step_children: dict[str, str] = {}
-        # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id): what retention may forget
-        # (``streams.domain.retention``); stale entries are skipped, never removed eagerly
+        # heap of (finished at, RETIRED_TASK / RETIRED_JOB, id) put since the last flush: what
+        # retention may forget (``streams.domain.retention``), with the archived ones
         self.retired: list[tuple[int, int, str]] = []
         # heap of (due at, TIMER_TASK / TIMER_SCHEDULE, id): what a tick starts when due
         # (``streams.domain.timers``); stale entries are skipped, and dropped from the top
@@ -169,7 +190,7 @@ class PartitionState(Journal):
         if not isinstance(other, PartitionState):
             return NotImplemented
         return (
-            self.tasks == other.tasks
+            self.all_tasks() == other.all_tasks()
             and self.sessions == other.sessions
             and self.batches == other.batches
             and self.batch_jobs == other.batch_jobs
@@ -190,14 +211,59 @@ class PartitionState(Journal):
 
     # -- records ---------------------------------------------------------------------------
 
+    def task(self, task_id: str) -> TaskRecord | None:
+        """The task, finished or not (from the archive if it left memory); do not mutate."""
+        task = self.tasks.get(task_id)
+        if task is not None or task_id in self.gone:
+            return task
+        return self.archive.task(task_id)
+
+    def knows(self, task_id: str) -> bool:
+        return self.task(task_id) is not None
+
+    def all_tasks(self) -> dict[str, TaskRecord]:
+        """Every task record, archived ones included (to compare states)."""
+        archived = {t.task_id: t for t in self.archive.tasks() if t.task_id not in self.gone}
+        return {**archived, **self.tasks}
+
     def add_task(self, task: TaskRecord) -> None:
-        self.added(self.tasks, task.task_id, task)
-        self.touch(task_key(task.task_id))
+        """A new task, or a finished one accepted again (its archived record is replaced)."""
+        task_id = task.task_id
+        old = self.task(task_id)
+        self.delete(self.gone, task_id)
+        self.added(self.tasks, task_id, task)
+        self.touch(task_key(task_id))
+        if old is not None and old.status in TERMINAL_STATES:
+            self.touch(done_key(task_id))
+            if old.finished_at_ms is not None:
+                self.unretire((old.finished_at_ms, RETIRED_TASK, task_id))
 
     def edit_task(self, task_id: str) -> TaskRecord:
-        """The record of ``task_id``, safe to mutate (a private copy while journaling)."""
-        self.touch(task_key(task_id))
-        return self.own(self.tasks, task_id)
+        """The record of ``task_id``, safe to mutate (a private copy while journaling); an
+        archived one comes back into memory (and leaves it again at a flush)."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            task = self.archive.task(task_id) if task_id not in self.gone else None
+            if task is None:
+                raise KeyError(task_id)
+            self.added(self.tasks, task_id, task)
+            if self._log is None:
+                self.evictable[task_id] = None
+        else:
+            task = self.own(self.tasks, task_id)
+        self.touch(done_key(task_id) if task.status in TERMINAL_STATES else task_key(task_id))
+        return task
+
+    def edit_known_task(self, task_id: str) -> TaskRecord | None:
+        """``edit_task``, or None for a task this state does not know."""
+        if task_id in self.tasks or self.knows(task_id):
+            return self.edit_task(task_id)
+        return None
+
+    def finished(self, task: TaskRecord) -> None:
+        """``task`` (being edited) just became terminal: it moves to its finished key."""
+        self.touch(task_key(task.task_id))
+        self.touch(done_key(task.task_id))
 
     def add_session(self, session: SessionRecord) -> None:
         self.added(self.sessions, session.session_id, session)
@@ -224,34 +290,46 @@ class PartitionState(Journal):
         self.touch(batch_key(batch_id))
 
     def remove_task(self, task_id: str) -> None:
+        task = self.task(task_id)
         self.delete(self.tasks, task_id)
+        self.put(self.gone, task_id, None)
         self.touch(task_key(task_id))
+        self.touch(done_key(task_id))
+        if task is not None and task.finished_at_ms is not None:
+            self.unretire((task.finished_at_ms, RETIRED_TASK, task_id))
 
     def remove_batch_job(self, batch_job_id: str) -> None:
         self.delete(self.batch_jobs, batch_job_id)
         self.touch(batch_job_key(batch_job_id))
 
     def retire(self, at_ms: int, kind: int, record_id: str) -> None:
-        """A task finished / a batch job completed at ``at_ms``: retention may forget it later.
+        """A task finished / a batch job completed at ``at_ms`` and nothing live pins it:
+        retention may forget it later, and a finished task may leave memory.
 
-        Not journaled: inside a decision nothing is pushed (the events are folded again
-        outside it); a stale entry is harmless (see ``streams.domain.retention``).
+        Not journaled: inside a decision nothing is put (the events are folded again outside
+        it); an entry that went stale anyway is skipped (see ``streams.domain.retention``).
         """
         if self._log is None:
-            heapq.heappush(self.retired, (at_ms, kind, record_id))
+            entry = (at_ms, kind, record_id)
+            self.unretired.pop(entry, None)
+            self.written.pop(entry, None)
+            heapq.heappush(self.retired, entry)
+            if kind == RETIRED_TASK:
+                self.evictable[record_id] = None
 
-    def prune_retired(self, up_to_ms: int) -> None:
-        """Drop ``retired`` entries up to ``up_to_ms`` that retention may not forget (already
-        forgotten, or pinned: those are retired again when released), so a replay of a long
-        log keeps the heap small. Not inside a decision (its deletions are undone)."""
-        heap = self.retired
-        while (
-            self._log is None
-            and heap
-            and heap[0][0] <= up_to_ms
-            and self.forgettable(heap[0]) is None
-        ):
-            heapq.heappop(heap)
+    def unretire(self, entry: Entry) -> None:
+        """A retention entry goes (its record was forgotten, or accepted again)."""
+        if self._log is None:
+            self.unretired[entry] = None
+
+    def retired_until(self, up_to_ms: int) -> Iterator[Entry]:
+        """Retention entries finished at or before ``up_to_ms``, ascending, each once."""
+        pending = [e for e in self.retired if e[0] <= up_to_ms]
+        deleted = self.unretired
+        if self.written:
+            pending += (e for e, put in self.written.items() if put and e[0] <= up_to_ms)
+            deleted = {**deleted, **{e: None for e, put in self.written.items() if not put}}
+        return merged(self.archive.retired(up_to_ms), pending, deleted)
 
     def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
         """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
@@ -416,13 +494,10 @@ class PartitionState(Journal):
         self.open_tasks = {}
         self.job_children = {}
         self.step_children = {}
-        self.retired = []
         self.timers = []
         for job in self.batch_jobs.values():
             for task_id in job.running:
                 self.job_children[task_id] = job.batch_job_id
-            if job.completed_at_ms is not None:
-                self.retired.append((job.completed_at_ms, RETIRED_JOB, job.batch_job_id))
         for session in sorted(self.sessions.values(), key=lambda s: s.reg_seq):
             self.client_sessions.setdefault(session.client_id, {})[session.session_id] = None
         for batch in sorted(self.batches.values(), key=lambda b: b.seq):
@@ -437,8 +512,6 @@ class PartitionState(Journal):
                     self.step_children[run.child_task_id] = task.task_id
             if task.status not in TERMINAL_STATES:
                 self.open_tasks[task.client_id] = self.open_tasks.get(task.client_id, 0) + 1
-            elif task.finished_at_ms is not None:
-                self.retired.append((task.finished_at_ms, RETIRED_TASK, task.task_id))
             if task.status == Status.QUEUED:
                 index = self.lanes if task.session_required else self.pool_lanes
                 lanes = index.setdefault(task.client_id, {})
@@ -462,7 +535,6 @@ class PartitionState(Journal):
         for schedule in self.schedules.values():
             if schedule.next_at_ms is not None:
                 self.timers.append((schedule.next_at_ms, TIMER_SCHEDULE, schedule.schedule_id))
-        heapq.heapify(self.retired)
         heapq.heapify(self.timers)
 
     def indices(self) -> dict[str, Any]:
@@ -486,7 +558,9 @@ class PartitionState(Journal):
             "open_tasks": dict(self.open_tasks),
             "job_children": dict(self.job_children),
             "step_children": dict(self.step_children),
-            "retired": sorted({e for e in self.retired if self.forgettable(e) is not None}),
+            "retired": [
+                e for e in self.retired_until(2**63 - 1) if self.forgettable(e) is not None
+            ],
             "timers": sorted({e for e in self.timers if self.timer_valid(e)}),
         }
 
@@ -504,7 +578,7 @@ class PartitionState(Journal):
         entry (the record is gone, or finished again at another time) or a pinned task."""
         at_ms, kind, record_id = entry
         if kind == RETIRED_TASK:
-            task = self.tasks.get(record_id)
+            task = self.task(record_id)
             if task is None or task.finished_at_ms != at_ms or task.status not in TERMINAL_STATES:
                 return None
             return None if self.pinned(task) else task.client_id

@@ -104,7 +104,7 @@ def _release(ctx: Decision, task: TaskRecord, step: TaskStep) -> str | None:
     """Start ``step`` as its child task; the error when it cannot start."""
     st = ctx.state
     child = child_id(task.task_id, step.id)
-    if child in st.tasks:
+    if st.knows(child):
         return f"task id {child!r} was taken by another task"
     spec = ctx.config.catalog.get(step.operation)
     if spec is None:
@@ -215,7 +215,7 @@ def end_unfinished(ctx: Decision, task_id: str, why: str) -> None:
         if run is None:
             _finished(ctx, st.tasks[task_id], step.id, SKIPPED, error=why)
         elif run.status == RUNNING and run.child_task_id is not None:
-            child = st.tasks.get(run.child_task_id)
+            child = st.task(run.child_task_id)
             if child is not None and child.status not in TERMINAL:
                 active = child.status in ACTIVE
                 ctx.emit(
@@ -278,7 +278,7 @@ def settle(ctx: Decision) -> None:
                         advance(ctx, parent_id)
                 clients[parent.client_id] = None
                 continue
-            task = st.tasks.get(event.task_id)
+            task = st.task(event.task_id)
             if (
                 task is not None
                 and task.steps

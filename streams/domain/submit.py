@@ -68,7 +68,7 @@ def _dependency_problem(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str])
             return "invalid depends_on: empty task id"
         if dep_id == c.task_id:
             return "a task cannot depend on itself"
-        dep = st.tasks.get(dep_id)
+        dep = st.task(dep_id)
         if dep is not None and dep.client_id != c.client_id:
             return f"dependency {dep_id} belongs to another client"
     # A cycle can only close through tasks already known: walk their dependencies.
@@ -81,7 +81,7 @@ def _dependency_problem(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str])
         if dep_id in seen:
             continue
         seen.add(dep_id)
-        dep = st.tasks.get(dep_id)
+        dep = st.task(dep_id)
         if dep is not None:
             stack.extend(dep.depends_on)
     return None
@@ -95,7 +95,7 @@ def submit(ctx: Decision, c: cmd.SubmitTask) -> None:
     c = resolved
     depends_on = list(dict.fromkeys(c.depends_on))
     accepted = accepted_event(ctx, c, depends_on)
-    existing = ctx.state.tasks.get(c.task_id)
+    existing = ctx.state.task(c.task_id)
     if existing is not None:
         same = (
             existing.client_id == c.client_id

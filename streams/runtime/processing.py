@@ -306,6 +306,7 @@ class Processor(Generic[S]):
                 run.next_event_offset = end
             staged = await stage(self.sink, held.get(partition, ()), partition)
             run.store.write(self.app.dump_changes(run.state), run.offsets, staged)
+            self.app.persisted(run.state)
             if staged:
                 staged_by[partition] = staged
         if staged_by:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from streams.runtime.store import StoreView
+
 S = TypeVar("S")
 
 # ``Output.partition``: the partition number of the event that implied the side record.
@@ -115,6 +117,13 @@ class Application(Protocol[S]):
         """Keys changed since the last dump (``None`` deletes); resets the change tracking."""
         ...
 
-    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> S:
-        """Rebuild a state from everything ``dump_changes`` ever wrote for one partition."""
+    def load_state(self, store: StoreView) -> S:
+        """The state of one partition from everything ``dump_changes`` ever wrote to its store
+        (empty for a fresh one). The store stays open while the partition is owned: the state
+        may keep ``store`` to read records back that it does not hold in memory."""
+        ...
+
+    def persisted(self, state: S) -> None:
+        """Everything ``dump_changes`` gave is in the store now (the cycle's ``WriteBatch`` is
+        written): the state may drop from memory what it can read back from there."""
         ...

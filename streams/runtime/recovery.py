@@ -156,24 +156,21 @@ def _load(
 ) -> tuple[S, StoredOffsets, list[StagedOutput]]:
     """Read the store's state, offsets and staged records (run in a thread: a large store
     loads for seconds, and the event loop must keep the group's heartbeats going)."""
-    items = store.state_items()
     try:
         offsets = store.offsets()
         if offsets is None:
             if not store.is_empty():
                 raise StoreError("state without offsets")
-            return app.initial_state(), StoredOffsets(0, 0), []
+            return app.load_state(store), StoredOffsets(0, 0), []
         if offsets.events > end:
             raise StoreError(
                 f"the store reflects event-log offset {offsets.events} but the log ends at {end}"
             )
-        return app.load_state(items), offsets, store.staged()
+        return app.load_state(store), offsets, store.staged()
     except Exception as exc:  # any unusable content: rebuild, never a crash loop
         report.rebuilt_reason = f"unusable store contents ({exc.__class__.__name__}: {exc})"
-    finally:
-        items.close()  # drop the RocksDB iterator before the store may be reset
     store.reset()
-    return app.initial_state(), StoredOffsets(0, 0), []
+    return app.load_state(store), StoredOffsets(0, 0), []
 
 
 async def recover_partition(
@@ -232,6 +229,7 @@ async def recover_partition(
         last_command_ms=replay.last_command_ms,
     )
     store.write(app.dump_changes(run.state), run.offsets, to_send)
+    app.persisted(run.state)
     if to_send:
         send(sink, to_send)
         await sink.flush()

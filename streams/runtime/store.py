@@ -16,7 +16,7 @@ import base64
 import json
 import logging
 import struct
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -32,6 +32,7 @@ __all__ = [
     "StateStore",
     "StagedOutput",
     "StoredOffsets",
+    "StoreView",
     "store_path",
 ]
 
@@ -161,12 +162,24 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
+class StoreView(Protocol):
+    """What an application reads of its partition's store: its own keys (the state it loads,
+    and records it keeps there instead of in memory)."""
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items_from(self, key: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
 def store_path(data_dir: Path, name: str, partition: int) -> Path:
     return data_dir / name / str(partition)
 
 
-# The runtime keeps a partition's whole state in memory and reads its store only to load it,
-# so RocksDB's own memory is overhead: bound it per partition (a processor may hold many).
+# The runtime keeps a partition's live state in memory and reads its store to load it and for
+# the finished records an application keeps there: bound RocksDB's memory per partition (a
+# processor may hold many).
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -245,9 +258,18 @@ class PartitionStore:
 
     def state_items(self) -> Generator[tuple[bytes, bytes], None, None]:
         """Every application key and value (the runtime's reserved keys left out)."""
-        for key, value in self.db.items():
-            if isinstance(key, bytes) and not key.startswith(RESERVED_PREFIX):
-                yield key, value
+        return self.items_from(b"")
+
+    def items_from(self, key: bytes) -> Generator[tuple[bytes, bytes], None, None]:
+        """Application keys and values from ``key`` on, in key order."""
+        for found, value in self.db.items(from_key=key):
+            if isinstance(found, bytes) and not found.startswith(RESERVED_PREFIX):
+                yield found, value
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of an application key, or None."""
+        value = self.db.get(key)
+        return value if isinstance(value, bytes) else None
 
     def staged(self) -> list[StagedOutput]:
         """Side records staged by a cycle whose acknowledgement was never recorded."""

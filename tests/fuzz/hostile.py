@@ -5,6 +5,7 @@ that runs the real processing cycle (``streams.runtime.processing.Processor``) w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -264,6 +265,15 @@ class Store:
     def close(self) -> None:
         pass
 
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        return self.items_from(b"")
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items_from(self, key: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter([(k, self.data[k]) for k in sorted(self.data) if k >= key])
+
 
 class Harness:
     """The real ``Processor`` and ``Distributor`` over one partition, with in-memory I/O."""
@@ -278,7 +288,9 @@ class Harness:
             return None
 
         self.processor: Processor[Any] = Processor(self.app, TOPICS, self.sink, commit)
-        self.run: PartitionRun[Any] = PartitionRun(0, self.store, self.app.initial_state(), 0, 0)
+        self.run: PartitionRun[Any] = PartitionRun(
+            0, self.store, self.app.load_state(self.store), 0, 0
+        )
         self.offset = 0
         self.clock = 1_000_000
 

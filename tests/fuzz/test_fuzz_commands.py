@@ -19,6 +19,7 @@ from schemas import events as ev
 from schemas.codec import CODEC
 from schemas.errors import DecodeError
 from streams.distributor import Distributor
+from tests.support.dict_store import DictStore
 
 from .hostile import (
     CLIENT,
@@ -71,7 +72,7 @@ def _check(values: list[bytes]) -> Harness:
     for event in events:
         source.feed(event)
     source.flush()
-    assert harness.app.load_state(harness.store.data.items()) == harness.run.state
+    assert harness.app.load_state(DictStore(harness.store.data.items())) == harness.run.state
 
     # The processor is still healthy: a valid session and task after the noise get together.
     sane = [

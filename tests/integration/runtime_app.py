@@ -35,6 +35,7 @@ from streams.kafka.headers import FORWARDED_HEADER
 from streams.runtime.protocol import Output
 from streams.runtime.runner import StreamRuntime
 from streams.runtime.signals import run_until_signalled
+from streams.runtime.store import StoreView
 from streams.settings import Settings
 
 
@@ -198,9 +199,9 @@ class CounterApp:
         state.dirty.clear()
         return changes
 
-    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> Counters:
+    def load_state(self, store: StoreView) -> Counters:
         state = Counters()
-        for key, value in items:
+        for key, value in store.state_items():
             kind, _, ident = key.decode().partition(":")
             if kind == "total":
                 state.totals[ident] = int(value)
@@ -209,6 +210,9 @@ class CounterApp:
             else:
                 raise ValueError(f"unknown key {key!r}")
         return state
+
+    def persisted(self, state: Counters) -> None:
+        """Everything stays in memory."""
 
 
 def settings_for(bootstrap: str, prefix: str, data_dir: Path, **extra: Any) -> Settings:

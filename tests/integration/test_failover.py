@@ -17,7 +17,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from schemas import events as ev
 from schemas.commands import RetryDue
 from streams.client import TaskstreamClient
 from streams.runtime.runner import StreamRuntime
+from streams.runtime.store import StoreView
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.conftest import suite_broker
@@ -254,9 +255,9 @@ class SlowLoadingApp(CounterApp):
 
     LOAD_S = 4.0  # the session timeout of ``settings_for`` is 3 s
 
-    def load_state(self, items: Iterable[tuple[bytes, bytes]]) -> Counters:
+    def load_state(self, store: StoreView) -> Counters:
         time.sleep(self.LOAD_S)
-        return super().load_state(items)
+        return super().load_state(store)
 
 
 async def test_a_recovery_longer_than_the_session_timeout_keeps_the_member(

@@ -111,7 +111,7 @@ def to_command(h: Harness, action: tuple[Any, ...]) -> c.Command | None:
         return c.SessionHeartbeat(client_id=session_client(action[1]), session_id=action[1])
     tid = action[1]
     client = task_client(tid)
-    task = h.state.tasks.get(tid)
+    task = h.state.task(tid)
     token = task.fencing_token if task is not None and task.fencing_token is not None else 0
     if kind == "cancel":
         return c.CancelTask(client_id=client, task_id=tid)
@@ -157,7 +157,7 @@ def drive_to_the_end(h: Harness) -> None:
         if not live:
             return
         for task in sorted(live, key=lambda t: t.accepted_seq):
-            task = h.state.tasks[task.task_id]
+            task = h.record(task.task_id)
             if task.status == Status.PENDING_REVIEW:
                 h.do(c.ApproveTask(client_id=task.client_id, task_id=task.task_id))
             elif task.status in (Status.SCHEDULED, Status.RETRY_SCHEDULED):
@@ -177,7 +177,7 @@ def drive_to_the_end(h: Harness) -> None:
                 else:
                     h.succeed(task.task_id)
             elif task.status == Status.WAITING:
-                deps = [h.state.tasks.get(d) for d in task.depends_on]
+                deps = [h.state.task(d) for d in task.depends_on]
                 if any(d is None for d in deps):  # waits for a task nobody submits
                     h.do(c.CancelTask(client_id=task.client_id, task_id=task.task_id))
         h.tick(h.now + 1_000)
@@ -190,7 +190,7 @@ def drive_to_the_end(h: Harness) -> None:
 
 def random_action(rng: random.Random, h: Harness) -> tuple[Any, ...]:
     """A state-aware random step: fresh task ids, results mostly for work in flight."""
-    known = sorted(h.state.tasks)
+    known = sorted(h.state.all_tasks())
     active = sorted(t.task_id for t in h.state.tasks.values() if t.status in ACTIVE_STATES)
     roll = rng.random()
     if roll < 0.35:

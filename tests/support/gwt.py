@@ -13,7 +13,10 @@ from typing import Any, TypeVar
 from schemas import commands as c
 from schemas import events as ev
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
-from streams.state_codec import dump_all, load_state
+from streams.domain.archive import flushed
+from streams.domain.state import TaskRecord
+from streams.state_codec import dump_all, dump_changes, load_state, open_state
+from tests.support.dict_store import DictStore
 
 CONFIG = DomainConfig()
 
@@ -71,12 +74,15 @@ class Harness:
     """Drives one partition state: commands and ticks are decided, then folded in.
 
     Every decision is also checked for purity: the state is equal before and after ``decide``
-    and deciding again gives the same events.
+    and deciding again gives the same events. After each step the state is written to a store
+    (a dict) and flushed, as the processor does after each cycle: finished tasks leave memory,
+    so every rule is also checked reading them back from the store (``state.task``).
     """
 
     def __init__(self, cfg: DomainConfig = CONFIG) -> None:
         self.config = cfg
-        self.state = PartitionState()
+        self.store = DictStore()
+        self.state = open_state(self.store)
         self.log: list[ev.Event] = []
         self.now = 0
 
@@ -103,6 +109,8 @@ class Harness:
     def apply(self, events: list[ev.Event]) -> list[ev.Event]:
         for event in events:
             self.state = evolve(self.state, event)
+        self.store.write(dump_changes(self.state))
+        flushed(self.state)
         self.log.extend(events)
         return events
 
@@ -126,16 +134,22 @@ class Harness:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def record(self, task_id: str) -> TaskRecord:
+        """The task's record, finished or not (``state.tasks`` holds unfinished ones)."""
+        task = self.state.task(task_id)
+        assert task is not None, f"unknown task {task_id}"
+        return task
+
     def status(self, task_id: str) -> str:
-        return self.state.tasks[task_id].status
+        return self.record(task_id).status
 
     def token(self, task_id: str) -> int:
-        token = self.state.tasks[task_id].fencing_token
+        token = self.record(task_id).fencing_token
         assert token is not None, f"{task_id} has no fencing token"
         return token
 
     def succeed(self, task_id: str, at: int | None = None, **kw: Any) -> list[ev.Event]:
-        task = self.state.tasks[task_id]
+        task = self.record(task_id)
         return self.do(
             c.ReportResult(
                 client_id=task.client_id,
@@ -148,7 +162,7 @@ class Harness:
         )
 
     def fail(self, task_id: str, error: str = "boom", at: int | None = None) -> list[ev.Event]:
-        task = self.state.tasks[task_id]
+        task = self.record(task_id)
         return self.do(
             c.ReportResult(
                 client_id=task.client_id,
@@ -161,7 +175,7 @@ class Harness:
         )
 
     def retry_due(self, task_id: str, at: int | None = None) -> list[ev.Event]:
-        task = self.state.tasks[task_id]
+        task = self.record(task_id)
         assert task.due_at_ms is not None
         return self.do(
             c.RetryDue(

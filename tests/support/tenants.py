@@ -102,7 +102,7 @@ def tenant_events(
         at=10_002,
     )
     if secret is not None:
-        batch = h.state.tasks[f"b1-{client}"].batch_id
+        batch = h.record(f"b1-{client}").batch_id
         assert batch is not None
         h.do(
             c.ReportResult(

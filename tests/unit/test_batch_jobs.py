@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from schemas import commands as c
 from schemas import events as ev
 from schemas.states import TERMINAL_STATES
-from streams.state_codec import dump_changes, load_state
+from streams.state_codec import load_state
 from tests.support.batch_jobs import POOL_OP, job
 from tests.support.gwt import Harness, config, names, of, register, submit
 
@@ -47,7 +47,7 @@ def test_a_job_is_accepted_and_releases_parallelism_children() -> None:
     assert accepted.total == 5 and accepted.session_required is False
     first = of(h.log, ev.BatchJobProgressed)[0]
     assert (first.processed, first.released, first.next_index) == (0, ["J.0", "J.1"], 2)
-    assert h.state.tasks["J.0"].payload == {"n": 0}
+    assert h.record("J.0").payload == {"n": 0}
     assert unfinished_children(h) == ["J.0", "J.1"]
     assert h.state.batch_jobs["J"].running == {"J.0": 0, "J.1": 1}
 
@@ -144,7 +144,7 @@ def test_a_child_timing_out_in_a_tick_moves_the_job_on() -> None:
     assert "TaskTimedOut" in names(events)
     step = of(events, ev.BatchJobProgressed)[0]
     assert (step.failed, step.released) == (1, ["J.1"])
-    assert h.state.tasks["J.1"].status == "assigned"
+    assert h.record("J.1").status == "assigned"
 
 
 def test_explicit_item_task_ids_are_used() -> None:
@@ -222,11 +222,9 @@ def test_state_round_trips_through_the_store_mid_job() -> None:
     store: dict[bytes, bytes] = {}
 
     def persist(h: Harness) -> None:
-        for key, value in dump_changes(h.state):
-            if value is None:
-                store.pop(key, None)
-            else:
-                store[key] = value
+        """What the harness's store holds now (it writes each step's changes, incrementally)."""
+        store.clear()
+        store.update(h.store.data)
 
     h = Harness().given(register("s1", max_concurrent=4), at=0)
     h.do(job(n=6, parallelism=2, operation=SESSION_OP, max_retries=0), at=1)

@@ -16,6 +16,7 @@ from schemas.codec import CODEC
 from schemas.commands import SessionHeartbeat
 from schemas.errors import DecodeError
 from schemas.events import SessionHeartbeatReceived
+from tests.support.dict_store import DictStore
 
 
 def _run(app: HeartbeatCounter, values: list[bytes]) -> tuple[Counts, list[Any]]:
@@ -54,7 +55,7 @@ def test_state_survives_dump_and_load() -> None:
     state, _ = _run(app, [value for _, value in heartbeat_records(5, clients=3)])
     dumped = dict(app.dump_changes(state))
     assert list(app.dump_changes(state)) == []
-    loaded = app.load_state((k, v) for k, v in dumped.items() if v is not None)
+    loaded = app.load_state(DictStore(dumped.items()))
     assert loaded.by_client == state.by_client
 
 

@@ -16,8 +16,11 @@ from schemas.errors import DecodeError
 from schemas.records import Assignment, DeadLetter
 from streams.distributor import Distributor
 from streams.domain import PartitionState
+from streams.domain.state import RETIRED_TASK
 from streams.runtime.protocol import Output
 from streams.settings import Settings
+from streams.state_codec import retired_key
+from tests.support.dict_store import DictStore
 from tests.support.gwt import register, submit
 
 
@@ -210,8 +213,8 @@ def test_persistence_through_the_adapter_round_trips() -> None:
     run.do(register("s1", max_concurrent=2))
     for i in range(4):
         run.do(submit(f"t{i}", operation="workflow_trigger"))
-    store = dict((k, v) for k, v in run.app.dump_changes(run.state) if v is not None)
-    loaded = run.app.load_state(store.items())
+    store = DictStore(run.app.dump_changes(run.state))
+    loaded = run.app.load_state(store)
     assert loaded == run.state
     assert loaded.indices() == run.state.indices()
 
@@ -226,7 +229,7 @@ def test_the_retention_setting_reaches_the_tick_and_forgetting_deletes_the_store
         now=20,
     )
     before = dict(run.app.dump_changes(run.state))
-    assert before[b"task/t1"] is not None
+    assert before[b"done/t1"] is not None and before[b"task/t1"] is None  # finished
     assert run.app.tick(run.state, 66_019) == []  # the window, and a tenth of it to sweep
     (event,) = run.app.tick(run.state, 66_020)
     assert isinstance(event, ev.TasksForgotten) and event.task_ids == ["t1"]
@@ -234,4 +237,9 @@ def test_the_retention_setting_reaches_the_tick_and_forgetting_deletes_the_store
     assert (run.app.event_key(event), run.app.event_type(event)) == (b"A", "tasks.forgotten")
     run.state = run.app.evolve(run.state, event)
     assert list(run.app.outputs(run.state, event)) == []
-    assert dict(run.app.dump_changes(run.state)) == {b"meta": ANY, b"task/t1": None}
+    assert dict(run.app.dump_changes(run.state)) == {
+        b"meta": ANY,
+        b"task/t1": None,
+        b"done/t1": None,
+        retired_key((20, RETIRED_TASK, "t1")): None,
+    }

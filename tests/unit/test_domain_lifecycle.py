@@ -58,13 +58,13 @@ def test_duplicate_task_id_with_another_spec_is_rejected_and_the_original_kept()
             submit=c.submit_document(submit("t1", payload={"a": 2})),
         )
     )
-    assert h.state.tasks["t1"].payload == {"a": 1}
+    assert h.record("t1").payload == {"a": 1}
 
 
 def test_duplicate_of_a_finished_task_is_still_recognised() -> None:
     h = Harness().given(register("s1"), submit("t1", operation=CRITICAL_OP, payload={"a": 1}))
     h.succeed("t1")
-    assert h.state.tasks["t1"].payload is None  # terminal tasks keep no payload
+    assert h.record("t1").payload is None  # terminal tasks keep no payload
     h.when(submit("t1", operation=CRITICAL_OP, payload={"a": 1})).then()
     assert names(h.do(submit("t1", operation=CRITICAL_OP, payload={"a": 2}))) == ["TaskRejected"]
 
@@ -73,9 +73,9 @@ def test_priority_comes_from_the_catalog_unless_overridden() -> None:
     h = Harness().given(
         submit("t1", operation=BACKGROUND_OP), submit("t2", operation=BACKGROUND_OP, priority=2)
     )
-    assert h.state.tasks["t1"].priority == 5
-    assert h.state.tasks["t2"].priority == 2
-    assert h.state.tasks["t2"].explicit_priority
+    assert h.record("t1").priority == 5
+    assert h.record("t2").priority == 2
+    assert h.record("t2").explicit_priority
 
 
 def test_review_then_approve_queues_and_dispatches() -> None:

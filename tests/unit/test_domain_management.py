@@ -28,7 +28,7 @@ def test_an_edit_before_start_takes_effect_and_requeues() -> None:
     assert updated.changed == ["priority", "payload", "tags"]
     (queued,) = of(events, ev.TaskQueued)
     assert (queued.priority, queued.reason) == (5, "updated")
-    task = h.state.tasks["t1"]
+    task = h.record("t1")
     assert (task.payload, task.priority, task.status) == ({"a": 2}, 5, Status.QUEUED)
     consistent(h)
 
@@ -39,7 +39,7 @@ def test_an_edit_after_start_is_refused() -> None:
     (refused,) = h.do(c.UpdateTask(client_id="A", task_id="t1", changed=["priority"], priority=5))
     assert isinstance(refused, ev.TaskRejected) and refused.command == "UpdateTask"
     assert "already started" in refused.reason
-    assert h.state.tasks["t1"].priority == 1  # workflow_trigger is critical
+    assert h.record("t1").priority == 1  # workflow_trigger is critical
 
 
 def test_an_edit_naming_no_editable_field_is_refused() -> None:
@@ -52,7 +52,7 @@ def test_a_new_start_time_moves_a_scheduled_task_and_the_old_timer_is_stale() ->
     h = Harness().given(submit("t1", operation=OP, scheduled_for_ms=1000), at=0)
     h.do(c.UpdateTask(client_id="A", task_id="t1", changed=["scheduled_for_ms"],
                       scheduled_for_ms=5000))  # fmt: skip
-    assert (h.status("t1"), h.state.tasks["t1"].due_at_ms) == (Status.SCHEDULED, 5000)
+    assert (h.status("t1"), h.record("t1").due_at_ms) == (Status.SCHEDULED, 5000)
     assert h.tick(1000) == []
     assert h.status("t1") == Status.SCHEDULED
     assert of(h.tick(5000), ev.TaskQueued)[0].reason == "scheduled"
@@ -62,7 +62,7 @@ def test_archive_cancels_unfinished_work_then_archives() -> None:
     h = Harness().given(submit("t1", operation=OP))
     events = h.do(c.ArchiveTask(client_id="A", task_id="t1"))
     assert [type(e) for e in events] == [ev.TaskCancelled, mev.TaskArchived]
-    task = h.state.tasks["t1"]
+    task = h.record("t1")
     assert (task.status, task.archived) == (Status.CANCELLED, True)
     assert h.do(c.ArchiveTask(client_id="A", task_id="t1")) == []
     consistent(h)
@@ -91,7 +91,7 @@ def test_run_starts_a_retry_waiting_task_now() -> None:
     assert h.status("t1") == Status.RETRY_SCHEDULED
     h.do(c.RunTask(client_id="A", task_id="t1"))
     assert h.status("t1") == Status.ASSIGNED
-    assert h.state.tasks["t1"].attempt == 2
+    assert h.record("t1").attempt == 2
 
 
 def test_run_refuses_a_task_waiting_on_dependencies() -> None:
@@ -114,7 +114,7 @@ def test_a_task_waits_for_input_and_resumes_with_the_answer_on_a_new_attempt() -
     assert provided.attempt == 2
     (assigned,) = of(events, ev.TaskAssigned)
     assert assigned.attempt == 2 and assigned.fencing_token > token
-    task = h.state.tasks["t1"]
+    task = h.record("t1")
     assert task.payload == {"q": 1, "input": {"answer": "yes"}}
     assert task.max_retries == 4  # the input round used up no retry
     consistent(h)
@@ -136,7 +136,7 @@ def test_a_deferred_task_is_queued_again_at_its_time() -> None:
     h = Harness().given(register("s1"), submit("t1", operation=OP), at=0)
     token = h.token("t1")
     h.do(c.DeferTask(client_id="A", task_id="t1", fencing_token=token, until_ms=60_000), at=10)
-    assert (h.status("t1"), h.state.tasks["t1"].due_at_ms) == (Status.DEFERRED, 60_000)
+    assert (h.status("t1"), h.record("t1").due_at_ms) == (Status.DEFERRED, 60_000)
     assert h.tick(59_999) == []
     events = h.tick(60_000)
     assert of(events, ev.TaskQueued)[0].reason == "deferred"
@@ -156,7 +156,7 @@ def test_an_unfinished_task_past_its_due_date_is_overdue_once() -> None:
     assert h.tick(999) == []
     (overdue,) = h.tick(1000)
     assert isinstance(overdue, mev.TaskOverdue) and overdue.status == Status.QUEUED
-    assert h.state.tasks["t1"].overdue
+    assert h.record("t1").overdue
     assert h.tick(1001) == []
     consistent(h)
 
@@ -170,7 +170,7 @@ def test_a_task_finished_in_time_is_not_overdue() -> None:
 def test_an_assigned_task_goes_only_to_its_agent() -> None:
     h = Harness().given(register("s1"), register("s2"))
     h.do(submit("t1", operation=OP, assigned_to=c.TaskAssignee(kind="agent", id="agent-s2")))
-    assert h.state.tasks["t1"].session_id == "s2"
+    assert h.record("t1").session_id == "s2"
     h.do(submit("t2", operation=OP, assigned_to=c.TaskAssignee(kind="session", id="s9")))
     assert h.status("t2") == Status.QUEUED  # no such session: it waits
     consistent(h)

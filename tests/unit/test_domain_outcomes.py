@@ -54,7 +54,7 @@ class OutcomeHarness(Harness):
     def do(self, command: c.Command, at: int | None = None) -> list[ev.Event]:
         own = None
         if isinstance(command, c.SubmitTask):
-            task = self.state.tasks.get(command.task_id)
+            task = self.state.task(command.task_id)
             own = task is not None and task.client_id == command.client_id
         events = super().do(command, at)
         if isinstance(command, c.SubmitTask):

@@ -45,11 +45,9 @@ def busy_partition(store: dict[bytes, bytes] | None = None) -> Harness:
 
 
 def apply(store: dict[bytes, bytes], h: Harness) -> None:
-    for key, value in dump_changes(h.state):
-        if value is None:
-            store.pop(key, None)
-        else:
-            store[key] = value
+    """What the harness's store holds now (it writes each step's changes, incrementally)."""
+    store.clear()
+    store.update(h.store.data)
 
 
 def test_a_full_dump_loads_into_an_equal_state_with_equal_indices() -> None:

@@ -87,7 +87,7 @@ def check_invariants(h: Harness) -> None:
         if task.status in TERMINAL_STATES and task.status != Status.FAILED:
             assert task.payload is None
         if task.status == Status.WAITING:
-            deps = [state.tasks.get(d) for d in task.depends_on]
+            deps = [state.task(d) for d in task.depends_on]
             assert not any(d is not None and d.status in DEAD for d in deps), "dead dependency"
             assert not all(d is not None and d.status == Status.COMPLETED for d in deps)
     rebuilt = h.reloaded()
@@ -185,7 +185,7 @@ class RetainingHarness(CheckedHarness):
                 cutoff = event.occurred_at_ms - self.config.task_retention_ms
                 assert event.finished_by_ms == cutoff
                 for task_id in event.task_ids:
-                    task = self.state.tasks[task_id]
+                    task = self.record(task_id)
                     assert task.client_id == event.client_id
                     assert task.status in TERMINAL_STATES, (
                         f"{task_id} forgotten while {task.status}"

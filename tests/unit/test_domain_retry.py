@@ -69,7 +69,7 @@ def test_fail_fail_succeed_completes_on_the_third_attempt() -> None:
         h.retry_due("t1")
     (done,) = of(h.succeed("t1", output={"id": 7}), ev.TaskCompleted)
     assert (done.attempt, done.output, done.session_id) == (3, {"id": 7}, "s1")
-    assert len(h.state.tasks["t1"].failures) == 2
+    assert len(h.record("t1").failures) == 2
 
 
 def test_max_retries_zero_fails_at_once() -> None:
@@ -82,7 +82,7 @@ def test_max_retries_zero_fails_at_once() -> None:
 def test_stale_and_duplicate_retry_due_change_nothing() -> None:
     h = Harness().given(register("s1"), submit("t1", operation=OP))
     h.fail("t1")
-    due = h.state.tasks["t1"].due_at_ms
+    due = h.record("t1").due_at_ms
     assert due is not None
     old = c.RetryDue(client_id="A", task_id="t1", attempt=1, due_at_ms=due)
     h.when(old).then()
@@ -151,7 +151,7 @@ def test_started_and_progress_need_the_current_token() -> None:
     assert names(h.do(progress)) == ["TaskProgressed"]
     stale = c.ReportProgress(client_id="A", task_id="t1", fencing_token=token + 7, progress=0.9)
     assert names(h.do(stale)) == ["ResultIgnored"]
-    assert h.state.tasks["t1"].progress == 0.5
+    assert h.record("t1").progress == 0.5
     (unknown,) = h.do(c.TaskStarted(client_id="A", task_id="ghost", fencing_token=1))
     assert isinstance(unknown, ev.TaskRejected) and unknown.command == "TaskStarted"
 

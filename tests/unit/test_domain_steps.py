@@ -39,7 +39,7 @@ def report(h: Harness, task_id: str, success: bool = True, **kw: Any) -> list[ev
 
 
 def step_states(h: Harness) -> dict[str, str]:
-    return {r.step_id: r.status for r in h.state.tasks["wf"].step_runs}
+    return {r.step_id: r.status for r in h.record("wf").step_runs}
 
 
 def test_independent_steps_start_together_and_a_dependent_waits() -> None:
@@ -104,7 +104,7 @@ def test_a_cancelled_task_cancels_its_steps() -> None:
 def test_a_step_id_taken_by_another_task_fails_the_step() -> None:
     h = Harness().given(submit("wf:a", operation=POOL_OP), at=5)
     h.do(workflow(step("a", policy="continue"), step("b", "a")), at=10)
-    run = {r.step_id: r for r in h.state.tasks["wf"].step_runs}
+    run = {r.step_id: r for r in h.record("wf").step_runs}
     assert run["a"].status == "failed" and "taken" in (run["a"].error or "")
     assert run["b"].status == "running"
 

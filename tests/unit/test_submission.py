@@ -145,7 +145,7 @@ def test_the_new_fields_reach_the_accepted_event_and_the_state() -> None:
         ["sales"],
         {"crm": 7},
     )
-    task = h.state.tasks["t1"]
+    task = h.record("t1")
     assert (task.deadline_due_ms, task.assigned_to) == (5000, ("agent", "bot"))
     assert h.replayed() == h.state and h.reloaded() == h.state
 
