@@ -77,6 +77,11 @@ class Execution(Row):
     execution_time_ms: int | None = None
     output: dict[str, Any] | None = None
     error: str | None = None
+    traceback: str | None = None
+    """A failed attempt's full traceback, masked by the executor."""
+    resources_used: dict[str, float] | None = None
+    """cpu (seconds), memory and disk (MiB), as the handler reported them."""
+    quality: float | None = None
 
 
 class TaskRow(Row):
@@ -302,6 +307,9 @@ class ExecutionDoc(TypedDict):
     execution_time_ms: int | None
     output: dict[str, Any] | None
     error: str | None
+    traceback: NotRequired[str | None]
+    resources_used: NotRequired[dict[str, float] | None]
+    quality: NotRequired[float | None]
 
 
 class TaskDoc(TypedDict):
@@ -491,6 +499,9 @@ def new_execution(
         "execution_time_ms": None,
         "output": None,
         "error": None,
+        "traceback": None,
+        "resources_used": None,
+        "quality": None,
     }
 
 

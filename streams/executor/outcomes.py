@@ -11,11 +11,14 @@ passed before it started, and work stopped by a shutdown, are retryable.
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from schemas.commands import PERMANENT, RETRYABLE, SESSION
+from schemas.commands import MAX_TRACEBACK_LENGTH, PERMANENT, RETRYABLE, SESSION
+from schemas.credentials import credentials
+from schemas.masking import Masker, mask_text
 from streams.executor.errors import PermanentError, RetryableError, SessionFaultError
 
 TIMEOUT: Final = "timeout"
@@ -33,6 +36,8 @@ class Outcome:
     """Stopped by a cancel assignment (not reported for single tasks)."""
     failure_class: str | None = None
     retry_after_ms: int | None = None
+    traceback: str | None = None
+    """The full traceback when the handler raised, not masked yet (``masked_traceback``)."""
 
 
 def failed(error: str, failure_class: str, retry_after_ms: int | None = None) -> Outcome:
@@ -52,7 +57,31 @@ def classify(exc: BaseException) -> tuple[str, int | None]:
 
 def raised(exc: BaseException) -> Outcome:
     failure_class, retry_after_ms = classify(exc)
-    return failed(str(exc) or type(exc).__name__, failure_class, retry_after_ms)
+    return Outcome(
+        False,
+        error=str(exc) or type(exc).__name__,
+        failure_class=failure_class,
+        retry_after_ms=retry_after_ms,
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+def payload_masker(payload: Mapping[str, Any]) -> Masker:
+    """Masks the payload's credentials (opened for the handler, so an error message or a
+    traceback may quote them) in what the executor reports."""
+    return Masker(leaf for _path, value in credentials(dict(payload)) for leaf in _leaves(value))
+
+
+def masked_traceback(text: str | None, masker: Masker) -> str | None:
+    """A traceback fit to leave the executor: the payload's credentials and anything that
+    looks like one masked (``schemas.masking``), cut to its last ``MAX_TRACEBACK_LENGTH``
+    characters (the end names the error)."""
+    if text is None:
+        return None
+    text = mask_text(masker.text(text))
+    if len(text) > MAX_TRACEBACK_LENGTH:
+        text = "...\n" + text[-(MAX_TRACEBACK_LENGTH - 4) :]
+    return text
 
 
 def timed_out() -> Outcome:
@@ -80,3 +109,12 @@ def output(result: Any) -> Outcome:
     except (TypeError, ValueError) as exc:
         return failed(f"handler output is not JSON: {exc}", PERMANENT)
     return Outcome(True, output=value)
+
+
+def _leaves(value: Any) -> list[str]:
+    """The scalar values inside a credential (a token, or a dict of them), as text."""
+    if isinstance(value, Mapping):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [str(value)] if value not in (None, "") else []

@@ -69,7 +69,9 @@ from streams.executor.outcomes import (
     TIMEOUT,
     Outcome,
     failed,
+    masked_traceback,
     output,
+    payload_masker,
     raised,
     stopped,
     timed_out,
@@ -317,9 +319,10 @@ class WorkerPool:
                 outcomes.append(await self._run_item(job, item, handler))
         elapsed_ms = int((time.monotonic() - started) * 1000)
         if a.kind == "task":
-            outcome = outcomes[0]
+            outcome, ctx = outcomes[0], job.items[0].ctx
             if outcome.cancelled:
                 return
+            masker = payload_masker(ctx.payload)
             self._report(
                 ReportResult(
                     client_id=a.client_id,
@@ -328,10 +331,13 @@ class WorkerPool:
                     fencing_token=a.fencing_token,
                     success=outcome.success,
                     output=outcome.output,
-                    error=outcome.error,
+                    error=None if outcome.error is None else masker.text(outcome.error),
                     execution_time_ms=elapsed_ms,
                     failure_class=None if outcome.success else outcome.failure_class,
                     retry_after_ms=None if outcome.success else outcome.retry_after_ms,
+                    traceback=masked_traceback(outcome.traceback, masker),
+                    resources_used=ctx.resources_used,
+                    quality=ctx.quality,
                 )
             )
             return
