@@ -50,9 +50,7 @@ def latest_execution(
     return None
 
 
-def attempt_details(
-    execution: ExecutionDoc, e: ev.TaskCompleted | ev.TaskAttemptFailed
-) -> None:
+def attempt_details(execution: ExecutionDoc, e: ev.TaskCompleted | ev.TaskAttemptFailed) -> None:
     """What the result said about its attempt: the resources used and the quality score."""
     used = e.resources_used
     execution["resources_used"] = (

@@ -29,8 +29,8 @@ from .batch_folds import BATCH_FOLDS, change_batch
 from .batch_jobs import BATCH_JOB_FOLDS
 from .documents import (
     OPEN_STATUSES,
-    attempt_docs,
     attempt_details,
+    attempt_docs,
     end_execution,
     latest_execution,
     make_ready,
