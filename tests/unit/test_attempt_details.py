@@ -3,6 +3,7 @@ are sent by the executor's pool, the traceback masked and bounded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -107,11 +108,12 @@ def test_bad_resources_and_quality_are_refused_in_the_handler() -> None:
     ctx = TaskContext(
         task_id="t", client_id="c", operation="op", payload={}, attempt=1, fencing_token=1
     )
-    for bad in (
+    bad_calls: list[Callable[[], None]] = [
         lambda: ctx.report_quality(1.5),
         lambda: ctx.report_resources(cpu=-1),
         lambda: ctx.report_resources(memory=float("nan")),
-    ):
+    ]
+    for bad in bad_calls:
         with pytest.raises(ExecutorError):
             bad()
     assert (ctx.quality, ctx.resources_used) == (None, None)
