@@ -29,9 +29,9 @@ class ResourcesUsed(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cpu: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    memory: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    disk: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    cpu: float = Field(default=0.0, ge=0)
+    memory: float = Field(default=0.0, ge=0)
+    disk: float = Field(default=0.0, ge=0)
 
 
 class TaskAssignee(BaseModel):
@@ -198,7 +198,7 @@ class ReportResult(Command):
     traceback: str | None = Field(default=None, max_length=MAX_TRACEBACK_LENGTH)
     """A failed attempt's full traceback, masked by the executor (``schemas.masking``)."""
     resources_used: ResourcesUsed | None = None
-    quality: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    quality: float | None = Field(default=None, ge=0, le=1)
 
 
 class RetryDue(Command):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -63,15 +64,16 @@ class TaskContext:
     def report_resources(self, cpu: float = 0.0, memory: float = 0.0, disk: float = 0.0) -> None:
         """What this attempt used (CPU seconds, peak memory and disk written in MiB), sent
         with its result and shown per execution in the view (the seed's ``resourcesUsed``)."""
-        try:
-            self.resources_used = ResourcesUsed(cpu=cpu, memory=memory, disk=disk)
-        except ValueError as exc:
-            raise ExecutorError(f"resources used must be finite and >= 0: {exc}") from None
+        values = {"cpu": cpu, "memory": memory, "disk": disk}
+        bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ExecutorError(f"resources used must be finite and >= 0, got {bad}")
+        self.resources_used = ResourcesUsed(cpu=cpu, memory=memory, disk=disk)
 
     def report_quality(self, quality: float) -> None:
         """The handler's own score of its result, 0 to 1 (the seed's ``quality``)."""
         value = float(quality)
-        if not 0.0 <= value <= 1.0:
+        if not 0.0 <= value <= 1.0:  # NaN is refused too
             raise ExecutorError(f"quality must be between 0 and 1, got {quality!r}")
         self.quality = value
 

@@ -129,6 +129,7 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
         ("/sessions/{session_id}", "DELETE", f"/sessions/s-{c}", None),
         ("/dlq/redrive", "POST", "/dlq/redrive", {"task_ids": [f"dead-{c}"]}),
         ("/tasks/{task_id}/steps", "GET", f"/tasks/wf-{c}/steps", None),
+        ("/tasks/{task_id}/executions", "GET", f"/tasks/dead-{c}/executions", None),
         ("/schedules", "GET", f"/schedules?client_id={c}", None),
         ("/schedules/{schedule_id}", "GET", f"/schedules/S-{c}", None),
         ("/templates", "GET", f"/templates?client_id={c}", None),

@@ -53,6 +53,7 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         "/dashboard/operations": ["/dashboard/operations"],
         "/openapi.json": ["/openapi.json"],
         "/tasks/{task_id}/steps": ["/tasks/wf-A/steps"],
+        "/tasks/{task_id}/executions": [f"/tasks/{t}/executions" for t in ("dead-A", "b1-A")],
         "/schedules": ["/schedules", "/schedules?client_id=A"],
         "/schedules/{schedule_id}": ["/schedules/S-A"],
         "/templates": ["/templates"],
