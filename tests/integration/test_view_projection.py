@@ -13,13 +13,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import service
+from api.projection_store import ProjectionStore
+from api.projector import Projector, rebuild
 from api.view import LAG_HEADER, ViewServer, create_app, serve
 from projections.fold import skip
 from projections.memory import MemorySource
-from projections.projector import Projector, rebuild
 from projections.reader import ProjectionReader
 from projections.rows import TaskRow
-from projections.store import ProjectionStore
 from projections.tables import Tables
 from schemas import events as ev
 from schemas.codec import CODEC
