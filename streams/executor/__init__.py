@@ -33,6 +33,7 @@ from streams.executor.errors import (
 )
 from streams.executor.executor import Executor, SessionSpec
 from streams.executor.pool import CANCELLED, SHUTDOWN, TIMEOUT, ExecutorMetrics, WorkerPool
+from streams.executor.watch import ProgressCallback, TaskError
 
 __all__ = [
     "CANCELLED",
@@ -48,10 +49,12 @@ __all__ = [
     "HandlerError",
     "PermanentError",
     "PoolClosedError",
+    "ProgressCallback",
     "RetryableError",
     "SessionFaultError",
     "SessionSpec",
     "SimulatedFailure",
     "TaskContext",
+    "TaskError",
     "WorkerPool",
 ]
