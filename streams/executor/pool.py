@@ -69,6 +69,7 @@ from streams.executor.outcomes import (
     output,
     raised,
     stopped,
+    task_report,
     timed_out,
 )
 from streams.secrets import Keyring, SealedValueError, open_payload
@@ -357,20 +358,7 @@ class WorkerPool:
             outcome = outcomes[0]
             if outcome.cancelled:
                 return
-            self._report(
-                ReportResult(
-                    client_id=a.client_id,
-                    task_id=a.task_id,
-                    session_id=a.session_id,
-                    fencing_token=a.fencing_token,
-                    success=outcome.success,
-                    output=outcome.output,
-                    error=outcome.error,
-                    execution_time_ms=elapsed_ms,
-                    failure_class=None if outcome.success else outcome.failure_class,
-                    retry_after_ms=None if outcome.success else outcome.retry_after_ms,
-                )
-            )
+            self._report(task_report(a, outcome, elapsed_ms))
             return
         if all(o.cancelled for o in outcomes):
             return
