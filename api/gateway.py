@@ -24,6 +24,7 @@ puts on the app and each route takes as a dependency.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
@@ -397,6 +398,7 @@ async def redrive_dead_letters(
             selection,
             SentBy(gateway.commands, caller),
             known=lambda t: gateway.reader.task(t) is not None,
+            door=partial(build_submit, gateway.catalog, gateway.max_payload_bytes),
         )
     except RedriveError as exc:
         return problem(503, str(exc))
