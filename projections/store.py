@@ -26,7 +26,7 @@ from .rows import Counters
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _WHAT = "projection store"
 
 
