@@ -38,6 +38,7 @@ from streams.executor.errors import (
 )
 from streams.executor.executor import Executor, SessionSpec
 from streams.executor.pool import CANCELLED, SHUTDOWN, TIMEOUT, ExecutorMetrics, WorkerPool
+from streams.executor.watch import ProgressCallback, TaskError
 
 __all__ = [
     "CANCELLED",
@@ -55,10 +56,12 @@ __all__ = [
     "NeedsInput",
     "PermanentError",
     "PoolClosedError",
+    "ProgressCallback",
     "RetryableError",
     "SessionFaultError",
     "SessionSpec",
     "SimulatedFailure",
     "TaskContext",
+    "TaskError",
     "WorkerPool",
 ]
