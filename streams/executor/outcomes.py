@@ -109,6 +109,11 @@ def output(result: Any) -> Outcome:
     return Outcome(True, output=value)
 
 
+def waits(outcome: Outcome) -> bool:
+    """The handler raised ``NeedsInput`` or ``Defer``."""
+    return outcome.prompt is not None or outcome.defer_until_ms is not None
+
+
 def task_report(a: Assignment, outcome: Outcome, elapsed_ms: int) -> Command:
     """The command that ends a single task's attempt: ``RequestInput``, ``DeferTask`` or
     ``ReportResult``."""

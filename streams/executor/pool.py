@@ -74,6 +74,7 @@ from streams.executor.outcomes import (
     stopped,
     task_report,
     timed_out,
+    waits,
 )
 from streams.executor.watch import ErrorLog, ProgressCallback, ProgressHook, TaskError, percent
 from streams.secrets import Keyring, SealedValueError, open_payload
@@ -361,6 +362,10 @@ class WorkerPool:
         elif outcome.cancelled or outcome.error == SHUTDOWN:
             self._cancelled += 1
             self._on_progress(task_id, TaskStatus.CANCELLED, self._on_progress.last(task_id))
+        elif job.assignment.kind == "task" and waits(outcome):
+            # NeedsInput / Defer: the attempt ends, the task waits; not a failure.
+            status = TaskStatus.WAITING_INPUT if outcome.prompt else TaskStatus.DEFERRED
+            self._on_progress(task_id, status, self._on_progress.last(task_id), outcome.error)
         else:
             self._failed += 1
             a = job.assignment

@@ -70,3 +70,19 @@ async def test_in_a_batch_an_item_that_needs_input_fails_for_good() -> None:
 def test_bad_signals_are_refused_when_raised(make: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         make()
+
+
+async def test_a_task_that_waits_is_neither_failed_nor_completed_for_the_watchers() -> None:
+    seen: list[tuple[str, str]] = []
+    recorder = Recorder()
+    pool = WorkerPool(
+        {"op": _raising(NeedsInput("which list?"))},
+        report=recorder,
+        concurrency=1,
+        on_progress=lambda task_id, status, pct, message: seen.append((task_id, status)),
+    )
+    await pool.start()
+    await pool.submit(task("t1"))
+    assert await pool.close(5)
+    assert pool.metrics().failed == 0 and pool.errors() == []
+    assert seen[-1] == ("t1", "waiting_input")
