@@ -15,10 +15,14 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from api.gateway import mount
+from api.gateway_context import Gateway
 from api.view import create_app
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
+from schemas.catalog import load_catalog
 from schemas.commands import Command
+from streams.redrive import DeadLetterEntry
 from tests.support.view_scenario import scenario
 
 
@@ -37,7 +41,21 @@ def _app() -> object:
     for event in scenario():
         source.feed(event)
     source.flush()
-    return create_app(ProjectionReader(source), commands=Recorder())
+    reader = ProjectionReader(source)
+    app = create_app(reader)
+
+    async def dead_letters() -> list[DeadLetterEntry]:
+        return []
+
+    gateway = Gateway(
+        reader,
+        Recorder(),
+        catalog=load_catalog(),
+        max_payload_bytes=65536,
+        dead_letters=dead_letters,
+    )
+    mount(app, gateway)
+    return app
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
