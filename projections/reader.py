@@ -29,15 +29,10 @@ from .rows import (
     SessionRow,
     TaskRow,
 )
+from .storage import Store
 from .tables import Tables
 
 R = TypeVar("R", bound=Row)
-
-
-class Store(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 class Source(Protocol):

@@ -275,7 +275,7 @@ class Counters(Row):
 # the field names and types) and the models above only parse what the view serves. Each
 # document has exactly its model's fields, so a stored document validates into the model;
 # ``tests/unit/test_projection_docs.py`` holds the two in step. Changing a row's shape needs a
-# ``LAYOUT_VERSION`` bump in ``store.py``: old stores are then rebuilt, not misread.
+# ``LAYOUT_VERSION`` bump in ``api/projection_store.py``: old stores are then rebuilt, not misread.
 
 
 class HistoryDoc(TypedDict):

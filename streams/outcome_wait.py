@@ -28,6 +28,7 @@ from streams.settings import Settings
 
 __all__ = ["WaitTimeout", "wait_for_outcomes"]
 
+
 class WaitTimeout(TaskstreamError, TimeoutError):
     """Some tasks had no outcome in time; ``.done`` holds the outcomes that did arrive."""
 

@@ -57,7 +57,9 @@ def latency(rate: float, seconds: float, timeout_s: float = 60.0) -> dict[str, A
         now = time.time()
         sent.append((now, noop.apply_async((now,))))
     finished = ResultSet([result for _, result in sent]).get(timeout=timeout_s)
-    samples = [(float(end) - sent_at) * 1000.0 for (sent_at, _), end in zip(sent, finished, strict=True)]
+    samples = [
+        (float(end) - sent_at) * 1000.0 for (sent_at, _), end in zip(sent, finished, strict=True)
+    ]
     samples.sort()
     return {
         "rate": rate,

@@ -62,7 +62,9 @@ async def test_every_command_lands_decodable_on_its_clients_partition(
     settings = make_settings(actor="tester")  # every command names its sender
     await ensure_topics(settings)
     async with TaskstreamClient(settings) as client:
-        generated = await client.submit("acme", "conversation_send", {"to": "+15550100"}, priority=2)
+        generated = await client.submit(
+            "acme", "conversation_send", {"to": "+15550100"}, priority=2
+        )
         given = await client.submit(
             "acme",
             "contact_update",

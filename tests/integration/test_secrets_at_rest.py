@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from rocksdict import AccessType, Rdict
 
-from projections.projector import Projector
+from api.projector import Projector
 from streams.client import TaskstreamClient
 from streams.distributor import Distributor
 from streams.executor import Executor

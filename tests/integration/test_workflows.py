@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from api.projector import Projector
 from api.view import serve
-from projections.projector import Projector
 from schemas import events as ev
 from streams.cli import schedules as schedules_cli
 from streams.cli.main import build_parser

@@ -131,15 +131,22 @@ class GhlCredentials:
         try:
             info = self.path.stat()
         except OSError as exc:
-            log.error("%s: cannot stat %s (%s): keeping the last good credentials",
-                      VARIABLE, self.path, exc.strerror)
+            log.error(
+                "%s: cannot stat %s (%s): keeping the last good credentials",
+                VARIABLE,
+                self.path,
+                exc.strerror,
+            )
             return
         if (info.st_mtime_ns, info.st_size) == self._stamp:
             return
         try:
             self._accounts = self._load()
-            log.info("re-read GoHighLevel credentials from %s (%d clients)",
-                     self.path, len(self._accounts))
+            log.info(
+                "re-read GoHighLevel credentials from %s (%d clients)",
+                self.path,
+                len(self._accounts),
+            )
         except GhlCredentialsError as exc:
             self._stamp = (info.st_mtime_ns, info.st_size)  # report a broken version once
             log.error("%s; keeping the last good credentials", exc)

@@ -219,9 +219,7 @@ def _contact_delete(p: Mapping[str, Any], location: str, problems: list[str]) ->
     return GhlRequest("DELETE", f"/contacts/{contact}", API_VERSION)
 
 
-def _custom_field_update(
-    p: Mapping[str, Any], location: str, problems: list[str]
-) -> GhlRequest:
+def _custom_field_update(p: Mapping[str, Any], location: str, problems: list[str]) -> GhlRequest:
     (contact,) = _ids(p, ("contactId",), problems)
     fields = _custom_fields(p.get("customFields"), problems)
     if "customFields" not in p:
@@ -234,7 +232,9 @@ def _custom_field_update(
 def _tag(method: str) -> Builder:
     def build(p: Mapping[str, Any], location: str, problems: list[str]) -> GhlRequest:
         (contact,) = _ids(p, ("contactId",), problems)
-        return GhlRequest(method, f"/contacts/{contact}/tags", API_VERSION, {"tags": _tags(p, problems)})
+        return GhlRequest(
+            method, f"/contacts/{contact}/tags", API_VERSION, {"tags": _tags(p, problems)}
+        )
 
     return build
 
@@ -292,9 +292,7 @@ def _opportunity_body(p: Mapping[str, Any], problems: list[str], *drop: str) -> 
     return _with_custom_fields(body, problems)
 
 
-def _opportunity_create(
-    p: Mapping[str, Any], location: str, problems: list[str]
-) -> GhlRequest:
+def _opportunity_create(p: Mapping[str, Any], location: str, problems: list[str]) -> GhlRequest:
     body = _opportunity_body(p, problems)
     for name in ("pipelineId", "name", "contactId"):
         if not _nonempty(body.get(name)):
@@ -305,9 +303,7 @@ def _opportunity_create(
     return GhlRequest("POST", "/opportunities/", API_VERSION, body)
 
 
-def _opportunity_update(
-    p: Mapping[str, Any], location: str, problems: list[str]
-) -> GhlRequest:
+def _opportunity_update(p: Mapping[str, Any], location: str, problems: list[str]) -> GhlRequest:
     (opportunity,) = _ids(p, ("opportunityId",), problems)
     body = _opportunity_body(p, problems, "opportunityId", "contactId")
     _status(p, problems, default=None)

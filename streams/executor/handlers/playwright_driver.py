@@ -325,8 +325,9 @@ class PlaywrightBrowser:
 
     def _on_disconnected(self, _browser: Any) -> None:
         self.gone = True
-        log.warning("the browser disconnected (%s); the next task starts another",
-                    self.target.describe())
+        log.warning(
+            "the browser disconnected (%s); the next task starts another", self.target.describe()
+        )
 
     async def _context(self, key: str) -> tuple[BrowserContext, _Guard]:
         browser = await self._ensure()
