@@ -8,7 +8,7 @@ Credentials in payloads are sealed on the way out (``streams.secrets``; without
 Every command is keyed by ``client_id`` and sent to the client's home partition by number
 (``streams.kafka.routing``), the partition that owns the client's tasks and sessions.
 
-Before its first send the client checks the topic layout (``streams.topics.layout_problems``)
+Before its first send the client checks the topic layout (``streams.kafka.topics.layout_problems``)
 from its producer's metadata: producing to a missing ``task.commands`` would have the broker
 auto-create it with its default partition count, so a missing or mismatched layout raises
 ``TopicLayoutError`` saying what to run (``taskstream topics create``) or set.
@@ -200,7 +200,7 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         The client does not own the layout: it takes the partition count ``task.commands``
         has (not ``TASKSTREAM_PARTITIONS``) and checks that the rest fits it: every topic
         there, events co-partitioned with commands, tiers at least as wide."""
-        from streams.topics import layout_problems, topic_layout
+        from streams.kafka.topics import layout_problems, topic_layout
 
         if self._producer is None:
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")

@@ -117,7 +117,7 @@ async def _run(
 
     from schemas.codec import CODEC
     from streams.kafka import producer_kwargs
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     await ensure_topics(settings)
     executor = demo_executor(settings, failure_rate=failure_rate)

@@ -23,8 +23,8 @@ from schemas.commands import (
 from schemas.records import Assignment, AssignmentItem
 from streams.executor import Executor, ExecutorError, SessionSpec, TaskContext
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

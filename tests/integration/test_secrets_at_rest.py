@@ -25,10 +25,10 @@ from streams.distributor import Distributor
 from streams.executor import Executor
 from streams.executor.handlers import builtin_handlers
 from streams.kafka.reader import KafkaLogReader
+from streams.kafka.topics import ensure_topics, topic_layout
 from streams.runtime import run_processor
 from streams.secrets import new_key_entry
 from streams.settings import Settings
-from streams.topics import ensure_topics, topic_layout
 
 pytestmark = pytest.mark.integration
 

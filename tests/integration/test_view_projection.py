@@ -28,9 +28,9 @@ from schemas.events import Event
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.headers import CAUSE_HEADER
 from streams.kafka.process import free_loopback_port
+from streams.kafka.topics import ensure_topics
 from streams.runtime.causation import Cause
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.support.view_scenario import EXPECTED_STATES, scenario
 
 GARBAGE = b"\xc3\x01not-a-known-fingerprint"
