@@ -25,7 +25,7 @@ from streams.rocksdb import StoreLockedError
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _WHAT = "projection store"
 
 

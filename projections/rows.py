@@ -243,6 +243,8 @@ class Counters(Row):
     queued_by_operation: dict[str, int] = Field(default_factory=dict)
     by_operation: dict[str, int] = Field(default_factory=dict)
     awaiting_retry: int = 0
+    overdue: int = 0
+    """Tasks past their due date and not finished."""
     open_batches: int = 0
     dispatched_batches: int = 0
     consolidated_batches: int = 0

@@ -356,6 +356,14 @@ class DeferTask(Command):
     execution_time_ms: int = Field(default=0, ge=0)
 
 
+class CancelBatchJob(Command):
+    """Stop a batch job: no further item is released and unfinished children are cancelled."""
+
+    batch_job_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -382,4 +390,5 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ProvideInput,
     RequestInput,
     DeferTask,
+    CancelBatchJob,
 )

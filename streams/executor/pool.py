@@ -69,12 +69,12 @@ from streams.executor.outcomes import (
     TIMEOUT,
     Outcome,
     failed,
-    masked_traceback,
     output,
-    payload_masker,
     raised,
     stopped,
+    task_report,
     timed_out,
+    waits,
 )
 from streams.executor.watch import ErrorLog, ProgressCallback, ProgressHook, TaskError, percent
 from streams.secrets import Keyring, SealedValueError, open_payload
@@ -322,24 +322,7 @@ class WorkerPool:
             outcome, ctx = outcomes[0], job.items[0].ctx
             if outcome.cancelled:
                 return
-            masker = payload_masker(ctx.payload)
-            self._report(
-                ReportResult(
-                    client_id=a.client_id,
-                    task_id=a.task_id,
-                    session_id=a.session_id,
-                    fencing_token=a.fencing_token,
-                    success=outcome.success,
-                    output=outcome.output,
-                    error=None if outcome.error is None else masker.text(outcome.error),
-                    execution_time_ms=elapsed_ms,
-                    failure_class=None if outcome.success else outcome.failure_class,
-                    retry_after_ms=None if outcome.success else outcome.retry_after_ms,
-                    traceback=masked_traceback(outcome.traceback, masker),
-                    resources_used=ctx.resources_used,
-                    quality=ctx.quality,
-                )
-            )
+            self._report(task_report(a, outcome, elapsed_ms, ctx))
             return
         if all(o.cancelled for o in outcomes):
             return
@@ -379,6 +362,10 @@ class WorkerPool:
         elif outcome.cancelled or outcome.error == SHUTDOWN:
             self._cancelled += 1
             self._on_progress(task_id, TaskStatus.CANCELLED, self._on_progress.last(task_id))
+        elif job.assignment.kind == "task" and waits(outcome):
+            # NeedsInput / Defer: the attempt ends, the task waits; not a failure.
+            status = TaskStatus.WAITING_INPUT if outcome.prompt else TaskStatus.DEFERRED
+            self._on_progress(task_id, status, self._on_progress.last(task_id), outcome.error)
         else:
             self._failed += 1
             a = job.assignment

@@ -293,6 +293,55 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "BatchJobCancelled": {
+    "type": "record",
+    "name": "BatchJobCancelled",
+    "namespace": "taskstream",
+    "doc": "batch_job.cancelled: no further item is released; the unfinished children were cancelled.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "batch_job_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "cancelled_task_ids",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "unreleased",
+        "type": "long",
+        "default": 0
+      }
+    ]
+  },
   "BatchJobCompleted": {
     "type": "record",
     "name": "BatchJobCompleted",
@@ -632,6 +681,38 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "type": "string",
         "default": "{}",
         "doc": "JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {\"error\": \"...\"} for an item that failed."
+      }
+    ]
+  },
+  "CancelBatchJob": {
+    "type": "record",
+    "name": "CancelBatchJob",
+    "namespace": "taskstream",
+    "doc": "Cancel a batch job: no further item is released, unfinished children are cancelled, the job ends cancelled.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "batch_job_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -5746,7 +5827,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
+export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCancelled","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelBatchJob","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -5884,6 +5965,28 @@ export interface BatchJobChild {
 export interface BatchJobChildInit {
   task_id: string;
   payload?: string;
+}
+
+/** batch_job.cancelled: no further item is released; the unfinished children were cancelled. */
+export interface BatchJobCancelled {
+  client_id: string;
+  occurred_at_ms: number;
+  batch_job_id: string;
+  reason: null | string;
+  actor: null | string;
+  cancelled_task_ids: Array<string>;
+  unreleased: number;
+}
+
+/** BatchJobCancelled as a producer writes it: fields with an Avro default may be left out. */
+export interface BatchJobCancelledInit {
+  client_id: string;
+  occurred_at_ms: number;
+  batch_job_id: string;
+  reason?: null | string;
+  actor?: null | string;
+  cancelled_task_ids?: Array<string>;
+  unreleased?: number;
 }
 
 /** batch_job.completed: every child ended; status failed when none succeeded. */
@@ -6024,6 +6127,22 @@ export interface BatchResultConsolidatedInit {
   failure_count: number;
   consolidated_output?: string;
   health_effect?: null | string;
+}
+
+/** Cancel a batch job: no further item is released, unfinished children are cancelled, the job ends cancelled. */
+export interface CancelBatchJob {
+  client_id: string;
+  batch_job_id: string;
+  reason: null | string;
+  actor: null | string;
+}
+
+/** CancelBatchJob as a producer writes it: fields with an Avro default may be left out. */
+export interface CancelBatchJobInit {
+  client_id: string;
+  batch_job_id: string;
+  reason?: null | string;
+  actor?: null | string;
 }
 
 /** Cancel a task that has not ended. Work already handed out gets a cancel Assignment; the task ends with a TaskFailed (outcome cancelled) on task.failed. */
@@ -7807,11 +7926,13 @@ export interface Records {
   ArchiveTask: ArchiveTask;
   Assignment: Assignment;
   BatchJobAccepted: BatchJobAccepted;
+  BatchJobCancelled: BatchJobCancelled;
   BatchJobCompleted: BatchJobCompleted;
   BatchJobProgressed: BatchJobProgressed;
   BatchJobRejected: BatchJobRejected;
   BatchProcessed: BatchProcessed;
   BatchResultConsolidated: BatchResultConsolidated;
+  CancelBatchJob: CancelBatchJob;
   CancelTask: CancelTask;
   ClientRateLimit: ClientRateLimit;
   ClientServed: ClientServed;
@@ -7894,11 +8015,13 @@ export interface RecordInits {
   ArchiveTask: ArchiveTaskInit;
   Assignment: AssignmentInit;
   BatchJobAccepted: BatchJobAcceptedInit;
+  BatchJobCancelled: BatchJobCancelledInit;
   BatchJobCompleted: BatchJobCompletedInit;
   BatchJobProgressed: BatchJobProgressedInit;
   BatchJobRejected: BatchJobRejectedInit;
   BatchProcessed: BatchProcessedInit;
   BatchResultConsolidated: BatchResultConsolidatedInit;
+  CancelBatchJob: CancelBatchJobInit;
   CancelTask: CancelTaskInit;
   ClientRateLimit: ClientRateLimitInit;
   ClientServed: ClientServedInit;
