@@ -1,2 +1,2 @@
-"""The one HTTP process: the read view over the projections, the command gateway, the live
-dashboard, and the service that runs them beside the projector."""
+"""The one HTTP process: the projector (``task.events`` into the RocksDB projection store), the
+read view over it, the command gateway, the live dashboard, and the service that runs them."""

@@ -24,14 +24,17 @@ puts on the app and each route takes as a dependency.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from starlette.requests import Request
 
+from projections.batch_jobs import FINISHED_JOB_STATES
 from projections.rows import TaskRow
 from schemas.commands import (
     ApproveTask,
+    CancelBatchJob,
     CancelTask,
     ExpediteTask,
     RegisterSession,
@@ -226,6 +229,34 @@ async def submit_batch_job(
 
 
 @router.post(
+    "/batch-jobs/{batch_job_id:path}/cancel",
+    status_code=202,
+    response_model=BatchJobAccepted,
+    responses=problems(404, 409, 503),
+    summary="Cancel a batch job: held items are not released, unfinished children are cancelled",
+)
+async def cancel_batch_job(
+    batch_job_id: str,
+    caller: Caller,
+    gateway: CurrentGateway,
+    request: Annotated[CancelRequest | None, Body()] = None,
+) -> Any:
+    row = batch_job(gateway.reader, batch_job_id)
+    if row is None or not caller.sees(row.client_id):
+        return gateway.unknown("batch job", batch_job_id)
+    if row.state in FINISHED_JOB_STATES:
+        return problem(409, f"batch job {batch_job_id!r} is {row.state}: nothing to cancel")
+    command = CancelBatchJob(
+        client_id=row.client_id,
+        batch_job_id=batch_job_id,
+        reason=request.reason if request else None,
+    )
+    link = "/batch-jobs/" + task_link(batch_job_id)[len("/tasks/") :]
+    answer = BatchJobAccepted(batch_job_id=batch_job_id, link=link, command="CancelBatchJob")
+    return await gateway.send(command, answer, caller)
+
+
+@router.post(
     "/tasks/{task_id:path}/cancel",
     status_code=202,
     response_model=TaskAccepted,
@@ -397,6 +428,7 @@ async def redrive_dead_letters(
             selection,
             SentBy(gateway.commands, caller),
             known=lambda t: gateway.reader.task(t) is not None,
+            door=partial(build_submit, gateway.catalog, gateway.max_payload_bytes),
         )
     except RedriveError as exc:
         return problem(503, str(exc))

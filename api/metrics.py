@@ -49,6 +49,11 @@ class _ProjectionCollector:
             "Failed tasks waiting for a retry",
             value=c.awaiting_retry,
         )
+        yield GaugeMetricFamily(
+            "taskstream_tasks_overdue",
+            "Tasks past their due date and not finished",
+            value=status.overdue_tasks,
+        )
 
         in_flight = GaugeMetricFamily(
             "taskstream_session_in_flight",

@@ -26,7 +26,17 @@ def _attempts(attempts: list[Attempt]) -> list[Attempt]:
 
 
 def _execution(e: Execution) -> Execution:
-    return e.model_copy(update={"output": _object(e.output), "error": _text(e.error)})
+    return e.model_copy(
+        update={
+            "output": _object(e.output),
+            "error": _text(e.error),
+            "traceback": _text(e.traceback),
+        }
+    )
+
+
+def masked_executions(executions: list[Execution]) -> list[Execution]:
+    return [_execution(e) for e in executions]
 
 
 def masked_task(row: TaskRow) -> TaskRow:

@@ -8,7 +8,7 @@ import logging
 
 from tqdm import tqdm
 
-from projections.projector import Projector, RebuildReport, rebuild
+from api.projector import Projector, RebuildReport, rebuild
 from streams.client import TaskstreamClient
 from streams.settings import Settings
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, SecretStr
 
 from projections.errors import BadQueryError, ProjectionError
 from projections.reader import HealthStats, ProjectionInfo, ProjectionReader, QueueStatus
-from projections.rows import BatchRow, DeadLetterRow, SessionRow, TaskRow
+from projections.rows import BatchRow, DeadLetterRow, Execution, SessionRow, TaskRow
 from schemas.states import TaskState
 from streams.redrive import CommandSender
 from streams.settings import Settings
@@ -39,7 +39,7 @@ from .dashboard import install_dashboard
 from .errors import ApiError
 from .gateway import gateway_for, mount
 from .metrics import render
-from .redact import masked_batch, masked_dead_letter, masked_task
+from .redact import masked_batch, masked_dead_letter, masked_executions, masked_task
 from .webhooks import PATH_PREFIX as WEBHOOKS_PREFIX
 from .webhooks import Webhooks, mount_webhooks, render_counts
 from .workflows import workflows_router
@@ -116,6 +116,15 @@ class BatchAnswer(BatchRow, Answer):
 class TaskList(Answer):
     items: list[TaskRow]
     next_cursor: str | None
+
+
+class ExecutionList(Answer):
+    """A task's executions, newest first (the seed's ``getExecutions(taskId, limit)``)."""
+
+    task_id: str
+    items: list[Execution]
+    total: int
+    """Executions the task has had (``items`` holds at most ``limit`` of them)."""
 
 
 class SessionList(Answer):
@@ -263,6 +272,24 @@ def create_app(
     @app.get("/status", response_model=StatusAnswer, summary="Queue status (seed getQueueStatus)")
     async def status() -> StatusAnswer:
         return StatusAnswer(**reader.status().model_dump(), projection=reader.projection())
+
+    @app.get(
+        "/tasks/{task_id:path}/executions",
+        response_model=ExecutionList,
+        responses=_NOT_FOUND,
+        summary="A task's executions, newest first (seed getExecutions)",
+    )
+    async def executions(task_id: str, caller: Caller, limit: Limit = 10) -> Any:
+        row = reader.task(task_id)
+        if row is None or not caller.sees(row.client_id):
+            return JSONResponse({"detail": f"no task with id {task_id!r}"}, status_code=404)
+        newest = list(reversed(row.executions))
+        return ExecutionList(
+            task_id=task_id,
+            items=masked_executions(newest[:limit]),
+            total=len(newest),
+            projection=reader.projection(),
+        )
 
     @app.get(
         "/tasks/{task_id:path}",

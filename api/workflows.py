@@ -101,11 +101,20 @@ class ScheduleRequest(BaseModel):
     template: str | None = Field(default=None, min_length=1, max_length=512)
 
 
+# Template names are text without control characters, so every name can be named in a path.
+TEMPLATE_NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
 class TemplateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(min_length=1, max_length=512)
-    name: str = Field(min_length=1, max_length=512)
+    name: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=TEMPLATE_NAME_PATTERN,
+        description="any text without control characters (it is a path segment of DELETE)",
+    )
     task: dict[str, Any] = Field(default_factory=dict, description="SubmitTask fields")
 
 
@@ -370,7 +379,8 @@ def install_commands(router: APIRouter) -> None:
         "/templates/{name:path}",
         status_code=202,
         response_model=TemplateAccepted,
-        responses=problems(403, 503),
+        # A path with a control character in it matches no route: 404, as for any unknown path.
+        responses=problems(403, 404, 503),
         summary="Delete a named task template (schedules made from it keep their task)",
     )
     async def delete_template(

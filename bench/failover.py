@@ -47,8 +47,8 @@ from schemas.commands import SubmitTask
 from schemas.events import TaskAccepted
 from streams.kafka.headers import TYPE_HEADER
 from streams.kafka.membership import member_id
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 __all__ = ["main", "run_failover"]
 

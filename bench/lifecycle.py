@@ -48,8 +48,8 @@ from schemas.records import Assignment
 from streams.kafka.headers import TYPE_HEADER
 from streams.kafka.process import free_loopback_port
 from streams.kafka.reader import KafkaLogReader
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 __all__ = ["percentile", "processor_settings", "run_lifecycle"]
 

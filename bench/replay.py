@@ -3,7 +3,7 @@
 The log is made by the decider itself (``bench.workload.lifecycle_log``: sessions,
 submits, assignments, starts, results, batches, failures and retries), encoded with the Avro
 codec and produced to ``<prefix>.events`` on the partition the processor would use. Filling is
-not timed. The rebuild (``projections.projector.rebuild``: drop the store, replay from offset 0
+not timed. The rebuild (``api.projector.rebuild``: drop the store, replay from offset 0
 to the end) runs in its own process, as ``taskstream projector rebuild`` does, so its peak RSS
 is the projector's alone.
 
@@ -131,7 +131,7 @@ def _run_logged(command: list[str], log_path: Path) -> subprocess.CompletedProce
 
 
 def _rebuild_main(argv: list[str]) -> int:
-    from projections.projector import rebuild
+    from api.projector import rebuild
 
     parser = argparse.ArgumentParser(prog="python -m bench.replay rebuild")
     parser.add_argument("--bootstrap", required=True)

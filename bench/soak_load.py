@@ -210,7 +210,7 @@ def start_all(stack: ProcessStack, own_broker: bool = True) -> None:
 
 
 async def _ensure(settings: Settings) -> None:
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     await ensure_topics(settings)
 

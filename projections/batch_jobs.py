@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 from pydantic import Field
 
 from schemas import events as ev
+from schemas import management_events as mev
 
 from . import keys
 from .rows import Row
@@ -21,7 +22,9 @@ from .tables import Tables
 
 BATCH_JOB: Final = b"j\x00"
 
-BatchJobState = Literal["processing", "completed", "failed", "rejected"]
+BatchJobState = Literal["processing", "completed", "failed", "rejected", "cancelled"]
+BATCH_JOB_STATES: Final = ("processing", "completed", "failed", "rejected", "cancelled")
+FINISHED_JOB_STATES: Final = frozenset({"completed", "failed", "rejected", "cancelled"})
 
 
 def batch_job_key(batch_job_id: str) -> bytes:
@@ -100,7 +103,8 @@ def _progressed(tables: Tables, e: ev.BatchJobProgressed) -> None:
 def _completed(tables: Tables, e: ev.BatchJobCompleted) -> None:
     row = _row(tables, e) or BatchJobRow(batch_job_id=e.batch_job_id, client_id=e.client_id)
     row.operation = row.operation or e.operation
-    row.state = "failed" if e.status == "failed" else "completed"
+    if row.state != "cancelled":  # a cancelled job completes too, and stays cancelled
+        row.state = "failed" if e.status == "failed" else "completed"
     row.total = e.total
     row.succeeded = e.succeeded
     row.failed = e.failed
@@ -121,9 +125,19 @@ def _rejected(tables: Tables, e: ev.BatchJobRejected) -> None:
     _put(tables, row, e.occurred_at_ms)
 
 
+def _cancelled(tables: Tables, e: mev.BatchJobCancelled) -> None:
+    row = _row(tables, e)
+    if row is None or row.state == "rejected":
+        return
+    row.state = "cancelled"
+    row.reason = e.reason
+    _put(tables, row, e.occurred_at_ms)
+
+
 BATCH_JOB_FOLDS: dict[type[ev.Event], Callable[[Tables, Any], None]] = {
     ev.BatchJobAccepted: _accepted,
     ev.BatchJobProgressed: _progressed,
     ev.BatchJobCompleted: _completed,
     ev.BatchJobRejected: _rejected,
+    mev.BatchJobCancelled: _cancelled,
 }

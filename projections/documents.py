@@ -50,6 +50,15 @@ def latest_execution(
     return None
 
 
+def attempt_details(execution: ExecutionDoc, e: ev.TaskCompleted | ev.TaskAttemptFailed) -> None:
+    """What the result said about its attempt: the resources used and the quality score."""
+    used = e.resources_used
+    execution["resources_used"] = (
+        None if used is None else {"cpu": used.cpu, "memory": used.memory, "disk": used.disk}
+    )
+    execution["quality"] = e.quality
+
+
 def end_execution(
     execution: ExecutionDoc | None, status: str, at_ms: int, error: str | None = None
 ) -> None:

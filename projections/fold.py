@@ -29,6 +29,7 @@ from .batch_folds import BATCH_FOLDS, change_batch
 from .batch_jobs import BATCH_JOB_FOLDS
 from .documents import (
     OPEN_STATUSES,
+    attempt_details,
     attempt_docs,
     end_execution,
     latest_execution,
@@ -283,6 +284,7 @@ def _completed(tables: Tables, e: ev.TaskCompleted) -> None:
         end_execution(execution, "completed", e.occurred_at_ms)
         execution["execution_time_ms"] = e.execution_time_ms
         execution["output"] = dict(e.output)
+        attempt_details(execution, e)
     _close(tables, opened, e)
     if first:
         record_outcome(tables, e.occurred_at_ms, succeeded=True)
@@ -313,6 +315,8 @@ def _attempt_failed(tables: Tables, e: ev.TaskAttemptFailed) -> None:
             execution["error"] = e.error
     if execution is not None:
         execution["execution_time_ms"] = e.execution_time_ms
+        attempt_details(execution, e)
+        execution["traceback"] = e.traceback
     _close(tables, opened, e, e.error)
     tables.counters.attempts_failed += 1
     session = touch_session(tables, e.session_id or row["session_id"], e.occurred_at_ms)

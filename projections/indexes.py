@@ -6,7 +6,7 @@ removed within one write batch is never written (``Tables.index``)."""
 
 from __future__ import annotations
 
-from schemas.states import ACTIVE_STATES
+from schemas.states import ACTIVE_STATES, TERMINAL_STATES
 
 from . import keys
 from .documents import session_or_new
@@ -15,8 +15,8 @@ from .tables import Tables
 
 # (state, priority name, operation, client id, session id while assigned or in progress,
 # awaiting retry).
-Footprint = tuple[str | None, str | None, str | None, str | None, str | None, bool]
-ABSENT: Footprint = (None, None, None, None, None, False)
+Footprint = tuple[str | None, str | None, str | None, str | None, str | None, bool, bool]
+ABSENT: Footprint = (None, None, None, None, None, False, False)
 
 
 def footprint(row: TaskDoc) -> Footprint:
@@ -28,6 +28,8 @@ def footprint(row: TaskDoc) -> Footprint:
         row["client_id"],
         row["session_id"] if state in ACTIVE_STATES else None,
         row["awaiting_retry"],
+        # Overdue and unfinished: what /status, /metrics and the dashboard count.
+        row["overdue"] and state not in TERMINAL_STATES,
     )
 
 
@@ -36,8 +38,8 @@ def move(tables: Tables, task_id: str, before: Footprint, after: Footprint) -> N
     if before == after:
         return
     c = tables.counters
-    b_state, b_priority, b_operation, b_client, b_session, b_retry = before
-    a_state, a_priority, a_operation, a_client, a_session, a_retry = after
+    b_state, b_priority, b_operation, b_client, b_session, b_retry, b_overdue = before
+    a_state, a_priority, a_operation, a_client, a_session, a_retry, a_overdue = after
     if b_state != a_state:
         by_state = c.by_state
         if b_state is not None:
@@ -58,6 +60,8 @@ def move(tables: Tables, task_id: str, before: Footprint, after: Footprint) -> N
         bump(c.by_operation, a_operation, +1, prune=True)
     if b_retry != a_retry:
         c.awaiting_retry += 1 if a_retry else -1
+    if b_overdue != a_overdue:
+        c.overdue += 1 if a_overdue else -1
     if b_session != a_session:
         for session_id, sign in ((b_session, -1), (a_session, +1)):
             if session_id is not None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from . import keys
 from .activity import RecentActivity
+from .batch_jobs import BATCH_JOB, BatchJobRow
 from .errors import BadQueryError
 from .rows import (
     PRIORITY_ORDER,
@@ -28,15 +29,10 @@ from .rows import (
     SessionRow,
     TaskRow,
 )
+from .storage import Store
 from .tables import Tables
 
 R = TypeVar("R", bound=Row)
-
-
-class Store(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 class Source(Protocol):
@@ -98,6 +94,8 @@ class QueueStatus(BaseModel):
     active_batches: int
     active_sessions: int
     failed_tasks_awaiting_retry: int
+    overdue_tasks: int = 0
+    """Tasks past their due date (``due_at_ms``) and not finished."""
     tasks_by_priority: dict[str, int]
     tasks_by_operation: dict[str, int]
     session_health: dict[str, int]
@@ -217,6 +215,7 @@ class ProjectionReader:
             active_batches=c.open_batches + c.dispatched_batches,
             active_sessions=len(c.active_sessions),
             failed_tasks_awaiting_retry=c.awaiting_retry,
+            overdue_tasks=max(0, c.overdue),
             tasks_by_priority=dict(c.queued_by_priority),
             tasks_by_operation=dict(sorted(c.queued_by_operation.items())),
             session_health=health,
@@ -383,6 +382,54 @@ class ProjectionReader:
                 (reason is None or row.reason == reason)
                 and (client_id is None or row.client_id == client_id)
                 and (clients is None or row.client_id in clients)
+                and (operation is None or row.operation == operation)
+            )
+
+        return self._page(rows, keep, limit)
+
+    def batches(
+        self,
+        *,
+        client_id: str | None = None,
+        state: str | None = None,
+        operation: str | None = None,
+        session_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        clients: frozenset[str] | None = None,
+    ) -> Page[BatchRow]:
+        """A page of batches (tasks that travelled together), by batch id."""
+        rows = self._scan_rows(keys.BATCH, cursor, BatchRow)
+
+        def keep(row: BatchRow) -> bool:
+            return (
+                (client_id is None or row.client_id == client_id)
+                and (clients is None or row.client_id in clients)
+                and (state is None or row.state == state)
+                and (operation is None or row.operation == operation)
+                and (session_id is None or row.session_id == session_id)
+            )
+
+        return self._page(rows, keep, limit)
+
+    def batch_jobs(
+        self,
+        *,
+        client_id: str | None = None,
+        state: str | None = None,
+        operation: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        clients: frozenset[str] | None = None,
+    ) -> Page[BatchJobRow]:
+        """A page of batch jobs, by job id."""
+        rows = self._scan_rows(BATCH_JOB, cursor, BatchJobRow)
+
+        def keep(row: BatchJobRow) -> bool:
+            return (
+                (client_id is None or row.client_id == client_id)
+                and (clients is None or row.client_id in clients)
+                and (state is None or row.state == state)
                 and (operation is None or row.operation == operation)
             )
 

@@ -77,6 +77,11 @@ class Execution(Row):
     execution_time_ms: int | None = None
     output: dict[str, Any] | None = None
     error: str | None = None
+    traceback: str | None = None
+    """A failed attempt's full traceback, masked by the executor."""
+    resources_used: dict[str, float] | None = None
+    """cpu (seconds), memory and disk (MiB), as the handler reported them."""
+    quality: float | None = None
 
 
 class TaskRow(Row):
@@ -238,6 +243,8 @@ class Counters(Row):
     queued_by_operation: dict[str, int] = Field(default_factory=dict)
     by_operation: dict[str, int] = Field(default_factory=dict)
     awaiting_retry: int = 0
+    overdue: int = 0
+    """Tasks past their due date and not finished."""
     open_batches: int = 0
     dispatched_batches: int = 0
     consolidated_batches: int = 0
@@ -273,7 +280,7 @@ class Counters(Row):
 # the field names and types) and the models above only parse what the view serves. Each
 # document has exactly its model's fields, so a stored document validates into the model;
 # ``tests/unit/test_projection_docs.py`` holds the two in step. Changing a row's shape needs a
-# ``LAYOUT_VERSION`` bump in ``store.py``: old stores are then rebuilt, not misread.
+# ``LAYOUT_VERSION`` bump in ``api/projection_store.py``: old stores are then rebuilt, not misread.
 
 
 class HistoryDoc(TypedDict):
@@ -302,6 +309,9 @@ class ExecutionDoc(TypedDict):
     execution_time_ms: int | None
     output: dict[str, Any] | None
     error: str | None
+    traceback: NotRequired[str | None]
+    resources_used: NotRequired[dict[str, float] | None]
+    quality: NotRequired[float | None]
 
 
 class TaskDoc(TypedDict):
@@ -491,6 +501,9 @@ def new_execution(
         "execution_time_ms": None,
         "output": None,
         "error": None,
+        "traceback": None,
+        "resources_used": None,
+        "quality": None,
     }
 
 

@@ -19,6 +19,21 @@ class Command(BaseModel):
     client_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
+MAX_TRACEBACK_LENGTH: Final = 16_384
+"""Longest traceback a result carries (the executor keeps the end, where the error is)."""
+
+
+class ResourcesUsed(BaseModel):
+    """What one attempt used, as its handler reported it (the seed's ``resourcesUsed``):
+    CPU seconds, peak memory and disk written in MiB."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: float = Field(default=0.0, ge=0)
+    memory: float = Field(default=0.0, ge=0)
+    disk: float = Field(default=0.0, ge=0)
+
+
 class TaskAssignee(BaseModel):
     """Who alone may run a task: every session of an agent (``kind="agent"``, ``id`` = the
     agent id) or one session (``kind="session"``). A string kind, checked by the decider, so a
@@ -180,6 +195,10 @@ class ReportResult(Command):
     execution_time_ms: int = Field(default=0, ge=0)
     failure_class: str | None = None
     retry_after_ms: int | None = Field(default=None, ge=0)
+    traceback: str | None = Field(default=None, max_length=MAX_TRACEBACK_LENGTH)
+    """A failed attempt's full traceback, masked by the executor (``schemas.masking``)."""
+    resources_used: ResourcesUsed | None = None
+    quality: float | None = Field(default=None, ge=0, le=1)
 
 
 class RetryDue(Command):
@@ -337,6 +356,14 @@ class DeferTask(Command):
     execution_time_ms: int = Field(default=0, ge=0)
 
 
+class CancelBatchJob(Command):
+    """Stop a batch job: no further item is released and unfinished children are cancelled."""
+
+    batch_job_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    reason: str | None = None
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
 COMMAND_TYPES: tuple[type[Command], ...] = (
     SubmitTask,
     CancelTask,
@@ -363,4 +390,5 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ProvideInput,
     RequestInput,
     DeferTask,
+    CancelBatchJob,
 )

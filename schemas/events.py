@@ -11,7 +11,7 @@ from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.commands import TaskAssignee, TaskStep
+from schemas.commands import ResourcesUsed, TaskAssignee, TaskStep
 from schemas.fields import JsonObject
 
 
@@ -139,6 +139,8 @@ class TaskCompleted(TaskEvent):
     batch_id: str | None = None
     output: JsonObject = Field(default_factory=dict)
     execution_time_ms: int = 0
+    resources_used: ResourcesUsed | None = None
+    quality: float | None = None
 
     @property
     def outcome(self) -> str:
@@ -196,6 +198,9 @@ class TaskAttemptFailed(TaskEvent):
     failure_class: str | None = None
     """``schemas.commands.FAILURE_CLASSES``; None (older records) counts as the session's fault."""
     retry_after_ms: int | None = None
+    traceback: str | None = None
+    resources_used: ResourcesUsed | None = None
+    quality: float | None = None
 
 
 class TaskRetryScheduled(TaskEvent):

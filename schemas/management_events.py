@@ -11,7 +11,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from schemas.commands import TaskAssignee
-from schemas.events import Event, TaskEvent
+from schemas.events import BatchJobEvent, Event, TaskEvent
 from schemas.fields import JsonObject
 
 
@@ -92,6 +92,16 @@ class TaskOverdue(TaskEvent):
     status: str
 
 
+class BatchJobCancelled(BatchJobEvent):
+    """No further item of the job is released; its unfinished children were cancelled."""
+
+    TYPE: ClassVar[str] = "batch_job.cancelled"
+    reason: str | None = None
+    actor: str | None = None
+    cancelled_task_ids: list[str] = Field(default_factory=list)
+    unreleased: int = 0
+
+
 MANAGEMENT_EVENTS: tuple[type[Event], ...] = (
     TaskUpdated,
     TaskArchived,
@@ -100,4 +110,5 @@ MANAGEMENT_EVENTS: tuple[type[Event], ...] = (
     TaskInputProvided,
     TaskDeferred,
     TaskOverdue,
+    BatchJobCancelled,
 )

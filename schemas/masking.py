@@ -26,21 +26,30 @@ from schemas.credentials import (
 __all__ = ["MASK", "Masker", "mask_document", "mask_text", "mask_url"]
 
 # Credentials inside free text (errors, progress messages, log lines): a scheme's token, or a
-# credential-like word followed by : or = and the value.
-_TEXT_PATTERNS = (
-    re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(
-        r"(?i)((?:token|password|passwd|passphrase|api[_-]?key|secret|credential|cookie"
-        r"|private[_-]?key|access[_-]?key|signature)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"
-    ),
-)
+# name the credential rule names (``schemas.credentials.is_credential_name``) followed by : or =
+# and the value.
+_SCHEME_TOKEN = re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]+")
+_NAME_AND_SEPARATOR = re.compile(r"""([A-Za-z][\w.-]*)["']?\s*[:=]\s*["']?""")
+_VALUE = re.compile(r"""[^\s"',}&]+""")
+
+
+def _mask_named_values(text: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    for found in _NAME_AND_SEPARATOR.finditer(text):
+        if found.start() < done or not is_credential_name(found.group(1)):
+            continue
+        value = _VALUE.match(text, found.end())
+        if value is None or value.group(0).lower() in ("bearer", "basic", MASK):
+            continue  # nothing there, or a scheme whose token is masked already
+        pieces += [text[done : value.start()], MASK]
+        done = value.end()
+    return "".join(pieces) + text[done:]
 
 
 def mask_text(text: str) -> str:
     """``text`` with anything that looks like a credential replaced by ``***``."""
-    for pattern in _TEXT_PATTERNS:
-        text = pattern.sub(r"\1" + MASK, text)
-    return text
+    return _mask_named_values(_SCHEME_TOKEN.sub(r"\1" + MASK, text))
 
 
 def mask_url(url: str) -> str:

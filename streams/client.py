@@ -8,7 +8,7 @@ Credentials in payloads are sealed on the way out (``streams.secrets``; without
 Every command is keyed by ``client_id`` and sent to the client's home partition by number
 (``streams.kafka.routing``), the partition that owns the client's tasks and sessions.
 
-Before its first send the client checks the topic layout (``streams.topics.layout_problems``)
+Before its first send the client checks the topic layout (``streams.kafka.topics.layout_problems``)
 from its producer's metadata: producing to a missing ``task.commands`` would have the broker
 auto-create it with its default partition count, so a missing or mismatched layout raises
 ``TopicLayoutError`` saying what to run (``taskstream topics create``) or set.
@@ -48,6 +48,7 @@ from pydantic_core import PydanticSerializationError
 from schemas.codec import CODEC
 from schemas.commands import (
     ApproveTask,
+    CancelBatchJob,
     CancelTask,
     Command,
     ExpediteTask,
@@ -199,7 +200,7 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         The client does not own the layout: it takes the partition count ``task.commands``
         has (not ``TASKSTREAM_PARTITIONS``) and checks that the rest fits it: every topic
         there, events co-partitioned with commands, tiers at least as wide."""
-        from streams.topics import layout_problems, topic_layout
+        from streams.kafka.topics import layout_problems, topic_layout
 
         if self._producer is None:
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")
@@ -433,6 +434,32 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         )
         await self.send(command)
         return command.batch_job_id
+
+    async def cancel_batch_job(
+        self, client_id: str, batch_job_id: str, reason: str | None = None
+    ) -> Sent:
+        """Cancel a batch job: held items are never released, unfinished children are
+        cancelled, the job ends ``cancelled`` (``batch_job.cancelled`` on ``task.events``)."""
+        return await self.send(
+            _build(CancelBatchJob, client_id=client_id, batch_job_id=batch_job_id, reason=reason)
+        )
+
+    async def list_batch_jobs(self, **filters: Any) -> dict[str, Any]:
+        """A page of ``GET /batch-jobs`` from the view (filters: ``client_id``, ``status``,
+        ``operation``, ``limit``, ``cursor``): ``{"items": [...], "next_cursor": ...}``."""
+        return await self._view_page("/batch-jobs", filters)
+
+    async def list_batches(self, **filters: Any) -> dict[str, Any]:
+        """A page of ``GET /batches`` from the view (filters: ``client_id``, ``status``,
+        ``operation``, ``session_id``, ``limit``, ``cursor``)."""
+        return await self._view_page("/batches", filters)
+
+    async def _view_page(self, path: str, filters: Mapping[str, Any]) -> dict[str, Any]:
+        from streams.view_client import view_get
+
+        params = {k: str(v) for k, v in filters.items() if v is not None}
+        page: dict[str, Any] = await view_get(self.settings, path, params)
+        return page
 
     async def cancel(self, client_id: str, task_id: str, reason: str | None = None) -> Sent:
         return await self.send(

@@ -15,6 +15,7 @@ from schemas.commands import SubmitTask
 from streams.executor import Executor, Handler, SessionSpec, SimulatedFailure, TaskContext
 from streams.executor.handlers import SimulatedGhlHandler
 from streams.settings import Settings
+from streams.submit_door import SubmitDoor, submit_door
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,16 @@ DEMO_MIX: dict[str, int] = {
 POISON_SHARE = 0.02
 
 
-def demo_task(rng: random.Random) -> SubmitTask:
+def demo_task(rng: random.Random, door: SubmitDoor | None = None) -> SubmitTask:
+    """One demo task, built and checked by the submission door like any other submit."""
+    door = door if door is not None else submit_door()
     operations = list(DEMO_MIX)
     operation = rng.choices(operations, weights=[DEMO_MIX[o] for o in operations])[0]
     client = rng.choice(DEMO_CLIENTS)
     payload: dict[str, object] = {"contact": f"ct_{rng.randrange(10_000):04d}", "source": "demo"}
     if rng.random() < POISON_SHARE:
         payload["simulate_error"] = "contact is locked by another workflow"
-    return SubmitTask(
+    return door(
         client_id=client,
         task_id=f"demo-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}",
         operation=operation,
@@ -71,13 +74,15 @@ async def generate(
     stop: asyncio.Event,
     rate_per_s: float,
     seed: int = 7,
+    door: SubmitDoor | None = None,
 ) -> int:
     """Submit demo tasks at ``rate_per_s`` until ``stop``; returns how many were submitted."""
     rng = random.Random(seed)
+    door = door if door is not None else submit_door()
     sent = 0
     interval = 1.0 / rate_per_s
     while not stop.is_set():
-        await submit(demo_task(rng))
+        await submit(demo_task(rng, door))
         sent += 1
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
@@ -112,7 +117,7 @@ async def _run(
 
     from schemas.codec import CODEC
     from streams.kafka import producer_kwargs
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     await ensure_topics(settings)
     executor = demo_executor(settings, failure_rate=failure_rate)
@@ -126,7 +131,9 @@ async def _run(
     try:
         await executor.start()
         executing = asyncio.create_task(executor.wait())
-        generating = asyncio.create_task(generate(submit, stop, rate_per_s))
+        generating = asyncio.create_task(
+            generate(submit, stop, rate_per_s, door=submit_door(settings))
+        )
         done, _ = await asyncio.wait({executing, generating}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()

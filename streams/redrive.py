@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,9 +39,11 @@ from schemas.codec import CODEC
 from schemas.commands import Command, SubmitTask
 from schemas.errors import DecodeError
 from schemas.records import DeadLetter
+from streams.domain.submission import SubmitRefused
 from streams.errors import TaskstreamError
 from streams.kafka import consumer_kwargs, topic_partitions
 from streams.settings import Settings
+from streams.submit_door import SubmitDoor, submit_door
 
 __all__ = [
     "CommandSender",
@@ -168,25 +170,32 @@ def _item(entry: DeadLetterEntry, **extra: str | None) -> RedriveItem:
     )
 
 
-def _submit_of(letter: DeadLetter, new_id: str) -> SubmitTask | str:
-    """The SubmitTask redriving ``letter`` under ``new_id``, or why there is none."""
+def _submit_of(letter: DeadLetter, new_id: str, door: SubmitDoor) -> SubmitTask | str:
+    """The SubmitTask redriving ``letter`` under ``new_id`` (through the submission door, so a
+    config that is no longer valid is caught here), or why there is none."""
     if not letter.submit:
         return "no submit document in the dead letter (undecodable or unkept input)"
-    document = {k: v for k, v in letter.submit.items() if k in SubmitTask.model_fields}
+    document: dict[str, Any] = {
+        k: v for k, v in letter.submit.items() if k in SubmitTask.model_fields
+    }
     document["task_id"] = new_id
     document["client_id"] = document.get("client_id") or letter.client_id
     try:
-        return SubmitTask.model_validate(document)
+        return door(**document)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "submit"
         return f"the submit document is not a valid SubmitTask: {where}: {first['msg']}"
+    except SubmitRefused as exc:
+        return f"the submit document is refused: {exc}"
 
 
 def plan_redrive(
-    entries: Iterable[DeadLetterEntry], selection: Selection
+    entries: Iterable[DeadLetterEntry], selection: Selection, door: SubmitDoor | None = None
 ) -> tuple[list[tuple[DeadLetterEntry, SubmitTask]], RedriveReport]:
-    """Pure: the commands a redrive of ``selection`` sends, and the entries it cannot use."""
+    """Pure: the commands a redrive of ``selection`` sends, and the entries it cannot use.
+    ``door`` builds each SubmitTask (default: ``submit_door()``)."""
+    door = door if door is not None else submit_door()
     report = RedriveReport()
     ordered = sorted(
         entries,
@@ -214,7 +223,7 @@ def plan_redrive(
     plan: list[tuple[DeadLetterEntry, SubmitTask]] = []
     for task_id, entry in chosen.items():
         assert entry.letter is not None
-        submit = _submit_of(entry.letter, redrive_id(task_id))
+        submit = _submit_of(entry.letter, redrive_id(task_id), door)
         if isinstance(submit, str):
             report.not_redrivable.append(_item(entry, why=submit))
         else:
@@ -234,13 +243,14 @@ async def redrive(
     sender: CommandSender,
     *,
     known: Callable[[str], bool] | None = None,
+    door: SubmitDoor | None = None,
 ) -> RedriveReport:
     """Send the SubmitTask of every selected dead letter (see the module rule).
 
     ``known(new_task_id)`` (optional, e.g. the read side) says a redrive already reached the
     processor: such entries are reported as ``already_redriven`` and not sent again.
     """
-    plan, report = plan_redrive(entries, selection)
+    plan, report = plan_redrive(entries, selection, door)
     for entry, submit in plan:
         item = _item(entry, new_task_id=submit.task_id, link=task_link(submit.task_id))
         if known is not None and known(submit.task_id):
@@ -325,4 +335,5 @@ async def redrive_log(
     known: Callable[[str], bool] | None = None,
 ) -> RedriveReport:
     """Read ``task.dlq`` and redrive ``selection`` (what ``taskstream dlq redrive`` runs)."""
-    return await redrive(await read_dead_letters(settings), selection, sender, known=known)
+    entries = await read_dead_letters(settings)
+    return await redrive(entries, selection, sender, known=known, door=submit_door(settings))

@@ -1,5 +1,5 @@
 """One way to open a RocksDB directory (rocksdict), for the processor's partition stores
-(``streams.runtime.store``) and the projection store (``projections.store``).
+(``streams.runtime.store``) and the projection store (``api.projection_store``).
 
 * **A lock held by the process, not read from an error message.** An exclusive ``fcntl`` lock
   on ``<dir>.lock`` beside the directory keeps two processes on one machine from sharing a

@@ -142,6 +142,18 @@ type ReportResult struct {
 	ExecutionTimeMs int64        `avro:"execution_time_ms"`
 	FailureClass    *string      `avro:"failure_class"`
 	RetryAfterMs    *int64       `avro:"retry_after_ms"`
+	// Traceback is a failed attempt's full traceback (mask credentials before sending).
+	Traceback     *string        `avro:"traceback"`
+	ResourcesUsed *ResourcesUsed `avro:"resources_used"`
+	// Quality is the handler's own score of its result, 0 to 1.
+	Quality *float64 `avro:"quality"`
+}
+
+// ResourcesUsed is what one attempt used: CPU seconds, peak memory and disk written in MiB.
+type ResourcesUsed struct {
+	CPU    float64 `avro:"cpu"`
+	Memory float64 `avro:"memory"`
+	Disk   float64 `avro:"disk"`
 }
 
 type BatchJobItem struct {
@@ -186,15 +198,17 @@ type Assignment struct {
 
 // TaskCompleted is a task's outcome on task.completed (and its event on task.events).
 type TaskCompleted struct {
-	ClientID        string  `avro:"client_id"`
-	OccurredAtMs    int64   `avro:"occurred_at_ms"`
-	TaskID          string  `avro:"task_id"`
-	Operation       string  `avro:"operation"`
-	Attempt         int64   `avro:"attempt"`
-	SessionID       *string `avro:"session_id"`
-	BatchID         *string `avro:"batch_id"`
-	Output          string  `avro:"output"`
-	ExecutionTimeMs int64   `avro:"execution_time_ms"`
+	ClientID        string         `avro:"client_id"`
+	OccurredAtMs    int64          `avro:"occurred_at_ms"`
+	TaskID          string         `avro:"task_id"`
+	Operation       string         `avro:"operation"`
+	Attempt         int64          `avro:"attempt"`
+	SessionID       *string        `avro:"session_id"`
+	BatchID         *string        `avro:"batch_id"`
+	Output          string         `avro:"output"`
+	ExecutionTimeMs int64          `avro:"execution_time_ms"`
+	ResourcesUsed   *ResourcesUsed `avro:"resources_used"`
+	Quality         *float64       `avro:"quality"`
 }
 
 type AttemptRecord struct {

@@ -27,6 +27,19 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """A JSON array of objects (``submit --steps``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise argparse.ArgumentTypeError("must be a JSON array of objects")
+    return value
+
+
 @dataclass(frozen=True)
 class SessionArg:
     """``SESSION_ID:CLIENT_ID[:MAX_CONCURRENT]`` as given to ``worker --session``."""

@@ -158,8 +158,63 @@ def _cmd_batch_submit(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if finished.get("state") == "completed" else 1
 
 
+def _cmd_batch_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from urllib.parse import quote
+
+    from streams.cli.broker_address import reachable
+    from streams.client import TaskstreamClient
+    from streams.view_client import view_get
+
+    async def go() -> None:
+        client_id = args.client
+        if client_id is None:
+            row = await view_get(settings, "/batch-jobs/" + quote(args.batch_job_id, safe=""))
+            client_id = str(row["client_id"])
+        ready = await reachable(settings)
+        async with TaskstreamClient(ready) as client:
+            await client.cancel_batch_job(client_id, args.batch_job_id, reason=args.reason)
+
+    asyncio.run(go())
+    print(f"cancel sent for batch job {args.batch_job_id}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    """``batch list`` (batch jobs) and ``batch batches`` (dispatched batches): one line each."""
+    from streams.view_client import view_get
+
+    jobs = args.batch_command == "list"
+    params = {
+        "client_id": args.client,
+        "status": args.status,
+        "limit": args.limit,
+        "cursor": args.cursor,
+    }
+    page = asyncio.run(
+        view_get(
+            settings,
+            "/batch-jobs" if jobs else "/batches",
+            {k: str(v) for k, v in params.items() if v is not None},
+        )
+    )
+    for row in page["items"]:
+        if jobs:
+            print(
+                f"{row['batch_job_id']}  {row['state']}  {row['client_id']}  "
+                f"{row['processed']}/{row['total']} processed, {row['failed']} failed"
+            )
+        else:
+            print(
+                f"{row['batch_id']}  {row['state']}  {row['client_id']}  "
+                f"{row['operation']}  {len(row['task_ids'])} tasks"
+            )
+    if page.get("next_cursor"):
+        print(f"next page: --cursor {page['next_cursor']}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add ``batch submit`` to the ``taskstream`` sub-command parser."""
+    """Add ``batch submit``, ``cancel``, ``list`` and ``batches`` to the sub-command parser."""
     p = sub.add_parser("batch", help="batch jobs: many items, bounded parallelism")
     bsub = p.add_subparsers(dest="batch_command", required=True, metavar="ACTION")
     s = bsub.add_parser(
@@ -178,3 +233,15 @@ def register(sub: Any) -> None:
     s.add_argument("--wait-timeout", type=float, default=None, help="stop following after S s")
     s.add_argument("--results", default=None, metavar="PATH", help="write per-item results")
     s.set_defaults(handler=_cmd_batch_submit)
+    c = bsub.add_parser("cancel", help="cancel a batch job (unfinished items are cancelled)")
+    c.add_argument("batch_job_id", metavar="BATCH_JOB_ID")
+    c.add_argument("--client", default=None, help="client id (default: looked up in the view)")
+    c.add_argument("--reason", default=None)
+    c.set_defaults(handler=_cmd_batch_cancel)
+    for name, text in (("list", "list batch jobs"), ("batches", "list dispatched batches")):
+        ls = bsub.add_parser(name, help=text)
+        ls.add_argument("--client", default=None, help="only this client's")
+        ls.add_argument("--status", default=None, help="only in this state")
+        ls.add_argument("--limit", type=int, default=100)
+        ls.add_argument("--cursor", default=None, help="next page (from the previous output)")
+        ls.set_defaults(handler=_cmd_list)

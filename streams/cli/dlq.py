@@ -56,6 +56,7 @@ def _cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli.broker_address import reachable
     from streams.client import TaskstreamClient
     from streams.redrive import Selection, plan_redrive, read_dead_letters, redrive
+    from streams.submit_door import submit_door
 
     try:
         selection = Selection(
@@ -71,10 +72,11 @@ def _cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> Any:
         ready = await reachable(settings)
         entries = await read_dead_letters(ready)
-        plan, _ = plan_redrive(entries, selection)
+        door = submit_door(ready)
+        plan, _ = plan_redrive(entries, selection, door)
         known = await _known_to_view(settings, [submit.task_id for _, submit in plan])
         async with TaskstreamClient(ready) as client:
-            return await redrive(entries, selection, client, known=known.__contains__)
+            return await redrive(entries, selection, client, known=known.__contains__, door=door)
 
     report = asyncio.run(go())
     for item in report.redriven:

@@ -24,7 +24,7 @@ from streams.settings import Settings
 
 
 async def _ensure_topics(settings: Settings) -> None:
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     await ensure_topics(settings)
 

@@ -145,7 +145,7 @@ def supervise(
             print(f"embedded broker at {broker.bootstrap_servers} (data: {run_dir})", flush=True)
         import asyncio
 
-        from streams.topics import ensure_topics
+        from streams.kafka.topics import ensure_topics
 
         bootstrapped = settings.model_copy(
             update={"kafka_bootstrap_servers": env["KAFKA_BOOTSTRAP_SERVERS"]}

@@ -43,10 +43,23 @@ def _cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
                 requires_review=args.review,
                 depends_on=args.depends_on,
                 capabilities=args.capability,
+                **_managed(args),
             )
 
     print(asyncio.run(go()))
     return 0
+
+
+def _managed(args: argparse.Namespace) -> dict[str, Any]:
+    """The task-management fields given on the command line (title, tags, due date, steps)."""
+    given = {
+        "title": args.title,
+        "description": args.description,
+        "tags": args.tag or None,
+        "due_at_ms": args.due_at_ms,
+        "steps": args.steps,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _cmd_steer(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,6 +112,16 @@ def register(sub: Any) -> None:
     p.add_argument("--review", action="store_true", help="hold for human review")
     p.add_argument("--depends-on", action="append", default=[], metavar="TASK_ID")
     p.add_argument("--capability", action="append", default=[])
+    p.add_argument("--title", default=None)
+    p.add_argument("--description", default=None)
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--due-at-ms", type=int, default=None)
+    p.add_argument(
+        "--steps",
+        type=conv.json_objects,
+        default=None,
+        help='JSON array of steps: [{"id": "a", "operation": "...", "depends_on": []}, ...]',
+    )
     p.set_defaults(handler=_cmd_submit)
 
     for name, text in (

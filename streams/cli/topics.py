@@ -12,8 +12,8 @@ import argparse
 import asyncio
 from typing import Any
 
+from streams.kafka.topics import LayoutReport, check_topics, create_topics, topic_layout
 from streams.settings import Settings
-from streams.topics import LayoutReport, check_topics, create_topics, topic_layout
 
 
 def render(settings: Settings, report: LayoutReport) -> str:

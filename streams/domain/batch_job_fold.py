@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import events as ev
+from schemas import management_events as mev
 from schemas.credentials import comparable
 from streams.domain.spec import canonical_json
 from streams.domain.state import RETIRED_JOB, BatchJobRecord, PartitionState
@@ -86,9 +87,14 @@ def _rejected(st: PartitionState, e: ev.BatchJobRejected) -> None:
     """A refused submit changes nothing."""
 
 
+def _cancelled(st: PartitionState, e: mev.BatchJobCancelled) -> None:
+    """The change is in the ``BatchJobProgressed`` and ``TaskCancelled`` events that follow."""
+
+
 BATCH_JOB_FOLDS: dict[type[ev.Event], Callable[[PartitionState, Any], None]] = {
     ev.BatchJobAccepted: _accepted,
     ev.BatchJobProgressed: _progressed,
     ev.BatchJobCompleted: _completed,
     ev.BatchJobRejected: _rejected,
+    mev.BatchJobCancelled: _cancelled,
 }

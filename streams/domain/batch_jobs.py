@@ -10,6 +10,10 @@ job completes with the counts and every item's output or error.
 Child ids are ``f"{batch_job_id}.{index}"`` unless the item names one. Every counter in
 ``BatchJobProgressed`` is a running total, so progress never goes back.
 
+Cancelling a job (``CancelBatchJob``) raises ``batch_job.cancelled``; the held items end failed
+at once (never released), the unfinished children are cancelled like a ``CancelTask`` each, and
+the job completes as their cancellations settle (the read side keeps it ``cancelled``).
+
 Batchable operations: a released child joins a batching window like any task, so children
 travel in batches of at most ``min(parallelism, max_batch_size)`` and a freed slot waits up
 to ``batch_window_ms`` for its batch to close.
@@ -19,12 +23,14 @@ from __future__ import annotations
 
 from schemas import commands as cmd
 from schemas import events as ev
+from schemas import management_events as mev
 from schemas.credentials import credentials, describe
 from schemas.states import TERMINAL_STATES
-from streams.domain import lifecycle
+from streams.domain import lifecycle, task_commands
 from streams.domain.batch_job_fold import job_digest
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
+from streams.domain.refusals import reject_command
 from streams.domain.spec import canonical_json
 from streams.domain.state import PartitionState
 from streams.domain.submission import config_problems
@@ -222,6 +228,61 @@ def _complete(ctx: Decision, batch_job_id: str) -> None:
             ],
         )
     )
+
+
+def cancel(ctx: Decision, c: cmd.CancelBatchJob) -> None:
+    """Stop a job: held items fail unreleased, unfinished children are cancelled."""
+    st = ctx.state
+    job = st.batch_jobs.get(c.batch_job_id)
+    if job is None or job.client_id != c.client_id:
+        reject_command(ctx, c, f"no batch job {c.batch_job_id!r} for client {c.client_id!r}")
+        return
+    if job.completed_at_ms is not None:
+        reject_command(ctx, c, f"batch job {c.batch_job_id!r} has already finished")
+        return
+    running = list(job.running)
+    held = range(job.next_index, len(job.task_ids))
+    error = "cancelled" + (f": {c.reason}" if c.reason else "")
+    ctx.emit(
+        mev.BatchJobCancelled(
+            client_id=c.client_id,
+            occurred_at_ms=ctx.now,
+            batch_job_id=c.batch_job_id,
+            reason=c.reason,
+            actor=c.actor,
+            cancelled_task_ids=running,
+            unreleased=len(held),
+        )
+    )
+    if held:
+        failed = job.failed + len(held)
+        ctx.emit(
+            ev.BatchJobProgressed(
+                client_id=job.client_id,
+                occurred_at_ms=ctx.now,
+                batch_job_id=c.batch_job_id,
+                total=len(job.task_ids),
+                processed=job.succeeded + failed,
+                succeeded=job.succeeded,
+                failed=failed,
+                finished=[
+                    ev.BatchJobItemResult(
+                        task_id=job.task_ids[i], index=i, success=False, error=error
+                    )
+                    for i in held
+                ],
+                released=[],
+                next_index=len(job.task_ids),
+            )
+        )
+    if not running:
+        _complete(ctx, c.batch_job_id)
+        return
+    for task_id in running:  # each settles into the job (``settle``), the last completes it
+        task_commands.cancel(
+            ctx,
+            cmd.CancelTask(client_id=c.client_id, task_id=task_id, reason=c.reason, actor=c.actor),
+        )
 
 
 def _child_result(st: PartitionState, event: ev.Event) -> tuple[str, ev.BatchJobItemResult] | None:

@@ -69,6 +69,7 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.ReportResult: results.result,
     cmd.RetryDue: task_commands.retry_due,
     cmd.SubmitBatchJob: submit.submit_batch_job,
+    cmd.CancelBatchJob: batch_jobs.cancel,
     **management.HANDLERS,
     cmd.CreateSchedule: schedules.create,
     cmd.DeleteSchedule: schedules.delete,

@@ -8,6 +8,10 @@ dependency that failed, was cancelled or was rejected fails its dependents (and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Final
+
+from schemas.commands import ResourcesUsed
 from schemas.events import (
     AttemptRecord,
     SessionHealthChanged,
@@ -166,8 +170,25 @@ def health_after(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptDetails:
+    """What a result says about its attempt beyond the outcome: the traceback of a failure
+    (masked by the executor), the resources used and the handler's quality score."""
+
+    traceback: str | None = None
+    resources_used: ResourcesUsed | None = None
+    quality: float | None = None
+
+
+NO_DETAILS: Final = AttemptDetails()
+
+
 def complete(
-    ctx: Decision, task_id: str, output: dict[str, object], execution_time_ms: int
+    ctx: Decision,
+    task_id: str,
+    output: dict[str, object],
+    execution_time_ms: int,
+    details: AttemptDetails = NO_DETAILS,
 ) -> None:
     st = ctx.state
     task = st.tasks[task_id]
@@ -184,6 +205,8 @@ def complete(
             batch_id=batch_id,
             output=output,
             execution_time_ms=execution_time_ms,
+            resources_used=details.resources_used,
+            quality=details.quality,
         )
     )
     health_after(ctx, session_id, before, success=True)
@@ -198,6 +221,7 @@ def attempt_failed(
     *,
     failure_class: str | None = None,
     retry_after_ms: int | None = None,
+    details: AttemptDetails = NO_DETAILS,
 ) -> None:
     """One attempt failed: retry with backoff (at least ``retry_after_ms``), or fail for good
     when no retry is left or the failure is permanent (``failure_classes``). Only a session
@@ -220,6 +244,9 @@ def attempt_failed(
             execution_time_ms=execution_time_ms,
             failure_class=kind,
             retry_after_ms=retry_after_ms,
+            traceback=details.traceback,
+            resources_used=details.resources_used,
+            quality=details.quality,
         )
     )
     health_after(ctx, session_id, before, success=False)

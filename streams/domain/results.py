@@ -26,8 +26,14 @@ from streams.domain.state import BatchStatus
 def _outcome(
     ctx: Decision, task_id: str, r: cmd.ReportResult | cmd.ItemResult, execution_time_ms: int
 ) -> None:
+    # Traceback, resources and quality travel on a result, not on a batch's items.
+    details = (
+        lifecycle.AttemptDetails(r.traceback, r.resources_used, r.quality)
+        if isinstance(r, cmd.ReportResult)
+        else lifecycle.NO_DETAILS
+    )
     if r.success:
-        lifecycle.complete(ctx, task_id, r.output, execution_time_ms)
+        lifecycle.complete(ctx, task_id, r.output, execution_time_ms, details)
     else:
         lifecycle.attempt_failed(
             ctx,
@@ -36,6 +42,7 @@ def _outcome(
             execution_time_ms,
             failure_class=r.failure_class,
             retry_after_ms=r.retry_after_ms,
+            details=details,
         )
 
 

@@ -15,7 +15,10 @@ await executor.run()  # until executor.stop() (e.g. from a signal handler)
 
 A handler fails a task by raising: ``PermanentError`` (no retry), ``RetryableError(msg,
 retry_after_ms=...)`` (retried, the session not blamed), ``SessionFaultError`` (retried, the
-session's health drops); any other exception is retryable. A session's ``max_concurrent``
+session's health drops); any other exception is retryable. Two are not failures:
+``NeedsInput(prompt)`` ends the attempt waiting for a person's answer (``waiting_input``;
+``POST /tasks/{id}/input`` resumes it with ``payload["input"]``), ``Defer(until)`` (epoch
+milliseconds or an aware datetime) puts the task off until then (``deferred``). A session's ``max_concurrent``
 bounds the handler calls running for it, batch items included.
 """
 
@@ -23,8 +26,10 @@ from streams.executor.context import BatchContext, Handler, TaskContext
 from streams.executor.errors import (
     ApiCallConfigError,
     ApiCallError,
+    Defer,
     ExecutorError,
     HandlerError,
+    NeedsInput,
     PermanentError,
     PoolClosedError,
     RetryableError,
@@ -33,6 +38,7 @@ from streams.executor.errors import (
 )
 from streams.executor.executor import Executor, SessionSpec
 from streams.executor.pool import CANCELLED, SHUTDOWN, TIMEOUT, ExecutorMetrics, WorkerPool
+from streams.executor.watch import ProgressCallback, TaskError
 
 __all__ = [
     "CANCELLED",
@@ -41,17 +47,21 @@ __all__ = [
     "ApiCallConfigError",
     "ApiCallError",
     "BatchContext",
+    "Defer",
     "Executor",
     "ExecutorError",
     "ExecutorMetrics",
     "Handler",
     "HandlerError",
+    "NeedsInput",
     "PermanentError",
     "PoolClosedError",
+    "ProgressCallback",
     "RetryableError",
     "SessionFaultError",
     "SessionSpec",
     "SimulatedFailure",
     "TaskContext",
+    "TaskError",
     "WorkerPool",
 ]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
+
+from schemas.commands import ResourcesUsed
+from streams.executor.errors import ExecutorError
 
 ProgressSink: TypeAlias = Callable[[float, str | None], None]
 
@@ -30,6 +34,10 @@ class TaskContext:
     session_id: str | None = None
     batch_id: str | None = None
     timeout_s: float | None = None
+    resources_used: ResourcesUsed | None = None
+    """Set by ``report_resources``; sent with the result (``ReportResult.resources_used``)."""
+    quality: float | None = None
+    """Set by ``report_quality``; sent with the result (``ReportResult.quality``)."""
     _progress: ProgressSink | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -52,6 +60,22 @@ class TaskContext:
             self._progress(value, message)
         else:
             loop.call_soon_threadsafe(self._progress, value, message)
+
+    def report_resources(self, cpu: float = 0.0, memory: float = 0.0, disk: float = 0.0) -> None:
+        """What this attempt used (CPU seconds, peak memory and disk written in MiB), sent
+        with its result and shown per execution in the view (the seed's ``resourcesUsed``)."""
+        values = {"cpu": cpu, "memory": memory, "disk": disk}
+        bad = {k: v for k, v in values.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise ExecutorError(f"resources used must be finite and >= 0, got {bad}")
+        self.resources_used = ResourcesUsed(cpu=cpu, memory=memory, disk=disk)
+
+    def report_quality(self, quality: float) -> None:
+        """The handler's own score of its result, 0 to 1 (the seed's ``quality``)."""
+        value = float(quality)
+        if not 0.0 <= value <= 1.0:  # NaN is refused too
+            raise ExecutorError(f"quality must be between 0 and 1, got {quality!r}")
+        self.quality = value
 
     def mark_cancelled(self) -> None:
         self._cancelled.set()

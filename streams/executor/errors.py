@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from streams.errors import TaskstreamError
 
 __all__ = [
     "ApiCallConfigError",
     "ApiCallError",
+    "Defer",
     "ExecutorError",
     "HandlerError",
+    "NeedsInput",
     "PermanentError",
     "PoolClosedError",
     "RetryableError",
@@ -48,6 +52,38 @@ class RetryableError(HandlerError):
 class SessionFaultError(RetryableError):
     """The session itself failed (its browser died, it lost its login): retried elsewhere or
     later, and the session's health drops."""
+
+
+class NeedsInput(HandlerError):
+    """Not a failure: the attempt ends asking a person ``prompt``. The task waits for input
+    (``waiting_input``) and runs again with the answer in ``payload["input"]``."""
+
+    def __init__(self, prompt: str) -> None:
+        if not prompt:
+            raise ValueError("NeedsInput needs a prompt for the person who answers")
+        super().__init__(prompt)
+        self.prompt = prompt
+
+
+class Defer(HandlerError):
+    """Not a failure: the attempt ends putting the task off until ``until`` (epoch
+    milliseconds, or an aware datetime). The task is ``deferred`` and queued again then; no
+    retry is used up."""
+
+    def __init__(self, until: int | datetime, reason: str | None = None) -> None:
+        if isinstance(until, datetime):
+            if until.tzinfo is None:
+                raise ValueError("Defer needs an aware datetime (with a time zone)")
+            until_ms = int(until.timestamp() * 1000)
+        elif isinstance(until, int) and not isinstance(until, bool):
+            until_ms = until
+        else:
+            raise TypeError(f"Defer takes epoch milliseconds or a datetime, got {until!r}")
+        if until_ms < 0:
+            raise ValueError(f"Defer until must not be negative, got {until_ms}")
+        super().__init__(reason or f"deferred until {until_ms}")
+        self.until_ms = until_ms
+        self.reason = reason
 
 
 class SimulatedFailure(HandlerError):

@@ -56,6 +56,7 @@ from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.executor.pool_capacity import PoolCapacity
+from streams.executor.watch import ProgressCallback, TaskError
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
@@ -148,7 +149,9 @@ class Executor:
     summed (+4 with ``pool``),
     ``queue_size`` to twice the concurrency, the per-task timeout (when an assignment carries
     none) to ``settings.default_timeout_ms``, the heartbeat interval to a tenth of
-    ``settings.session_stale_ms`` capped at 30 s.
+    ``settings.session_stale_ms`` capped at 30 s. The local queue hands out the most urgent
+    assignment first; ``errors()`` and ``on_progress(task_id, status, percent, message)``
+    watch the work from this process (``streams.executor.watch``).
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class Executor:
         drain_timeout_s: float = 10.0,
         commit_interval_ms: int = 1000,
         topic_wait_s: float = 30.0,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         self.settings = settings
         self.sessions: tuple[SessionSpec, ...] = tuple(sessions)
@@ -193,6 +197,7 @@ class Executor:
             default_handler=default_handler,
             keyring=Keyring.from_settings(settings),
             session_limits={s.session_id: s.max_concurrent for s in self.sessions},
+            on_progress=on_progress,
         )
         # This start of the executor: its registrations take the sessions over at once, so
         # the processor re-queues what an earlier (crashed) start still held.
@@ -230,6 +235,10 @@ class Executor:
 
     def running_by_session(self) -> dict[str, int]:
         return self._pool.running_by_session()
+
+    def errors(self) -> list[TaskError]:
+        """The recent failed attempts of this executor (task id, error, class), oldest first."""
+        return self._pool.errors()
 
     async def start(self) -> None:
         """Connect, position the consumers, register the sessions, start the loops."""

@@ -6,17 +6,41 @@ the session's health drops), ``RetryableError`` and every other exception -> ``r
 the session's fault; a missing handler, a sealed credential that cannot be opened and an output
 that is not a JSON object are permanent (trying again gives the same); work whose deadline
 passed before it started, and work stopped by a shutdown, are retryable.
+
+Two exceptions are not failures: ``NeedsInput`` ends a task's attempt with ``RequestInput``
+(the task waits for a person's answer) and ``Defer`` with ``DeferTask`` (queued again at its
+time). A batch item cannot wait on its own, so in a batch they fail the item (permanent).
 """
 
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from schemas.commands import PERMANENT, RETRYABLE, SESSION
-from streams.executor.errors import PermanentError, RetryableError, SessionFaultError
+from schemas.commands import (
+    MAX_TRACEBACK_LENGTH,
+    PERMANENT,
+    RETRYABLE,
+    SESSION,
+    Command,
+    DeferTask,
+    ReportResult,
+    RequestInput,
+)
+from schemas.credentials import credentials
+from schemas.masking import Masker, mask_text
+from schemas.records import Assignment
+from streams.executor.context import TaskContext
+from streams.executor.errors import (
+    Defer,
+    NeedsInput,
+    PermanentError,
+    RetryableError,
+    SessionFaultError,
+)
 
 TIMEOUT: Final = "timeout"
 CANCELLED: Final = "cancelled"
@@ -33,6 +57,12 @@ class Outcome:
     """Stopped by a cancel assignment (not reported for single tasks)."""
     failure_class: str | None = None
     retry_after_ms: int | None = None
+    traceback: str | None = None
+    """The full traceback when the handler raised, not masked yet (``masked_traceback``)."""
+    prompt: str | None = None
+    """The handler raised ``NeedsInput``: the attempt ends waiting for a person."""
+    defer_until_ms: int | None = None
+    """The handler raised ``Defer``: the attempt ends, the task runs again then."""
 
 
 def failed(error: str, failure_class: str, retry_after_ms: int | None = None) -> Outcome:
@@ -51,8 +81,36 @@ def classify(exc: BaseException) -> tuple[str, int | None]:
 
 
 def raised(exc: BaseException) -> Outcome:
+    if isinstance(exc, NeedsInput):
+        return Outcome(False, error=str(exc), failure_class=PERMANENT, prompt=exc.prompt)
+    if isinstance(exc, Defer):
+        return Outcome(False, error=str(exc), failure_class=PERMANENT, defer_until_ms=exc.until_ms)
     failure_class, retry_after_ms = classify(exc)
-    return failed(str(exc) or type(exc).__name__, failure_class, retry_after_ms)
+    return Outcome(
+        False,
+        error=str(exc) or type(exc).__name__,
+        failure_class=failure_class,
+        retry_after_ms=retry_after_ms,
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+def payload_masker(payload: Mapping[str, Any]) -> Masker:
+    """Masks the payload's credentials (opened for the handler, so an error message or a
+    traceback may quote them) in what the executor reports."""
+    return Masker(leaf for _path, value in credentials(dict(payload)) for leaf in _leaves(value))
+
+
+def masked_traceback(text: str | None, masker: Masker) -> str | None:
+    """A traceback fit to leave the executor: the payload's credentials and anything that
+    looks like one masked (``schemas.masking``), cut to its last ``MAX_TRACEBACK_LENGTH``
+    characters (the end names the error)."""
+    if text is None:
+        return None
+    text = mask_text(masker.text(text))
+    if len(text) > MAX_TRACEBACK_LENGTH:
+        text = "...\n" + text[-(MAX_TRACEBACK_LENGTH - 4) :]
+    return text
 
 
 def timed_out() -> Outcome:
@@ -80,3 +138,59 @@ def output(result: Any) -> Outcome:
     except (TypeError, ValueError) as exc:
         return failed(f"handler output is not JSON: {exc}", PERMANENT)
     return Outcome(True, output=value)
+
+
+def _leaves(value: Any) -> list[str]:
+    """The scalar values inside a credential (a token, or a dict of them), as text."""
+    if isinstance(value, Mapping):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list | tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [str(value)] if value not in (None, "") else []
+
+
+def waits(outcome: Outcome) -> bool:
+    """The handler raised ``NeedsInput`` or ``Defer``."""
+    return outcome.prompt is not None or outcome.defer_until_ms is not None
+
+
+def task_report(a: Assignment, outcome: Outcome, elapsed_ms: int, ctx: TaskContext) -> Command:
+    """The command that ends a single task's attempt: ``RequestInput``, ``DeferTask`` or
+    ``ReportResult`` (with the handler's resources and quality, and the error and traceback
+    masked with the payload's credentials)."""
+    assert a.task_id is not None
+    if outcome.prompt is not None:
+        return RequestInput(
+            client_id=a.client_id,
+            task_id=a.task_id,
+            fencing_token=a.fencing_token,
+            prompt=outcome.prompt,
+            session_id=a.session_id,
+            execution_time_ms=elapsed_ms,
+        )
+    if outcome.defer_until_ms is not None:
+        return DeferTask(
+            client_id=a.client_id,
+            task_id=a.task_id,
+            fencing_token=a.fencing_token,
+            until_ms=outcome.defer_until_ms,
+            reason=outcome.error,
+            session_id=a.session_id,
+            execution_time_ms=elapsed_ms,
+        )
+    masker = payload_masker(ctx.payload)
+    return ReportResult(
+        client_id=a.client_id,
+        task_id=a.task_id,
+        session_id=a.session_id,
+        fencing_token=a.fencing_token,
+        success=outcome.success,
+        output=outcome.output,
+        error=None if outcome.error is None else masker.text(outcome.error),
+        execution_time_ms=elapsed_ms,
+        failure_class=None if outcome.success else outcome.failure_class,
+        retry_after_ms=None if outcome.success else outcome.retry_after_ms,
+        traceback=masked_traceback(outcome.traceback, masker),
+        resources_used=ctx.resources_used,
+        quality=ctx.quality,
+    )

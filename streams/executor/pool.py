@@ -29,6 +29,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -45,8 +46,10 @@ from schemas.commands import (
     TaskStarted,
 )
 from schemas.records import Assignment
+from schemas.states import TaskStatus
 from streams.executor.context import AsyncHandler, BatchContext, Handler, SyncHandler, TaskContext
 from streams.executor.errors import ExecutorError, PoolClosedError
+from streams.executor.job_index import JobIndex, cancel_item
 from streams.executor.jobs import (
     ExecutorMetrics,
     Item,
@@ -69,8 +72,11 @@ from streams.executor.outcomes import (
     output,
     raised,
     stopped,
+    task_report,
     timed_out,
+    waits,
 )
+from streams.executor.watch import ErrorLog, ProgressCallback, ProgressHook, TaskError, percent
 from streams.secrets import Keyring, SealedValueError, open_payload
 
 log = logging.getLogger(__name__)
@@ -82,7 +88,12 @@ Report = Callable[[BaseModel], None]
 
 
 class WorkerPool:
-    """Runs assignments through handlers with at most ``concurrency`` handler calls at once."""
+    """Runs assignments through handlers with at most ``concurrency`` handler calls at once.
+
+    The queue hands out the most urgent job first (the assignment's ``priority``, 1 first, 5
+    last; arrival order among equals), keeps the last ``errors_kept`` failures for ``errors()``
+    and calls ``on_progress`` (``streams.executor.watch``).
+    """
 
     def __init__(
         self,
@@ -96,6 +107,8 @@ class WorkerPool:
         keyring: Keyring | None = None,
         session_limits: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
+        on_progress: ProgressCallback | None = None,
+        errors_kept: int = 100,
     ) -> None:
         if concurrency < 1:
             raise ExecutorError(f"concurrency must be at least 1, got {concurrency}")
@@ -110,7 +123,12 @@ class WorkerPool:
         self.concurrency = concurrency
         self.queue_size = queue_size
         self._default_timeout_ms = default_timeout_ms
-        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Job]] = asyncio.PriorityQueue(
+            maxsize=queue_size
+        )
+        self._arrivals = itertools.count()
+        self._errors = ErrorLog(errors_kept)
+        self._on_progress = ProgressHook(on_progress)
         self._slots = asyncio.Semaphore(concurrency)
         limits = dict(session_limits or {})
         if any(limit < 1 for limit in limits.values()):
@@ -125,8 +143,7 @@ class WorkerPool:
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self._by_task: dict[str, list[tuple[Job, Item]]] = {}
-        self._by_batch: dict[str, list[Job]] = {}
+        self._index = JobIndex()
         self._total = 0
         self._completed = 0
         self._failed = 0
@@ -166,7 +183,8 @@ class WorkerPool:
                     self._running,
                     self._queue.qsize(),
                 )
-                self._cancel_everything(SHUTDOWN)
+                for item in self._index.every_item():
+                    cancel_item(item, SHUTDOWN)
                 with contextlib.suppress(TimeoutError):
                     # Cancelled work reports at once unless a handler ignores cancellation.
                     await asyncio.wait_for(self._queue.join(), max(1.0, drain_timeout_s))
@@ -229,64 +247,22 @@ class WorkerPool:
         for item in items:
             item.job = job
             item.ctx._progress = self._progress_sink(job, item)
-            self._by_task.setdefault(item.task_id, []).append((job, item))
-        if assignment.batch_id is not None:
-            self._by_batch.setdefault(assignment.batch_id, []).append(job)
+        self._index.add(job)
         self._total += len(items)
         self._jobs += 1
         try:
-            await self._queue.put(job)
+            await self._queue.put((assignment.priority, next(self._arrivals), job))
         except BaseException:
             # Not accepted (the caller gave up waiting for room): as if never submitted.
-            self._forget(job)
+            self._index.forget(job)
             self._total -= len(items)
             self._jobs -= 1
             raise
 
     def cancel(self, cancel: Assignment) -> int:
-        """Apply a cancel assignment to queued and running work; returns the tasks it reached.
-
-        It matches by ``task_id`` (one task, or one item of a batch) or, without one, by
-        ``batch_id``; work carrying a newer fencing token than a non-zero cancel token is left
-        alone (the cancel predates it).
-        """
-        targets: list[Item] = []
-        if cancel.task_id is not None:
-            for job, item in self._by_task.get(cancel.task_id, []):
-                if self._cancel_applies(cancel, job):
-                    targets.append(item)
-        elif cancel.batch_id is not None:
-            for job in self._by_batch.get(cancel.batch_id, []):
-                if self._cancel_applies(cancel, job):
-                    targets.extend(job.items)
-        reached = 0
-        for item in targets:
-            if self._cancel_item(item, CANCELLED):
-                reached += 1
-        return reached
-
-    @staticmethod
-    def _cancel_applies(cancel: Assignment, job: Job) -> bool:
-        token = cancel.fencing_token
-        return token <= 0 or job.assignment.fencing_token <= token
-
-    def _cancel_item(self, item: Item, reason: str) -> bool:
-        if item.finished or item.cancel_reason is not None:
-            return False
-        item.cancel_reason = reason
-        item.ctx.mark_cancelled()
-        if item.runner is not None:
-            item.runner.cancel()
-        job = item.job
-        if job is not None and job.runner is not None:
-            if all(i.cancel_reason is not None or i.finished for i in job.items):
-                job.runner.cancel()  # a whole-batch call stops once none of its items is wanted
-        return True
-
-    def _cancel_everything(self, reason: str) -> None:
-        for pairs in list(self._by_task.values()):
-            for _job, item in pairs:
-                self._cancel_item(item, reason)
+        """Apply a cancel assignment to queued and running work (``JobIndex.targets``);
+        returns the tasks it reached."""
+        return sum(1 for item in self._index.targets(cancel) if cancel_item(item, CANCELLED))
 
     def metrics(self) -> ExecutorMetrics:
         finished = self._completed + self._failed + self._cancelled
@@ -307,11 +283,15 @@ class WorkerPool:
         """Handler calls running now per session named in ``session_limits``."""
         return dict(self._running_by_session)
 
+    def errors(self) -> list[TaskError]:
+        """The recent failed attempts (timeouts included, cancels not), oldest first."""
+        return self._errors.recent()
+
     # -- work --------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
         while True:
-            job = await self._queue.get()
+            _, _, job = await self._queue.get()
             self._room.set()
             try:
                 await self._run_job(job)
@@ -319,26 +299,11 @@ class WorkerPool:
                 # A bug here must not kill the worker silently and stall the queue.
                 log.exception("worker failed on assignment %s", job.assignment)
             finally:
-                self._forget(job)
+                self._index.forget(job)
                 self._jobs -= 1
                 self._queue.task_done()
                 if job.on_done is not None:
                     job.on_done()
-
-    def _forget(self, job: Job) -> None:
-        for item in job.items:
-            pairs = self._by_task.get(item.task_id)
-            if pairs is not None:
-                pairs[:] = [(j, i) for j, i in pairs if j is not job]
-                if not pairs:
-                    del self._by_task[item.task_id]
-        batch_id = job.assignment.batch_id
-        if batch_id is not None and batch_id in self._by_batch:
-            jobs = [j for j in self._by_batch[batch_id] if j is not job]
-            if jobs:
-                self._by_batch[batch_id] = jobs
-            else:
-                del self._by_batch[batch_id]
 
     async def _run_job(self, job: Job) -> None:
         a = job.assignment
@@ -354,23 +319,10 @@ class WorkerPool:
                 outcomes.append(await self._run_item(job, item, handler))
         elapsed_ms = int((time.monotonic() - started) * 1000)
         if a.kind == "task":
-            outcome = outcomes[0]
+            outcome, ctx = outcomes[0], job.items[0].ctx
             if outcome.cancelled:
                 return
-            self._report(
-                ReportResult(
-                    client_id=a.client_id,
-                    task_id=a.task_id,
-                    session_id=a.session_id,
-                    fencing_token=a.fencing_token,
-                    success=outcome.success,
-                    output=outcome.output,
-                    error=outcome.error,
-                    execution_time_ms=elapsed_ms,
-                    failure_class=None if outcome.success else outcome.failure_class,
-                    retry_after_ms=None if outcome.success else outcome.retry_after_ms,
-                )
-            )
+            self._report(task_report(a, outcome, elapsed_ms, ctx))
             return
         if all(o.cancelled for o in outcomes):
             return
@@ -402,13 +354,33 @@ class WorkerPool:
     def _handler_for(self, operation: str) -> Handler | None:
         return self._handlers.get(operation, self._default_handler)
 
-    def _count(self, outcome: Outcome) -> None:
+    def _count(self, job: Job, item: Item, outcome: Outcome) -> None:
+        task_id = item.task_id
         if outcome.success:
             self._completed += 1
+            self._on_progress(task_id, TaskStatus.COMPLETED, 100)
         elif outcome.cancelled or outcome.error == SHUTDOWN:
             self._cancelled += 1
+            self._on_progress(task_id, TaskStatus.CANCELLED, self._on_progress.last(task_id))
+        elif job.assignment.kind == "task" and waits(outcome):
+            # NeedsInput / Defer: the attempt ends, the task waits; not a failure.
+            status = TaskStatus.WAITING_INPUT if outcome.prompt else TaskStatus.DEFERRED
+            self._on_progress(task_id, status, self._on_progress.last(task_id), outcome.error)
         else:
             self._failed += 1
+            a = job.assignment
+            error = outcome.error or "failed"
+            self._errors.add(
+                TaskError(
+                    task_id=task_id,
+                    error=error,
+                    operation=a.operation,
+                    attempt=a.attempt,
+                    failure_class=outcome.failure_class,
+                    at_ms=int(self._clock() * 1000),
+                )
+            )
+            self._on_progress(task_id, TaskStatus.FAILED, self._on_progress.last(task_id), error)
 
     def _session_slot(self, session_id: str | None) -> contextlib.AbstractAsyncContextManager[Any]:
         slot = self._session_slots.get(session_id) if session_id is not None else None
@@ -430,6 +402,7 @@ class WorkerPool:
         self._report(
             TaskStarted(client_id=a.client_id, task_id=item.task_id, fencing_token=a.fencing_token)
         )
+        self._on_progress(item.task_id, TaskStatus.IN_PROGRESS, 0)
         return None
 
     def _running_delta(self, session_id: str | None, delta: int) -> None:
@@ -442,7 +415,7 @@ class WorkerPool:
             outcome = await self._attempt(job, item, handler)
         finally:
             item.finished = True
-        self._count(outcome)
+        self._count(job, item, outcome)
         return outcome
 
     async def _attempt(self, job: Job, item: Item, handler: Handler | None) -> Outcome:
@@ -514,8 +487,8 @@ class WorkerPool:
             for item in job.items:
                 item.finished = True
         outcomes = [result[id(item)] for item in job.items]
-        for outcome in outcomes:
-            self._count(outcome)
+        for item, outcome in zip(job.items, outcomes, strict=True):
+            self._count(job, item, outcome)
         return outcomes
 
     def _whole_live(self, job: Job, result: dict[int, Outcome]) -> list[Item]:
@@ -596,5 +569,6 @@ class WorkerPool:
                     message=message,
                 )
             )
+            self._on_progress(item.task_id, TaskStatus.IN_PROGRESS, percent(fraction), message)
 
         return sink

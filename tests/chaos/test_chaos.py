@@ -30,7 +30,7 @@ import pytest
 from bench.processes import ProcessStack
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
-from streams.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
 from tests.support.chaos import (
     CLIENTS,

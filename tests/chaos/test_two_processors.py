@@ -24,7 +24,7 @@ import pytest
 from bench.processes import ProcessStack
 from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
-from streams.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
 from tests.support.chaos import (
     ENV,

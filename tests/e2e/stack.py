@@ -27,9 +27,9 @@ from streams.demo import demo_executor
 from streams.distributor import Distributor
 from streams.executor import Executor, SessionSpec
 from streams.executor.context import TaskContext
+from streams.kafka.topics import ensure_topics
 from streams.runtime import run_processor
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 # Short group timings, a fast tick and a short batch window: a group settles faster than
 # with the defaults, and batched work would wait 2 s by default.

@@ -26,9 +26,9 @@ from schemas.errors import DecodeError
 from schemas.records import DeadLetter
 from streams.distributor import Distributor
 from streams.kafka import consumer_kwargs, producer_kwargs
+from streams.kafka.topics import ensure_topics
 from streams.runtime import run_processor
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 from .hostile import JSON_BOMBS, hostile_submit, mutated, random_bytes, raw_record, submit_fields
 

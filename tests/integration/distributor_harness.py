@@ -32,10 +32,10 @@ from schemas.records import Assignment
 from streams.delay import DelayAgent
 from streams.distributor import Distributor
 from streams.kafka.reader import KafkaLogReader
+from streams.kafka.topics import ensure_topics
 from streams.runtime import run_processor
 from streams.runtime.causation import cause_of
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.support.task_configs import valid_payload
 
 # Short group timings and a fast tick: the embedded broker settles groups slowly otherwise.

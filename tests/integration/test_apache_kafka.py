@@ -25,8 +25,8 @@ from streams.kafka import client_kwargs, consumer_kwargs, producer_kwargs
 from streams.kafka.apache import ApacheKafka
 from streams.kafka.process import free_loopback_port
 from streams.kafka.profile import broker_profile
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.conftest import suite_broker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ import pytest
 
 import streams.distributor
 import streams.runtime
+from api.projector import Projector
 from api.view import serve
-from projections.projector import Projector
 from schemas import events as ev
 from streams.cli import batch as batch_cli
 from streams.client import TaskstreamClient

@@ -16,9 +16,9 @@ import httpx
 from streams.distributor import Distributor
 from streams.executor import Executor, SessionSpec, TaskContext
 from streams.kafka.process import free_loopback_port
+from streams.kafka.topics import ensure_topics
 from streams.runtime import run_processor
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 
 async def flaky_until_redriven(ctx: TaskContext) -> Mapping[str, Any]:

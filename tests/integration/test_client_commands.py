@@ -24,8 +24,8 @@ from schemas.commands import (
 from streams.client import TaskstreamClient
 from streams.errors import PayloadTooLargeError
 from streams.kafka.headers import TYPE_HEADER
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

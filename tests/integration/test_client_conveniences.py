@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
+from api.projector import Projector
 from api.view import ViewServer, create_app
-from projections.projector import Projector
 from schemas import events as ev
 from schemas.records import Assignment
 from streams.client import TaskstreamClient

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaProducer
 from schemas.codec import CODEC
 from schemas.events import AttemptRecord, TaskCompleted, TaskFailed
 from streams.client import Outcome, TaskstreamClient
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from api.projector import Projector
 from api.view import create_app
-from projections.projector import Projector
 from schemas import events as ev
 from streams.executor import Executor
 from streams.executor.context import TaskContext

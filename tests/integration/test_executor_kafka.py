@@ -23,8 +23,8 @@ from schemas.commands import (
 from schemas.records import Assignment, AssignmentItem
 from streams.executor import Executor, ExecutorError, SessionSpec, TaskContext
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +124,10 @@ async def test_executor_serves_sessions_and_the_pool(
     log = CommandLog(settings)
     await log.start()
     work = Work()
+    progress_seen: list[tuple[str, str, int, str | None]] = []
     executor = Executor(
         settings,
+        on_progress=lambda *seen: progress_seen.append(seen),
         sessions=[
             SessionSpec("s1", client_id="c1", agent_id="a1", max_concurrent=2, capabilities=("x",)),
             SessionSpec("s2", client_id="c2", agent_id="a1", max_concurrent=2),
@@ -165,6 +167,11 @@ async def test_executor_serves_sessions_and_the_pool(
         progress = t1[1]
         assert isinstance(progress, ReportProgress)
         assert progress.progress == 0.5 and progress.fencing_token == 11
+        assert [p for p in progress_seen if p[0] == "t1"] == [
+            ("t1", "in_progress", 0, None),
+            ("t1", "in_progress", 50, "half way"),
+            ("t1", "completed", 100, None),
+        ]
 
         # A batch for s2 with one bad item: one result with per-item outcomes.
         batch = Assignment(
@@ -189,6 +196,7 @@ async def test_executor_serves_sessions_and_the_pool(
             ("b1-1", False, "item b1-1 is bad"),
             ("b1-2", True, None),
         ]
+        assert [(e.task_id, e.error) for e in executor.errors()] == [("b1-1", "item b1-1 is bad")]
         assert {c.task_id for c in log.of(TaskStarted, fencing_token=21)} == {
             "b1-0",
             "b1-1",

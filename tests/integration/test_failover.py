@@ -29,10 +29,10 @@ from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
 from schemas.commands import RetryDue
 from streams.client import TaskstreamClient
+from streams.kafka.topics import ensure_topics
 from streams.runtime.runner import StreamRuntime
 from streams.runtime.store import StoreView
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.conftest import suite_broker
 from tests.integration.runtime_app import (
     CounterApp,

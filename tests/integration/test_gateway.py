@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from api import service
+from api.projector import Projector
 from api.view import create_app
-from projections.projector import Projector
 from schemas import events as ev
 from schemas.commands import SubmitTask
 from schemas.records import Assignment

@@ -21,8 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka.process import free_loopback_port
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

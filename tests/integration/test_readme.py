@@ -77,7 +77,7 @@ async def test_readme_python_blocks_and_view_queries(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     from api import service
-    from streams.topics import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     port = free_loopback_port()
     settings = make_settings(

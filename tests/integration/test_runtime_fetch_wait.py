@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.kafka.topics import ensure_topics
 from streams.runtime.runner import StreamRuntime
-from streams.topics import ensure_topics
 from tests.integration.runtime_app import CounterApp, incr, read_all, settings_for, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from streams.kafka.topics import ensure_topics
 from streams.runtime.runner import StreamRuntime
-from streams.topics import ensure_topics
 from tests.integration.runtime_app import (
     CounterApp,
     check_event_log,

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from streams.kafka.topics import ensure_topics
 from streams.runtime.causation import cause_of
 from streams.runtime.runner import StreamRuntime
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.integration.runtime_app import (
     CounterApp,
     check_event_log,

@@ -19,16 +19,16 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from rocksdict import AccessType, Rdict
 
-from projections.projector import Projector
+from api.projector import Projector
 from streams.client import TaskstreamClient
 from streams.distributor import Distributor
 from streams.executor import Executor
 from streams.executor.handlers import builtin_handlers
 from streams.kafka.reader import KafkaLogReader
+from streams.kafka.topics import ensure_topics, topic_layout
 from streams.runtime import run_processor
 from streams.secrets import new_key_entry
 from streams.settings import Settings
-from streams.topics import ensure_topics, topic_layout
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.errors import TopicLayoutError
+from streams.kafka.topics import ensure_topics, topic_layout
 from streams.settings import Settings
-from streams.topics import ensure_topics, topic_layout
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from streams.client import TaskstreamClient
 from streams.errors import TopicLayoutError
 from streams.kafka.profile import broker_profile
 from streams.kafka.routing import home_partition
+from streams.kafka.topics import check_topics, create_topics, ensure_topics, topic_layout
 from streams.settings import Settings
-from streams.topics import check_topics, create_topics, ensure_topics, topic_layout
 from tests.integration.distributor_harness import FAST, register, rig, submit
 from tests.support.librdkafka import RdProducer
 

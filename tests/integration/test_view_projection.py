@@ -13,13 +13,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import service
+from api.projection_store import ProjectionStore
+from api.projector import Projector, rebuild
 from api.view import LAG_HEADER, ViewServer, create_app, serve
 from projections.fold import skip
 from projections.memory import MemorySource
-from projections.projector import Projector, rebuild
 from projections.reader import ProjectionReader
 from projections.rows import TaskRow
-from projections.store import ProjectionStore
 from projections.tables import Tables
 from schemas import events as ev
 from schemas.codec import CODEC
@@ -28,8 +28,9 @@ from schemas.events import Event
 from streams.kafka import consumer_kwargs, producer_kwargs
 from streams.kafka.headers import CAUSE_HEADER
 from streams.kafka.process import free_loopback_port
+from streams.kafka.topics import ensure_topics
+from streams.runtime.causation import Cause
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.support.view_scenario import EXPECTED_STATES, scenario
 
 GARBAGE = b"\xc3\x01not-a-known-fingerprint"
@@ -46,7 +47,7 @@ async def produce(settings: Settings, events: list[Event]) -> None:
                 topic,
                 CODEC.encode(event),
                 key=event.client_id.encode(),
-                headers=[(CAUSE_HEADER, f"c:0:{i}:0:1".encode())],
+                headers=[(CAUSE_HEADER, Cause("c", 0, i, 0, 1).encode())],
             )
         await producer.send(topic, GARBAGE, key=b"c-alpha")
         await producer.flush()

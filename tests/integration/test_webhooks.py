@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.projector import Projector
 from api.view import create_app
-from projections.projector import Projector
 from schemas import events as ev
 from streams.client import TaskstreamClient
 from streams.settings import Settings

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -16,10 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from api.projector import Projector
 from api.view import serve
-from projections.projector import Projector
 from schemas import events as ev
 from streams.cli import schedules as schedules_cli
+from streams.cli.main import build_parser
 from streams.client import TaskstreamClient
 from streams.domain.retry import RETRY_TIERS_MS
 from streams.executor import Executor, TaskContext
@@ -130,6 +132,25 @@ async def test_three_steps_with_a_parallel_pair_and_a_skip_dependents_failure(
                 http, "/tasks/wf-1/steps", lambda b: b["state"] in ("completed", "failed")
             )
             code = await asyncio.to_thread((args := cli(["steps", "wf-1"])).handler, args, settings)
+
+            # The same from the SDK and from `taskstream submit --steps`.
+            pair = [
+                {"id": "a", "operation": POOL_OP},
+                {"id": "b", "operation": POOL_OP, "depends_on": ["a"]},
+            ]
+            async with TaskstreamClient(settings) as sdk:
+                await sdk.submit(CLIENT, POOL_OP, task_id="wf-sdk", steps=pair)
+            submit_args = build_parser().parse_args(
+                ["submit", POOL_OP, "--client", CLIENT, "--task-id", "wf-cli"]
+                + ["--title", "from the shell", "--steps", json.dumps(pair)]
+            )
+            assert await asyncio.to_thread(submit_args.handler, submit_args, settings) == 0
+            for task_id in ("wf-sdk", "wf-cli"):
+                other = await poll(
+                    http, f"/tasks/{task_id}/steps", lambda b: b["state"] == "completed"
+                )
+                assert [s["status"] for s in other["steps"]] == ["completed", "completed"]
+            assert (await http.get("/tasks/wf-cli")).json()["title"] == "from the shell"
     finally:
         await worker.stop()
         await processor.stop()
@@ -146,7 +167,7 @@ async def test_three_steps_with_a_parallel_pair_and_a_skip_dependents_failure(
     assert steps["enrich"]["error"] == "wf-1:enrich is broken"
     assert steps["notify"]["task_id"] is None  # a skipped step never ran
     out = capsys.readouterr().out
-    assert code == 0 and "wf-1  completed" in out and "skipped" in out
+    assert code == 0 and "wf-1  completed" in out and "wf-cli\n" in out and "skipped" in out
 
     events = [r.value for r in await read_events(settings)]
     mine = [e for e in events if getattr(e, "task_id", "").startswith("wf-1")]

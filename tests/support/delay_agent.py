@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.codec import CODEC
 from schemas.commands import RetryDue
 from streams.delay import DelayAgent
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, retry_tier_name
-from streams.topics import ensure_topics
 
 # Short group timings: a group settles (and fails over) faster than with the defaults.
 GROUP_TIMINGS: dict[str, Any] = {

@@ -183,6 +183,59 @@ def aiokafka_reaches(path: Path, own_private: set[str]) -> list[str]:
     return found
 
 
+# aiokafka's public modules: the top level and the modules its documentation names (errors,
+# structs, the admin client and the config resource its ``describe_configs`` takes, the
+# producer's default partitioner, the rebalance listener, the SSL helper). Everything else under
+# ``aiokafka.`` (``protocol``, ``client``, ``conn``, ``record``, ``consumer.*``, ...) is its
+# inside, for ``streams/kafka/`` alone.
+AIOKAFKA_PUBLIC = frozenset(
+    {
+        "aiokafka",
+        "aiokafka.errors",
+        "aiokafka.structs",
+        "aiokafka.admin",
+        "aiokafka.admin.config_resource",
+        "aiokafka.partitioner",
+        "aiokafka.abc",
+        "aiokafka.helpers",
+    }
+)
+
+
+def _is_aiokafka_module(dotted: str) -> bool:
+    """``dotted`` names a module or package of the installed aiokafka."""
+    if dotted.split(".")[0] != "aiokafka":
+        return False
+    spec = importlib.util.find_spec("aiokafka")
+    assert spec is not None and spec.origin is not None, "aiokafka is not installed"
+    path = Path(spec.origin).parent.joinpath(*dotted.split(".")[1:])
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def aiokafka_inner_modules(path: Path) -> list[str]:
+    """Where ``path`` imports a module of aiokafka outside ``AIOKAFKA_PUBLIC`` (anywhere in
+    the module, also inside functions): ``from aiokafka.protocol.api import Request`` and
+    ``from aiokafka import conn`` count, ``from aiokafka.errors import KafkaError`` does
+    not."""
+    found: list[str] = []
+    for node in ast.walk(parse(path)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            # ``from aiokafka import conn`` imports the module aiokafka.conn
+            modules = [node.module] + [
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if _is_aiokafka_module(f"{node.module}.{a.name}")
+            ]
+        else:
+            continue
+        for module in modules:
+            if module.split(".")[0] == "aiokafka" and module not in AIOKAFKA_PUBLIC:
+                found.append(f"{node.lineno}: imports {module}")
+    return found
+
+
 def own_private_members(paths: Iterable[Path]) -> set[str]:
     """The private members our own code defines (so ``agent._partitions`` is ours, not aiokafka's)."""
     return _private_members(p.read_text("utf-8") for p in paths)

@@ -114,9 +114,12 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
         ("/sessions", "GET", "/sessions", None),
         ("/batches/{batch_id}", "GET", f"/batches/{batch_of(source, c)}", None),
         ("/batch-jobs/{batch_job_id}", "GET", f"/batch-jobs/J-{c}", None),
+        ("/batch-jobs", "GET", f"/batch-jobs?client_id={c}", None),
+        ("/batches", "GET", f"/batches?client_id={c}", None),
         ("/dlq", "GET", f"/dlq?client_id={c}", None),
         ("/tasks", "POST", "/tasks", task),
         ("/batch-jobs", "POST", "/batch-jobs", job),
+        ("/batch-jobs/{batch_job_id}/cancel", "POST", f"/batch-jobs/J-{c}/cancel", None),
         ("/tasks/{task_id}/cancel", "POST", f"/tasks/review-{c}/cancel", None),
         ("/tasks/{task_id}/approve", "POST", f"/tasks/review-{c}/approve", None),
         ("/tasks/{task_id}/reject", "POST", f"/tasks/review-{c}/reject", None),
@@ -129,6 +132,7 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
         ("/sessions/{session_id}", "DELETE", f"/sessions/s-{c}", None),
         ("/dlq/redrive", "POST", "/dlq/redrive", {"task_ids": [f"dead-{c}"]}),
         ("/tasks/{task_id}/steps", "GET", f"/tasks/wf-{c}/steps", None),
+        ("/tasks/{task_id}/executions", "GET", f"/tasks/dead-{c}/executions", None),
         ("/schedules", "GET", f"/schedules?client_id={c}", None),
         ("/schedules/{schedule_id}", "GET", f"/schedules/S-{c}", None),
         ("/templates", "GET", f"/templates?client_id={c}", None),
@@ -157,7 +161,7 @@ async def test_a_token_for_client_a_cannot_see_or_command_client_b(tmp_path: Pat
         for _, method, url, body in requests(source, "B"):
             r = await http.request(method, url, json=body)
             if method == "GET" and url.startswith(
-                ("/tasks?", "/dlq?", "/schedules?", "/templates?")
+                ("/tasks?", "/dlq?", "/schedules?", "/templates?", "/batch-jobs?", "/batches?")
             ):
                 assert r.status_code == 200 and r.json()["items"] == [], url
             elif method == "GET" and url == "/sessions":
@@ -182,7 +186,7 @@ async def test_a_token_for_client_a_cannot_see_or_command_client_b(tmp_path: Pat
             assert r.status_code in (200, 202), (method, url, r.text)
         assert {getattr(c, "client_id", None) for c in sender.sent} == {"A"}
         # Listings without a filter show only A.
-        for url in ("/tasks", "/dlq"):
+        for url in ("/tasks", "/dlq", "/batch-jobs", "/batches"):
             items = (await http.get(url)).json()["items"]
             assert items and {i["client_id"] for i in items} == {"A"}
         # Another client's task id cannot be taken over, nor probed for its specification.

@@ -153,3 +153,14 @@ def test_tail_lines_mask_payloads() -> None:
     line = describe_event(_accepted())
     assert SECRET not in line
     assert '"bearerToken": "***"' in line
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["password", "apiKey", "api_key", "X-Api-Key", "client_secret", "bearerToken", "pin", "auth"]
+    + ["tokenType", "apiKeyHeader", "secretName", "key", "line", "status", "url"],
+)
+def test_free_text_masks_exactly_the_names_the_credential_rule_names(name: str) -> None:
+    # One rule for what a credential is: a field's name in a document and a name in free text.
+    shown = mask_text(f"failed: {name}=s3cr3t-value, retrying")
+    assert ("s3cr3t-value" not in shown) == is_credential_name(name), shown

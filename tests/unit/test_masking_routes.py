@@ -45,6 +45,8 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         "/sessions": ["/sessions"],
         "/batches/{batch_id}": [f"/batches/{batch}"],
         "/batch-jobs/{batch_job_id}": ["/batch-jobs/J-A"],
+        "/batch-jobs": ["/batch-jobs", "/batch-jobs?client_id=A"],
+        "/batches": ["/batches", "/batches?client_id=A"],
         "/dlq": ["/dlq", "/dlq?client_id=A"],
         "/status": ["/status"],
         "/health": ["/health"],
@@ -53,6 +55,7 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         "/dashboard/operations": ["/dashboard/operations"],
         "/openapi.json": ["/openapi.json"],
         "/tasks/{task_id}/steps": ["/tasks/wf-A/steps"],
+        "/tasks/{task_id}/executions": [f"/tasks/{t}/executions" for t in ("dead-A", "b1-A")],
         "/schedules": ["/schedules", "/schedules?client_id=A"],
         "/schedules/{schedule_id}": ["/schedules/S-A"],
         "/templates": ["/templates"],
@@ -100,6 +103,7 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
     # RedriveReport) or a problem naming an id: none carries a payload back.
     assert writes - commands == {
         ("/tasks/{task_id}/cancel", "POST"),
+        ("/batch-jobs/{batch_job_id}/cancel", "POST"),
         ("/tasks/{task_id}/approve", "POST"),
         ("/tasks/{task_id}/reject", "POST"),
         ("/tasks/{task_id}/expedite", "POST"),

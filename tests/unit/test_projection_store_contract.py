@@ -1,35 +1,28 @@
-"""The contract every projection store keeps -- the dict store the tests and tools fold into
-(``projections.memory.MemoryStore``) and the RocksDB store the projector writes
-(``projections.store.ProjectionStore``) -- run against each through one ``create_store`` hook:
-reads of what was written, one batch applied in order, scans in byte order that stop at the
-prefix and resume strictly after a key, and the same answers from the reader over the same
-fold. Random batches are checked against a plain dict."""
+"""The contract every projection store keeps (``projections.storage.WritableStore``) -- the dict
+store the tests and tools fold into (``projections.memory.MemoryStore``) and the RocksDB store the
+projector writes (``api.projection_store.ProjectionStore``) -- run against each through one
+``create_store`` hook: reads of what was written, one batch applied in order, scans in byte order
+that stop at the prefix and resume strictly after a key, and the same answers from the reader
+over the same fold. Random batches are checked against a plain dict."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.projection_store import ProjectionStore
 from projections.fold import apply
 from projections.memory import MemoryStore
 from projections.reader import ProjectionReader
-from projections.store import ProjectionStore
+from projections.storage import WritableStore as Store
 from projections.tables import Tables
 from tests.support.view_scenario import EXPECTED_STATES, scenario
-
-
-class Store(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-
-    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
-
-    def write(self, changes: Iterable[tuple[bytes, bytes | None]]) -> None: ...
 
 
 def _memory(_: Path) -> Store:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, PlainSerializer
 
 from schemas import reference
 from schemas.codec import WIRE_TYPES, load_schema_files
+from streams.kafka.topics import topic_layout
 from streams.settings import Settings
-from streams.topics import topic_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = (ROOT / "docs" / "protocol.md").read_text("utf-8")

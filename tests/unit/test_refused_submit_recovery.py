@@ -4,14 +4,17 @@ dead letter that carries the submitted task and can be redriven."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from schemas.catalog import OperationSpec, load_catalog
 from schemas.codec import CODEC
 from schemas.commands import Command, RegisterSession, SubmitTask, TaskAssignee, TaskStep
 from schemas.events import TaskRejected
 from schemas.records import DeadLetter
 from streams.distributor import Distributor
+from streams.domain.submission import build_submit
 from streams.redrive import DeadLetterEntry, Selection, plan_redrive, redrive_id
 from streams.runtime.partition import PartitionRun
 from streams.runtime.processing import Processor, RuntimeTopics
@@ -89,7 +92,14 @@ async def test_a_crash_before_the_dead_letter_still_gives_a_redrivable_one(
     (letter,) = dead_letters(broker)
     assert (letter.task_id, letter.reason) == ("t1", "unknown operation 'teleport'")
     assert SubmitTask.model_validate(letter.submit) == REFUSED
-    plan, report = plan_redrive([DeadLetterEntry(0, 0, letter)], Selection(task_ids=["t1"]))
+    entries = [DeadLetterEntry(0, 0, letter)]
+    # Redrive goes through the submission door: with the same catalog it is refused again ...
+    plan, report = plan_redrive(entries, Selection(task_ids=["t1"]))
+    assert plan == [] and "unknown operation 'teleport'" in (report.not_redrivable[0].why or "")
+    # ... and once the operator adds the operation (TASKSTREAM_OPERATIONS_FILE) it goes through.
+    teleport = OperationSpec(name="teleport", urgency=3, expected_duration_ms=1000)
+    door = partial(build_submit, {**load_catalog(), "teleport": teleport}, 1_048_576)
+    plan, report = plan_redrive(entries, Selection(task_ids=["t1"]), door)
     assert report.not_redrivable == []
     assert [submit for _, submit in plan] == [
         REFUSED.model_copy(update={"task_id": redrive_id("t1")})

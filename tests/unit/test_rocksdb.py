@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from api.projection_store import ProjectionStore
 from projections.errors import ProjectionStoreError
-from projections.store import ProjectionStore
 from streams import rocksdb
 from streams.rocksdb import StoreLockedError
 from streams.runtime.store import PartitionStore

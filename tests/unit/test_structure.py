@@ -1,11 +1,14 @@
 """The rooms of the house hold (issue 12), read with ``ast`` so that no new import slips in:
 
-- nothing outside ``streams/kafka/`` reaches into aiokafka's private modules or members;
+- nothing outside ``streams/kafka/`` reaches into aiokafka's private modules or members, nor
+  imports any of its modules but the public ones (``AIOKAFKA_PUBLIC``: the top level, errors,
+  structs, admin, ...);
 - ``streams/domain/`` imports only ``schemas``, itself and the standard library;
 - no import cycle among our packages (the imports that run when a module loads);
 - no module over 600 lines in ``schemas/``, ``streams/``, ``projections/``, ``api/``, ``bench/``.
 
-Each rule has a test that shows it sees a breach, so none of them passes by looking at nothing.
+Each rule that reads imports has a test that shows it sees a breach, so none of them passes by
+looking at nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from tests.support.structure import (
     PACKAGES,
     ROOT,
+    aiokafka_inner_modules,
     aiokafka_private_members,
     aiokafka_reaches,
     find_cycle,
@@ -69,6 +73,42 @@ def test_the_aiokafka_rule_sees_a_reach(tmp_path: Path) -> None:
     ]
 
 
+def test_nothing_outside_streams_kafka_imports_aiokafka_but_its_public_modules() -> None:
+    paths = _outside_kafka()
+    assert len(paths) > 100
+    found = [
+        f"{path.relative_to(ROOT)}:{where}"
+        for path in paths
+        for where in aiokafka_inner_modules(path)
+    ]
+    assert not found, "aiokafka's inner modules outside streams/kafka/:\n" + "\n".join(found)
+
+
+def test_the_public_module_rule_sees_an_inner_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from aiokafka import AIOKafkaConsumer, TopicPartition, conn\n"
+        "from aiokafka.errors import KafkaError\n"
+        "from aiokafka.admin import AIOKafkaAdminClient, NewTopic\n"
+        "from aiokafka.admin.config_resource import ConfigResource\n"
+        "from aiokafka.protocol.api import Request\n"
+        "import aiokafka.consumer.fetcher\n"
+        "from aiokafka.consumer import group_coordinator\n"
+        "def later():\n    from aiokafka.client import AIOKafkaClient\n"
+    )
+    assert sorted(aiokafka_inner_modules(module)) == [
+        "1: imports aiokafka.conn",
+        "5: imports aiokafka.protocol.api",
+        "6: imports aiokafka.consumer.fetcher",
+        "7: imports aiokafka.consumer",
+        "7: imports aiokafka.consumer.group_coordinator",
+        "9: imports aiokafka.client",
+    ]
+    # the rule is about the rest of the repository: streams/kafka/ does import the inside
+    inside = [aiokafka_inner_modules(p) for p in modules(("streams/kafka",)).values()]
+    assert any(inside)
+
+
 def _domain_allowed(module: str) -> bool:
     top = module.split(".")[0]
     return (
@@ -80,16 +120,39 @@ def _domain_allowed(module: str) -> bool:
     )
 
 
+def _domain_breaches(path: Path, name: str) -> list[str]:
+    return [
+        module
+        for module, _ in load_time_imports(path, name, everywhere=True)
+        if not _domain_allowed(module)
+    ]
+
+
 def test_the_domain_imports_only_schemas_itself_and_the_standard_library() -> None:
     domain = modules(("streams/domain",))
     assert len(domain) > 10
     found = [
         f"{path.relative_to(ROOT)}: {module}"
         for name, path in domain.items()
-        for module, _ in load_time_imports(path, name, everywhere=True)
-        if not _domain_allowed(module)
+        for module in _domain_breaches(path, name)
     ]
     assert not found, "streams/domain/ imports:\n" + "\n".join(found)
+
+
+def test_the_domain_rule_sees_a_breach(tmp_path: Path) -> None:
+    (tmp_path / "streams" / "domain").mkdir(parents=True)
+    module = tmp_path / "streams" / "domain" / "m.py"
+    module.write_text(
+        "import json\nfrom schemas.catalog import load_catalog\nfrom . import spec\n"
+        "from streams.domain.retry import RETRY_TIERS_MS\nfrom streams.settings import Settings\n"
+        "def later():\n    import rocksdict\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from streams.runtime import clock\n"
+    )
+    assert sorted(_domain_breaches(module, "streams.domain.m")) == [
+        "rocksdict",
+        "streams.runtime",
+        "streams.settings",
+    ]
 
 
 def test_no_import_cycle_among_our_packages() -> None:

@@ -1,11 +1,12 @@
-"""The read side's room holds (issue 12): ``projections/`` is the read model only. It imports
-nothing of the write side -- of ``streams/`` only the process settings, the errors, logging
-and the two pieces of plumbing both sides share (the Kafka clients of ``streams.kafka``, which
-the projector reads the event log with, and the RocksDB helper ``streams.rocksdb``) -- and
-nothing of the HTTP process (``api/``). Every import counts, also those inside functions and
-under ``if TYPE_CHECKING:``, and so does a cycle among the read side's modules (the one between
-the fold and the batch-job fold hid under ``TYPE_CHECKING``). The rules every package keeps
-(no load-time cycle, no module over 600 lines, ...) are ``test_structure.py``."""
+"""The read side's room holds (issue 12): ``projections/`` is the read model only -- the fold,
+the tables, the queries, the reader, the store interface and the in-memory store. It imports
+nothing of the write side: of ``streams/`` only the process settings, the errors and logging
+(``streams.settings``, ``streams.errors``, ``streams.logs``); nothing of the HTTP process
+(``api/``, where the projector's Kafka loop and its RocksDB store live); and no plumbing
+library (aiokafka, rocksdict, the web stack). Every import counts, also those inside
+functions and under ``if TYPE_CHECKING:``, and so does a cycle among the read side's modules
+(the one between the fold and the batch-job fold hid under ``TYPE_CHECKING``). The rules every
+package keeps (no load-time cycle, no module over 600 lines, ...) are ``test_structure.py``."""
 
 from __future__ import annotations
 
@@ -13,15 +14,13 @@ from pathlib import Path
 
 from tests.support.structure import ROOT, find_cycle, load_time_imports, modules
 
-# What projections/ may take from streams/: the process settings, errors, logging and the
-# shared plumbing. Nothing of the domain, the runtime, the client, redrive or the CLI.
-STREAMS_ALLOWED = (
-    "streams.settings",
-    "streams.errors",
-    "streams.logs",
-    "streams.kafka",
-    "streams.rocksdb",
-)
+# What projections/ may take from streams/: the process settings, errors and logging. Nothing
+# of the domain, the runtime, the client, redrive, the CLI -- nor the Kafka or RocksDB plumbing
+# (``streams.kafka``, ``streams.rocksdb``), which the projector in ``api/`` uses.
+STREAMS_ALLOWED = ("streams.settings", "streams.errors", "streams.logs")
+# The I/O libraries the read model does without: it folds events it is given and answers from a
+# store it is given.
+PLUMBING = ("aiokafka", "kafka", "rocksdict", "fastapi", "starlette", "uvicorn", "httpx")
 
 
 def _within(module: str, prefix: str) -> bool:
@@ -38,7 +37,7 @@ def _imported(path: Path, name: str) -> list[str]:
 
 
 def _forbidden(module: str) -> bool:
-    if _within(module, "api"):
+    if _within(module, "api") or any(_within(module, lib) for lib in PLUMBING):
         return True
     if _within(module, "streams"):
         return not any(_within(module, allowed) for allowed in STREAMS_ALLOWED)
@@ -63,18 +62,24 @@ def test_the_rule_sees_a_forbidden_import(tmp_path: Path) -> None:
     module.write_text(
         "from streams.redrive import redrive\nfrom streams.settings import Settings\n"
         "from streams.kafka.profile import broker_profile\nimport streams.client\n"
-        "from schemas.masking import mask_text\nfrom streams import rocksdb, redrive\n"
-        "def later():\n    from api.view import create_app\n"
+        "from schemas.masking import mask_text\nfrom streams import rocksdb, redrive, logs\n"
+        "from streams.errors import StoreError\nimport pydantic\n"
+        "def later():\n    from api.view import create_app\n    import rocksdict\n"
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
         "    from streams.domain.spec import canonical_json\n"
+        "    from aiokafka import AIOKafkaConsumer\n"
     )
     found = [n for n in _imported(module, "projections.m") if _forbidden(n)]
     assert sorted(found) == [
+        "aiokafka.AIOKafkaConsumer",
         "api.view.create_app",
+        "rocksdict",
         "streams.client",
         "streams.domain.spec.canonical_json",
+        "streams.kafka.profile.broker_profile",
         "streams.redrive",
         "streams.redrive.redrive",
+        "streams.rocksdb",
     ]
 
 

@@ -1,9 +1,9 @@
-"""The layout check (``streams.topics.layout_problems``): every problem says how to fix it."""
+"""The layout check (``streams.kafka.topics.layout_problems``): every problem says how to fix it."""
 
 from __future__ import annotations
 
+from streams.kafka.topics import layout_problems, topic_layout
 from streams.settings import Settings
-from streams.topics import layout_problems, topic_layout
 
 SETTINGS = Settings(topic_prefix="p", partitions=8)
 

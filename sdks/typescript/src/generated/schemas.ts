@@ -293,6 +293,55 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "BatchJobCancelled": {
+    "type": "record",
+    "name": "BatchJobCancelled",
+    "namespace": "taskstream",
+    "doc": "batch_job.cancelled: no further item is released; the unfinished children were cancelled.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "batch_job_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "cancelled_task_ids",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "unreleased",
+        "type": "long",
+        "default": 0
+      }
+    ]
+  },
   "BatchJobCompleted": {
     "type": "record",
     "name": "BatchJobCompleted",
@@ -632,6 +681,38 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "type": "string",
         "default": "{}",
         "doc": "JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {\"error\": \"...\"} for an item that failed."
+      }
+    ]
+  },
+  "CancelBatchJob": {
+    "type": "record",
+    "name": "CancelBatchJob",
+    "namespace": "taskstream",
+    "doc": "Cancel a batch job: no further item is released, unfinished children are cancelled, the job ends cancelled.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "batch_job_id",
+        "type": "string"
+      },
+      {
+        "name": "reason",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -1646,7 +1727,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "ReportResult",
     "namespace": "taskstream",
-    "doc": "The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token and, for a failure, its class.",
+    "doc": "The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token and, for a failure, its class and traceback; the handler's resources used and quality when it reported them.",
     "fields": [
       {
         "name": "client_id",
@@ -1778,6 +1859,58 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too."
+      },
+      {
+        "name": "traceback",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "When success is false and the handler raised: the full traceback of the failed attempt, credentials masked (schemas.masking) before it left the executor."
+      },
+      {
+        "name": "resources_used",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "ResourcesUsed",
+            "namespace": "taskstream",
+            "doc": "What one attempt used, as its handler reported it (the seed's resourcesUsed).",
+            "fields": [
+              {
+                "name": "cpu",
+                "type": "double",
+                "default": 0,
+                "doc": "CPU seconds."
+              },
+              {
+                "name": "memory",
+                "type": "double",
+                "default": 0,
+                "doc": "Peak memory in MiB."
+              },
+              {
+                "name": "disk",
+                "type": "double",
+                "default": 0,
+                "doc": "Disk written in MiB."
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "What the attempt used (cpu seconds, memory and disk in MiB), when the handler reported it."
+      },
+      {
+        "name": "quality",
+        "type": [
+          "null",
+          "double"
+        ],
+        "default": null,
+        "doc": "The handler's own score of its result, 0 to 1 (the seed's quality), when it gave one."
       }
     ]
   },
@@ -1881,6 +2014,145 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "execution_time_ms",
         "type": "long",
         "default": 0
+      }
+    ]
+  },
+  "ReportResult.v2": {
+    "type": "record",
+    "name": "ReportResult",
+    "namespace": "taskstream",
+    "doc": "ReportResult version 2: before traceback, resources_used and quality.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Set for a single-task assignment (kind task); null for a batch."
+      },
+      {
+        "name": "batch_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Set for a batch assignment (kind batch); null for a single task."
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "fencing_token",
+        "type": "long",
+        "doc": "The token of the assignment being reported (Assignment.fencing_token), not the attempt number."
+      },
+      {
+        "name": "success",
+        "type": "boolean"
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's result; for a batch result without items, every item's result."
+      },
+      {
+        "name": "error",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "items",
+        "doc": "Per-item outcomes of a batch result. An item of the batch not named here fails with 'no result reported for this item'; with no items at all, success/output/error apply to every item.",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "ItemResult",
+            "namespace": "taskstream",
+            "fields": [
+              {
+                "name": "task_id",
+                "type": "string"
+              },
+              {
+                "name": "success",
+                "type": "boolean"
+              },
+              {
+                "name": "output",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): this item's result (ignored when success is false)."
+              },
+              {
+                "name": "error",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "failure_class",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "When success is false: permanent (no retry), retryable, or session (the session's fault: lowers its health); null as for the result."
+              },
+              {
+                "name": "retry_after_ms",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "When success is false: retry this item no sooner than this many milliseconds (a Retry-After)."
+              }
+            ]
+          }
+        },
+        "default": []
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "failure_class",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "When success is false: permanent (the task fails at once, no retry), retryable (retried; the session is not blamed) or session (retried and the session's health drops: the handler said so, its browser died, or it overran its time). Null (writers that do not classify) counts as retryable and the session's fault."
+      },
+      {
+        "name": "retry_after_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too."
       }
     ]
   },
@@ -3695,6 +3967,58 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The Retry-After the failure carried, if any: the retry waits at least this long."
+      },
+      {
+        "name": "traceback",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "ReportResult.traceback: the failed attempt's full traceback, masked."
+      },
+      {
+        "name": "resources_used",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "ResourcesUsed",
+            "namespace": "taskstream",
+            "doc": "What one attempt used, as its handler reported it (the seed's resourcesUsed).",
+            "fields": [
+              {
+                "name": "cpu",
+                "type": "double",
+                "default": 0,
+                "doc": "CPU seconds."
+              },
+              {
+                "name": "memory",
+                "type": "double",
+                "default": 0,
+                "doc": "Peak memory in MiB."
+              },
+              {
+                "name": "disk",
+                "type": "double",
+                "default": 0,
+                "doc": "Disk written in MiB."
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "ReportResult.resources_used of the failed attempt."
+      },
+      {
+        "name": "quality",
+        "type": [
+          "null",
+          "double"
+        ],
+        "default": null,
+        "doc": "ReportResult.quality of the failed attempt."
       }
     ]
   },
@@ -3744,6 +4068,73 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "name": "execution_time_ms",
         "type": "long",
         "default": 0
+      }
+    ]
+  },
+  "TaskAttemptFailed.v2": {
+    "type": "record",
+    "name": "TaskAttemptFailed",
+    "namespace": "taskstream",
+    "doc": "TaskAttemptFailed version 2: before traceback, resources_used and quality.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "attempt",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "batch_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "error",
+        "type": "string"
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "failure_class",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "permanent, retryable or session (see ReportResult.failure_class); a timeout is session. Null (records before this field) counts as session: the attempt lowered the session's health."
+      },
+      {
+        "name": "retry_after_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "The Retry-After the failure carried, if any: the retry waits at least this long."
       }
     ]
   },
@@ -3877,6 +4268,104 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "TaskCompleted",
     "namespace": "taskstream",
     "doc": "task.completed: the task completed. The same record is the task's outcome on the task.completed topic.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "attempt",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "batch_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the result the executor reported for this task (ReportResult.output, or its item's output)."
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "resources_used",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "ResourcesUsed",
+            "namespace": "taskstream",
+            "doc": "What one attempt used, as its handler reported it (the seed's resourcesUsed).",
+            "fields": [
+              {
+                "name": "cpu",
+                "type": "double",
+                "default": 0,
+                "doc": "CPU seconds."
+              },
+              {
+                "name": "memory",
+                "type": "double",
+                "default": 0,
+                "doc": "Peak memory in MiB."
+              },
+              {
+                "name": "disk",
+                "type": "double",
+                "default": 0,
+                "doc": "Disk written in MiB."
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "ReportResult.resources_used of the attempt that completed it."
+      },
+      {
+        "name": "quality",
+        "type": [
+          "null",
+          "double"
+        ],
+        "default": null,
+        "doc": "ReportResult.quality of that attempt."
+      }
+    ]
+  },
+  "TaskCompleted.v1": {
+    "type": "record",
+    "name": "TaskCompleted",
+    "namespace": "taskstream",
+    "doc": "TaskCompleted version 1: before resources_used and quality.",
     "fields": [
       {
         "name": "client_id",
@@ -5338,7 +5827,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
+export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCancelled","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelBatchJob","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -5476,6 +5965,28 @@ export interface BatchJobChild {
 export interface BatchJobChildInit {
   task_id: string;
   payload?: string;
+}
+
+/** batch_job.cancelled: no further item is released; the unfinished children were cancelled. */
+export interface BatchJobCancelled {
+  client_id: string;
+  occurred_at_ms: number;
+  batch_job_id: string;
+  reason: null | string;
+  actor: null | string;
+  cancelled_task_ids: Array<string>;
+  unreleased: number;
+}
+
+/** BatchJobCancelled as a producer writes it: fields with an Avro default may be left out. */
+export interface BatchJobCancelledInit {
+  client_id: string;
+  occurred_at_ms: number;
+  batch_job_id: string;
+  reason?: null | string;
+  actor?: null | string;
+  cancelled_task_ids?: Array<string>;
+  unreleased?: number;
 }
 
 /** batch_job.completed: every child ended; status failed when none succeeded. */
@@ -5616,6 +6127,22 @@ export interface BatchResultConsolidatedInit {
   failure_count: number;
   consolidated_output?: string;
   health_effect?: null | string;
+}
+
+/** Cancel a batch job: no further item is released, unfinished children are cancelled, the job ends cancelled. */
+export interface CancelBatchJob {
+  client_id: string;
+  batch_job_id: string;
+  reason: null | string;
+  actor: null | string;
+}
+
+/** CancelBatchJob as a producer writes it: fields with an Avro default may be left out. */
+export interface CancelBatchJobInit {
+  client_id: string;
+  batch_job_id: string;
+  reason?: null | string;
+  actor?: null | string;
 }
 
 /** Cancel a task that has not ended. Work already handed out gets a cancel Assignment; the task ends with a TaskFailed (outcome cancelled) on task.failed. */
@@ -6060,7 +6587,7 @@ export interface ReportProgressInit {
   message?: null | string;
 }
 
-/** The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token and, for a failure, its class. */
+/** The result of one assignment: a single task (task_id) or a batch (batch_id, per-item outcomes in items), carrying the assignment's fencing token and, for a failure, its class and traceback; the handler's resources used and quality when it reported them. */
 export interface ReportResult {
   client_id: string;
   /** Set for a single-task assignment (kind task); null for a batch. */
@@ -6081,6 +6608,12 @@ export interface ReportResult {
   failure_class: null | string;
   /** When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too. */
   retry_after_ms: null | number;
+  /** When success is false and the handler raised: the full traceback of the failed attempt, credentials masked (schemas.masking) before it left the executor. */
+  traceback: null | string;
+  /** What the attempt used (cpu seconds, memory and disk in MiB), when the handler reported it. */
+  resources_used: null | ResourcesUsed;
+  /** The handler's own score of its result, 0 to 1 (the seed's quality), when it gave one. */
+  quality: null | number;
 }
 
 /** ReportResult as a producer writes it: fields with an Avro default may be left out. */
@@ -6097,6 +6630,9 @@ export interface ReportResultInit {
   execution_time_ms?: number;
   failure_class?: null | string;
   retry_after_ms?: null | number;
+  traceback?: null | string;
+  resources_used?: null | ResourcesUsedInit;
+  quality?: null | number;
 }
 
 export interface ItemResult {
@@ -6119,6 +6655,23 @@ export interface ItemResultInit {
   error?: null | string;
   failure_class?: null | string;
   retry_after_ms?: null | number;
+}
+
+/** What one attempt used, as its handler reported it (the seed's resourcesUsed). */
+export interface ResourcesUsed {
+  /** CPU seconds. */
+  cpu: number;
+  /** Peak memory in MiB. */
+  memory: number;
+  /** Disk written in MiB. */
+  disk: number;
+}
+
+/** ResourcesUsed as a producer writes it: fields with an Avro default may be left out. */
+export interface ResourcesUsedInit {
+  cpu?: number;
+  memory?: number;
+  disk?: number;
 }
 
 /** From an executor: end the current attempt (fencing_token) asking a person; the task goes waiting_input with the prompt. */
@@ -6680,6 +7233,12 @@ export interface TaskAttemptFailed {
   failure_class: null | string;
   /** The Retry-After the failure carried, if any: the retry waits at least this long. */
   retry_after_ms: null | number;
+  /** ReportResult.traceback: the failed attempt's full traceback, masked. */
+  traceback: null | string;
+  /** ReportResult.resources_used of the failed attempt. */
+  resources_used: null | ResourcesUsed;
+  /** ReportResult.quality of the failed attempt. */
+  quality: null | number;
 }
 
 /** TaskAttemptFailed as a producer writes it: fields with an Avro default may be left out. */
@@ -6694,6 +7253,9 @@ export interface TaskAttemptFailedInit {
   execution_time_ms?: number;
   failure_class?: null | string;
   retry_after_ms?: null | number;
+  traceback?: null | string;
+  resources_used?: null | ResourcesUsedInit;
+  quality?: null | number;
 }
 
 /** task.batched: the task joined the open batch of its client and operation. */
@@ -6749,6 +7311,10 @@ export interface TaskCompleted {
   /** JSON text (an Avro string holding a JSON object): the result the executor reported for this task (ReportResult.output, or its item's output). */
   output: string;
   execution_time_ms: number;
+  /** ReportResult.resources_used of the attempt that completed it. */
+  resources_used: null | ResourcesUsed;
+  /** ReportResult.quality of that attempt. */
+  quality: null | number;
 }
 
 /** TaskCompleted as a producer writes it: fields with an Avro default may be left out. */
@@ -6762,6 +7328,8 @@ export interface TaskCompletedInit {
   batch_id?: null | string;
   output?: string;
   execution_time_ms?: number;
+  resources_used?: null | ResourcesUsedInit;
+  quality?: null | number;
 }
 
 /** task.dead_lettered: the failed task was written to task.dlq with its attempt history. */
@@ -7358,11 +7926,13 @@ export interface Records {
   ArchiveTask: ArchiveTask;
   Assignment: Assignment;
   BatchJobAccepted: BatchJobAccepted;
+  BatchJobCancelled: BatchJobCancelled;
   BatchJobCompleted: BatchJobCompleted;
   BatchJobProgressed: BatchJobProgressed;
   BatchJobRejected: BatchJobRejected;
   BatchProcessed: BatchProcessed;
   BatchResultConsolidated: BatchResultConsolidated;
+  CancelBatchJob: CancelBatchJob;
   CancelTask: CancelTask;
   ClientRateLimit: ClientRateLimit;
   ClientServed: ClientServed;
@@ -7445,11 +8015,13 @@ export interface RecordInits {
   ArchiveTask: ArchiveTaskInit;
   Assignment: AssignmentInit;
   BatchJobAccepted: BatchJobAcceptedInit;
+  BatchJobCancelled: BatchJobCancelledInit;
   BatchJobCompleted: BatchJobCompletedInit;
   BatchJobProgressed: BatchJobProgressedInit;
   BatchJobRejected: BatchJobRejectedInit;
   BatchProcessed: BatchProcessedInit;
   BatchResultConsolidated: BatchResultConsolidatedInit;
+  CancelBatchJob: CancelBatchJobInit;
   CancelTask: CancelTaskInit;
   ClientRateLimit: ClientRateLimitInit;
   ClientServed: ClientServedInit;

@@ -7,6 +7,10 @@ then write the table changes, the counters and the next offset of every partitio
 
 Undecodable records are skipped with a warning and counted; an error in the fold or the store
 stops the projector loudly (``wait()`` raises it, ``running()`` turns false).
+
+It lives with the HTTP process it feeds, not in ``projections/``: it is the read model's I/O
+(the Kafka consumer, the RocksDB store in ``api.projection_store``), and ``projections/``
+stays the fold and the queries, importing no plumbing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
+from projections.activity import RecentActivity
+from projections.errors import ProjectionError, ProjectionStoreError
+from projections.fold import apply, skip
+from projections.reader import ProjectionReader
+from projections.tables import Tables
 from schemas.codec import CODEC, AvroCodec
 from schemas.errors import DecodeError
 from schemas.events import Event
@@ -33,12 +42,7 @@ from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.profile import broker_profile
 from streams.settings import Settings
 
-from .activity import RecentActivity
-from .errors import ProjectionError, ProjectionStoreError
-from .fold import apply, skip
-from .reader import ProjectionReader
-from .store import ProjectionStore
-from .tables import Tables
+from .projection_store import ProjectionStore
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,16 @@ from typing import Any
 
 from rocksdict import Options, WriteBatch
 
+from projections import keys
+from projections.errors import ProjectionStoreError
+from projections.rows import Counters
 from streams import rocksdb
 from streams.errors import StoreError
 from streams.rocksdb import StoreLockedError
 
-from . import keys
-from .errors import ProjectionStoreError
-from .rows import Counters
-
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _WHAT = "projection store"
 
 
