@@ -58,6 +58,6 @@ def test_a_finished_or_unknown_or_other_clients_job_is_refused() -> None:
 def test_a_cancelled_job_releases_nothing_later_and_a_second_cancel_is_refused() -> None:
     h = Harness().given(job(n=3, parallelism=1, max_retries=0), at=0)
     h.do(cancel_job(), at=1)
-    assert [t for t in h.state.tasks if t.startswith("J.")] == ["J.0"]
+    assert [t for t in h.state.all_tasks() if t.startswith("J.")] == ["J.0"]
     (again,) = h.do(cancel_job(), at=2)
     assert isinstance(again, ev.CommandRejected)
