@@ -127,6 +127,7 @@ def _expected(status: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[st
         "active_batches",
         "active_sessions",
         "failed_tasks_awaiting_retry",
+        "overdue_tasks",
         "sla_breaches",
         "tasks_total",
     ):
