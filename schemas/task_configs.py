@@ -32,10 +32,11 @@ Task types and their payload fields (camelCase, as in seed 001):
     navigate (url), click (selector or instruction), type (selector, text), extract
     (instruction), wait (ms or duration > 0, milliseconds), screenshot (no config needed).
 
-Every seed-001 type also takes notify_on_complete / notify_on_failure (booleans; the seed's
+Every operation takes notify_on_complete / notify_on_failure (booleans; the seed's
 notifyOnComplete / notifyOnFailure are the same fields) with notifyWebhookUrl, required when
-either is true. Operations that are not seed-001 task types (the GHL operations of seed 000 and
-anything else) take any payload: the catalog decides whether they exist.
+either is true: one notice of the task's final outcome (``streams.domain.notices``). Otherwise
+operations that are not seed-001 task types (the GHL operations of seed 000 and anything else)
+take any payload: the catalog decides whether they exist.
 """
 
 from __future__ import annotations
@@ -503,14 +504,13 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], list[str]], None]] = {
 def validate_task_config(operation: str, payload: Mapping[str, Any]) -> list[str]:
     """Every problem of ``payload`` for ``operation``, each naming its field; ``[]`` when valid.
 
-    Operations that are not seed-001 task types accept any payload.
+    Operations that are not seed-001 task types accept any payload but for the notice fields.
     """
     check = _CHECKS.get(operation)
-    if check is None:
-        return []
     if not isinstance(payload, Mapping):
-        return ["payload: must be an object"]
+        return [] if check is None else ["payload: must be an object"]
     problems: list[str] = []
-    check(payload, problems)
+    if check is not None:
+        check(payload, problems)
     _check_common(payload, problems)
     return problems

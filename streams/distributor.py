@@ -20,10 +20,11 @@ from schemas.records import Assignment, AssignmentItem, DeadLetter
 from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
 from streams.domain.archive import flushed
 from streams.domain.config import DEFAULTS
+from streams.domain.notices import notice_target
 from streams.domain.outcomes import outcome_record
 from streams.domain.state import TaskRecord
 from streams.errors import RecordTooLargeError
-from streams.kafka.headers import FORWARDED_HEADER, TYPE_HEADER
+from streams.kafka.headers import FORWARDED_HEADER, NOTIFY_HEADER, TYPE_HEADER
 from streams.runtime.protocol import HOME, Output
 from streams.runtime.store import StoreView
 from streams.settings import Settings, retry_tier_name
@@ -378,7 +379,14 @@ class Distributor:
             return []
         completed = isinstance(record, ev.TaskCompleted)
         topic = self._topic_completed if completed else self._topic_failed
-        return [self._out(topic, record.client_id, record)]
+        out = self._out(topic, record.client_id, record)
+        task = state.task(record.task_id)
+        if task is not None and task.client_id == record.client_id:
+            target = notice_target(task.payload, record)
+            if target is not None:
+                mark = json.dumps({"url": target}, separators=(",", ":")).encode()
+                out = out._replace(headers=(*out.headers, (NOTIFY_HEADER, mark)))
+        return [out]
 
     def _delay(self, tier_ms: int, due: RetryDue) -> Output:
         # On the tier partition numbered like the client's home: the delay agent sends the

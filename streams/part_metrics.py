@@ -62,6 +62,28 @@ def delay_samples(agent: Any) -> Iterable[Sample]:
         )
 
 
+def notifier_health(notifier: Any) -> dict[str, Any]:
+    sender = notifier.sender
+    return {"status": "ok", "delivered": sender.delivered, "given_up": sender.given_up}
+
+
+def notifier_samples(notifier: Any) -> Iterable[Sample]:
+    sender = notifier.sender
+    yield (
+        "taskstream_notifier_outcomes_read",
+        "Notifier: outcome records read",
+        float(notifier.outcomes_read),
+        {},
+    )
+    for name in ("delivered", "retried", "given_up"):
+        yield (
+            f"taskstream_notifier_notices_{name}",
+            f"Notifier: outcome notices {name.replace('_', ' ')}",
+            float(getattr(sender, name)),
+            {},
+        )
+
+
 def worker_health(executor: Any) -> dict[str, Any]:
     failure = executor._failure
     return {

@@ -242,6 +242,20 @@ class Settings(BaseSettings):
     webhook_timeout_ms: int = Field(
         default=10_000, ge=1, description="Timeout of notification and notify_on_* webhook posts."
     )
+    notify_max_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=20,
+        description=(
+            "The notifier's tries of one outcome notice (5xx, 408, 429 and transport errors are "
+            "retried; other answers end it) before it logs the notice as given up."
+        ),
+    )
+    notify_backoff_ms: int = Field(
+        default=500,
+        ge=1,
+        description="The notifier's wait before its first retry of a notice; doubles, to 30 s.",
+    )
     outbound_allow: str = Field(
         default="",
         description=(

@@ -1,6 +1,6 @@
 """Each part of taskstream as a process of its own: ``taskstream processor``, ``delay``,
-``view``, ``worker``, ``demo``, and ``taskstream run``, which supervises them; a deployment
-runs and scales each alone.
+``notifier``, ``view``, ``worker``, ``demo``, and ``taskstream run``, which supervises them; a
+deployment runs and scales each alone.
 
 Every part runs under :func:`streams.runtime.signals.run_part`: it stops on SIGTERM/SIGINT
 within a bound, and an unhandled error ends it with a non-zero exit code and a logged
@@ -72,6 +72,27 @@ def run_delay(settings: Settings) -> int:
                 await observer.stop()
 
     return run_part(body, name="delay", grace_s=8.0)
+
+
+def run_notifier(settings: Settings) -> int:
+    from streams.notifier import NotifierPart
+
+    async def body(stop: asyncio.Event) -> None:
+        await _ensure_topics(settings)
+        notifier = NotifierPart(settings)
+        observer = await observe(
+            settings,
+            "notifier",
+            lambda: part_metrics.notifier_health(notifier),
+            lambda: part_metrics.notifier_samples(notifier),
+        )
+        try:
+            await notifier.run(stop)
+        finally:
+            if observer is not None:
+                await observer.stop()
+
+    return run_part(body, name="notifier", grace_s=8.0)
 
 
 def run_view(settings: Settings) -> int:
@@ -184,6 +205,10 @@ def _cmd_delay(args: argparse.Namespace, settings: Settings) -> int:
     return run_delay(_metrics_port(args, settings))
 
 
+def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
+    return run_notifier(_metrics_port(args, settings))
+
+
 def _cmd_view(args: argparse.Namespace, settings: Settings) -> int:
     return run_view(settings)
 
@@ -259,6 +284,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     parts = [
         Part("processor", ["processor"]),
         Part("delay", ["delay"]),
+        Part("notifier", ["notifier"]),
         Part("view", ["view"]),
     ]
     if args.demo:
@@ -291,6 +317,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("delay", help="run a delay agent for the retry tiers")
     _add_metrics_port(p)
     p.set_defaults(handler=_cmd_delay)
+
+    p = sub.add_parser(
+        "notifier", help="send the notifyOnComplete / notifyOnFailure notices of task outcomes"
+    )
+    _add_metrics_port(p)
+    p.set_defaults(handler=_cmd_notifier)
 
     p = sub.add_parser("view", help="run a projector and the HTTP view")
     p.set_defaults(handler=_cmd_view)

@@ -1,7 +1,7 @@
 """``taskstream run``: the parts of taskstream as separate OS processes on one machine.
 
-Separate processes let the processor, the delay agents, the projector + view and the demo
-executors use more than one core, and each part can also be run alone for a real deployment.
+Separate processes let the processor, the delay agents, the notifier, the projector + view and
+the demo executors use more than one core, and each part can also be run alone for a real deployment.
 The supervisor owns the broker when no cluster is configured: the embedded one (memory only, a
 fresh data directory per run), or with ``--apache-kafka`` a local Apache Kafka whose log and
 the parts' state live under the data directory and survive a restart. It starts the parts with

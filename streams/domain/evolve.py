@@ -17,6 +17,7 @@ from streams.domain.dispatch_fold import DISPATCH_FOLDS
 from streams.domain.errors import DomainError
 from streams.domain.failure_classes import HEALTH_FAILURE, HEALTH_SUCCESS, is_session_fault
 from streams.domain.management_fold import management_folds
+from streams.domain.notices import kept_on_finish
 from streams.domain.records import StepRun
 from streams.domain.schedule_fold import SCHEDULE_FOLDS
 from streams.domain.session_fold import SESSION_FOLDS, seen
@@ -139,7 +140,7 @@ def _finish(
     task.finished_at_ms = at_ms
     task.due_at_ms = None
     if not keep_payload:
-        task.payload = None
+        task.payload = kept_on_finish(task.payload)  # a notice of its outcome may need them
     st.finished(task)
     if not st.pinned(task):
         st.retire(at_ms, RETIRED_TASK, task.task_id)  # else when released (``_unpinned``)

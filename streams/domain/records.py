@@ -79,7 +79,7 @@ class TaskRecord:
     task_id: str
     client_id: str
     operation: str
-    payload: dict[str, Any] | None  # dropped once completed/cancelled/rejected
+    payload: dict[str, Any] | None  # dropped once completed/cancelled/rejected (but notices')
     priority: int  # base: catalog urgency or the explicit override
     explicit_priority: bool
     max_retries: int

@@ -12,14 +12,26 @@
   ``<partition>:<offset>`` it arrived at first.
 - ``OUTPUT_ID_HEADER`` (``ts-out``), on every staged side record: its unique id, by which
   recovery finds the records a crash left unsent (``streams.runtime.staging``).
+- ``NOTIFY_HEADER`` (``ts-notify``), on an outcome record (``task.completed`` / ``task.failed``)
+  of a task that asked for a notice of that outcome (``streams.domain.notices``): JSON of its
+  target, ``{"url": <the notifyWebhookUrl, or its sealed value>}``; the notifier part
+  (``streams.notifier``) sends the notice.
 """
 
 from __future__ import annotations
 
-__all__ = ["CAUSE_HEADER", "FORWARDED_HEADER", "HOME_HEADER", "OUTPUT_ID_HEADER", "TYPE_HEADER"]
+__all__ = [
+    "CAUSE_HEADER",
+    "FORWARDED_HEADER",
+    "HOME_HEADER",
+    "NOTIFY_HEADER",
+    "OUTPUT_ID_HEADER",
+    "TYPE_HEADER",
+]
 
 CAUSE_HEADER = "ts-cause"
 TYPE_HEADER = "ts-type"
 HOME_HEADER = "ts-home"
 FORWARDED_HEADER = "ts-forwarded"
 OUTPUT_ID_HEADER = "ts-out"
+NOTIFY_HEADER = "ts-notify"

@@ -1,5 +1,5 @@
 """Built-in handlers without network: browser steps on a fake driver, report arithmetic over
-rows, notify-on-complete/failure with a recording notifier, and the failures that happen
+rows, and the failures that happen
 before any request."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.executor import HandlerError, TaskContext
+from streams.executor import TaskContext
 from streams.executor.handlers import (
     BrowserAutomationError,
     BrowserAutomationHandler,
@@ -27,7 +27,6 @@ from streams.executor.handlers import (
     builtin_handlers,
     execution_stats,
     task_summary,
-    with_notifications,
 )
 from streams.executor.handlers.report import percentile
 from streams.executor.jobs import is_async_handler
@@ -353,87 +352,19 @@ async def test_report_handler_rejects_bad_config_and_bad_answers() -> None:
         await ReportGenerationHandler(broken)(ctx("report_generation", reportType="task_summary"))
 
 
-# -- notify on complete / failure ------------------------------------------------------------
+# -- notices are not the handlers' ---------------------------------------------------------
 
 
-class RecordingNotifier:
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.fail = fail
-
-    async def send(self, url: str, body: Mapping[str, Any], *, what: str = "webhook") -> int:
-        self.sent.append((url, dict(body)))
-        if self.fail:
-            raise NotificationError(f"{what} got HTTP 502 Bad Gateway")
-        return 200
-
-
-HOOK = "https://hooks.example.com/done"
-
-
-async def test_notify_on_complete_sends_the_output() -> None:
-    async def handler(task: TaskContext) -> dict[str, Any]:
-        return {"contact_id": "ct_1"}
-
-    notifier = RecordingNotifier()
-    wrapped = with_notifications(handler, notifier)
-    assert is_async_handler(wrapped)
-    out = await wrapped(ctx("api_call", notify_on_complete=True, notifyWebhookUrl=HOOK))
-    assert out == {"contact_id": "ct_1"}
-    [(url, body)] = notifier.sent
-    assert url == HOOK
-    assert body["event"] == "task.completed"
-    assert (body["task_id"], body["client_id"], body["operation"], body["attempt"]) == (
-        "t1",
-        "c1",
-        "api_call",
-        2,
-    )
-    assert body["output"] == {"contact_id": "ct_1"}
-    # Asked only for failures: a success sends nothing.
-    await wrapped(ctx("api_call", notifyOnFailure=True, notifyWebhookUrl=HOOK))
-    assert len(notifier.sent) == 1
-
-
-async def test_notify_on_failure_sends_the_error_and_reraises() -> None:
-    async def handler(task: TaskContext) -> dict[str, Any]:
-        raise HandlerError("GHL answered 503")
-
-    notifier = RecordingNotifier()
-    wrapped = with_notifications(handler, notifier)
-    with pytest.raises(HandlerError, match="GHL answered 503"):
-        await wrapped(ctx("ghl_action", notify_on_failure=True, notifyWebhookUrl=HOOK))
-    [(url, body)] = notifier.sent
-    assert body["event"] == "task.attempt_failed"
-    assert body["error"] == "GHL answered 503"
-    assert "output" not in body
-    with pytest.raises(HandlerError):
-        await wrapped(ctx("ghl_action", notify_on_complete=True, notifyWebhookUrl=HOOK))
-    assert len(notifier.sent) == 1
-
-
-async def test_an_undelivered_notice_does_not_change_the_outcome() -> None:
-    def sync_handler(task: TaskContext) -> dict[str, Any]:
-        return {"ok": True}
-
-    notifier = RecordingNotifier(fail=True)
-    wrapped = with_notifications(sync_handler, notifier)
-    flags: dict[str, Any] = {
-        "notify_on_complete": True,
-        "notify_on_failure": True,
-        "notifyWebhookUrl": HOOK,
-    }
-    assert await wrapped(ctx("x", **flags)) == {"ok": True}
-    assert len(notifier.sent) == 1  # tried once, failed, task still succeeded
-
-
-async def test_no_flags_no_notices() -> None:
-    async def handler(task: TaskContext) -> None:
-        return None
-
-    notifier = RecordingNotifier()
-    assert await with_notifications(handler, notifier)(ctx("x", notifyWebhookUrl=HOOK)) is None
-    assert notifier.sent == []
+async def test_handlers_send_no_outcome_notices_themselves() -> None:
+    """notify_on_* is sent once per outcome by the notifier part (tests/unit/test_notifier.py),
+    not per attempt by a wrapper around the built-in handlers."""
+    handlers = builtin_handlers(Settings(kafka_bootstrap_servers="127.0.0.1:9"))
+    try:
+        assert isinstance(handlers["notification"], NotificationHandler)
+        assert isinstance(handlers["report_generation"], ReportGenerationHandler)
+        assert isinstance(handlers["browser_automation"], BrowserAutomationHandler)
+    finally:
+        await handlers.close()
 
 
 # -- failures before any request -----------------------------------------------------------

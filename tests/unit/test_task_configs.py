@@ -30,9 +30,21 @@ def test_every_task_type_has_a_valid_example_and_is_in_the_catalog() -> None:
 
 
 def test_ghl_operations_and_unknown_operations_take_any_payload() -> None:
-    odd = {"anything": object(), "apiEndpoint": 3, "notify_on_complete": "yes"}
+    odd = {"anything": object(), "apiEndpoint": 3, "notify_on_complete": False}
     for operation in [*(op for op in load_catalog() if op not in TASK_TYPES), "no_such_op"]:
         assert validate_task_config(operation, odd) == []
+
+
+def test_every_operation_checks_the_notice_fields() -> None:
+    for operation in [*(op for op in load_catalog() if op not in TASK_TYPES), "no_such_op"]:
+        assert validate_task_config(operation, {"notifyOnFailure": True}) == [
+            "notifyWebhookUrl: required when notify_on_complete or notify_on_failure is true"
+        ]
+        assert validate_task_config(operation, {"notify_on_complete": "yes"}) == [
+            "notify_on_complete: must be true or false"
+        ]
+        ok = {"notifyOnComplete": True, "notifyWebhookUrl": "https://hooks.example/n"}
+        assert validate_task_config(operation, ok) == []
 
 
 def test_a_payload_that_is_not_an_object_is_one_problem() -> None:

@@ -23,7 +23,6 @@ from streams.executor.handlers.ghl_api import GhlApiHandler, ghl_api_handlers
 from streams.executor.handlers.ghl_credentials import GhlAccount, GhlCredentials
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.notification import NotificationHandler, WebhookNotifier
-from streams.executor.handlers.notify import Notifier, with_notifications
 from streams.executor.handlers.outbound import OutboundPolicy
 from streams.executor.handlers.report import (
     Fetch,
@@ -52,7 +51,6 @@ __all__ = [
     "NoBrowserDriverError",
     "NotificationError",
     "NotificationHandler",
-    "Notifier",
     "OutboundPolicy",
     "OutboundRefusedError",
     "ReportError",
@@ -67,5 +65,4 @@ __all__ = [
     "ghl_handlers",
     "task_summary",
     "validate_api_call_config",
-    "with_notifications",
 ]

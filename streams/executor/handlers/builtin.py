@@ -5,8 +5,8 @@
     ...
     await handlers.close()  # closes their HTTP sessions
 
-Every handler is wrapped by :func:`with_notifications`, so any task may ask for
-notify_on_complete / notify_on_failure notices. api_call, webhooks and ghl_action connect only
+notify_on_complete / notify_on_failure notices are not the handlers' business: the notifier part
+sends one per task outcome (``streams.notifier``), whatever handler ran it. api_call, webhooks and ghl_action connect only
 to public addresses and to those ``Settings.outbound_allow`` lists. ghl_action calls
 GoHighLevel's v2 API with the task's client's credentials (``Settings.ghl_credentials_file``);
 without that file its tasks fail permanently, saying so.
@@ -14,13 +14,12 @@ without that file its tasks fail permanently, saying so.
 
 from __future__ import annotations
 
-from streams.executor.context import AsyncHandler, Handler
+from streams.executor.context import AsyncHandler
 from streams.executor.handlers.api_call import ApiCallHandler
 from streams.executor.handlers.browser import BrowserAutomationHandler, BrowserDriver, DriverFor
 from streams.executor.handlers.ghl_action import GhlActionHandler
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.notification import NotificationHandler, WebhookNotifier
-from streams.executor.handlers.notify import with_notifications
 from streams.executor.handlers.outbound import OutboundPolicy
 from streams.executor.handlers.report import Fetch, ReportGenerationHandler, ViewClient
 from streams.settings import Settings
@@ -68,7 +67,7 @@ def builtin_handlers(
     notifier = WebhookNotifier(timeout_ms=settings.webhook_timeout_ms, http=http)
     api_call = ApiCallHandler(outbound)
     browser = BrowserAutomationHandler(browser_driver)
-    raw: dict[str, Handler] = {
+    raw: dict[str, AsyncHandler] = {
         "api_call": api_call,
         "ghl_action": GhlActionHandler.from_settings(settings, http),
         "notification": NotificationHandler(
@@ -83,5 +82,4 @@ def builtin_handlers(
         "browser_automation": browser,
         "data_extraction": browser,
     }
-    wrapped = {name: with_notifications(handler, notifier) for name, handler in raw.items()}
-    return BuiltinHandlers(dict(wrapped), api_call, http, view_http)
+    return BuiltinHandlers(raw, api_call, http, view_http)

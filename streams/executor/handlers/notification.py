@@ -31,7 +31,7 @@ DEFAULT_TIMEOUT_MS = 10_000
 
 
 class WebhookNotifier:
-    """POSTs JSON documents to webhooks; the ``Notifier`` used by ``with_notifications``."""
+    """POSTs JSON documents to webhooks (the notification and reminder handlers)."""
 
     def __init__(self, *, timeout_ms: int = DEFAULT_TIMEOUT_MS, http: HttpClient | None = None):
         if timeout_ms <= 0:
