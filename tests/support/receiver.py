@@ -3,6 +3,7 @@ script (then 200), and records every request (path, headers, JSON body)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,8 @@ class Receiver:
     script: dict[str, list[int]] = field(default_factory=dict)
     """path -> statuses to answer in turn (then 200)."""
     seen: list[Received] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set on every request (clear it to wait for the next)."""
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.seen if r.path == path]
@@ -39,6 +42,7 @@ async def receiver() -> AsyncIterator[Receiver]:
         state.seen.append(
             Received(request.path, dict(request.headers), json.loads(text) if text else None)
         )
+        state.arrived.set()
         statuses = state.script.get(request.path, [])
         status = statuses.pop(0) if statuses else 200
         return web.Response(status=status, text="ok" if status < 300 else "down")

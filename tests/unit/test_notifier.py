@@ -71,7 +71,11 @@ def test_the_notice_body_says_the_outcome() -> None:
         {"n": 1},
     )
     failed = notice_document(FAILED)
-    assert (failed["event"], failed["outcome"], failed["error"]) == ("task.failed", "failed", "boom")
+    assert (failed["event"], failed["outcome"], failed["error"]) == (
+        "task.failed",
+        "failed",
+        "boom",
+    )
     assert failed["attempts"][0]["error"] == "x" and "output" not in failed
 
 
@@ -159,8 +163,7 @@ async def test_a_stop_cuts_the_backoff_short_undelivered() -> None:
         stop = asyncio.Event()
         try:
             sending = asyncio.create_task(s.send(notice(f"{hook.url}/n"), stop))
-            while not hook.seen:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(hook.arrived.wait(), 2)
             stop.set()
             assert await asyncio.wait_for(sending, 2) is None
         finally:
