@@ -168,3 +168,27 @@ async def test_a_stop_cuts_the_backoff_short_undelivered() -> None:
             assert await asyncio.wait_for(sending, 2) is None
         finally:
             await s.close()
+
+
+def test_the_notifier_metrics_parse_with_prometheus_client() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams import part_metrics
+    from streams.notifier import NotifierPart
+    from streams.observe import Observer
+    from streams.settings import Settings
+
+    part = NotifierPart(Settings(kafka_bootstrap_servers="127.0.0.1:9"), sender=sender())
+    part.sender.delivered = 2
+    observer = Observer(
+        "notifier",
+        lambda: part_metrics.notifier_health(part),
+        lambda: part_metrics.notifier_samples(part),
+    )
+    text = generate_latest(observer.registry).decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert values["taskstream_notifier_notices_delivered"] == 2
+    assert values["taskstream_notifier_notices_given_up"] == 0
+    assert "taskstream_notifier_outcomes_read" in values
+    assert part_metrics.notifier_health(part)["status"] == "ok"
