@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_MS = 30_000
 POLL_MS = 500
+MAX_IN_FLIGHT = 32
+"""Notices of one poll sent at the same time, at most."""
 
 Outcome = ev.TaskCompleted | ev.TaskFailed
 
@@ -280,7 +282,13 @@ class NotifierPart:
                 if notice is not None:
                     notices.append(notice)
             offsets[tp] = records[-1].offset + 1
-        sent = await asyncio.gather(*(self.sender.send(n, stop) for n in notices))
+        room = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+        async def send(notice: Notice) -> bool | None:
+            async with room:
+                return await self.sender.send(notice, stop)
+
+        sent = await asyncio.gather(*(send(n) for n in notices))
         if None in sent:
             return  # a notice cut short by the stop goes out from the committed offset again
         try:
