@@ -73,9 +73,7 @@ def test_a_cancelled_task_gets_no_failure_notice() -> None:
 
 
 def test_notice_target_reads_either_spelling_and_needs_a_url() -> None:
-    done = ev.TaskCompleted(
-        client_id="A", task_id="t", occurred_at_ms=1, operation=OP, attempt=1
-    )
+    done = ev.TaskCompleted(client_id="A", task_id="t", occurred_at_ms=1, operation=OP, attempt=1)
     failed = ev.TaskFailed(
         client_id="A", task_id="t", occurred_at_ms=1, operation=OP, attempt=1, error="e"
     )
