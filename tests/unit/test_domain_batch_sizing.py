@@ -5,6 +5,7 @@ one whose items all did, within [1, the operation's size]; replay and reload agr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def _batch(h: Harness, events: list[ev.Event]) -> ev.BatchProcessed:
     return batch
 
 
-def _fill(h: Harness, prefix: str, n: int, at: int, **kw: object) -> list[ev.Event]:
+def _fill(h: Harness, prefix: str, n: int, at: int, **kw: Any) -> list[ev.Event]:
     events: list[ev.Event] = []
     for i in range(n):
         events += h.do(submit(f"{prefix}{i}", operation="tag_add", **kw), at=at)
