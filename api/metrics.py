@@ -77,6 +77,55 @@ class _ProjectionCollector:
             health.add_metric([name], n)
         yield health
 
+        # Seed 000's figures: batch efficiency, retry rate, session utilisation.
+        items = CounterMetricFamily(
+            "taskstream_batch_items",
+            "Items of consolidated batches, by outcome",
+            labels=["outcome"],
+        )
+        items.add_metric(["succeeded"], c.batch_items_succeeded)
+        items.add_metric(["failed"], c.batch_items_failed)
+        yield items
+        for name, doc, ratio in (
+            (
+                "taskstream_batch_efficiency",
+                "Success rate of batched operations (items of consolidated batches)",
+                status.batch_efficiency,
+            ),
+            (
+                "taskstream_retry_rate",
+                "Retries scheduled per task seen (seed 000: below 0.1)",
+                status.retry_rate,
+            ),
+            (
+                "taskstream_session_utilisation",
+                "Busy units of the active sessions over their capacity (a batch is one unit)",
+                status.session_utilisation,
+            ),
+        ):
+            if ratio is not None:
+                yield GaugeMetricFamily(name, doc, value=ratio)
+        yield GaugeMetricFamily(
+            "taskstream_session_busy_units",
+            "Units of work (tasks alone, whole batches) on the active sessions",
+            value=status.session_busy_units,
+        )
+        yield GaugeMetricFamily(
+            "taskstream_session_capacity_units",
+            "Units the active sessions take at once (their max_concurrent)",
+            value=status.session_capacity,
+        )
+        sizes = GaugeMetricFamily(
+            "taskstream_batch_size",
+            "A client's adapted batch size for an operation, where failed batches brought it "
+            "below the operation's own",
+            labels=["client_id", "operation"],
+        )
+        for client_id, operations in status.batch_sizes.items():
+            for operation, size in operations.items():
+                sizes.add_metric([client_id, operation], size)
+        yield sizes
+
         for name, doc, value in (
             ("taskstream_retries", "Retries scheduled", c.retries),
             ("taskstream_dead_letters", "Tasks dead-lettered", c.dead_letters),

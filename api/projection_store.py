@@ -25,7 +25,7 @@ from streams.rocksdb import StoreLockedError
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 _WHAT = "projection store"
 
 

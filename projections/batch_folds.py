@@ -10,7 +10,7 @@ from schemas import events as ev
 from schemas.events import Event
 
 from . import keys
-from .rows import BatchDoc, Counters, new_batch
+from .rows import BatchDoc, Counters, bump, new_batch
 from .tables import Tables
 
 
@@ -38,7 +38,18 @@ def change_batch(
     tables.put_doc(key, row)
 
 
+def _load(c: Counters, session_id: str | None, items: int, sign: int) -> None:
+    """A dispatched batch is one unit of its session's capacity, whatever its items."""
+    if session_id is not None:
+        bump(c.batch_units, session_id, sign, prune=True)
+        bump(c.batch_items, session_id, sign * items, prune=True)
+
+
 def _batch_processed(tables: Tables, e: ev.BatchProcessed) -> None:
+    row: BatchDoc | None = tables.doc(keys.batch_key(e.batch_id))
+    if row is None or row["state"] != "dispatched":
+        _load(tables.counters, e.session_id, len(e.task_ids), +1)
+
     def mutate(batch: BatchDoc) -> None:
         batch["state"] = "dispatched"
         batch["operation"] = e.operation
@@ -54,6 +65,21 @@ def _batch_processed(tables: Tables, e: ev.BatchProcessed) -> None:
 
 
 def _consolidated(tables: Tables, e: ev.BatchResultConsolidated) -> None:
+    c = tables.counters
+    row: BatchDoc | None = tables.doc(keys.batch_key(e.batch_id))
+    if row is not None and row["state"] == "dispatched":
+        _load(c, row["session_id"], len(row["task_ids"]), -1)
+    if row is None or row["state"] != "consolidated":
+        c.batch_items_succeeded += e.success_count
+        c.batch_items_failed += e.failure_count
+    sizes = c.batch_sizes.setdefault(e.client_id, {})
+    if e.batch_size is None:
+        sizes.pop(e.operation, None)
+    else:
+        sizes[e.operation] = e.batch_size
+    if not sizes:
+        del c.batch_sizes[e.client_id]
+
     def mutate(batch: BatchDoc) -> None:
         batch["state"] = "consolidated"
         batch["operation"] = batch["operation"] or e.operation

@@ -107,6 +107,19 @@ class QueueStatus(BaseModel):
     retries: int
     starved_clients: list[StarvedClientStatus] = []
     sla_breaches_by_client: dict[str, int] = {}
+    batch_efficiency: float | None = None
+    """Success rate of batched operations: items of consolidated batches that succeeded, of
+    all their items (seed 000); null before any batch was consolidated."""
+    retry_rate: float | None = None
+    """Retries scheduled per task seen (seed 000: "should be < 10 % of total tasks")."""
+    session_utilisation: float | None = None
+    """Busy units of the active sessions over their capacity (a batch is one unit); null
+    without active sessions."""
+    session_busy_units: int = 0
+    session_capacity: int = 0
+    batch_sizes: dict[str, dict[str, int]] = {}
+    """Adaptive batch sizing: client -> operation -> its batch size now, where failed batches
+    brought it below the operation's own (``max_batch_size``)."""
 
 
 class HealthStats(BaseModel):
@@ -209,7 +222,21 @@ class ProjectionReader:
             )
             for client_id, s in sorted(c.starved_clients.items())
         ]
+        batched = c.batch_items_succeeded + c.batch_items_failed
+        busy = capacity = 0
+        for session_id, session in c.active_sessions.items():
+            capacity += session.capacity
+            alone = c.in_flight.get(session_id, 0) - c.batch_items.get(session_id, 0)
+            busy += max(0, alone) + c.batch_units.get(session_id, 0)
         return QueueStatus(
+            batch_efficiency=round(c.batch_items_succeeded / batched, 4) if batched else None,
+            retry_rate=round(c.retries / c.tasks, 4) if c.tasks else None,
+            session_utilisation=round(busy / capacity, 4) if capacity else None,
+            session_busy_units=busy,
+            session_capacity=capacity,
+            batch_sizes={
+                client: dict(sorted(ops.items())) for client, ops in sorted(c.batch_sizes.items())
+            },
             queue_length=c.by_state["queued"] + c.by_state["batched"],
             active_assignments=c.by_state["assigned"] + c.by_state["in_progress"],
             active_batches=c.open_batches + c.dispatched_batches,

@@ -225,6 +225,8 @@ class ActiveSession(Row):
     status: Literal["healthy", "degraded", "unhealthy"] = "healthy"
     score: float = 1.0
     client_id: str | None = None
+    capacity: int = 1
+    """Its ``max_concurrent``: units of work (a task, or a whole batch) at once."""
 
 
 def _zero_by_priority() -> dict[str, int]:
@@ -270,6 +272,14 @@ class Counters(Row):
     sla_breaches_by_client: dict[str, int] = Field(default_factory=dict)
     sla_ms: dict[str, int] = Field(default_factory=dict)
     """The SLAs the processor judged by (from its events), by priority name."""
+    batch_items_succeeded: int = 0
+    batch_items_failed: int = 0
+    """Items of consolidated batches by outcome: the batch efficiency (seed 000)."""
+    batch_units: dict[str, int] = Field(default_factory=dict)
+    batch_items: dict[str, int] = Field(default_factory=dict)
+    """Per session: its dispatched batches (a unit each) and their items (in ``in_flight``)."""
+    batch_sizes: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Adaptive batch sizing: client -> operation -> size, where below the operation's own."""
 
 
 # --------------------------------------------------------------------------------------

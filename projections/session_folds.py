@@ -49,7 +49,10 @@ def _session_registered(tables: Tables, e: ev.SessionRegistered) -> None:
     row["last_seen_ms"] = max(row["last_seen_ms"] or e.occurred_at_ms, e.occurred_at_ms)
     put_session(tables, row)
     tables.counters.active_sessions[e.session_id] = ActiveSession(
-        status=row["health_status"], score=row["health_score"], client_id=e.client_id
+        status=row["health_status"],
+        score=row["health_score"],
+        client_id=e.client_id,
+        capacity=e.max_concurrent,
     )
 
 
@@ -62,6 +65,8 @@ def _session_ended(
     row["end_reason"] = reason
     put_session(tables, row)
     tables.counters.active_sessions.pop(e.session_id, None)
+    tables.counters.batch_units.pop(e.session_id, None)
+    tables.counters.batch_items.pop(e.session_id, None)
     for task_id in e.requeued_task_ids:
         key = keys.task_key(task_id)
         task: TaskDoc | None = tables.doc(key)

@@ -7,6 +7,10 @@ Rate limits (``streams.domain.rates``): an operation may carry ``rate_limit = "1
 own bucket per client, besides the client's), and ``[clients.<client_id>]`` tables set a
 client's own ``rate_limit`` in place of ``TASKSTREAM_CLIENT_RATE_LIMIT``. ``"none"`` lifts a
 limit.
+
+Batching (``streams.domain.batching``): a batchable operation may carry ``max_batch_size``
+(at least 1) and ``batch_window_ms`` (at least 0) in place of ``TASKSTREAM_MAX_BATCH_SIZE`` and
+``TASKSTREAM_BATCH_WINDOW_MS``; the size is also the upper bound of adaptive batch sizing.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import SchemaError
 
@@ -94,7 +98,21 @@ class OperationSpec(BaseModel):
     rate_limit: RateLimit | None = None
     """The operation's own bucket per client (besides the client's); None: only the client's."""
 
+    max_batch_size: int | None = Field(default=None, ge=1)
+    """Items that close a batch of this operation early (and the bound adaptive sizing grows
+    back to); None: ``TASKSTREAM_MAX_BATCH_SIZE``."""
+    batch_window_ms: int | None = Field(default=None, ge=0)
+    """How long a batch of this operation collects; None: ``TASKSTREAM_BATCH_WINDOW_MS``."""
+
     _parse_rate = field_validator("rate_limit", mode="before")(_rate_field)
+
+    @model_validator(mode="after")
+    def _batching_needs_batchable(self) -> OperationSpec:
+        if not self.batchable:
+            for name in ("max_batch_size", "batch_window_ms"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is set but the operation is not batchable")
+        return self
 
 
 class ClientSpec(BaseModel):
@@ -139,8 +157,8 @@ def _parse(document: dict[str, Any], source: str) -> dict[str, OperationSpec]:
             specs[name] = OperationSpec(name=name, **fields)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SchemaError(f"{source}: operations.{name}.{where}: {first['msg']}") from None
+            where = "".join(f".{p}" for p in first["loc"])
+            raise SchemaError(f"{source}: operations.{name}{where}: {first['msg']}") from None
     return specs
 
 

@@ -270,6 +270,9 @@ class BatchResultConsolidated(Event):
     failure_count: int
     consolidated_output: JsonObject = Field(default_factory=dict)
     health_effect: str | None = None
+    batch_size: int | None = None
+    """The client's batch size for the operation after this outcome (adaptive batch sizing);
+    None: the operation's own size (also records before this field)."""
     """``success``, ``failure`` or ``none``; None (older records): from the counts."""
 
 

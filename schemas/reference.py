@@ -70,8 +70,10 @@ COMMON: Final = {
     "payload": "JSON text: the input.",
     "output": "JSON text: the output.",
     "waiting_on": "The dependencies not completed yet.",
-    "closed_by": "What closed the batch: window (TASKSTREAM_BATCH_WINDOW_MS elapsed) or size "
-    "(TASKSTREAM_MAX_BATCH_SIZE reached).",
+    "closed_by": "What closed the batch: window (the operation's batch_window_ms or "
+    "TASKSTREAM_BATCH_WINDOW_MS elapsed) or size (the client's batch size for the operation "
+    "reached: the operation's max_batch_size or TASKSTREAM_MAX_BATCH_SIZE, less after failed "
+    "batches).",
     "at_ms": "When the attempt failed, epoch milliseconds.",
     "delay_ms": "The backoff before the retry, milliseconds (1 s, 2 s, 4 s ... capped at 32 s).",
     "tier_ms": "The delay tier it waits on (task.retry.<tier_ms / 1000>s).",

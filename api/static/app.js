@@ -48,6 +48,10 @@
     return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US");
   }
 
+  function fmtRate(r) {
+    return r === null || r === undefined ? "–" : `${(r * 100).toFixed(1)} %`;
+  }
+
   function fmtMs(ms) {
     if (ms === null || ms === undefined) return "–";
     if (ms < 1000) return `${Math.round(ms)} ms`;
@@ -263,6 +267,7 @@
 
   function renderStatus(status) {
     for (const node of $$("[data-stat]")) node.textContent = fmtNumber(status[node.dataset.stat]);
+    for (const node of $$("[data-rate]")) node.textContent = fmtRate(status[node.dataset.rate]);
     for (const node of $$("[data-priority]")) node.textContent = fmtNumber(status.tasks_by_priority[node.dataset.priority] || 0);
     for (const node of $$("[data-health]")) node.textContent = fmtNumber(status.session_health[node.dataset.health] || 0);
     const states = Object.entries(status.tasks_by_state).filter(([, n]) => n > 0);

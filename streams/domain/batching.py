@@ -5,6 +5,13 @@ items joined, whichever comes first; after that it is *closed* (no item joins an
 waits for a session. Closing needs no event: it follows from the batch's age and its join
 count, both in the state, so live and recovered states agree. Only a task's first attempt
 batches; retries run alone ("failed items take the retry path individually").
+
+The window and the size are the operation's (``batch_window_ms`` and ``max_batch_size`` in the
+catalog) or else the configured defaults. The size adapts per client and operation (seed 000's
+"adaptive batch sizing"): a consolidated batch none of whose items succeeded halves it, one
+whose items all succeeded doubles it back, always within ``[1, the operation's size]``. The
+decider writes the new size into the ``BatchResultConsolidated`` (``batch_size``, null at the
+operation's size) and ``evolve`` keeps it in the client's record, so a replay reproduces it.
 """
 
 from __future__ import annotations
@@ -20,15 +27,61 @@ def should_batch(task: TaskRecord) -> bool:
     return task.batchable and task.session_required and task.attempt == 1
 
 
-def is_closed(batch: BatchRecord, now_ms: int, config: DomainConfig) -> bool:
-    return (
-        len(batch.task_ids) >= config.max_batch_size
-        or now_ms >= batch.opened_at_ms + config.batch_window_ms
-    )
+def window_ms(config: DomainConfig, operation: str) -> int:
+    spec = config.catalog.get(operation)
+    if spec is None or spec.batch_window_ms is None:
+        return config.batch_window_ms
+    return spec.batch_window_ms
 
 
-def closed_by(batch: BatchRecord, config: DomainConfig) -> str:
-    return "size" if len(batch.task_ids) >= config.max_batch_size else "window"
+def max_size(config: DomainConfig, operation: str) -> int:
+    """The operation's batch size: the bound adaptive sizing stays within."""
+    spec = config.catalog.get(operation)
+    if spec is None or spec.max_batch_size is None:
+        return config.max_batch_size
+    return spec.max_batch_size
+
+
+def largest_size(config: DomainConfig) -> int:
+    """The largest batch any operation may have."""
+    sizes = [s.max_batch_size for s in config.catalog.values() if s.max_batch_size is not None]
+    return max([config.max_batch_size, *sizes])
+
+
+def size(st: PartitionState, client_id: str, operation: str, config: DomainConfig) -> int:
+    """The client's batch size for the operation now: the adapted one, else the operation's."""
+    bound = max_size(config, operation)
+    record = st.clients.get(client_id)
+    if record is not None:
+        adapted = record.batch_sizes.get(operation)
+        if adapted is not None:
+            return min(adapted, bound)
+    return bound
+
+
+def adapted(
+    st: PartitionState, batch: BatchRecord, successes: int, failures: int, config: DomainConfig
+) -> int | None:
+    """The size after this batch's outcome (None: the operation's size): halved when no item
+    succeeded, doubled when every item did, unchanged when some failed; within [1, bound]."""
+    bound = max_size(config, batch.operation)
+    now = size(st, batch.client_id, batch.operation, config)
+    if failures and not successes:
+        now = max(1, now // 2)
+    elif successes and not failures:
+        now = min(bound, now * 2)
+    return None if now >= bound else now
+
+
+def is_closed(st: PartitionState, batch: BatchRecord, now_ms: int, config: DomainConfig) -> bool:
+    return len(batch.task_ids) >= size(
+        st, batch.client_id, batch.operation, config
+    ) or now_ms >= batch.opened_at_ms + window_ms(config, batch.operation)
+
+
+def closed_by(st: PartitionState, batch: BatchRecord, config: DomainConfig) -> str:
+    full = len(batch.task_ids) >= size(st, batch.client_id, batch.operation, config)
+    return "size" if full else "window"
 
 
 def batch_priority(
@@ -72,7 +125,7 @@ def join(ctx: Decision, task_id: str) -> None:
     batch_id: str | None = st.current_batch.get((task.client_id, task.operation))
     if batch_id is not None:
         batch = st.batches[batch_id]
-        if batch.status != BatchStatus.OPEN or is_closed(batch, ctx.now, ctx.config):
+        if batch.status != BatchStatus.OPEN or is_closed(st, batch, ctx.now, ctx.config):
             batch_id = None
     if batch_id is None:
         batch_id = f"b-{task.client_id}-{st.meta.batch_seq + 1}"

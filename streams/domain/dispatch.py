@@ -133,7 +133,7 @@ def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, s
             continue
         if batch_id in skipped:
             continue
-        if not batching.is_closed(batch, now, cfg):
+        if not batching.is_closed(st, batch, now, cfg):
             continue
         key = (batching.batch_priority(st, batch, now, cfg), batch.opened_at_ms, batch.seq)
         if best_key is None or key < best_key:
@@ -176,7 +176,7 @@ def _assign_batch(ctx: Decision, batch_id: str, session: SessionRecord) -> None:
             task_ids=list(items),
             session_id=session.session_id,
             fencing_token=token,
-            closed_by=batching.closed_by(batch, cfg),
+            closed_by=batching.closed_by(st, batch, cfg),
         )
     )
     for task_id in items:

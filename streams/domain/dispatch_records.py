@@ -48,6 +48,8 @@ class ClientRecord:
     # queue priority -> the highest task seq whose SLA breach was recorded (lanes are in seq
     # order, so every waiting task of that priority at or below it was reported)
     sla_seq: dict[int, int] = field(default_factory=dict)
+    # operation -> the adapted batch size (``streams.domain.batching``); absent: the operation's
+    batch_sizes: dict[str, int] = field(default_factory=dict)
 
     def clone(self) -> ClientRecord:
         return ClientRecord(
@@ -57,7 +59,14 @@ class ClientRecord:
             self.blocked,
             self.starved_at_ms,
             dict(self.sla_seq),
+            dict(self.batch_sizes),
         )
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        # Pickles from before ``batch_sizes`` (the local store) do not hold it.
+        self.batch_sizes = {}
+        for name, value in state[1].items():
+            object.__setattr__(self, name, value)
 
 
 PoolMember = tuple[int, int, int]

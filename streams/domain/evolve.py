@@ -466,6 +466,11 @@ def _batch_consolidated(st: PartitionState, e: ev.BatchResultConsolidated) -> No
         return
     batch.reported = True
     _free_unit(st, batch.session_id, "b:" + e.batch_id)
+    record = st.clients.get(batch.client_id)
+    if e.batch_size is not None:
+        st.edit_client(batch.client_id).batch_sizes[batch.operation] = e.batch_size
+    elif record is not None and batch.operation in record.batch_sizes:
+        del st.edit_client(batch.client_id).batch_sizes[batch.operation]
     session = seen(st, batch.session_id, e.occurred_at_ms)
     if session is None:
         return

@@ -10,7 +10,7 @@ from typing import Any
 from schemas import commands as cmd
 from schemas.events import BatchResultConsolidated
 from schemas.states import ACTIVE_STATES
-from streams.domain import failure_classes, lifecycle
+from streams.domain import batching, failure_classes, lifecycle
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.refusals import (
@@ -55,7 +55,7 @@ def _task_result(ctx: Decision, c: cmd.ReportResult, task_id: str) -> None:
 def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
     st = ctx.state
     batch = st.batches.get(batch_id)
-    limit = len(batch.task_ids) if batch is not None else ctx.config.max_batch_size
+    limit = len(batch.task_ids) if batch is not None else batching.largest_size(ctx.config)
     if len(c.items) > limit:
         # One refusal, not one event per item: a result cannot name more items than a batch has.
         reject_command(
@@ -123,6 +123,9 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
             failure_count=len(outcomes) - successes,
             consolidated_output=consolidated,
             health_effect=effect,
+            batch_size=batching.adapted(
+                st, batch, successes, len(outcomes) - successes, ctx.config
+            ),
         )
     )
     if effect != failure_classes.HEALTH_NONE:

@@ -83,7 +83,7 @@ def _run(ctx: Decision) -> None:
             )
             touched.add(session.client_id)
     for client_id, batch_ids in st.pending_batches.items():
-        if any(batching.is_closed(st.batches[b], now, cfg) for b in batch_ids):
+        if any(batching.is_closed(st, st.batches[b], now, cfg) for b in batch_ids):
             touched.add(client_id)
     pool.clean(ctx)
     touched.update(rates.due(st, now))  # buckets refilled, pauses over
@@ -147,6 +147,7 @@ def _time_out(ctx: Decision, unit: str) -> str:
             success_count=0,
             failure_count=len(items),
             consolidated_output={t: {"error": error} for t in items},
+            batch_size=batching.adapted(st, batch, 0, len(items), ctx.config),
         )
     )
     lifecycle.health_after(ctx, batch.session_id, before, success=not items)

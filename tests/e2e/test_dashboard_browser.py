@@ -102,6 +102,8 @@ async def _shown(page: Any) -> dict[str, list[str]]:
               const out = {};
               const add = (key, node) => (out[key] = out[key] || []).push(node.textContent);
               for (const n of document.querySelectorAll('[data-stat]')) add(n.dataset.stat, n);
+              for (const n of document.querySelectorAll('[data-rate]'))
+                add('rate.' + n.dataset.rate, n);
               for (const n of document.querySelectorAll('[data-priority]'))
                 add('priority.' + n.dataset.priority, n);
               for (const n of document.querySelectorAll('[data-health]'))
@@ -133,6 +135,9 @@ def _expected(status: dict[str, Any], sessions: list[dict[str, Any]]) -> dict[st
     ):
         out[key] = [n(status[key])]
     out["dead_letters"] = [n(status["dead_letters"])] * 2  # the status card and the DLQ title
+    for key in ("batch_efficiency", "retry_rate", "session_utilisation"):
+        rate = status[key]
+        out[f"rate.{key}"] = ["–" if rate is None else f"{rate * 100:.1f} %"]
     for name, value in status["tasks_by_priority"].items():
         out[f"priority.{name}"] = [n(value)]
     for name, value in status["session_health"].items():

@@ -635,6 +635,15 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "What the result does to the session's health: success, failure (every item failed and at least one by the session's fault) or none (every item failed, none by the session's fault). Null (records before this field): failure when no item succeeded, else success."
+      },
+      {
+        "name": "batch_size",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Adaptive batch sizing: the client's batch size for this operation from now on, halved when no item succeeded, doubled when every item did, within 1 and the operation's max_batch_size. Null: the operation's own size (also records before this field)."
       }
     ]
   },
@@ -681,6 +690,61 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         "type": "string",
         "default": "{}",
         "doc": "JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {\"error\": \"...\"} for an item that failed."
+      }
+    ]
+  },
+  "BatchResultConsolidated.v2": {
+    "type": "record",
+    "name": "BatchResultConsolidated",
+    "namespace": "taskstream",
+    "doc": "BatchResultConsolidated version 2: before batch_size (adaptive batch sizing).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "batch_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "success_count",
+        "type": "long"
+      },
+      {
+        "name": "failure_count",
+        "type": "long"
+      },
+      {
+        "name": "consolidated_output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): keyed by task id: each item's output, or {\"error\": \"...\"} for an item that failed."
+      },
+      {
+        "name": "health_effect",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "What the result does to the session's health: success, failure (every item failed and at least one by the session's fault) or none (every item failed, none by the session's fault). Null (records before this field): failure when no item succeeded, else success."
       }
     ]
   },
@@ -6114,6 +6178,8 @@ export interface BatchResultConsolidated {
   consolidated_output: string;
   /** What the result does to the session's health: success, failure (every item failed and at least one by the session's fault) or none (every item failed, none by the session's fault). Null (records before this field): failure when no item succeeded, else success. */
   health_effect: null | string;
+  /** Adaptive batch sizing: the client's batch size for this operation from now on, halved when no item succeeded, doubled when every item did, within 1 and the operation's max_batch_size. Null: the operation's own size (also records before this field). */
+  batch_size: null | number;
 }
 
 /** BatchResultConsolidated as a producer writes it: fields with an Avro default may be left out. */
@@ -6127,6 +6193,7 @@ export interface BatchResultConsolidatedInit {
   failure_count: number;
   consolidated_output?: string;
   health_effect?: null | string;
+  batch_size?: null | number;
 }
 
 /** Cancel a batch job: no further item is released, unfinished children are cancelled, the job ends cancelled. */
