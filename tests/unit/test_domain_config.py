@@ -83,7 +83,7 @@ def test_health_bounds_and_the_workload_limit_come_from_the_environment(
     monkeypatch.setenv("TASKSTREAM_SESSION_UNHEALTHY_BELOW", "0.25")
     monkeypatch.setenv("TASKSTREAM_SESSION_PROBE_RECOVERY_SCORE", "0.85")
     monkeypatch.setenv("TASKSTREAM_MAX_WORKLOAD", "0.8")
-    config = domain_config(Settings(), {})
+    config = domain_config(Settings(), load_catalog())
     assert (
         config.session_reuse_threshold,
         config.session_healthy_above,
