@@ -138,6 +138,14 @@ class ReleaseSession(Command):
 
 class SessionHeartbeat(Command):
     session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    workload: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class CleanupSessions(Command):
+    """Clean the client's stale sessions now (the seed's ``cleanupStaleSessions()``): those
+    silent for the stale timeout, as the processor's ticks do; their work is queued again."""
+
+    actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
 
 
 class TaskStarted(Command):
@@ -373,6 +381,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     RegisterSession,
     ReleaseSession,
     SessionHeartbeat,
+    CleanupSessions,
     TaskStarted,
     ReportProgress,
     ReportResult,

@@ -303,6 +303,7 @@ class SessionCleaned(Event):
 class SessionHeartbeatReceived(Event):
     TYPE: ClassVar[str] = "session.heartbeat"
     session_id: str
+    workload: float | None = None
 
 
 class SessionHealthChanged(Event):

@@ -50,6 +50,7 @@ from schemas.commands import (
     ApproveTask,
     CancelBatchJob,
     CancelTask,
+    CleanupSessions,
     Command,
     ExpediteTask,
     RegisterSession,
@@ -514,8 +515,17 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
             _build(ReleaseSession, client_id=client_id, session_id=session_id, reason=reason)
         )
 
-    async def heartbeat(self, client_id: str, session_id: str) -> Sent:
-        return await self.send(_build(SessionHeartbeat, client_id=client_id, session_id=session_id))
+    async def heartbeat(
+        self, client_id: str, session_id: str, workload: float | None = None
+    ) -> Sent:
+        """The session is alive; ``workload`` (0..1) is how busy its agent is."""
+        return await self.send(
+            _build(SessionHeartbeat, client_id=client_id, session_id=session_id, workload=workload)
+        )
+
+    async def cleanup_sessions(self, client_id: str) -> Sent:
+        """Clean the client's stale sessions now (the seed's ``cleanupStaleSessions()``)."""
+        return await self.send(_build(CleanupSessions, client_id=client_id))
 
     # --- outcomes ----------------------------------------------------------------------
 

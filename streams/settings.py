@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.catalog import PRIORITY_NAMES, parse_rate_limit
@@ -106,6 +106,41 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an open session circuit waits before a probe.",
     )
+    session_healthy_above: float = Field(
+        default=DOMAIN.session_healthy_above,
+        ge=0.0,
+        le=1.0,
+        description="A session whose health score is above this is healthy.",
+    )
+    session_unhealthy_below: float = Field(
+        default=DOMAIN.session_unhealthy_below,
+        ge=0.0,
+        le=1.0,
+        description="Below this a session is unhealthy and its circuit opens (between: degraded).",
+    )
+    session_reuse_threshold: float = Field(
+        default=DOMAIN.session_reuse_threshold,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "A session whose health score is below this is not reused while another session "
+            "of its client can take the work; with none, it takes one unit at a time."
+        ),
+    )
+    session_probe_recovery_score: float = Field(
+        default=DOMAIN.session_probe_recovery_score,
+        ge=0.0,
+        le=1.0,
+        description="The health score at least restored by a successful half-open probe.",
+    )
+    max_workload: float = Field(
+        default=DOMAIN.max_workload,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "A session whose agent reported a workload (0..1) at or above this gets no new work."
+        ),
+    )
     dispatch_strategy: DispatchStrategy = DOMAIN.dispatch_strategy
     tick_interval_ms: int = Field(default=DOMAIN.tick_interval_ms, ge=10)
     max_clock_skew_ms: int = Field(
@@ -152,6 +187,15 @@ class Settings(BaseSettings):
             '{"critical": 30000}. A task waiting longer records task.sla_breached while it waits.'
         ),
     )
+
+    @model_validator(mode="after")
+    def _health_bounds_ordered(self) -> Settings:
+        if self.session_unhealthy_below > self.session_healthy_above:
+            raise ValueError(
+                f"session_unhealthy_below ({self.session_unhealthy_below}) must not be above "
+                f"session_healthy_above ({self.session_healthy_above})"
+            )
+        return self
 
     @field_validator("client_rate_limit")
     @classmethod

@@ -34,10 +34,18 @@ class DomainConfig:
     default_timeout_ms: int = 300_000
     aging_step_ms: int = 60_000
     dispatch_strategy: DispatchStrategy = "session-aware"
-    healthy_above: float = 0.7
-    unhealthy_below: float = 0.3
+    # Session health (``streams.domain.health``): the status bounds of the score, the score
+    # below which a session is not reused while a better one of its client can take the work
+    # (the seed's "session health is above threshold (0.5)"), the circuit's cooldown and the
+    # score a successful half-open probe restores.
+    session_healthy_above: float = 0.7
+    session_unhealthy_below: float = 0.3
+    session_reuse_threshold: float = 0.5
     circuit_cooldown_ms: int = 30_000
-    probe_recovery_score: float = 0.8
+    session_probe_recovery_score: float = 0.8
+    # A session whose agent reported a workload (0..1, on its heartbeat) at or above this gets
+    # no new work (the seed's "workload < 0.9").
+    max_workload: float = 0.9
     max_payload_bytes: int = 1_048_576
     max_queued_per_client: int = 100_000
     task_retention_ms: int = 86_400_000

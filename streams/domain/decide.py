@@ -64,6 +64,7 @@ _HANDLERS: dict[type[cmd.Command], Callable[[Decision, Any], None]] = {
     cmd.RegisterSession: session_commands.register,
     cmd.ReleaseSession: session_commands.release,
     cmd.SessionHeartbeat: session_commands.heartbeat,
+    cmd.CleanupSessions: session_commands.cleanup,
     cmd.TaskStarted: task_commands.started,
     cmd.ReportProgress: task_commands.progress,
     cmd.ReportResult: results.result,

@@ -7,6 +7,10 @@ Rules that hold for every strategy:
   size (the executor runs it as one browser interaction);
 * a session whose circuit is open gets nothing; a half-open one gets exactly one probe unit;
 * a task's ``capabilities`` must be a subset of the session's (for a batch: all its items');
+* a session whose agent reported a workload at or above ``max_workload`` gets nothing;
+* a session whose health is below ``session_reuse_threshold`` is not reused while a session at
+  or above it can take the unit; with none, it takes one unit at a time (like a probe), so
+  its successes can lift it back;
 * work goes in order of effective (aged) priority, then arrival. Work no free session can take
   (missing capabilities) is skipped, not blocking what comes after it.
 
@@ -44,7 +48,13 @@ def _capability_based(
         match = len(required) / len(session.capabilities) if session.capabilities else 1.0
         if not required:
             match = 1.0
-        value = 0.5 * match + 0.3 * session.score + 0.2 * health.success_rate(session)
+        # Match, health, success rate and availability (the agent's free workload).
+        value = (
+            0.4 * match
+            + 0.25 * session.score
+            + 0.15 * health.success_rate(session)
+            + 0.2 * (1.0 - session.workload)
+        )
         return (-value, -free, session.reg_seq)
 
     return min(cands, key=score)[0]
@@ -53,7 +63,11 @@ def _capability_based(
 def _least_loaded(cands: list[Candidate], required: frozenset[str], ctx: Decision) -> SessionRecord:
     return min(
         cands,
-        key=lambda c: (len(c[0].units) / c[0].max_concurrent, len(c[0].units), c[0].reg_seq),
+        key=lambda c: (
+            max(len(c[0].units) / c[0].max_concurrent, c[0].workload),
+            len(c[0].units),
+            c[0].reg_seq,
+        ),
     )[0]
 
 
@@ -95,11 +109,20 @@ def choose_session(
     required: frozenset[str],
     assignee: tuple[str, str] | None = None,
 ) -> SessionRecord | None:
+    cfg = ctx.config
     cands: list[Candidate] = []
     for session in _sessions(ctx.state, client_id):
         free = health.free_capacity(session)
-        if free > 0 and required.issubset(session.capabilities) and _serves(session, assignee):
+        if (
+            free > 0
+            and required.issubset(session.capabilities)
+            and _serves(session, assignee)
+            and not health.overloaded(session, cfg)
+        ):
             cands.append((session, free))
+    reused = [c for c in cands if health.reusable(c[0], cfg)]
+    # Below the reuse threshold only when nothing better can take it, one unit at a time.
+    cands = reused or [(s, 1) for s, _ in cands if not s.units]
     if not cands:
         return None
     return STRATEGIES[ctx.config.dispatch_strategy](cands, required, ctx)

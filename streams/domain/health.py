@@ -4,7 +4,8 @@ The score moves by fixed rules (applied in ``evolve`` from outcome events, so th
 the event semantics, not configuration): a failure multiplies it by ``FAILURE_FACTOR``, a
 success adds ``SUCCESS_STEP``. From a perfect score three failures in a row open the circuit
 (1.0 -> 0.6 -> 0.36 -> 0.216). Status thresholds, cooldown and the score a successful probe
-restores are configuration and only used when deciding.
+restores are configuration and only used when deciding, like the reuse threshold (below it a
+session is not reused while a better one can take the work) and the agent's workload limit.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def after_failure(score: float) -> float:
 
 
 def status_for(score: float, config: DomainConfig) -> str:
-    if score > config.healthy_above:
+    if score > config.session_healthy_above:
         return HEALTHY
-    if score < config.unhealthy_below:
+    if score < config.session_unhealthy_below:
         return UNHEALTHY
     return DEGRADED
 
@@ -43,6 +44,18 @@ def status_for(score: float, config: DomainConfig) -> str:
 def rank(score: float, config: DomainConfig) -> int:
     """0 healthy, 1 degraded, 2 unhealthy: lower is preferred."""
     return _RANK[status_for(score, config)]
+
+
+def reusable(session: SessionRecord, config: DomainConfig) -> bool:
+    """Whether the session's health is at or above the reuse threshold: below it the session
+    is passed over while another of its client's sessions can take the work, and otherwise
+    takes one unit at a time, like a probe, until successes lift it back."""
+    return session.score >= config.session_reuse_threshold
+
+
+def overloaded(session: SessionRecord, config: DomainConfig) -> bool:
+    """Whether the agent's last reported workload is at or above ``max_workload``."""
+    return session.workload >= config.max_workload
 
 
 def free_capacity(session: SessionRecord) -> int:
@@ -65,7 +78,7 @@ def next_circuit(
     """Circuit and score after an outcome whose score effect is already in ``score``."""
     if circuit == Circuit.HALF_OPEN:
         if success:
-            return Circuit.CLOSED, max(score, config.probe_recovery_score)
+            return Circuit.CLOSED, max(score, config.session_probe_recovery_score)
         return Circuit.OPEN, score
     if circuit == Circuit.CLOSED and status_for(score, config) == UNHEALTHY:
         return Circuit.OPEN, score

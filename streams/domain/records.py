@@ -153,6 +153,7 @@ class SessionRecord:
     successes: int = 0
     failures: int = 0
     incarnation: str | None = None  # the executor start that registered it last
+    workload: float = 0.0  # the agent's last reported workload, 0..1 (heartbeats)
 
     def clone(self) -> SessionRecord:
         return _clone_session(self)

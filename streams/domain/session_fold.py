@@ -26,6 +26,8 @@ def _session_registered(st: PartitionState, e: ev.SessionRegistered) -> None:
         session.max_concurrent = e.max_concurrent
         session.capabilities = tuple(e.capabilities)
         session.last_seen_ms = max(session.last_seen_ms, e.occurred_at_ms)
+        if session.incarnation != e.incarnation:
+            session.workload = 0.0  # a new start of the executor reports afresh
         session.incarnation = e.incarnation
         return
     meta = st.edit_meta()
@@ -65,7 +67,9 @@ def _session_cleaned(st: PartitionState, e: ev.SessionCleaned) -> None:
 
 
 def _heartbeat(st: PartitionState, e: ev.SessionHeartbeatReceived) -> None:
-    seen(st, e.session_id, e.occurred_at_ms)
+    session = seen(st, e.session_id, e.occurred_at_ms)
+    if session is not None and e.workload is not None:
+        session.workload = e.workload
 
 
 def _health_changed(st: PartitionState, e: ev.SessionHealthChanged) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from schemas.events import (
     BatchResultConsolidated,
     Event,
-    SessionCleaned,
     SessionHealthChanged,
     TaskTimedOut,
 )
@@ -27,6 +26,7 @@ from streams.domain import (
     pool,
     rates,
     retention,
+    session_commands,
     steps,
     timers,
     watch,
@@ -56,10 +56,9 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
 def _run(ctx: Decision) -> None:
     st, now, cfg = ctx.state, ctx.now, ctx.config
     touched: set[str] = set()
-    for session in sorted(st.sessions.values(), key=lambda s: s.reg_seq):
-        if now - session.last_seen_ms >= cfg.session_stale_ms:
-            _clean(ctx, session.session_id)
-            touched.add(session.client_id)
+    for session_id in session_commands.stale(ctx, list(st.sessions)):
+        touched.add(st.sessions[session_id].client_id)
+        session_commands.clean(ctx, session_id)
     overdue = sorted((deadline, unit) for unit, deadline in st.inflight.items() if deadline <= now)
     for _, unit in overdue:
         if unit in st.inflight:
@@ -90,22 +89,6 @@ def _run(ctx: Decision) -> None:
     for client_id in sorted(touched):
         dispatch(ctx, client_id)
     pool.dispatch_pool(ctx)
-
-
-def _clean(ctx: Decision, session_id: str) -> None:
-    st = ctx.state
-    session = st.sessions[session_id]
-    held = lifecycle.inflight_tasks(st, session_id)
-    ctx.emit(
-        SessionCleaned(
-            client_id=session.client_id,
-            occurred_at_ms=ctx.now,
-            session_id=session_id,
-            last_seen_ms=session.last_seen_ms,
-            requeued_task_ids=held,
-        )
-    )
-    lifecycle.requeue(ctx, held)
 
 
 def _timed_out(ctx: Decision, task_id: str) -> None:

@@ -57,6 +57,7 @@ from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.executor.pool_capacity import PoolCapacity
 from streams.executor.watch import ProgressCallback, TaskError
+from streams.executor.workload import Workload, WorkloadSource
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
 from streams.kafka.fetch_wait import FetchWait, starved
 from streams.kafka.membership import group_consumer
@@ -151,7 +152,9 @@ class Executor:
     none) to ``settings.default_timeout_ms``, the heartbeat interval to a tenth of
     ``settings.session_stale_ms`` capped at 30 s. The local queue hands out the most urgent
     assignment first; ``errors()`` and ``on_progress(task_id, status, percent, message)``
-    watch the work from this process (``streams.executor.watch``).
+    watch the work from this process (``streams.executor.watch``). Each heartbeat reports
+    the workload (``streams.executor.workload``): ``workload=`` or ``set_workload`` replace
+    the default, running handler calls over the concurrency.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class Executor:
         commit_interval_ms: int = 1000,
         topic_wait_s: float = 30.0,
         on_progress: ProgressCallback | None = None,
+        workload: WorkloadSource | None = None,
     ) -> None:
         self.settings = settings
         self.sessions: tuple[SessionSpec, ...] = tuple(sessions)
@@ -199,6 +203,7 @@ class Executor:
             session_limits={s.session_id: s.max_concurrent for s in self.sessions},
             on_progress=on_progress,
         )
+        self._workload = Workload(lambda: self._pool.metrics().running / concurrency, workload)
         # This start of the executor: its registrations take the sessions over at once, so
         # the processor re-queues what an earlier (crashed) start still held.
         self.incarnation = uuid.uuid4().hex
@@ -235,6 +240,11 @@ class Executor:
 
     def running_by_session(self) -> dict[str, int]:
         return self._pool.running_by_session()
+
+    def set_workload(self, value: float | WorkloadSource | None) -> None:
+        """The workload (0..1) the next heartbeats report: a value, a function, or None for
+        the default (running handler calls over the concurrency)."""
+        self._workload.set(value)
 
     def errors(self) -> list[TaskError]:
         """The recent failed attempts of this executor (task id, error, class), oldest first."""
@@ -509,8 +519,13 @@ class Executor:
         while True:
             await asyncio.sleep(self._heartbeat_s)
             self._emit_all(self.pool_capacity.heartbeat())
+            workload = round(self._workload.current(), 4)
             for s in self.sessions:
-                self._emit(SessionHeartbeat(client_id=s.client_id, session_id=s.session_id))
+                self._emit(
+                    SessionHeartbeat(
+                        client_id=s.client_id, session_id=s.session_id, workload=workload
+                    )
+                )
 
     async def _send_loop(self) -> None:
         """Produce the outbox in order; mark items done only once delivered."""

@@ -14,13 +14,7 @@ from streams.domain import DomainConfig
 from streams.settings import Settings
 
 # Knobs of the decider that are not process settings (tuned in code only).
-NOT_SETTINGS = {
-    "catalog",
-    "healthy_above",
-    "unhealthy_below",
-    "probe_recovery_score",
-    "watch_interval_ms",
-}
+NOT_SETTINGS = {"catalog", "watch_interval_ms"}
 # Settings in another form: a rate limit as text, SLAs by priority name, per-client limits
 # from the catalog (tested below).
 TRANSLATED = {"client_rate_limit", "client_rate_limits", "sla_ms"}
@@ -28,7 +22,7 @@ SHARED = [f.name for f in fields(DomainConfig) if f.name not in NOT_SETTINGS | T
 
 
 def test_every_domain_setting_defaults_to_the_domain_default() -> None:
-    assert len(SHARED) == 15
+    assert len(SHARED) == 20
     defaults = DomainConfig(catalog={})
     for name in SHARED:
         assert Settings.model_fields[name].default == getattr(defaults, name), name
@@ -46,6 +40,11 @@ def test_the_adapter_carries_every_domain_setting_into_the_config() -> None:
         "aging_step_ms": 23,
         "dispatch_strategy": "round-robin",
         "circuit_cooldown_ms": 29,
+        "session_healthy_above": 0.8,
+        "session_unhealthy_below": 0.2,
+        "session_reuse_threshold": 0.6,
+        "session_probe_recovery_score": 0.9,
+        "max_workload": 0.75,
         "max_payload_bytes": 4096,
         "max_queued_per_client": 31,
         "task_retention_ms": 60_037,
@@ -74,6 +73,28 @@ def test_rate_limits_and_slas_reach_the_config_in_domain_terms(tmp_path: Any) ->
     assert len(config.catalog) == len(load_catalog())  # a clients-only file adds no operation
     default = Settings.model_fields["client_rate_limit"].default  # the suite sets none
     assert parse_rate_limit(default) == DomainConfig(catalog={}).client_rate_limit
+
+
+def test_health_bounds_and_the_workload_limit_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKSTREAM_SESSION_REUSE_THRESHOLD", "0.65")
+    monkeypatch.setenv("TASKSTREAM_SESSION_HEALTHY_ABOVE", "0.75")
+    monkeypatch.setenv("TASKSTREAM_SESSION_UNHEALTHY_BELOW", "0.25")
+    monkeypatch.setenv("TASKSTREAM_SESSION_PROBE_RECOVERY_SCORE", "0.85")
+    monkeypatch.setenv("TASKSTREAM_MAX_WORKLOAD", "0.8")
+    config = domain_config(Settings(), load_catalog())
+    assert (
+        config.session_reuse_threshold,
+        config.session_healthy_above,
+        config.session_unhealthy_below,
+        config.session_probe_recovery_score,
+        config.max_workload,
+    ) == (0.65, 0.75, 0.25, 0.85, 0.8)
+    with pytest.raises(ValidationError, match="must not be above"):
+        Settings(session_unhealthy_below=0.8, session_healthy_above=0.6)
+    with pytest.raises(ValidationError):
+        Settings(session_reuse_threshold=1.5)
 
 
 def test_bad_rate_limits_and_sla_names_are_refused_with_the_accepted_forms() -> None:

@@ -837,6 +837,27 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "CleanupSessions": {
+    "type": "record",
+    "name": "CleanupSessions",
+    "namespace": "taskstream",
+    "doc": "Clean the client's stale sessions now (the seed's cleanupStaleSessions()): every session of the client silent for TASKSTREAM_SESSION_STALE_MS is cleaned (session.cleaned) and its work queued again, as the processor's ticks do. Nothing stale: no events.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command (the gateway's token name, or TASKSTREAM_ACTOR); null when unnamed."
+      }
+    ]
+  },
   "ClientRateLimit": {
     "type": "record",
     "name": "ClientRateLimit",
@@ -2618,7 +2639,32 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "SessionHeartbeat",
     "namespace": "taskstream",
-    "doc": "The session is alive. A session silent for TASKSTREAM_SESSION_STALE_MS (default 5 minutes) is cleaned and its work queued again.",
+    "doc": "The session is alive. A session silent for TASKSTREAM_SESSION_STALE_MS (default 5 minutes) is cleaned and its work queued again. It may carry the agent's workload: a session whose agent reports one at or above TASKSTREAM_MAX_WORKLOAD (0.9) gets no new work.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "session_id",
+        "type": "string"
+      },
+      {
+        "name": "workload",
+        "type": [
+          "null",
+          "double"
+        ],
+        "default": null,
+        "doc": "How busy the agent serving the session is, 0 (idle) to 1 (full): the executor SDK sends its running handler calls over its concurrency unless told otherwise. Null: not reported (the last reported value stands)."
+      }
+    ]
+  },
+  "SessionHeartbeat.v1": {
+    "type": "record",
+    "name": "SessionHeartbeat",
+    "namespace": "taskstream",
+    "doc": "SessionHeartbeat version 1: before workload.",
     "fields": [
       {
         "name": "client_id",
@@ -2635,6 +2681,35 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "name": "SessionHeartbeatReceived",
     "namespace": "taskstream",
     "doc": "session.heartbeat: a heartbeat (or an unchanged RegisterSession) arrived.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "session_id",
+        "type": "string"
+      },
+      {
+        "name": "workload",
+        "type": [
+          "null",
+          "double"
+        ],
+        "default": null,
+        "doc": "The agent's workload the heartbeat reported (0..1); null when it reported none."
+      }
+    ]
+  },
+  "SessionHeartbeatReceived.v1": {
+    "type": "record",
+    "name": "SessionHeartbeatReceived",
+    "namespace": "taskstream",
+    "doc": "SessionHeartbeatReceived version 1: before workload.",
     "fields": [
       {
         "name": "client_id",
@@ -5891,7 +5966,7 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
 };
 
 /** The record names of the current schemas. */
-export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCancelled","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelBatchJob","CancelTask","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
+export const RECORD_NAMES = ["ApproveTask","ArchiveTask","Assignment","BatchJobAccepted","BatchJobCancelled","BatchJobCompleted","BatchJobProgressed","BatchJobRejected","BatchProcessed","BatchResultConsolidated","CancelBatchJob","CancelTask","CleanupSessions","ClientRateLimit","ClientServed","ClientStarved","CommandForwarded","CommandRejected","CreateSchedule","DeadLetter","DeferTask","DefineTemplate","DeleteSchedule","DeleteTemplate","ExpediteTask","PoolRegistered","PoolReleased","ProvideInput","RegisterPool","RegisterSession","RejectTask","ReleasePool","ReleaseSession","ReportProgress","ReportResult","RequestInput","ResultIgnored","RetryDue","RunTask","ScheduleCreated","ScheduleDeleted","ScheduleFired","ScheduleRejected","SessionCleaned","SessionHealthChanged","SessionHeartbeat","SessionHeartbeatReceived","SessionRegistered","SessionReleased","SubmitBatchJob","SubmitTask","TaskAccepted","TaskApproved","TaskArchived","TaskAssigned","TaskAttemptFailed","TaskBatched","TaskCancelled","TaskCompleted","TaskDeadLettered","TaskDeferred","TaskExpedited","TaskFailed","TaskInputProvided","TaskOverdue","TaskPendingReview","TaskProgressed","TaskQueued","TaskRejected","TaskRetryScheduled","TaskRetrying","TaskRunRequested","TaskScheduled","TaskSlaBreached","TaskStarted","TaskStartedEvent","TaskStepFinished","TaskStepStarted","TaskTimedOut","TaskUpdated","TaskWaiting","TaskWaitingInput","TasksForgotten","TemplateDefined","TemplateDeleted","UpdateTask"] as const;
 
 export type RecordName = (typeof RECORD_NAMES)[number];
 
@@ -6226,6 +6301,19 @@ export interface CancelTaskInit {
   client_id: string;
   task_id: string;
   reason?: null | string;
+  actor?: null | string;
+}
+
+/** Clean the client's stale sessions now (the seed's cleanupStaleSessions()): every session of the client silent for TASKSTREAM_SESSION_STALE_MS is cleaned (session.cleaned) and its work queued again, as the processor's ticks do. Nothing stale: no events. */
+export interface CleanupSessions {
+  client_id: string;
+  /** Who sent the command (the gateway's token name, or TASKSTREAM_ACTOR); null when unnamed. */
+  actor: null | string;
+}
+
+/** CleanupSessions as a producer writes it: fields with an Avro default may be left out. */
+export interface CleanupSessionsInit {
+  client_id: string;
   actor?: null | string;
 }
 
@@ -6948,16 +7036,19 @@ export interface SessionHealthChangedInit {
   circuit?: string;
 }
 
-/** The session is alive. A session silent for TASKSTREAM_SESSION_STALE_MS (default 5 minutes) is cleaned and its work queued again. */
+/** The session is alive. A session silent for TASKSTREAM_SESSION_STALE_MS (default 5 minutes) is cleaned and its work queued again. It may carry the agent's workload: a session whose agent reports one at or above TASKSTREAM_MAX_WORKLOAD (0.9) gets no new work. */
 export interface SessionHeartbeat {
   client_id: string;
   session_id: string;
+  /** How busy the agent serving the session is, 0 (idle) to 1 (full): the executor SDK sends its running handler calls over its concurrency unless told otherwise. Null: not reported (the last reported value stands). */
+  workload: null | number;
 }
 
 /** SessionHeartbeat as a producer writes it: fields with an Avro default may be left out. */
 export interface SessionHeartbeatInit {
   client_id: string;
   session_id: string;
+  workload?: null | number;
 }
 
 /** session.heartbeat: a heartbeat (or an unchanged RegisterSession) arrived. */
@@ -6965,6 +7056,8 @@ export interface SessionHeartbeatReceived {
   client_id: string;
   occurred_at_ms: number;
   session_id: string;
+  /** The agent's workload the heartbeat reported (0..1); null when it reported none. */
+  workload: null | number;
 }
 
 /** SessionHeartbeatReceived as a producer writes it: fields with an Avro default may be left out. */
@@ -6972,6 +7065,7 @@ export interface SessionHeartbeatReceivedInit {
   client_id: string;
   occurred_at_ms: number;
   session_id: string;
+  workload?: null | number;
 }
 
 /** session.registered: a session was registered, its fields changed, or a new executor incarnation took it over. */
@@ -8001,6 +8095,7 @@ export interface Records {
   BatchResultConsolidated: BatchResultConsolidated;
   CancelBatchJob: CancelBatchJob;
   CancelTask: CancelTask;
+  CleanupSessions: CleanupSessions;
   ClientRateLimit: ClientRateLimit;
   ClientServed: ClientServed;
   ClientStarved: ClientStarved;
@@ -8090,6 +8185,7 @@ export interface RecordInits {
   BatchResultConsolidated: BatchResultConsolidatedInit;
   CancelBatchJob: CancelBatchJobInit;
   CancelTask: CancelTaskInit;
+  CleanupSessions: CleanupSessionsInit;
   ClientRateLimit: ClientRateLimitInit;
   ClientServed: ClientServedInit;
   ClientStarved: ClientStarvedInit;
