@@ -23,6 +23,7 @@ puts on the app and each route takes as a dependency.
 
 from __future__ import annotations
 
+import time
 import uuid
 from functools import partial
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from schemas.commands import (
     ApproveTask,
     CancelBatchJob,
     CancelTask,
+    CleanupSessions,
     ExpediteTask,
     RegisterSession,
     RejectTask,
@@ -64,6 +66,8 @@ from .gateway_models import (
     BatchJobAccepted,
     BatchJobRequest,
     CancelRequest,
+    CleanupAccepted,
+    CleanupRequest,
     GatewayProblem,
     RejectRequest,
     SessionAccepted,
@@ -369,6 +373,51 @@ async def register(request: SessionRequest, caller: Caller, gateway: CurrentGate
         ),
         caller,
     )
+
+
+@router.post(
+    "/sessions/cleanup",
+    status_code=202,
+    response_model=CleanupAccepted,
+    responses=problems(404, 413, 422, 503),
+    summary="Clean stale sessions now (the seed's cleanupStaleSessions())",
+    description=(
+        "Sends CleanupSessions for the client named, or for every client the caller sees "
+        "with active sessions: the processor cleans each of their sessions silent for "
+        "TASKSTREAM_SESSION_STALE_MS (session.cleaned) and queues their work again."
+    ),
+)
+async def cleanup(
+    caller: Caller,
+    gateway: CurrentGateway,
+    request: Annotated[CleanupRequest | None, Body()] = None,
+) -> Any:
+    wanted = request.client_id if request is not None else None
+    if wanted is not None and not caller.sees(wanted):
+        return gateway.unknown("client", wanted)
+    clients = frozenset([wanted]) if wanted is not None else caller.clients
+    now_ms = int(time.time() * 1000)
+    stale_after = gateway.session_stale_ms
+    client_ids: set[str] = set() if wanted is None else {wanted}
+    stale: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = gateway.reader.sessions(state="active", limit=500, cursor=cursor, clients=clients)
+        for row in page.items:
+            if row.client_id is None:
+                continue
+            client_ids.add(row.client_id)
+            if row.last_seen_ms is not None and now_ms - row.last_seen_ms > stale_after:
+                stale.append(row.session_id)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    answer = CleanupAccepted(client_ids=sorted(client_ids), stale_session_ids=sorted(stale))
+    for client_id in answer.client_ids:
+        sent = await gateway.send(CleanupSessions(client_id=client_id), answer, caller)
+        if sent is not answer:
+            return sent
+    return answer
 
 
 @router.delete(

@@ -57,8 +57,10 @@ class Gateway:
         catalog: Catalog,
         max_payload_bytes: int,
         dead_letters: DeadLetterSource | None = None,
+        session_stale_ms: int = int(Settings.model_fields["session_stale_ms"].default),
     ) -> None:
         self.reader = reader
+        self.session_stale_ms = session_stale_ms
         self.commands = commands
         self.catalog = catalog
         self.max_payload_bytes = max_payload_bytes
@@ -162,6 +164,7 @@ def gateway_for(
         catalog=load_catalog(settings.operations_file),
         max_payload_bytes=settings.max_payload_bytes,
         dead_letters=dead_letters,
+        session_stale_ms=settings.session_stale_ms,
     )
 
 

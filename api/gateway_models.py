@@ -149,6 +149,22 @@ class SessionAccepted(BaseModel):
     command: str
 
 
+class CleanupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: Name | None = Field(
+        default=None, description="One client; absent: every client with active sessions"
+    )
+
+
+class CleanupAccepted(BaseModel):
+    command: str = "CleanupSessions"
+    client_ids: list[str] = Field(description="The clients a CleanupSessions was sent for")
+    stale_session_ids: list[str] = Field(
+        description="Active sessions the view sees silent for longer than the stale timeout"
+    )
+
+
 class GatewayProblem(BaseModel):
     detail: str
 

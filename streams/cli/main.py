@@ -25,6 +25,7 @@ from streams.cli import (
     parts,
     rebuild,
     schedules,
+    sessions,
     tail,
     tasks,
     topics,
@@ -34,7 +35,21 @@ from streams.settings import Settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # One module per command group; each adds its sub-commands to the parser.
-GROUPS = (broker, parts, tasks, manage, tail, dlq, rebuild, topics, batch, config, bench, schedules)
+GROUPS = (
+    broker,
+    parts,
+    tasks,
+    manage,
+    tail,
+    dlq,
+    rebuild,
+    topics,
+    batch,
+    config,
+    bench,
+    schedules,
+    sessions,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):

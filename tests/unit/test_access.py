@@ -130,6 +130,7 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
         ("/tasks/{task_id}/input", "POST", f"/tasks/ask-{c}/input", {"input": {"list": "vip"}}),
         ("/sessions", "POST", "/sessions", session),
         ("/sessions/{session_id}", "DELETE", f"/sessions/s-{c}", None),
+        ("/sessions/cleanup", "POST", "/sessions/cleanup", {"client_id": c}),
         ("/dlq/redrive", "POST", "/dlq/redrive", {"task_ids": [f"dead-{c}"]}),
         ("/tasks/{task_id}/steps", "GET", f"/tasks/wf-{c}/steps", None),
         ("/tasks/{task_id}/executions", "GET", f"/tasks/dead-{c}/executions", None),

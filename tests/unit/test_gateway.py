@@ -528,3 +528,25 @@ async def test_a_repeated_batch_job_is_sent_for_the_processor_to_ignore() -> Non
         )
     assert r.status_code == 202, r.text
     assert [type(c).__name__ for c in sender.sent] == ["SubmitBatchJob"]
+
+
+async def test_sessions_cleanup_sends_one_command_per_client_and_names_the_stale_sessions() -> None:
+    sender = Recorder()
+    async with _client(_app(sender)) as client:
+        r = await client.post("/sessions/cleanup")
+        assert r.status_code == 202, r.text
+        # s/1 was last seen at the log's first milliseconds: long past the stale timeout
+        assert r.json() == {
+            "command": "CleanupSessions",
+            "client_ids": ["c9"],
+            "stale_session_ids": ["s/1"],
+        }
+        r = await client.post("/sessions/cleanup", json={"client_id": "c1"})
+        assert r.status_code == 202 and r.json()["client_ids"] == ["c1"]
+        assert r.json()["stale_session_ids"] == []
+        r = await client.post("/sessions/cleanup", json={"client": "c1"})
+        assert r.status_code == 422
+    assert sender.sent == [
+        cmd.CleanupSessions(client_id="c9", actor=ANON),
+        cmd.CleanupSessions(client_id="c1", actor=ANON),
+    ]
