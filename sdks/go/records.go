@@ -102,8 +102,9 @@ type ReleaseSession struct {
 }
 
 type SessionHeartbeat struct {
-	ClientID  string `avro:"client_id"`
-	SessionID string `avro:"session_id"`
+	ClientID  string   `avro:"client_id"`
+	SessionID string   `avro:"session_id"`
+	Workload  *float64 `avro:"workload"`
 }
 
 type TaskStarted struct {
