@@ -109,6 +109,7 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         ("/tasks/{task_id}/expedite", "POST"),
         ("/sessions", "POST"),
         ("/sessions/{session_id}", "DELETE"),
+        ("/sessions/cleanup", "POST"),  # client and session ids only (CleanupAccepted)
         ("/dlq/redrive", "POST"),
         ("/schedules/{schedule_id}", "DELETE"),
         ("/templates/{name}", "DELETE"),
