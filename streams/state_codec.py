@@ -74,6 +74,8 @@ def _unpickled(key: bytes, value: bytes) -> Any:
     except Exception as exc:  # any unpickling failure means the same thing: corrupt
         raise CorruptStateError(f"state key {key!r} cannot be read: {exc}") from exc
     _fill_defaults(record)
+    if isinstance(record, SessionRecord) and isinstance(record.units, tuple):
+        record.units = dict.fromkeys(record.units)  # stored before units became an ordered set
     return record
 
 

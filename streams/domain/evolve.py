@@ -61,7 +61,7 @@ def _free_unit(st: PartitionState, session_id: str | None, unit: str) -> None:
         st.delete(st.pool_inflight, unit)
     if session_id is not None and session_id in st.sessions:
         session = st.edit_session(session_id)
-        session.units = tuple(u for u in session.units if u != unit)
+        session.units.pop(unit, None)
 
 
 def _unpend_batch(st: PartitionState, batch: BatchRecord) -> None:
@@ -319,7 +319,7 @@ def _batch_processed(st: PartitionState, e: ev.BatchProcessed) -> None:
     meta.fencing = max(meta.fencing, e.fencing_token)
     if e.session_id is not None and e.session_id in st.sessions:
         session = st.edit_session(e.session_id)
-        session.units = (*session.units, unit)
+        session.units[unit] = None
         meta.rr_cursor[e.client_id] = session.reg_seq
     buckets.fold_charge(st, e.client_id, e.operation, len(e.task_ids), e.occurred_at_ms)
 
@@ -348,7 +348,7 @@ def _assigned(st: PartitionState, e: ev.TaskAssigned) -> None:
         st.put(st.pool_inflight, unit, None)
     elif e.session_id in st.sessions:
         session = st.edit_session(e.session_id)
-        session.units = (*session.units, unit)
+        session.units[unit] = None
         meta.rr_cursor[e.client_id] = session.reg_seq
     buckets.fold_charge(st, e.client_id, e.operation, 1, e.occurred_at_ms)
 

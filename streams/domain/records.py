@@ -123,16 +123,17 @@ class TaskRecord:
         """Unpickle, with the defaults for fields added after the record was stored."""
         if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
             state = state[1]  # (None, slots) from pickle's generic slot protocol
-        names = [f.name for f in fields(self)]
-        values = dict(zip(names, state, strict=False)) if not isinstance(state, dict) else state
-        for f in fields(self):
-            if f.name in values:
-                value = values[f.name]
-            elif f.default_factory is not MISSING:
-                value = f.default_factory()
+        layout = _TASK_LAYOUT
+        if not isinstance(state, dict):
+            state = dict(zip(layout.names, state, strict=False))
+        setter = object.__setattr__
+        for name, default, factory in layout.fields:
+            if name in state:
+                setter(self, name, state[name])
+            elif factory is not None:
+                setter(self, name, factory())
             else:
-                value = f.default
-            object.__setattr__(self, f.name, value)
+                setter(self, name, default)
 
 
 @dataclass(slots=True)
@@ -148,15 +149,19 @@ class SessionRecord:
     score: float = 1.0
     circuit: str = Circuit.CLOSED
     circuit_since_ms: int = 0
-    # Units of capacity in use: "t:<task_id>" for a single task, "b:<batch_id>" for a batch.
-    units: tuple[str, ...] = ()
+    # Units of capacity in use, in the order they were taken (a dict as an ordered set: a
+    # session with thousands of units adds and frees one in O(1)): "t:<task_id>" for a single
+    # task, "b:<batch_id>" for a batch.
+    units: dict[str, None] = field(default_factory=dict)
     successes: int = 0
     failures: int = 0
     incarnation: str | None = None  # the executor start that registered it last
     workload: float = 0.0  # the agent's last reported workload, 0..1 (heartbeats)
 
     def clone(self) -> SessionRecord:
-        return _clone_session(self)
+        copy = _clone_session(self)
+        copy.units = dict(self.units)
+        return copy
 
 
 @dataclass(slots=True)
@@ -254,6 +259,27 @@ def template_id(client_id: str, name: str) -> str:
 
 
 _clone_task = _cloner(TaskRecord)
+
+
+class _Layout:
+    """A dataclass's field names and defaults, computed once (unpickling reads them per record)."""
+
+    __slots__ = ("fields", "names")
+
+    def __init__(self, cls: type) -> None:
+        found = fields(cls)
+        self.names = tuple(f.name for f in found)
+        self.fields = tuple(
+            (
+                f.name,
+                f.default,
+                f.default_factory if f.default_factory is not MISSING else None,
+            )
+            for f in found
+        )
+
+
+_TASK_LAYOUT: Final = _Layout(TaskRecord)
 _clone_schedule = _cloner(ScheduleRecord)
 _clone_session = _cloner(SessionRecord)
 _clone_batch = _cloner(BatchRecord)

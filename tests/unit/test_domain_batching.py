@@ -58,7 +58,7 @@ def test_a_batch_occupies_one_unit_and_blocks_other_work_on_a_full_session() -> 
         h.do(submit(f"t{i}", operation="tag_add"))
     h.do(submit("single", operation="workflow_trigger"))
     assert h.status("single") == Status.QUEUED
-    assert h.state.sessions["s1"].units == ("b:b-A-1",)
+    assert list(h.state.sessions["s1"].units) == ["b:b-A-1"]
 
 
 def test_batches_are_per_client_and_operation_and_never_for_unbatchable_work() -> None:
@@ -126,7 +126,7 @@ def test_batch_result_is_consolidated_and_failed_items_retry_alone() -> None:
         "t1": {"error": "contact not found"},
         "t2": {"tag": "ok2"},
     }
-    assert h.state.sessions["s1"].units == ()
+    assert h.state.sessions["s1"].units == {}
     assert h.state.batches == {}
     retry = h.retry_due("t1")
     assert names(retry) == ["TaskRetrying", "TaskQueued", "TaskAssigned"]

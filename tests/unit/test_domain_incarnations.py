@@ -53,7 +53,7 @@ def test_a_new_incarnation_releases_a_running_batch() -> None:
     # Still first attempts, the items batch again and go out once the new batch closes.
     rebatched = {e.batch_id for e in of(events, ev.TaskBatched)}
     assert len(rebatched) == 1 and batch.batch_id not in rebatched
-    assert h.state.sessions["s1"].units == ()
+    assert h.state.sessions["s1"].units == {}
     again = of(h.tick(2_100 + h.config.batch_window_ms), ev.BatchProcessed)
     assert [(b.session_id, b.task_ids) for b in again] == [("s1", batch.task_ids)]
     assert again[0].fencing_token != batch.fencing_token

@@ -108,7 +108,7 @@ def test_a_task_waits_for_input_and_resumes_with_the_answer_on_a_new_attempt() -
     (waiting,) = of(events, mev.TaskWaitingInput)
     assert waiting.prompt == "Ok?"
     assert h.status("t1") == Status.WAITING_INPUT
-    assert h.state.sessions["s1"].units == ()
+    assert h.state.sessions["s1"].units == {}
     events = h.do(c.ProvideInput(client_id="A", task_id="t1", input={"answer": "yes"}))
     (provided,) = of(events, mev.TaskInputProvided)
     assert provided.attempt == 2

@@ -102,3 +102,19 @@ def test_a_corrupt_record_is_reported_as_such() -> None:
         load_state([(b"task/x", b"\x80not a pickle")])
     with pytest.raises(CorruptStateError):
         load_state([(b"task/x", pickle.dumps({"not": "a task"}))])
+
+
+
+def test_a_session_stored_with_its_units_as_a_tuple_loads_them_in_order() -> None:
+    """Stores written before units became an ordered set (a dict) still load, in order, and
+    the loaded session frees a unit like any other."""
+    h = busy_partition()
+    session = h.state.sessions["s1"].clone()
+    held = list(session.units)
+    assert held, "the busy partition's s1 holds work"
+    session.units = tuple(reversed(held))  # type: ignore[assignment]  # the old format
+    store = dict(h.store.data)
+    store[b"session/s1"] = pickle.dumps(session, protocol=pickle.HIGHEST_PROTOCOL)
+    loaded = load_state(store.items()).sessions["s1"]
+    assert isinstance(loaded.units, dict)
+    assert list(loaded.units) == list(reversed(held))
