@@ -231,17 +231,17 @@ async def receive(
 
 def activity(webhooks: Webhooks) -> WebhookActivity:
     """The message counts of ``webhooks`` by source and outcome, every outcome listed."""
-    names = set(webhooks.rules.sources) if webhooks.rules is not None else set()
-    names |= {source for source, _ in webhooks.counts}
+    configured = webhooks.rules.sources if webhooks.rules is not None else {}
+    per_source = {name: dict.fromkeys(OUTCOMES, 0) for name in configured}
     overall = dict.fromkeys(OUTCOMES, 0)
-    by_source: dict[str, SourceActivity] = {}
-    for name in sorted(names):
-        counts = dict.fromkeys(OUTCOMES, 0)
-        for (source, outcome), count in webhooks.counts.items():
-            if source == name:
-                counts[outcome] = counts.get(outcome, 0) + count
-                overall[outcome] = overall.get(outcome, 0) + count
-        by_source[name] = SourceActivity(total=sum(counts.values()), by_outcome=counts)
+    for (source, outcome), count in webhooks.counts.items():
+        counts = per_source.setdefault(source, dict.fromkeys(OUTCOMES, 0))
+        counts[outcome] = counts.get(outcome, 0) + count
+        overall[outcome] = overall.get(outcome, 0) + count
+    by_source = {
+        name: SourceActivity(total=sum(counts.values()), by_outcome=counts)
+        for name, counts in sorted(per_source.items())
+    }
     since = datetime.fromtimestamp(webhooks.started_at_ms / 1000, UTC)
     return WebhookActivity(
         since=since.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
