@@ -21,8 +21,10 @@ routes, ``write`` the commands (tasks, batch jobs, sessions), ``admin`` the dead
 redrive. A token limited to some clients sees only their rows: another client's task, session,
 batch or batch job answers 404 as if it did not exist, listings hold only its clients, and a
 command about another client's task is 404 too. Figures that add up every client (``/status``,
-``/health``, ``/metrics``, the dashboard's snapshot and ``/live``) need a token for every
-client (403 otherwise): they tell one client about the others' volume.
+``/health``, ``/metrics``, ``/webhooks/activity``, the dashboard's snapshot and ``/live``) need
+a token for every client (403 otherwise): they tell one client about the others' volume. The
+inbound webhooks (``POST /webhooks/{source}``) take no token: their signature authenticates
+them (``api.webhooks``).
 
 Digests are SHA-256 of the token: tokens are long random strings (``new`` makes 32 random
 bytes), not passwords, so a slow hash adds nothing; a leaked file does not leak tokens. The
@@ -46,6 +48,8 @@ from typing import Annotated, Literal
 from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from starlette.requests import Request
+
+from streams.webhooks import ACTOR_PREFIX
 
 from .errors import ApiError
 
@@ -195,6 +199,11 @@ def load_tokens_file(path: Path) -> list[tuple[str, Principal]]:
             raise AccessConfigError(
                 f"{where}: {path}: token name {entry.name!r} is used twice (or is the reserved "
                 f"name {ADMIN_NAME!r} of TASKSTREAM_HTTP_TOKEN); names identify actors"
+            )
+        if entry.name.startswith(ACTOR_PREFIX):
+            raise AccessConfigError(
+                f"{where}: {path}: token name {entry.name!r} starts with {ACTOR_PREFIX!r}, "
+                "which names the tasks inbound webhooks submit; choose another name"
             )
         names.add(entry.name)
         scope = max(entry.scopes, key=lambda s: _RANK[s])

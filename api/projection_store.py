@@ -25,7 +25,7 @@ from streams.rocksdb import StoreLockedError
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4  # 4: TaskRow.submitted_by
 _WHAT = "projection store"
 
 

@@ -40,8 +40,9 @@ from .errors import ApiError
 from .gateway import gateway_for, mount
 from .metrics import render
 from .redact import masked_batch, masked_dead_letter, masked_executions, masked_task
+from .webhooks import ACTIVITY_PATH as WEBHOOK_ACTIVITY
 from .webhooks import PATH_PREFIX as WEBHOOKS_PREFIX
-from .webhooks import Webhooks, mount_webhooks, render_counts
+from .webhooks import Webhooks, activity_router, mount_webhooks, render_counts
 from .workflows import workflows_router
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ class _ForbiddenError(Exception):
 
 
 # Routes whose answer adds up every client: only a token for every client reads them.
-SERVICE_WIDE = frozenset({"/status", "/health", "/metrics", "/dashboard/snapshot"})
+SERVICE_WIDE = frozenset(
+    {"/status", "/health", "/metrics", "/dashboard/snapshot", WEBHOOK_ACTIVITY}
+)
 
 
 def required_scope(method: str, path: str) -> Scope:
@@ -197,8 +200,8 @@ def create_app(
     book = access if access is not None else AccessBook.build(token=token)
 
     async def authorize(request: Request, credentials: Bearer) -> None:
-        if request.url.path.startswith(WEBHOOKS_PREFIX):
-            return  # a sender signs its message instead (api.webhooks)
+        if request.method == "POST" and request.url.path.startswith(WEBHOOKS_PREFIX):
+            return  # a sender signs its message instead (api.webhooks); GETs need the token
         principal = OPEN
         if book is not None:
             given = credentials.credentials if credentials is not None else ""
@@ -416,6 +419,8 @@ def create_app(
         return Response(render(reader) + render_counts(hooks), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(batch_jobs_router(reader))
+    app.state.webhooks = Webhooks(None, None)  # counts nothing until the gateway is mounted
+    app.include_router(activity_router)
     if commands is not None:
         gateway = gateway_for(reader, commands, settings)
         mount(app, gateway)

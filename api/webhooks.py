@@ -15,15 +15,21 @@ over the raw body is the authentication (a source is unsigned only where its rul
   ``400`` for a body that is not a JSON object, ``422`` naming the field a rule needs or the
   task's config refuses, ``503`` when the source's secret is not in the environment.
 
-Every message is counted by source and outcome (``taskstream_webhook_messages_total``).
+Every message is counted by source and outcome (``taskstream_webhook_messages_total``;
+``OUTCOMES``). ``GET /webhooks/activity`` serves the same counts as JSON, by source and outcome
+since this view started (a service-wide figure: it needs a token for every client). The counts
+live in this process: each view replica counts the messages it received. The tasks a message
+became are in the read model: their ``submitted_by`` is ``webhook:<source>``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,17 +50,34 @@ from streams.webhooks import (
     WebhookRules,
     load_rules,
     verify,
+    webhook_actor,
 )
 
 from .access import Principal
 from .gateway_context import Gateway
 from .gateway_models import TaskAccepted, problem
 
-__all__ = ["WebhookAccepted", "WebhookIgnored", "Webhooks", "mount_webhooks", "router"]
+__all__ = [
+    "ACTIVITY_PATH",
+    "OUTCOMES",
+    "SourceActivity",
+    "WebhookAccepted",
+    "WebhookActivity",
+    "WebhookIgnored",
+    "Webhooks",
+    "activity",
+    "activity_router",
+    "mount_webhooks",
+    "router",
+]
 
 PATH_PREFIX = "/webhooks/"
+ACTIVITY_PATH = "/webhooks/activity"
+OUTCOMES = ("accepted", "duplicate", "ignored", "refused", "unauthorized", "unconfigured")
+"""What became of a message; every count of ``Webhooks.counts`` is under one of these."""
 
 router = APIRouter(tags=["webhooks"])
+activity_router = APIRouter(tags=["webhooks"])
 
 
 class WebhookAccepted(TaskAccepted):
@@ -68,13 +91,36 @@ class WebhookIgnored(BaseModel):
     ignored: str
 
 
+class SourceActivity(BaseModel):
+    total: int
+    by_outcome: dict[str, int]
+
+
+class WebhookActivity(BaseModel):
+    """Messages this view received, by source and outcome, since it started."""
+
+    since: str
+    since_ms: int
+    total: int
+    by_outcome: dict[str, int]
+    by_source: dict[str, SourceActivity]
+    """Every configured source (zeros when it sent nothing) and every source counted."""
+
+
 class Webhooks:
     """The rules and the gateway the webhook route acts on, and its message counts."""
 
-    def __init__(self, rules: WebhookRules | None, gateway: Gateway | None) -> None:
+    def __init__(
+        self,
+        rules: WebhookRules | None,
+        gateway: Gateway | None,
+        *,
+        started_at_ms: int | None = None,
+    ) -> None:
         self.rules = rules
         self.gateway = gateway
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.started_at_ms = started_at_ms if started_at_ms is not None else int(time.time() * 1000)
 
     @classmethod
     def from_file(cls, path: Path | None, gateway: Gateway | None) -> Webhooks:
@@ -92,8 +138,8 @@ def _webhooks(request: Request) -> Webhooks:
 
 
 def principal_for(source: str) -> Principal:
-    """Who a webhook's commands say sent them (shown in the task's history)."""
-    return Principal(name=f"webhook:{source}", clients=None, scope="write")
+    """Who a webhook's commands say sent them (the task row's ``submitted_by``, its history)."""
+    return Principal(name=webhook_actor(source), clients=None, scope="write")
 
 
 Source = Annotated[str, PathParam(min_length=1, max_length=64)]
@@ -181,6 +227,38 @@ async def receive(
         return counted("refused", problem(422, str(exc).splitlines()[0]))
     sent = await gateway.send(command, answer, principal_for(source))
     return counted("accepted" if sent is answer else "refused", sent)
+
+
+def activity(webhooks: Webhooks) -> WebhookActivity:
+    """The message counts of ``webhooks`` by source and outcome, every outcome listed."""
+    configured = webhooks.rules.sources if webhooks.rules is not None else {}
+    per_source = {name: dict.fromkeys(OUTCOMES, 0) for name in configured}
+    overall = dict.fromkeys(OUTCOMES, 0)
+    for (source, outcome), count in webhooks.counts.items():
+        counts = per_source.setdefault(source, dict.fromkeys(OUTCOMES, 0))
+        counts[outcome] = counts.get(outcome, 0) + count
+        overall[outcome] = overall.get(outcome, 0) + count
+    by_source = {
+        name: SourceActivity(total=sum(counts.values()), by_outcome=counts)
+        for name, counts in sorted(per_source.items())
+    }
+    since = datetime.fromtimestamp(webhooks.started_at_ms / 1000, UTC)
+    return WebhookActivity(
+        since=since.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        since_ms=webhooks.started_at_ms,
+        total=sum(overall.values()),
+        by_outcome=overall,
+        by_source=by_source,
+    )
+
+
+@activity_router.get(
+    ACTIVITY_PATH,
+    response_model=WebhookActivity,
+    summary="Inbound webhook messages by source and outcome since the view started",
+)
+async def activity_route(hooks: Annotated[Webhooks, Depends(_webhooks)]) -> WebhookActivity:
+    return activity(hooks)
 
 
 def render_counts(webhooks: Webhooks | None) -> bytes:

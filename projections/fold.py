@@ -136,6 +136,7 @@ def _accepted(tables: Tables, e: ev.TaskAccepted) -> None:
     row["batchable"] = e.batchable
     row["session_required"] = e.session_required
     row["accepted_at_ms"] = e.occurred_at_ms
+    row["submitted_by"] = e.actor
     accepted_fields(row, e)
     _close(tables, opened, e)
     workflows.accepted(tables, e)

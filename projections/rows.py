@@ -139,6 +139,9 @@ class TaskRow(Row):
     assigned_to: dict[str, str] | None = None  # {"kind": "agent" | "session", "id": ...}
     prompt: str | None = None  # what a task waiting for input asks
     input: dict[str, Any] | None = None  # the latest answer
+    submitted_by: str | None = None
+    """The actor of the task's ``task.accepted`` (the token's name, ``webhook:<source>`` for a
+    task made from an inbound webhook); None when the submitter named none."""
 
 
 class SessionRow(Row):
@@ -378,6 +381,7 @@ class TaskDoc(TypedDict):
     assigned_to: dict[str, str] | None
     prompt: str | None
     input: dict[str, Any] | None
+    submitted_by: str | None
 
 
 SessionState = Literal["unregistered", "active", "released", "cleaned"]
@@ -489,6 +493,7 @@ def new_task(task_id: str, client_id: str) -> TaskDoc:
         "assigned_to": None,
         "prompt": None,
         "input": None,
+        "submitted_by": None,
     }
 
 

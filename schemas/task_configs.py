@@ -24,9 +24,11 @@ Task types and their payload fields (camelCase, as in seed 001):
     webhookUrl or recipient. The submitter maps reminderTime to ``SubmitTask.scheduled_for_ms``
     (see :func:`reminder_time_ms`); the processor then delivers the task at that time.
 ``report_generation``
-    reportType in task_summary | execution_stats; optional dateFrom / dateTo (ISO dates or
-    date-times; the seed's startDate / endDate are accepted as the same fields), from <= to;
-    optional clientId / operation filters.
+    reportType in task_summary | execution_stats | webhook_activity; optional dateFrom / dateTo
+    (ISO dates or date-times; the seed's startDate / endDate are accepted as the same fields),
+    from <= to; optional clientId / operation filters; optional sendNotification (boolean):
+    the finished report goes as a notice to notifyWebhookUrl (then required), as if
+    notifyOnComplete and notifyOnFailure were true.
 ``browser_automation``, ``data_extraction``
     automationSteps: a non-empty list of ``{"type": ..., "config": {...}}`` with type in
     navigate (url), click (selector or instruction), type (selector, text), extract
@@ -59,6 +61,7 @@ __all__ = [
     "MAX_WAIT_MS",
     "OPPORTUNITY_STATUSES",
     "REPORT_TYPES",
+    "SEND_NOTIFICATION",
     "STEP_TYPES",
     "TASK_TYPES",
     "AutomationStep",
@@ -75,7 +78,7 @@ AUTH_TYPES = ("none", "bearer", "api_key", "basic")
 MAX_TIMEOUT_MS = 3_600_000
 GHL_ACTIONS = ("add_contact", "update_contact", "send_sms", "create_opportunity", "add_tag")
 OPPORTUNITY_STATUSES = ("open", "won", "lost", "abandoned")
-REPORT_TYPES = ("task_summary", "execution_stats")
+REPORT_TYPES = ("task_summary", "execution_stats", "webhook_activity")
 STEP_TYPES = ("navigate", "click", "type", "extract", "wait", "screenshot")
 MAX_STEPS = 200
 MAX_WAIT_MS = 600_000
@@ -174,12 +177,20 @@ _NOTIFY_FIELDS = (
 )
 
 
-def notify_flags(payload: Mapping[str, Any]) -> tuple[bool, bool]:
-    """(notify on complete, notify on failure), reading either spelling of each flag."""
+SEND_NOTIFICATION = "sendNotification"
+"""A ``report_generation`` field (seed 001): send the finished report, i.e. notify on
+completion and on failure."""
+
+
+def notify_flags(payload: Mapping[str, Any], operation: str | None = None) -> tuple[bool, bool]:
+    """(notify on complete, notify on failure), reading either spelling of each flag; for a
+    ``report_generation`` task ``sendNotification: true`` sets both."""
     flags = []
     for snake, camel in _NOTIFY_FIELDS:
         value = payload.get(snake, payload.get(camel))
         flags.append(value is True)
+    if operation == "report_generation" and payload.get(SEND_NOTIFICATION) is True:
+        return True, True
     return flags[0], flags[1]
 
 
@@ -396,6 +407,13 @@ def _check_report(payload: Mapping[str, Any], problems: list[str]) -> None:
         problems.append("dateFrom: must not be after dateTo")
     _optional_str(payload, "clientId", problems)
     _optional_str(payload, "operation", problems)
+    send = payload.get(SEND_NOTIFICATION)
+    if send is not None and not isinstance(send, bool):
+        problems.append(f"{SEND_NOTIFICATION}: must be true or false")
+    elif send is True and payload.get("notifyWebhookUrl") in (None, ""):
+        problems.append(
+            "notifyWebhookUrl: required when sendNotification is true (the report is sent there)"
+        )
 
 
 # -- browser_automation, data_extraction --------------------------------------------------

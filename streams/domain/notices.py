@@ -9,7 +9,9 @@ that is cancelled, rejected by a reviewer or refused at submit was stopped on pu
 notice. The target is the payload's ``notifyWebhookUrl``; a task made from an inbound webhook
 whose source names a ``reply_url`` has that as its ``notifyWebhookUrl`` unless the rule's
 payload names another (``streams.webhooks.rules``). The flags work for every operation, built-in
-or not: the notice is sent from the outcome, not by the handler.
+or not: the notice is sent from the outcome, not by the handler. A ``report_generation`` task's
+``sendNotification: true`` (seed 001) asks for both: the completed outcome's notice carries the
+report as its ``output``, a failed one the error.
 
 A finished task drops its payload but keeps these fields (``kept_on_finish``), so the outcome
 record of a completed task, derived from the state after it completed, can still be marked.
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from schemas import events as ev
-from schemas.task_configs import notify_flags
+from schemas.task_configs import SEND_NOTIFICATION, notify_flags
 
 __all__ = ["NOTICE_FIELDS", "kept_on_finish", "notice_target"]
 
@@ -31,6 +33,7 @@ NOTICE_FIELDS: Final = (
     "notifyOnComplete",
     "notifyOnFailure",
     "notifyWebhookUrl",
+    SEND_NOTIFICATION,
 )
 
 
@@ -49,7 +52,7 @@ def notice_target(
     or ``None`` when the task did not ask for one (or named no target)."""
     if not payload:
         return None
-    on_complete, on_failure = notify_flags(payload)
+    on_complete, on_failure = notify_flags(payload, outcome.operation)
     if isinstance(outcome, ev.TaskCompleted):
         wanted = on_complete
     else:

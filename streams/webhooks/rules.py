@@ -37,6 +37,7 @@ from typing import Any
 from schemas.errors import TaskstreamError
 
 __all__ = [
+    "ACTOR_PREFIX",
     "MappedTask",
     "NoRuleMatches",
     "Rule",
@@ -46,8 +47,13 @@ __all__ = [
     "WebhookMessageError",
     "load_rules",
     "parse_rules",
+    "source_of_actor",
     "task_id_for",
+    "webhook_actor",
 ]
+
+ACTOR_PREFIX = "webhook:"
+"""Commands a webhook's message becomes name ``webhook:<source>`` as their actor."""
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9_.\-]+)\}")
 _WHOLE = re.compile(r"^\{([A-Za-z0-9_.\-]+)\}$")
@@ -143,6 +149,18 @@ def task_id_for(source: str, message_id: str) -> str:
     """The task a message names: the same for every delivery of one message."""
     digest = hashlib.sha256(f"{source}\x00{message_id}".encode()).hexdigest()[:32]
     return f"webhook-{source}-{digest}"
+
+
+def webhook_actor(source: str) -> str:
+    """The actor of the commands a message of ``source`` becomes (shown in the task's row)."""
+    return ACTOR_PREFIX + source
+
+
+def source_of_actor(actor: str | None) -> str | None:
+    """The webhook source an actor names, or None when the actor is not a webhook's."""
+    if actor is None or not actor.startswith(ACTOR_PREFIX) or actor == ACTOR_PREFIX:
+        return None
+    return actor[len(ACTOR_PREFIX) :]
 
 
 _MISSING = object()

@@ -1,6 +1,6 @@
 """Outcome notices on a real broker: the processor marks the outcome, the notifier part posts
 it once to a local receiver, whatever the attempts before it (seed 001's notifyOnComplete /
-notifyOnFailure, issue 19)."""
+notifyOnFailure, and a report's sendNotification, issue 19)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from tests.support.receiver import receiver
 pytestmark = pytest.mark.integration
 
 OP = "integration_sync"  # a pool operation: the user's own handler serves it
+REPORT = {"report_type": "webhook_activity", "total": 2, "by_source": {"ghl": {"total": 2}}}
 
 
 def script(a: Assignment) -> Reply:
-    """ "flaky" fails its first two attempts; "doomed" always fails."""
+    """ "flaky" fails its first two attempts; "doomed" always fails; "report" reports."""
+    if a.task_id == "report":
+        return Reply(output=REPORT)
     if a.task_id == "flaky" and a.attempt >= 3:
         return Reply(output={"attempt": a.attempt})
     return Reply(success=False, error=f"boom {a.attempt}")
@@ -63,17 +66,29 @@ async def test_one_notice_per_outcome_after_retries(
                             "notifyWebhookUrl": f"{hook.url}/failed",
                         },
                     ),
+                    submit(
+                        "A",
+                        "report",
+                        "report_generation",
+                        payload={
+                            "reportType": "webhook_activity",
+                            "sendNotification": True,
+                            "notifyWebhookUrl": f"{hook.url}/report",
+                        },
+                    ),
                 )
                 events = await r.wait(
                     lambda es: (
-                        any(isinstance(e, ev.TaskCompleted) for e in es)
+                        sum(isinstance(e, ev.TaskCompleted) for e in es) == 2
                         and any(isinstance(e, ev.TaskFailed) for e in es)
                     ),
                     timeout_s=20,
                 )
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 10
-                while not (hook.at("/done") and len(hook.at("/failed")) == 2):
+                while not (
+                    hook.at("/done") and len(hook.at("/failed")) == 2 and hook.at("/report")
+                ):
                     assert loop.time() < deadline, hook.seen
                     hook.arrived.clear()
                     with contextlib.suppress(TimeoutError):
@@ -95,5 +110,8 @@ async def test_one_notice_per_outcome_after_retries(
     first, again = hook.at("/failed")  # one notice, sent twice because of the 503
     assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"] == "doomed:failed"
     assert (again.body["outcome"], again.body["attempt"]) == ("failed", 3)
-    assert len(hook.seen) == 3
-    assert notifier.sender.delivered == 2 and notifier.sender.given_up == 0
+    [report] = hook.at("/report")  # the finished report, as the task's completed notice
+    assert report.headers["Idempotency-Key"] == "report:completed"
+    assert (report.body["operation"], report.body["output"]) == ("report_generation", REPORT)
+    assert len(hook.seen) == 4
+    assert notifier.sender.delivered == 3 and notifier.sender.given_up == 0

@@ -115,6 +115,7 @@ async def test_signed_messages_become_tasks_once_and_everything_else_is_answered
             assert task["operation"] == "conversation_send"
             assert task["priority"] == 2
             assert task["payload"] == {"contactId": "c-1", "message": "Thanks, Ada!"}
+            assert task["submitted_by"] == "webhook:ghl"
 
             # The sender redelivers: the same task, nothing new.
             again = await http.post("/webhooks/ghl", content=raw, headers=headers)
@@ -163,6 +164,18 @@ async def test_signed_messages_become_tasks_once_and_everything_else_is_answered
                 ("ghl", "refused"): 2,
                 ("form", "accepted"): 1,
             }
+            # The same counts as JSON, every outcome listed, for a token for every client.
+            activity = (await http.get("/webhooks/activity", headers=admin)).json()
+            assert activity["by_source"]["ghl"]["by_outcome"] == {
+                "accepted": 1,
+                "duplicate": 1,
+                "ignored": 1,
+                "refused": 2,
+                "unauthorized": 2,
+                "unconfigured": 0,
+            }
+            assert activity["by_source"]["form"]["total"] == 1 and activity["total"] == 8
+            assert (await http.get("/webhooks/activity")).status_code == 401
         finally:
             await http.aclose()
             await client.close()

@@ -144,7 +144,7 @@ def requests(source: TenantSource, c: str) -> list[tuple[str, str, str, dict[str
     ]
 
 
-SERVICE_WIDE = ["/status", "/health", "/metrics", "/dashboard/snapshot"]
+SERVICE_WIDE = ["/status", "/health", "/metrics", "/dashboard/snapshot", "/webhooks/activity"]
 
 
 def test_the_table_covers_every_route(tmp_path: Path) -> None:

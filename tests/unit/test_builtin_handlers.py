@@ -27,6 +27,7 @@ from streams.executor.handlers import (
     builtin_handlers,
     execution_stats,
     task_summary,
+    webhook_activity,
 )
 from streams.executor.handlers.report import percentile
 from streams.executor.jobs import is_async_handler
@@ -302,6 +303,8 @@ class FakeView:
         self.calls.append((path, dict(params)))
         if path == "/health":
             return {"status": "healthy", "stats": {"processed": 9, "success_rate": 0.9}}
+        if path == "/webhooks/activity":
+            return ACTIVITY
         start = int(params.get("cursor", "0"))
         end = start + self.page
         more = end < len(self.rows)
@@ -350,6 +353,92 @@ async def test_report_handler_rejects_bad_config_and_bad_answers() -> None:
 
     with pytest.raises(ReportError, match="no items list"):
         await ReportGenerationHandler(broken)(ctx("report_generation", reportType="task_summary"))
+
+
+# The view's answer to GET /webhooks/activity (api.webhooks.WebhookActivity).
+ACTIVITY: dict[str, Any] = {
+    "since": "2024-11-01T00:00:00.000Z",
+    "since_ms": NOV_1,
+    "total": 5,
+    "by_outcome": {"accepted": 3, "duplicate": 1, "unauthorized": 1},
+    "by_source": {
+        "form": {"total": 1, "by_outcome": {"accepted": 1}},
+        "ghl": {"total": 4, "by_outcome": {"accepted": 2, "duplicate": 1, "unauthorized": 1}},
+    },
+}
+
+WEBHOOK_ROWS = [
+    *ROWS,  # submitted by tokens or SDKs: not a webhook's
+    row("w1", "completed", "api_call", accepted_at_ms=NOV_1, submitted_by="webhook:ghl"),
+    row("w2", "completed", "api_call", accepted_at_ms=NOV_1 + DAY, submitted_by="webhook:ghl"),
+    row(
+        "w3",
+        "failed",
+        "ghl_action",
+        accepted_at_ms=NOV_1 + DAY,
+        submitted_by="webhook:ghl",
+        dead_lettered=True,
+    ),
+    row(
+        "w4", "queued", "notification", accepted_at_ms=NOV_1 + 2 * DAY, submitted_by="webhook:form"
+    ),
+    row("w5", "completed", "api_call", accepted_at_ms=NOV_1 - 1, submitted_by="webhook:ghl"),
+    row("w6", "completed", "api_call", accepted_at_ms=NOV_1 + 2 * DAY, submitted_by="dashboard"),
+    row("w7", "completed", "api_call", accepted_at_ms=NOV_1 + 2 * DAY, submitted_by="webhook:"),
+]
+
+
+def test_webhook_activity_counts_webhook_tasks_accepted_in_the_range_by_source() -> None:
+    report = webhook_activity(WEBHOOK_ROWS, *_range("2024-11-01", "2024-11-30"))
+    assert report["report_type"] == "webhook_activity"
+    assert report["total"] == 4  # w5 is before the range; w6, w7 and ROWS are not webhooks'
+    assert report["by_state"] == {"completed": 2, "failed": 1, "queued": 1}
+    assert report["success_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert report["by_source"] == {
+        "form": {"total": 1, "by_state": {"queued": 1}, "success_rate": None, "dead_lettered": 0},
+        "ghl": {
+            "total": 3,
+            "by_state": {"completed": 2, "failed": 1},
+            "success_rate": pytest.approx(2 / 3, abs=1e-4),
+            "dead_lettered": 1,
+        },
+    }
+    everything = webhook_activity(WEBHOOK_ROWS, None, None)
+    assert everything["by_source"]["ghl"]["total"] == 4
+    assert webhook_activity(ROWS, None, None)["by_source"] == {}
+
+
+async def test_report_handler_webhook_activity_adds_the_views_message_counts() -> None:
+    view = FakeView(WEBHOOK_ROWS, page=5)
+    out = await ReportGenerationHandler(view, page_size=5)(
+        ctx(
+            "report_generation",
+            reportType="webhook_activity",
+            startDate="2024-11-01T00:00:00Z",
+            endDate="2024-11-30T23:59:59Z",
+        )
+    )
+    assert [c[0] for c in view.calls] == ["/tasks"] * 3 + ["/webhooks/activity"]
+    assert out["total"] == 4 and set(out["by_source"]) == {"form", "ghl"}
+    assert out["range"] == {"from": "2024-11-01T00:00:00Z", "to": "2024-11-30T23:59:59Z"}
+    assert out["messages"] == {
+        "since": "2024-11-01T00:00:00.000Z",
+        "total": 5,
+        "by_outcome": {"accepted": 3, "duplicate": 1, "unauthorized": 1},
+        "by_source": {
+            "form": {"accepted": 1},
+            "ghl": {"accepted": 2, "duplicate": 1, "unauthorized": 1},
+        },
+    }
+    assert out["tasks_read"] == len(WEBHOOK_ROWS) and out["truncated"] is False
+
+    async def no_counts(path: str, params: Mapping[str, str]) -> Mapping[str, Any]:
+        return {"detail": "nope"} if path == "/webhooks/activity" else {"items": []}
+
+    with pytest.raises(ReportError, match="/webhooks/activity"):
+        await ReportGenerationHandler(no_counts)(
+            ctx("report_generation", reportType="webhook_activity")
+        )
 
 
 # -- notices are not the handlers' ---------------------------------------------------------

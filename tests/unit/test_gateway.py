@@ -174,6 +174,15 @@ async def test_a_repeated_task_id_creates_nothing_and_a_different_spec_is_a_conf
             ["payload.notifyWebhookUrl: required when notify_on_complete"],
         ),
         (
+            {
+                "client_id": "c",
+                "operation": "report_generation",
+                "payload": {"reportType": "webhook_activity", "sendNotification": True},
+            },
+            422,
+            ["payload.notifyWebhookUrl: required when sendNotification is true"],
+        ),
+        (
             {"client_id": "c", "operation": "tag_add", "payload": {"blob": "x" * 5000}},
             413,
             ["payload", "over the limit"],

@@ -51,6 +51,7 @@ async def test_no_route_answers_with_a_planted_secret() -> None:
         "/status": ["/status"],
         "/health": ["/health"],
         "/metrics": ["/metrics"],
+        "/webhooks/activity": ["/webhooks/activity"],  # sources and counts only
         "/dashboard/snapshot": ["/dashboard/snapshot"],
         "/dashboard/operations": ["/dashboard/operations"],
         "/openapi.json": ["/openapi.json"],

@@ -12,6 +12,7 @@ from schemas import events as ev
 from streams.distributor import Distributor
 from streams.domain.notices import kept_on_finish, notice_target
 from streams.kafka.headers import NOTIFY_HEADER
+from streams.notifier import notice_of
 from streams.settings import Settings
 from tests.support.gwt import Harness, submit
 
@@ -93,3 +94,55 @@ def test_kept_on_finish_keeps_only_the_notice_fields() -> None:
     assert kept_on_finish({"a": 1, "notifyOnComplete": True}) == {"notifyOnComplete": True}
     assert kept_on_finish({"a": 1}) is None
     assert kept_on_finish(None) is None
+
+
+REPORT = {"report_type": "webhook_activity", "total": 2, "by_source": {"ghl": {"total": 2}}}
+
+
+def test_a_report_with_send_notification_is_sent_as_the_notice_of_its_completion() -> None:
+    payload = {"reportType": "webhook_activity", "sendNotification": True, "notifyWebhookUrl": HOOK}
+    h = Harness().given(submit("r1", operation="report_generation", payload=payload))
+    events = h.succeed("r1", output=REPORT)
+    assert marks(h, events) == [("ts.completed", {"url": HOOK})]
+    # The notifier's body of that record carries the report.
+    (notice,) = [
+        n
+        for e in events
+        for out in APP.outputs(h.state, e)
+        if (n := notice_of(out.value, out.headers)) is not None
+    ]
+    assert (notice.target, notice.outcome) == (HOOK, "completed")
+    assert notice.body["output"] == REPORT and notice.body["operation"] == "report_generation"
+    # What the finished task keeps is what the notice needs, not the report's config.
+    assert h.record("r1").payload == {"sendNotification": True, "notifyWebhookUrl": HOOK}
+
+
+def test_a_report_with_send_notification_that_fails_for_good_is_marked_once() -> None:
+    payload = {"reportType": "task_summary", "sendNotification": True, "notifyWebhookUrl": HOOK}
+    h = Harness().given(submit("r1", operation="report_generation", payload=payload, max_retries=1))
+    assert marks(h, h.fail("r1")) == []
+    h.retry_due("r1")
+    assert marks(h, h.fail("r1")) == [("ts.failed", {"url": HOOK})]
+
+
+def test_send_notification_without_a_target_is_refused_at_submit() -> None:
+    (rejected,) = Harness().do(
+        submit(
+            "r1",
+            operation="report_generation",
+            payload={"reportType": "task_summary", "sendNotification": True},
+        )
+    )
+    assert isinstance(rejected, ev.TaskRejected)
+    assert rejected.reason.startswith(
+        "payload.notifyWebhookUrl: required when sendNotification is true"
+    )
+
+
+def test_send_notification_is_a_report_field_only() -> None:
+    done = ev.TaskCompleted(client_id="A", task_id="t", occurred_at_ms=1, operation=OP, attempt=1)
+    send = {"sendNotification": True, "notifyWebhookUrl": HOOK}
+    assert notice_target(send, done) is None
+    report = done.model_copy(update={"operation": "report_generation"})
+    assert notice_target(send, report) == HOOK
+    assert notice_target({**send, "sendNotification": "true"}, report) is None

@@ -274,11 +274,34 @@ def test_reminder_time_maps_to_scheduled_for_ms() -> None:
 @pytest.mark.parametrize(
     ("payload", "problems"),
     [
-        ({}, ["reportType: required, one of task_summary, execution_stats"]),
+        ({}, ["reportType: required, one of task_summary, execution_stats, webhook_activity"]),
+        ({"reportType": "webhook_activity"}, []),
         (
-            {"reportType": "webhook_activity"},
-            ["reportType: must be one of task_summary, execution_stats"],
+            {"reportType": "weekly"},
+            ["reportType: must be one of task_summary, execution_stats, webhook_activity"],
         ),
+        (
+            {
+                "reportType": "webhook_activity",
+                "startDate": "2024-11-01T00:00:00Z",
+                "endDate": "2024-11-30T23:59:59Z",
+                "sendNotification": True,
+                "notifyWebhookUrl": "https://hooks.example/reports",
+            },
+            [],
+        ),
+        (
+            {"reportType": "task_summary", "sendNotification": True},
+            ["notifyWebhookUrl: required when sendNotification is true (the report is sent there)"],
+        ),
+        (
+            {"reportType": "task_summary", "sendNotification": "yes", "notifyWebhookUrl": "x"},
+            [
+                "sendNotification: must be true or false",
+                "notifyWebhookUrl: must be an http:// or https:// URL",
+            ],
+        ),
+        ({"reportType": "task_summary", "sendNotification": False}, []),
         ({"reportType": "execution_stats", "dateFrom": "2024-11-01", "dateTo": "2024-11-30"}, []),
         ({"reportType": "execution_stats", "dateFrom": "2024-11-01", "dateTo": "2024-11-01"}, []),
         (
@@ -441,6 +464,16 @@ def test_notify_flags_read_both_spellings() -> None:
     assert notify_flags({"notify_on_complete": True}) == (True, False)
     assert notify_flags({"notifyOnFailure": True}) == (False, True)
     assert notify_flags({"notify_on_complete": "true"}) == (False, False)
+
+
+def test_send_notification_asks_a_report_for_both_notices() -> None:
+    send = {"sendNotification": True, "notifyWebhookUrl": "https://h/n"}
+    assert notify_flags(send, "report_generation") == (True, True)
+    assert notify_flags({**send, "notifyOnComplete": False}, "report_generation") == (True, True)
+    assert notify_flags({**send, "sendNotification": False}, "report_generation") == (False, False)
+    # A report field: other operations' payloads do not ask for notices with it.
+    assert notify_flags(send, "api_call") == (False, False)
+    assert notify_flags(send) == (False, False)
 
 
 def test_problems_of_several_kinds_are_all_reported() -> None:

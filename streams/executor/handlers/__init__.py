@@ -30,6 +30,7 @@ from streams.executor.handlers.report import (
     ViewClient,
     execution_stats,
     task_summary,
+    webhook_activity,
 )
 
 __all__ = [
@@ -65,4 +66,5 @@ __all__ = [
     "ghl_handlers",
     "task_summary",
     "validate_api_call_config",
+    "webhook_activity",
 ]

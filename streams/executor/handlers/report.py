@@ -4,6 +4,17 @@
 client. ``execution_stats`` takes the tasks that finished in the range and reports the success
 rate (completed / (completed + failed)), execution times (mean, p50, p90, p95, p99, max; nearest
 rank) overall and per operation, retries, and the service's ``/health`` statistics.
+``webhook_activity`` ("inbound message statistics") has two parts. The durable one: the tasks
+accepted in the range that inbound webhooks submitted (their row's ``submitted_by`` is
+``webhook:<source>``), counted by source and state, with the success rate and dead letters per
+source. The live one (``messages``): the view's counts of the messages it received, by source and
+outcome (accepted, duplicate, ignored, refused, unauthorized, unconfigured), from
+``GET /webhooks/activity``; they cover the time since that view process started, whatever the
+range and filters, and only the messages that view replica received.
+
+``sendNotification: true`` sends the finished report to the task's ``notifyWebhookUrl``: not from
+here, but as the outcome notice of the task (``streams.domain.notices``), whose ``output`` is
+this report.
 
 The data comes from an injectable ``fetch(path, params) -> dict``; by default
 :class:`ViewClient` GETs the HTTP view (``/tasks`` paged with its cursor and filtered by
@@ -31,6 +42,7 @@ from streams.executor.handlers.errors import ReportError, TaskConfigError
 from streams.executor.handlers.http import HttpClient
 from streams.executor.handlers.outbound import OutboundPolicy
 from streams.settings import Settings
+from streams.webhooks import source_of_actor
 
 Fetch: TypeAlias = Callable[[str, Mapping[str, str]], Awaitable[Mapping[str, Any]]]
 """``await fetch("/tasks", {"limit": "1000", ...})`` -> the view's JSON answer."""
@@ -193,6 +205,51 @@ def execution_stats(
     }
 
 
+def webhook_activity(
+    rows: Iterable[Mapping[str, Any]], start: datetime | None, stop: datetime | None
+) -> dict[str, Any]:
+    """Tasks accepted in [start, stop) that inbound webhooks submitted, by source and state."""
+    start_ms, stop_ms = _ms(start), _ms(stop)
+    by_source: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        source = source_of_actor(r.get("submitted_by"))
+        if source is not None and _within(r.get("accepted_at_ms"), start_ms, stop_ms):
+            by_source.setdefault(source, []).append(r)
+
+    def summarize(group: list[Mapping[str, Any]]) -> dict[str, Any]:
+        by_state = Counter(str(r.get("state")) for r in group)
+        return {
+            "total": len(group),
+            "by_state": dict(sorted(by_state.items())),
+            "success_rate": _rate(by_state.get("completed", 0), by_state.get("failed", 0)),
+            "dead_lettered": sum(1 for r in group if r.get("dead_lettered")),
+        }
+
+    chosen = [r for group in by_source.values() for r in group]
+    return {
+        "report_type": "webhook_activity",
+        "range": {"from": _iso(start), "to": _iso(stop)},
+        **summarize(chosen),
+        "by_source": {name: summarize(group) for name, group in sorted(by_source.items())},
+    }
+
+
+def _messages(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the view's ``/webhooks/activity`` answer a report shows."""
+    if not isinstance(answer.get("by_source"), Mapping):
+        raise ReportError("the view's /webhooks/activity answer has no by_source object")
+    return {
+        "since": answer.get("since"),
+        "total": answer.get("total"),
+        "by_outcome": dict(answer.get("by_outcome") or {}),
+        "by_source": {
+            str(name): dict(counts.get("by_outcome") or {})
+            for name, counts in sorted(answer["by_source"].items())
+            if isinstance(counts, Mapping)
+        },
+    }
+
+
 class ReportGenerationHandler:
     """``handler(ctx)`` for ``report_generation``."""
 
@@ -242,6 +299,9 @@ class ReportGenerationHandler:
         rows, truncated = await self._rows(ctx)
         if payload["reportType"] == "task_summary":
             report = task_summary(rows, start, stop)
+        elif payload["reportType"] == "webhook_activity":
+            report = webhook_activity(rows, start, stop)
+            report["messages"] = _messages(await self.fetch("/webhooks/activity", {}))
         else:
             report = execution_stats(rows, start, stop)
             health = await self.fetch("/health", {})
