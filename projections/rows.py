@@ -84,6 +84,15 @@ class Execution(Row):
     quality: float | None = None
 
 
+class Attachment(Row):
+    """A file the task refers to (``SubmitTask.attachments``); taskstream keeps no content."""
+
+    url: str
+    name: str
+    size_bytes: int | None = None
+    content_type: str | None = None
+
+
 class TaskRow(Row):
     task_id: str
     client_id: str
@@ -139,6 +148,7 @@ class TaskRow(Row):
     assigned_to: dict[str, str] | None = None  # {"kind": "agent" | "session", "id": ...}
     prompt: str | None = None  # what a task waiting for input asks
     input: dict[str, Any] | None = None  # the latest answer
+    attachments: list[Attachment] = Field(default_factory=list)
 
 
 class SessionRow(Row):
@@ -378,6 +388,7 @@ class TaskDoc(TypedDict):
     assigned_to: dict[str, str] | None
     prompt: str | None
     input: dict[str, Any] | None
+    attachments: list[dict[str, Any]]
 
 
 SessionState = Literal["unregistered", "active", "released", "cleaned"]
@@ -489,6 +500,7 @@ def new_task(task_id: str, client_id: str) -> TaskDoc:
         "assigned_to": None,
         "prompt": None,
         "input": None,
+        "attachments": [],
     }
 
 
