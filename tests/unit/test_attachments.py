@@ -340,3 +340,20 @@ def test_the_cli_reads_an_attachment_with_its_options() -> None:
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=problem):
             conv.attachment(text)
+
+
+def test_the_cli_submit_and_edit_take_attachments() -> None:
+    from streams.cli.main import build_parser
+    from streams.cli.tasks import _managed
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["submit", "workflow_trigger", "--client", "c1",
+         "--attach", "https://example.com/a.pdf", "--attach", "https://example.com/b,name=B"]
+    )  # fmt: skip
+    assert [a["name"] for a in _managed(args)["attachments"]] == ["a.pdf", "B"]
+    assert "attachments" not in _managed(parser.parse_args(["submit", "x", "--client", "c1"]))
+    edit = parser.parse_args(["edit", "t1", "--no-attachments"])
+    assert (edit.attach, edit.no_attachments) == (None, True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["submit", "x", "--client", "c1", "--attach", "mailto:a@example.com"])
