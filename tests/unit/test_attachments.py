@@ -284,7 +284,7 @@ class _Sending(TaskstreamClient):
         super().__init__(Settings(kafka_bootstrap_servers="127.0.0.1:1"))
         self.sent: list[cmd.Command] = []
 
-    async def send(self, command: cmd.Command) -> Any:  # type: ignore[override]
+    async def send(self, command: cmd.Command) -> Any:
         self.sent.append(command)
 
 
@@ -357,3 +357,12 @@ def test_the_cli_submit_and_edit_take_attachments() -> None:
     assert (edit.attach, edit.no_attachments) == (None, True)
     with pytest.raises(SystemExit):
         parser.parse_args(["submit", "x", "--client", "c1", "--attach", "mailto:a@example.com"])
+
+
+def test_taskstream_status_lists_a_tasks_attachments() -> None:
+    from streams.cli.render import format_task
+
+    shown = format_task({"task_id": "t1", "state": "queued", "attachments": [PDF, LINK]})
+    assert "contract.pdf" in shown and "482113" in shown and "application/pdf" in shown
+    assert "http://example.com/brief" in shown
+    assert "attachment" not in format_task({"task_id": "t1", "attachments": []})
