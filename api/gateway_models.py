@@ -28,6 +28,18 @@ class AssigneeRequest(BaseModel):
     id: Id
 
 
+class AttachmentRequest(BaseModel):
+    """A reference to a file kept elsewhere; the rules (http/https, a name of 1..255
+    characters, size >= 0, at most 20) are the submission door's, answered as 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="An http or https URL (no user name or password)")
+    name: str = Field(description="What people see, 1..255 characters")
+    size_bytes: int | None = Field(default=None, description="The file's size, if known")
+    content_type: str | None = Field(default=None, description="A media type, if known")
+
+
 class StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,6 +83,9 @@ class SubmitRequest(BaseModel):
     )
     steps: list[StepRequest] = Field(default_factory=list, max_length=100)
     template: Id | None = Field(default=None, description="A named task template's defaults")
+    attachments: list[AttachmentRequest] = Field(
+        default_factory=list, description="References to files (at most 20), shown on the task"
+    )
 
 
 class BatchJobItemRequest(BaseModel):

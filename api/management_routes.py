@@ -1,7 +1,7 @@
 """Task management routes of the gateway (issue 15): edit, archive, run now, answer input.
 
 * ``PUT /tasks/{id}`` changes what the body names (priority, payload, schedule, due date, tags,
-  assignment, title, description) while the task has not started; ``409`` once it has.
+  assignment, title, description, attachments) while the task has not started; ``409`` once it has.
 * ``DELETE /tasks/{id}`` archives: unfinished work is cancelled, the task leaves default
   listings (``GET /tasks?include_archived=true`` shows it) and keeps its history.
 * ``POST /tasks/{id}/run`` runs a scheduled, retry-waiting or deferred task (or a waiting one
@@ -22,12 +22,20 @@ from starlette.requests import Request
 
 from projections.rows import TaskRow
 from schemas.catalog import PriorityName
-from schemas.commands import ArchiveTask, ProvideInput, RunTask, TaskAssignee, UpdateTask
+from schemas.commands import (
+    ArchiveTask,
+    ProvideInput,
+    RunTask,
+    TaskAssignee,
+    TaskAttachment,
+    UpdateTask,
+)
 from schemas.states import TERMINAL_STATES
+from streams.domain.attachments import attachment_problems
 
 from .access import Caller
 from .gateway_context import Gateway, priority_level
-from .gateway_models import AssigneeRequest, Tag, TaskAccepted, problem, problems
+from .gateway_models import AssigneeRequest, AttachmentRequest, Tag, TaskAccepted, problem, problems
 
 __all__ = ["router"]
 
@@ -58,6 +66,9 @@ class UpdateRequest(BaseModel):
     assigned_to: AssigneeRequest | None = None
     title: str | None = Field(default=None, max_length=512)
     description: str | None = Field(default=None, max_length=10_000)
+    attachments: list[AttachmentRequest] | None = Field(
+        default=None, description="The whole new list (null or [] removes every attachment)"
+    )
 
 
 class InputRequest(BaseModel):
@@ -104,6 +115,10 @@ async def update(
         refused = gateway.payload_problem(row.operation, request.payload or {})
         if refused is not None:
             return refused
+    attachments = [TaskAttachment(**a.model_dump()) for a in request.attachments or []]
+    wrong = attachment_problems(attachments) if "attachments" in changed else []
+    if wrong:
+        return problem(422, "; ".join(wrong))
     assignee = request.assigned_to
     return await gateway.task_command(
         task_id,
@@ -121,6 +136,7 @@ async def update(
             assigned_to=TaskAssignee(kind=assignee.kind, id=assignee.id) if assignee else None,
             title=request.title,
             description=request.description,
+            attachments=attachments,
         ),
         caller,
     )

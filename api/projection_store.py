@@ -25,7 +25,7 @@ from streams.rocksdb import StoreLockedError
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 4  # 4: TaskRow.submitted_by
+LAYOUT_VERSION = 4  # 4: TaskRow.submitted_by and attachments
 _WHAT = "projection store"
 
 

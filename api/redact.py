@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from projections.batch_jobs import BatchJobItemRow, BatchJobRow
-from projections.rows import Attempt, BatchRow, DeadLetterRow, Execution, TaskRow
-from schemas.masking import mask_document, mask_text
+from projections.rows import Attachment, Attempt, BatchRow, DeadLetterRow, Execution, TaskRow
+from schemas.credentials import url_has_credentials
+from schemas.masking import mask_document, mask_text, mask_url
 
 
 def _text(value: str | None) -> str | None:
@@ -23,6 +24,14 @@ def _object(value: dict[str, Any] | None) -> Any:
 
 def _attempts(attempts: list[Attempt]) -> list[Attempt]:
     return [a.model_copy(update={"error": mask_text(a.error)}) for a in attempts]
+
+
+def _attachments(attachments: list[Attachment]) -> list[Attachment]:
+    """Attachment links with credential-named query values (a signed URL's token) masked."""
+    return [
+        a.model_copy(update={"url": mask_url(a.url)}) if url_has_credentials(a.url) else a
+        for a in attachments
+    ]
 
 
 def _execution(e: Execution) -> Execution:
@@ -49,6 +58,7 @@ def masked_task(row: TaskRow) -> TaskRow:
             "last_error": _text(row.last_error),
             "reason": _text(row.reason),
             "progress_message": _text(row.progress_message),
+            "attachments": _attachments(row.attachments),
             "history": [
                 h.model_copy(update={"detail": _text(h.detail)}) if h.detail else h
                 for h in row.history

@@ -2,7 +2,7 @@
 requests, deferrals and due dates show on a task's row.
 
 The fields live on ``TaskRow`` (title, tags, due_by_ms, overdue, archived, assigned_to,
-prompt, input); ``GET /tasks`` hides archived tasks unless asked and filters by tag, title
+prompt, input, attachments); ``GET /tasks`` hides archived tasks unless asked and filters by tag, title
 text and overdue (``ProjectionReader.tasks``). Rows folded before these fields existed read
 with their defaults.
 """
@@ -36,6 +36,7 @@ def accepted_fields(row: TaskDoc, e: ev.TaskAccepted) -> None:
     row["assigned_to"] = e.assigned_to.model_dump() if e.assigned_to is not None else None
     row["prompt"] = None
     row["input"] = None
+    row["attachments"] = [a.model_dump() for a in e.attachments]
 
 
 def management_folds(open_: Open, close: Close) -> dict[type[Any], Callable[[Tables, Any], None]]:
@@ -63,6 +64,8 @@ def management_folds(open_: Open, close: Close) -> dict[type[Any], Callable[[Tab
             row["title"] = e.title
         if "description" in changed:
             row["description"] = e.description
+        if "attachments" in changed:
+            row["attachments"] = [a.model_dump() for a in e.attachments]
         close(tables, opened, e, ", ".join(e.changed))
 
     def archived(tables: Tables, e: mev.TaskArchived) -> None:

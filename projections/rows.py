@@ -84,6 +84,15 @@ class Execution(Row):
     quality: float | None = None
 
 
+class Attachment(Row):
+    """A file the task refers to (``SubmitTask.attachments``); taskstream keeps no content."""
+
+    url: str
+    name: str
+    size_bytes: int | None = None
+    content_type: str | None = None
+
+
 class TaskRow(Row):
     task_id: str
     client_id: str
@@ -142,6 +151,7 @@ class TaskRow(Row):
     submitted_by: str | None = None
     """The actor of the task's ``task.accepted`` (the token's name, ``webhook:<source>`` for a
     task made from an inbound webhook); None when the submitter named none."""
+    attachments: list[Attachment] = Field(default_factory=list)
 
 
 class SessionRow(Row):
@@ -382,6 +392,7 @@ class TaskDoc(TypedDict):
     prompt: str | None
     input: dict[str, Any] | None
     submitted_by: str | None
+    attachments: list[dict[str, Any]]
 
 
 SessionState = Literal["unregistered", "active", "released", "cleaned"]
@@ -494,6 +505,7 @@ def new_task(task_id: str, client_id: str) -> TaskDoc:
         "prompt": None,
         "input": None,
         "submitted_by": None,
+        "attachments": [],
     }
 
 

@@ -58,6 +58,20 @@ class TaskStep(BaseModel):
     failure_policy: str = Field(default="fail_task", max_length=MAX_ID_LENGTH)
 
 
+class TaskAttachment(BaseModel):
+    """A reference to a file kept elsewhere: its URL, a name people see, its size and media
+    type when known. Shape rules (http/https, lengths, at most 20 a task) are the decider's
+    (``streams.domain.attachments``), so a raw producer's bad attachment is refused with a
+    reason instead of failing to decode."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    name: str
+    size_bytes: int | None = None
+    content_type: str | None = None
+
+
 class SubmitTask(Command):
     task_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     operation: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -78,6 +92,7 @@ class SubmitTask(Command):
     assigned_to: TaskAssignee | None = None
     steps: list[TaskStep] = Field(default_factory=list)
     template: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    attachments: list[TaskAttachment] = Field(default_factory=list)
 
 
 def submit_document(command: SubmitTask) -> dict[str, Any]:
@@ -316,6 +331,7 @@ class UpdateTask(Command):
     title: str | None = None
     description: str | None = None
     actor: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    attachments: list[TaskAttachment] = Field(default_factory=list)
 
 
 class ArchiveTask(Command):

@@ -11,7 +11,7 @@ from typing import ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.commands import ResourcesUsed, TaskAssignee, TaskStep
+from schemas.commands import ResourcesUsed, TaskAssignee, TaskAttachment, TaskStep
 from schemas.fields import JsonObject
 
 
@@ -52,6 +52,7 @@ class TaskAccepted(TaskEvent):
     due_at_ms: int | None = None
     assigned_to: TaskAssignee | None = None
     steps: list[TaskStep] = Field(default_factory=list)
+    attachments: list[TaskAttachment] = Field(default_factory=list)
 
 
 class TaskPendingReview(TaskEvent):

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas.commands import TaskAssignee
+from schemas.commands import TaskAssignee, TaskAttachment
 from schemas.events import BatchJobEvent, Event, TaskEvent
 from schemas.fields import JsonObject
 
@@ -32,6 +32,7 @@ class TaskUpdated(TaskEvent):
     title: str | None = None
     description: str | None = None
     actor: str | None = None
+    attachments: list[TaskAttachment] = Field(default_factory=list)
 
 
 class TaskArchived(TaskEvent):

@@ -78,6 +78,25 @@ _NAMED: Final[tuple[Vector, ...]] = (
         ),
     ),
     Vector(
+        "submit-attachments",
+        "A SubmitTask with attachments: one with its size and media type, one bare reference.",
+        cmd.SubmitTask(
+            client_id="client_acme_001",
+            task_id="t-44",
+            operation="contact_create",
+            payload={"email": "john@example.com"},
+            attachments=[
+                cmd.TaskAttachment(
+                    url="https://files.example.com/contracts/acme.pdf",
+                    name="contract.pdf",
+                    size_bytes=482_113,
+                    content_type="application/pdf",
+                ),
+                cmd.TaskAttachment(url="https://example.com/brief", name="brief"),
+            ],
+        ),
+    ),
+    Vector(
         "register-session",
         "An executor registers a browser session that runs two things at once.",
         cmd.RegisterSession(

@@ -265,7 +265,8 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
     ) -> str:
         """Submit a task; returns its id (a new uuid4 unless ``task_id`` is given).
         ``managed``: title, description, tags, metadata, due_at_ms, assigned_to, steps,
-        template (``SubmitTask``'s fields)."""
+        template, attachments (``SubmitTask``'s fields; attachments as ``TaskAttachment`` or
+        mappings with ``url``, ``name`` and optionally ``size_bytes``, ``content_type``)."""
         command = self.submit_command(
             client_id,
             operation,

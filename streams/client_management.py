@@ -23,8 +23,10 @@ from schemas.commands import (
     RunTask,
     SubmitTask,
     TaskAssignee,
+    TaskAttachment,
     UpdateTask,
 )
+from streams.domain.attachments import attachment_problems
 from streams.domain.submission import SubmitRefused, build_submit
 from streams.errors import InvalidCommandError, PayloadTooLargeError
 from streams.settings import Settings
@@ -38,6 +40,19 @@ def _invalid(model: str, exc: ValidationError) -> InvalidCommandError:
         for e in exc.errors(include_url=False)
     )
     return InvalidCommandError(f"invalid {model}: {problems}")
+
+
+def _attachments(given: Iterable[TaskAttachment | Mapping[str, Any]]) -> list[TaskAttachment]:
+    try:
+        found = [a if isinstance(a, TaskAttachment) else TaskAttachment(**a) for a in given]
+    except ValidationError as exc:
+        raise _invalid("UpdateTask.attachments", exc) from None
+    except TypeError as exc:
+        raise InvalidCommandError(f"invalid UpdateTask: attachments: {exc}") from None
+    problems = attachment_problems(found)
+    if problems:
+        raise InvalidCommandError(f"invalid UpdateTask: {'; '.join(problems)}")
+    return found
 
 
 class TaskManagementCommands:
@@ -74,9 +89,12 @@ class TaskManagementCommands:
         assigned_to: tuple[str, str] | None = _UNSET,
         title: str | None = _UNSET,
         description: str | None = _UNSET,
+        attachments: Iterable[TaskAttachment | Mapping[str, Any]] | None = _UNSET,
     ) -> Any:
         """Edit a task that has not started: only the arguments given change (``None``
-        clears); ``assigned_to`` is ``("agent" | "session", id)``."""
+        clears); ``assigned_to`` is ``("agent" | "session", id)``; ``attachments`` is the
+        whole new list (``TaskAttachment`` or mappings with ``url``, ``name``, ``size_bytes``,
+        ``content_type``), checked here like a submit's."""
         given: dict[str, Any] = {
             "priority": priority,
             "payload": payload,
@@ -86,6 +104,7 @@ class TaskManagementCommands:
             "assigned_to": assigned_to,
             "title": title,
             "description": description,
+            "attachments": attachments,
         }
         fields = {k: v for k, v in given.items() if v is not _UNSET}
         if not fields:
@@ -95,6 +114,8 @@ class TaskManagementCommands:
             values["payload"] = dict(values["payload"] or {})
         if "tags" in values:
             values["tags"] = list(values["tags"] or [])
+        if "attachments" in values:
+            values["attachments"] = _attachments(values["attachments"] or [])
         if values.get("assigned_to") is not None:
             kind, who = values["assigned_to"]
             values["assigned_to"] = TaskAssignee(kind=kind, id=who)

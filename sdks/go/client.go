@@ -150,6 +150,21 @@ func WithCapabilities(names ...string) SubmitOption {
 	return func(s *SubmitTask) { s.Capabilities = append(s.Capabilities, names...) }
 }
 
+// WithAttachment attaches a reference to a file: an http or https URL and the name people
+// see; size (bytes, < 0: unknown) and contentType ("": unknown) are optional.
+func WithAttachment(url, name string, size int64, contentType string) SubmitOption {
+	return func(s *SubmitTask) {
+		a := TaskAttachment{URL: url, Name: name}
+		if size >= 0 {
+			a.SizeBytes = ptr(size)
+		}
+		if contentType != "" {
+			a.ContentType = ptr(contentType)
+		}
+		s.Attachments = append(s.Attachments, a)
+	}
+}
+
 // Submit submits a task and returns its id. payload is any value that marshals to a JSON
 // object (nil: {}); a json.RawMessage or []byte is sent as the JSON text it holds.
 func (c *Client) Submit(ctx context.Context, clientID, operation string, payload any, opts ...SubmitOption) (string, error) {
@@ -160,6 +175,7 @@ func (c *Client) Submit(ctx context.Context, clientID, operation string, payload
 	cmd := &SubmitTask{
 		ClientID: clientID, Operation: operation, Payload: text, DependsOn: []string{},
 		Capabilities: []string{}, Tags: []string{}, Metadata: "{}", Steps: []TaskStep{},
+		Attachments: []TaskAttachment{},
 	}
 	for _, opt := range opts {
 		opt(cmd)
@@ -320,6 +336,7 @@ func Validate(cmd Command) error {
 		for _, name := range c.Capabilities {
 			v.id("capabilities[]", name)
 		}
+		v.attachments(c.Attachments)
 	case *CancelTask:
 		v.id("task_id", c.TaskID)
 	case *ApproveTask:

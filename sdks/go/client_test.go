@@ -34,6 +34,14 @@ func TestInvalidCommandsAreRefusedBeforeSending(t *testing.T) {
 			_, err := client.Submit(ctx, "c", "contact_create", json.RawMessage("{"))
 			return err
 		},
+		"attachment not http": func() error {
+			_, err := client.Submit(ctx, "c", "contact_create", nil, WithAttachment("ftp://x.example/a", "a", -1, ""))
+			return err
+		},
+		"attachment without a name": func() error {
+			_, err := client.Submit(ctx, "c", "contact_create", nil, WithAttachment("https://x.example/a", "", 10, "text/plain"))
+			return err
+		},
 		"empty client": func() error {
 			_, err := client.Submit(ctx, "", "contact_create", nil)
 			return err

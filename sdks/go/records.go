@@ -38,6 +38,17 @@ type SubmitTask struct {
 	AssignedTo  *TaskAssignee `avro:"assigned_to"`
 	Steps       []TaskStep    `avro:"steps"`
 	Template    *string       `avro:"template"`
+	// SubmitTask v5: references to files, shown on the task (at most 20).
+	Attachments []TaskAttachment `avro:"attachments"`
+}
+
+// TaskAttachment: a reference to a file kept elsewhere (an http or https URL, a name of
+// 1..255 characters, its size and media type when known).
+type TaskAttachment struct {
+	URL         string  `avro:"url"`
+	Name        string  `avro:"name"`
+	SizeBytes   *int64  `avro:"size_bytes"`
+	ContentType *string `avro:"content_type"`
 }
 
 // TaskAssignee: the task runs only on this agent's sessions (kind "agent") or this session.
@@ -271,7 +282,7 @@ func (c *SubmitBatchJob) Client() string   { return c.ClientID }
 func newRecord(name string) Record {
 	switch name {
 	case "SubmitTask":
-		return &SubmitTask{Metadata: "{}", Tags: []string{}, Steps: []TaskStep{}}
+		return &SubmitTask{Metadata: "{}", Tags: []string{}, Steps: []TaskStep{}, Attachments: []TaskAttachment{}}
 	case "CancelTask":
 		return &CancelTask{}
 	case "ApproveTask":

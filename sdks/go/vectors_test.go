@@ -280,6 +280,24 @@ func TestTypedVectorsReadTheirFields(t *testing.T) {
 		!reflect.DeepEqual(submit.Capabilities, []string{"ghl", "browser"}) {
 		t.Errorf("SubmitTask fields: %+v", submit)
 	}
+	r, err = DefaultCodec().Decode(find("SubmitTask.json", "submit-attachments"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TaskAttachment{
+		{URL: "https://files.example.com/contracts/acme.pdf", Name: "contract.pdf", SizeBytes: ptr(int64(482113)), ContentType: ptr("application/pdf")},
+		{URL: "https://example.com/brief", Name: "brief"},
+	}
+	if got := r.(*SubmitTask).Attachments; !reflect.DeepEqual(got, want) {
+		t.Errorf("SubmitTask attachments: %+v", got)
+	}
+	r, err = DefaultCodec().Decode(find("SubmitTask.v4.json", "minimal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.(*SubmitTask).Attachments; len(got) != 0 {
+		t.Errorf("a SubmitTask v4 reads without attachments, got %+v", got)
+	}
 	r, err = DefaultCodec().Decode(find("TaskFailed.v1.json", "minimal"))
 	if err != nil {
 		t.Fatal(err)

@@ -91,3 +91,47 @@ def browser(text: str) -> Any:
         return BrowserTarget.parse(text)
     except ConfigurationError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--browser {text!r}: ")) from None
+
+
+_ATTACH_KEYS = ("name", "size", "type")
+
+
+def attachment(text: str) -> dict[str, Any]:
+    """``URL[,name=NAME][,size=BYTES][,type=MEDIA/TYPE]`` (``--attach``); the name defaults
+    to the URL's last path segment. Checked by the rules a submit's attachments meet."""
+    import re
+    from urllib.parse import unquote, urlsplit
+
+    from schemas.commands import TaskAttachment
+    from streams.domain.attachments import one_attachment_problems
+
+    url, *options = re.split(r",(?=(?:name|size|type)=)", text)
+    found: dict[str, str] = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key in found:
+            raise argparse.ArgumentTypeError(f"{key}= given twice in {text!r}")
+        found[key] = value
+    size: int | None = None
+    if "size" in found:
+        try:
+            size = int(found["size"])
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"size= must be a number of bytes, not {found['size']!r}"
+            ) from None
+    try:
+        parts = urlsplit(url)
+        default_name = unquote(parts.path.rstrip("/").rpartition("/")[2]) or parts.hostname or url
+    except ValueError:
+        default_name = url
+    value = TaskAttachment(
+        url=url,
+        name=found.get("name", default_name),
+        size_bytes=size,
+        content_type=found.get("type"),
+    )
+    problems = list(one_attachment_problems(value, "attachment"))
+    if problems:
+        raise argparse.ArgumentTypeError("; ".join(problems))
+    return value.model_dump()

@@ -44,6 +44,8 @@ def _cmd_manage(args: argparse.Namespace, settings: Settings) -> int:
                     changes["tags"] = args.tag
                 if args.assign is not None:
                     changes["assigned_to"] = args.assign
+                if args.attach is not None or args.no_attachments:
+                    changes["attachments"] = args.attach or []
                 await client.update_task(client_id, args.task_id, **changes)
 
     asyncio.run(go())
@@ -62,6 +64,16 @@ def register(sub: Any) -> None:
     p.add_argument("--title", default=None)
     p.add_argument("--tag", action="append", default=None, help="the new tags (repeat)")
     p.add_argument("--assign", type=_assignee, default=None, metavar="agent:ID|session:ID")
+    attach = p.add_mutually_exclusive_group()
+    attach.add_argument(
+        "--attach",
+        type=conv.attachment,
+        action="append",
+        default=None,
+        metavar="URL[,name=NAME][,size=BYTES][,type=MEDIA/TYPE]",
+        help="the new attachments (repeat; replaces the list)",
+    )
+    attach.add_argument("--no-attachments", action="store_true", help="remove every attachment")
     p.set_defaults(handler=_cmd_manage)
     for name, text in (
         ("archive", "archive a task: cancel unfinished work, hide it, keep its history"),

@@ -56,6 +56,18 @@ def format_task(task: dict[str, Any]) -> str:
         if k in task
     ]
     out = table(head, ["task", "value"])
+    attachments = task.get("attachments") or []
+    if attachments:
+        rows = [
+            [
+                str(a.get("name")),
+                str(a.get("size_bytes") if a.get("size_bytes") is not None else ""),
+                str(a.get("content_type") or ""),
+                str(a.get("url")),
+            ]
+            for a in attachments
+        ]
+        out += "\n\n" + table(rows, ["attachment", "bytes", "type", "url"])
     executions = task.get("executions") or []
     if executions:
         rows = [

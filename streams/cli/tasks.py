@@ -51,13 +51,15 @@ def _cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _managed(args: argparse.Namespace) -> dict[str, Any]:
-    """The task-management fields given on the command line (title, tags, due date, steps)."""
+    """The task-management fields given on the command line (title, tags, due date, steps,
+    attachments)."""
     given = {
         "title": args.title,
         "description": args.description,
         "tags": args.tag or None,
         "due_at_ms": args.due_at_ms,
         "steps": args.steps,
+        "attachments": args.attach or None,
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -116,6 +118,14 @@ def register(sub: Any) -> None:
     p.add_argument("--description", default=None)
     p.add_argument("--tag", action="append", default=[])
     p.add_argument("--due-at-ms", type=int, default=None)
+    p.add_argument(
+        "--attach",
+        type=conv.attachment,
+        action="append",
+        default=[],
+        metavar="URL[,name=NAME][,size=BYTES][,type=MEDIA/TYPE]",
+        help="attach a reference to a file (repeat; at most 20)",
+    )
     p.add_argument(
         "--steps",
         type=conv.json_objects,

@@ -29,6 +29,7 @@ from schemas.fields import MAX_ID_LENGTH
 from schemas.states import ACTIVE_STATES as ACTIVE
 from schemas.states import TERMINAL_STATES as TERMINAL
 from streams.domain import lifecycle
+from streams.domain.attachments import attachment_problems
 from streams.domain.context import Decision
 from streams.domain.dispatch import dispatch
 from streams.domain.spec import canonical_json
@@ -58,6 +59,7 @@ EDITABLE = (
     "assigned_to",
     "title",
     "description",
+    "attachments",
 )
 # States of a task no executor has seen yet (an attempt that failed or asked for input has).
 NOT_STARTED = frozenset(
@@ -142,6 +144,10 @@ def _edit_problem(ctx: Decision, c: cmd.UpdateTask, task: TaskRecord) -> str | N
         and len(c.description) > MAX_DESCRIPTION
     ):
         return f"description: longer than {MAX_DESCRIPTION} characters"
+    if "attachments" in fields:
+        problems = attachment_problems(c.attachments)
+        if problems:
+            return problems[0]
     return None
 
 
@@ -171,6 +177,7 @@ def _update(ctx: Decision, c: cmd.UpdateTask) -> None:
             title=c.title if "title" in fields else None,
             description=c.description if "description" in fields else None,
             actor=c.actor,
+            attachments=c.attachments if "attachments" in fields else [],
         )
     )
     if readmit:

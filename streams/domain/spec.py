@@ -38,6 +38,9 @@ def spec_digest(accepted: TaskAccepted) -> str:
         accepted.assigned_to.model_dump() if accepted.assigned_to is not None else None,
         [{**s.model_dump(), "config": comparable(s.config)} for s in accepted.steps],
     ]
+    if accepted.attachments:
+        # Likewise: tasks without attachments keep the digest they were stored with.
+        managed.append([a.model_dump() for a in accepted.attachments])
     if any(managed):
         # Only then: the digests of tasks accepted before these fields stay what they were.
         doc.append(managed)

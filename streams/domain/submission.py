@@ -23,6 +23,7 @@ from schemas.credentials import is_credential_name, is_sealed
 from schemas.errors import TaskstreamError
 from schemas.fields import MAX_ID_LENGTH
 from schemas.task_configs import reminder_time_ms, validate_task_config
+from streams.domain.attachments import attachment_problems
 from streams.domain.spec import canonical_json
 
 __all__ = [
@@ -156,6 +157,7 @@ def _management_problems(c: SubmitTask) -> Iterable[str]:
     assignee = _assignee_problem(c.assigned_to)
     if assignee is not None:
         yield assignee
+    yield from attachment_problems(c.attachments)
 
 
 def step_problems(steps: list[TaskStep], catalog: Mapping[str, OperationSpec]) -> list[str]:

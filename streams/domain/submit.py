@@ -58,6 +58,7 @@ def accepted_event(ctx: Decision, c: cmd.SubmitTask, depends_on: list[str]) -> T
         due_at_ms=c.due_at_ms,
         assigned_to=c.assigned_to,
         steps=c.steps,
+        attachments=c.attachments,
     )
 
 

@@ -1,8 +1,9 @@
 """Task management end to end on the suite's broker (issue 15, items 1-3): the real processor,
 the projector with the HTTP view and gateway, the SDK and the CLI. A raw producer's invalid config is
 refused naming the field; a reminder from the SDK starts at its time; an edit before start takes
-effect and one after start is 409; an archived task leaves the default listing and keeps its
-history; run starts a scheduled task now; a task waits for input and resumes with the answer."""
+effect (attachments too, issue 19) and one after start is 409; an archived task leaves the
+default listing and keeps its history; run starts a scheduled task now; a task waits for input
+and resumes with the answer."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ CLIENT = "mgmt"
 SESSION_OP = "workflow_trigger"  # needs a session, not batchable
 POOL_OP = "integration_sync"  # shared pool: no session needed
 FAR = 4_102_444_800_000  # 2100-01-01
+ATTACHMENT = {
+    "url": "https://files.example.com/brief.pdf",
+    "name": "brief.pdf",
+    "size_bytes": 1234,
+    "content_type": "application/pdf",
+}
+LINK = {
+    "url": "https://example.com/notes",
+    "name": "notes",
+    "size_bytes": None,
+    "content_type": None,
+}
+CLI_ATTACH = "https://example.com/q3.pdf,name=Q3,size=10,type=application/pdf"
 
 
 def of(events: list[Any], kind: type[Any], task_id: str) -> list[Any]:
@@ -99,22 +113,37 @@ async def test_edit_archive_run_and_input_from_the_view_and_the_sdk(
                         "scheduled_for_ms": FAR,
                         "title": f"Call {task_id} back",
                         "tags": ["sales"],
+                        "attachments": [ATTACHMENT],
                     },
                 )
                 assert r.status_code == 202, r.text
-            await poll(http, "/tasks/later", lambda t: t["state"] == "scheduled")
-            r = await http.put("/tasks/later", json={"priority": "low", "tags": ["sales", "vip"]})
+            shown = await poll(http, "/tasks/later", lambda t: t["state"] == "scheduled")
+            assert shown["attachments"] == [ATTACHMENT]
+            r = await http.put(
+                "/tasks/later",
+                json={"priority": "low", "tags": ["sales", "vip"], "attachments": [LINK]},
+            )
             assert r.status_code == 202, r.text
             edited = await poll(http, "/tasks/later", lambda t: t["tags"] == ["sales", "vip"])
             assert edited["priority"] == 4 and edited["state"] == "scheduled"
+            assert edited["attachments"] == [LINK]
+            bad = {"attachments": [{"url": "ftp://x.example/a", "name": "a"}]}
+            r = await http.put("/tasks/later", json=bad)
+            assert r.status_code == 422 and "attachments[0].url" in r.json()["detail"]
             listed = (await http.get("/tasks?tag=vip&title=LATER")).json()["items"]
             assert [t["task_id"] for t in listed] == ["later"]
 
             # The CLI edits too.
             parser = build_parser()
-            args = parser.parse_args(["edit", "later", "--client", CLIENT, "--tag", "cli"])
+            args = parser.parse_args(
+                ["edit", "later", "--client", CLIENT, "--tag", "cli", "--attach", CLI_ATTACH]
+            )
             assert await asyncio.to_thread(args.handler, args, settings) == 0
-            await poll(http, "/tasks/later", lambda t: t["tags"] == ["cli"])
+            cli = await poll(http, "/tasks/later", lambda t: t["tags"] == ["cli"])
+            assert cli["attachments"] == [
+                {"url": "https://example.com/q3.pdf", "name": "Q3", "size_bytes": 10,
+                 "content_type": "application/pdf"}
+            ]  # fmt: skip
 
             # Run now: the scheduled task is queued at once.
             assert (await http.post("/tasks/later/run")).status_code == 202

@@ -30,7 +30,7 @@ test("fields with defaults may be left out; decoding gives them", () => {
     client_id: "c", task_id: "t", operation: "send_sms", payload: "{}", priority: null, max_retries: null,
     timeout_ms: null, scheduled_for_ms: null, requires_review: false, depends_on: [], capabilities: [],
     title: null, description: null, tags: [], metadata: "{}", due_at_ms: null, assigned_to: null,
-    steps: [], template: null,
+    steps: [], template: null, attachments: [],
   });
 });
 

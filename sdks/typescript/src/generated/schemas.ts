@@ -3249,6 +3249,50 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "A named task template of the client (POST /templates): the processor fills what this submit leaves unset from it."
+      },
+      {
+        "name": "attachments",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskAttachment",
+            "namespace": "taskstream",
+            "doc": "A reference to a file kept elsewhere (taskstream stores no content).",
+            "fields": [
+              {
+                "name": "url",
+                "type": "string",
+                "doc": "An http or https URL without user name or password, at most 2048 characters."
+              },
+              {
+                "name": "name",
+                "type": "string",
+                "doc": "What people see, 1..255 characters."
+              },
+              {
+                "name": "size_bytes",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "The file's size (>= 0), if known."
+              },
+              {
+                "name": "content_type",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "A media type such as application/pdf, if known."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "References to files (at most 20), shown on the task (GET /tasks/{id}) and editable like its other fields (UpdateTask)."
       }
     ]
   },
@@ -3487,6 +3531,228 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "SubmitTask.v4": {
+    "type": "record",
+    "name": "SubmitTask",
+    "namespace": "taskstream",
+    "doc": "SubmitTask version 4: before attachments.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's input, handed to the executor unchanged as Assignment.items[].payload. Nested at most 64 levels; the encoded record must fit TASKSTREAM_MAX_PAYLOAD_BYTES."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "1 (critical) to 5 (background); null takes the operation's urgency from the catalog."
+      },
+      {
+        "name": "max_retries",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "timeout_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: do not start before then (null: now)."
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Task ids of the same client that must complete first; a dependency that fails, is cancelled or rejected fails this task."
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command: the gateway's token name, or the identity the SDK or CLI runs as (TASKSTREAM_ACTOR). Null for records written before this field and for producers that name nobody."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
+      },
+      {
+        "name": "template",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A named task template of the client (POST /templates): the processor fills what this submit leaves unset from it."
+      }
+    ]
+  },
   "TaskAccepted": {
     "type": "record",
     "name": "TaskAccepted",
@@ -3701,6 +3967,50 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         },
         "default": [],
         "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
+      },
+      {
+        "name": "attachments",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskAttachment",
+            "namespace": "taskstream",
+            "doc": "A reference to a file kept elsewhere (taskstream stores no content).",
+            "fields": [
+              {
+                "name": "url",
+                "type": "string",
+                "doc": "An http or https URL without user name or password, at most 2048 characters."
+              },
+              {
+                "name": "name",
+                "type": "string",
+                "doc": "What people see, 1..255 characters."
+              },
+              {
+                "name": "size_bytes",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "The file's size (>= 0), if known."
+              },
+              {
+                "name": "content_type",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "A media type such as application/pdf, if known."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "SubmitTask.attachments as accepted."
       }
     ]
   },
@@ -3882,6 +4192,223 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      }
+    ]
+  },
+  "TaskAccepted.v3": {
+    "type": "record",
+    "name": "TaskAccepted",
+    "namespace": "taskstream",
+    "doc": "TaskAccepted version 3: before attachments.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "operation",
+        "type": "string"
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the accepted task's input (SubmitTask.payload)."
+      },
+      {
+        "name": "priority",
+        "type": "long"
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "max_retries",
+        "type": "long"
+      },
+      {
+        "name": "timeout_ms",
+        "type": "long"
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "requires_review",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "depends_on",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "capabilities",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "batchable",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "session_required",
+        "type": "boolean",
+        "default": true
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Who sent the command this event records (the command's actor); the task's history shows it. Null for records written before this field."
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "A person's title for the task (at most 512 characters)."
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Free text (at most 10,000 characters)."
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "Labels (each 1..128 characters, at most 50); GET /tasks?tag= filters by them."
+      },
+      {
+        "name": "metadata",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the submitter's own data, kept with the task and never handed to executors."
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "Epoch milliseconds: the task should be finished by then; past it an unfinished task raises task.overdue once."
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent (any session of agent_id = id) or session (session_id = id)."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "Null: any fitting session. Otherwise the task goes only to that agent's sessions or to that session."
+      },
+      {
+        "name": "steps",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskStep",
+            "namespace": "taskstream",
+            "doc": "One step of a multi-step task.",
+            "fields": [
+              {
+                "name": "id",
+                "type": "string",
+                "doc": "Unique within the task, 1..128 characters."
+              },
+              {
+                "name": "name",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "operation",
+                "type": "string",
+                "doc": "An operation of the catalog."
+              },
+              {
+                "name": "config",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): the step's input, checked like a task payload of its operation."
+              },
+              {
+                "name": "depends_on",
+                "type": {
+                  "type": "array",
+                  "items": "string"
+                },
+                "default": [],
+                "doc": "Ids of other steps of this task that must end first."
+              },
+              {
+                "name": "failure_policy",
+                "type": "string",
+                "default": "fail_task",
+                "doc": "fail_task, skip_dependents or continue (a string, so a bad value is refused with a reason rather than undecodable)."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "A multi-step task: each step runs like a task once the steps it depends on ended."
       }
     ]
   },
@@ -5679,6 +6206,169 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
           "string"
         ],
         "default": null
+      },
+      {
+        "name": "attachments",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskAttachment",
+            "namespace": "taskstream",
+            "doc": "A reference to a file kept elsewhere (taskstream stores no content).",
+            "fields": [
+              {
+                "name": "url",
+                "type": "string",
+                "doc": "An http or https URL without user name or password, at most 2048 characters."
+              },
+              {
+                "name": "name",
+                "type": "string",
+                "doc": "What people see, 1..255 characters."
+              },
+              {
+                "name": "size_bytes",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "The file's size (>= 0), if known."
+              },
+              {
+                "name": "content_type",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "A media type such as application/pdf, if known."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "The new attachments, when changed names attachments."
+      }
+    ]
+  },
+  "TaskUpdated.v1": {
+    "type": "record",
+    "name": "TaskUpdated",
+    "namespace": "taskstream",
+    "doc": "TaskUpdated version 1: before attachments.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "occurred_at_ms",
+        "type": "long"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "changed",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "explicit_priority",
+        "type": "boolean",
+        "default": false
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the new payload, when changed names payload."
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent or session."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
       }
     ]
   },
@@ -5856,7 +6546,162 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
     "type": "record",
     "name": "UpdateTask",
     "namespace": "taskstream",
-    "doc": "Change a task that has not started (priority, payload, schedule, due date, tags, assignment, title, description); changed names the fields it sets, the others stay. Refused (TaskRejected, command UpdateTask) once the task was handed to an executor or ended.",
+    "doc": "Change a task that has not started (priority, payload, schedule, due date, tags, assignment, title, description, attachments); changed names the fields it sets, the others stay. Refused (TaskRejected, command UpdateTask) once the task was handed to an executor or ended.",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": "string"
+      },
+      {
+        "name": "changed",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": [],
+        "doc": "The fields this edit sets: priority, payload, scheduled_for_ms, due_at_ms, tags, assigned_to, title, description, attachments. A named nullable field given null is cleared."
+      },
+      {
+        "name": "priority",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "payload",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the new payload, when changed names payload."
+      },
+      {
+        "name": "scheduled_for_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "due_at_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null
+      },
+      {
+        "name": "tags",
+        "type": {
+          "type": "array",
+          "items": "string"
+        },
+        "default": []
+      },
+      {
+        "name": "assigned_to",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "TaskAssignee",
+            "namespace": "taskstream",
+            "doc": "Who alone may run the task: every session of an agent, or one session.",
+            "fields": [
+              {
+                "name": "kind",
+                "type": "string",
+                "doc": "agent or session."
+              },
+              {
+                "name": "id",
+                "type": "string"
+              }
+            ]
+          }
+        ],
+        "default": null
+      },
+      {
+        "name": "title",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "description",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "actor",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "attachments",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "TaskAttachment",
+            "namespace": "taskstream",
+            "doc": "A reference to a file kept elsewhere (taskstream stores no content).",
+            "fields": [
+              {
+                "name": "url",
+                "type": "string",
+                "doc": "An http or https URL without user name or password, at most 2048 characters."
+              },
+              {
+                "name": "name",
+                "type": "string",
+                "doc": "What people see, 1..255 characters."
+              },
+              {
+                "name": "size_bytes",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "The file's size (>= 0), if known."
+              },
+              {
+                "name": "content_type",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "A media type such as application/pdf, if known."
+              }
+            ]
+          }
+        },
+        "default": [],
+        "doc": "The new attachments (the whole list), when changed names attachments."
+      }
+    ]
+  },
+  "UpdateTask.v1": {
+    "type": "record",
+    "name": "UpdateTask",
+    "namespace": "taskstream",
+    "doc": "UpdateTask version 1: before attachments.",
     "fields": [
       {
         "name": "client_id",
@@ -7188,6 +8033,8 @@ export interface SubmitTask {
   steps: Array<TaskStep>;
   /** A named task template of the client (POST /templates): the processor fills what this submit leaves unset from it. */
   template: null | string;
+  /** References to files (at most 20), shown on the task (GET /tasks/{id}) and editable like its other fields (UpdateTask). */
+  attachments: Array<TaskAttachment>;
 }
 
 /** SubmitTask as a producer writes it: fields with an Avro default may be left out. */
@@ -7212,6 +8059,7 @@ export interface SubmitTaskInit {
   assigned_to?: null | TaskAssigneeInit;
   steps?: Array<TaskStepInit>;
   template?: null | string;
+  attachments?: Array<TaskAttachmentInit>;
 }
 
 /** Who alone may run the task: every session of an agent, or one session. */
@@ -7252,6 +8100,26 @@ export interface TaskStepInit {
   failure_policy?: string;
 }
 
+/** A reference to a file kept elsewhere (taskstream stores no content). */
+export interface TaskAttachment {
+  /** An http or https URL without user name or password, at most 2048 characters. */
+  url: string;
+  /** What people see, 1..255 characters. */
+  name: string;
+  /** The file's size (>= 0), if known. */
+  size_bytes: null | number;
+  /** A media type such as application/pdf, if known. */
+  content_type: null | string;
+}
+
+/** TaskAttachment as a producer writes it: fields with an Avro default may be left out. */
+export interface TaskAttachmentInit {
+  url: string;
+  name: string;
+  size_bytes?: null | number;
+  content_type?: null | string;
+}
+
 /** task.accepted: a SubmitTask passed validation; the whole task specification, defaults resolved. */
 export interface TaskAccepted {
   client_id: string;
@@ -7286,6 +8154,8 @@ export interface TaskAccepted {
   assigned_to: null | TaskAssignee;
   /** A multi-step task: each step runs like a task once the steps it depends on ended. */
   steps: Array<TaskStep>;
+  /** SubmitTask.attachments as accepted. */
+  attachments: Array<TaskAttachment>;
 }
 
 /** TaskAccepted as a producer writes it: fields with an Avro default may be left out. */
@@ -7313,6 +8183,7 @@ export interface TaskAcceptedInit {
   due_at_ms?: null | number;
   assigned_to?: null | TaskAssigneeInit;
   steps?: Array<TaskStepInit>;
+  attachments?: Array<TaskAttachmentInit>;
 }
 
 /** task.approved: a reviewer approved the task. */
@@ -7934,6 +8805,8 @@ export interface TaskUpdated {
   title: null | string;
   description: null | string;
   actor: null | string;
+  /** The new attachments, when changed names attachments. */
+  attachments: Array<TaskAttachment>;
 }
 
 /** TaskUpdated as a producer writes it: fields with an Avro default may be left out. */
@@ -7952,6 +8825,7 @@ export interface TaskUpdatedInit {
   title?: null | string;
   description?: null | string;
   actor?: null | string;
+  attachments?: Array<TaskAttachmentInit>;
 }
 
 /** task.waiting: the task waits for the tasks it depends on. */
@@ -8047,11 +8921,11 @@ export interface TemplateDeletedInit {
   actor?: null | string;
 }
 
-/** Change a task that has not started (priority, payload, schedule, due date, tags, assignment, title, description); changed names the fields it sets, the others stay. Refused (TaskRejected, command UpdateTask) once the task was handed to an executor or ended. */
+/** Change a task that has not started (priority, payload, schedule, due date, tags, assignment, title, description, attachments); changed names the fields it sets, the others stay. Refused (TaskRejected, command UpdateTask) once the task was handed to an executor or ended. */
 export interface UpdateTask {
   client_id: string;
   task_id: string;
-  /** The fields this edit sets: priority, payload, scheduled_for_ms, due_at_ms, tags, assigned_to, title, description. A named nullable field given null is cleared. */
+  /** The fields this edit sets: priority, payload, scheduled_for_ms, due_at_ms, tags, assigned_to, title, description, attachments. A named nullable field given null is cleared. */
   changed: Array<string>;
   priority: null | number;
   /** JSON text (an Avro string holding a JSON object): the new payload, when changed names payload. */
@@ -8063,6 +8937,8 @@ export interface UpdateTask {
   title: null | string;
   description: null | string;
   actor: null | string;
+  /** The new attachments (the whole list), when changed names attachments. */
+  attachments: Array<TaskAttachment>;
 }
 
 /** UpdateTask as a producer writes it: fields with an Avro default may be left out. */
@@ -8079,6 +8955,7 @@ export interface UpdateTaskInit {
   title?: null | string;
   description?: null | string;
   actor?: null | string;
+  attachments?: Array<TaskAttachmentInit>;
 }
 
 /** Each current record name and its decoded type. */
