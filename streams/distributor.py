@@ -17,7 +17,15 @@ from schemas.codec import CODEC
 from schemas.commands import POOL_COMMANDS, Command, RetryDue
 from schemas.errors import DecodeError
 from schemas.records import Assignment, AssignmentItem, DeadLetter
-from streams.domain import DomainConfig, PartitionState, decide, evolve, tick
+from streams.domain import (
+    DomainConfig,
+    PartitionState,
+    decide,
+    decide_folded,
+    evolve,
+    tick,
+    tick_folded,
+)
 from streams.domain.archive import flushed
 from streams.domain.config import DEFAULTS
 from streams.domain.notices import notice_target
@@ -202,6 +210,31 @@ class Distributor:
 
     def tick(self, state: PartitionState, now_ms: int) -> Sequence[Any]:
         return tick(state, now_ms, self.config)
+
+    # The live path (``FoldingApplication``): each event is folded once, in the decision, and
+    # its side records are built from the state right after it, as ``outputs`` would be.
+
+    def decide_folded(
+        self, command: Any, state: PartitionState, now_ms: int
+    ) -> tuple[Sequence[Any], list[Output]]:
+        outputs: list[Output] = []
+        events = decide_folded(command, state, now_ms, self.config, self._observer(outputs))
+        return events, outputs
+
+    def tick_folded(self, state: PartitionState, now_ms: int) -> tuple[Sequence[Any], list[Output]]:
+        outputs: list[Output] = []
+        events = tick_folded(state, now_ms, self.config, self._observer(outputs))
+        return events, outputs
+
+    def _observer(self, outputs: list[Output]) -> Callable[[PartitionState, Any], None]:
+        builders = self._outputs
+
+        def observe(state: PartitionState, event: Any) -> None:
+            build = builders.get(type(event))
+            if build is not None:
+                outputs.extend(build(state, event))
+
+        return observe
 
     def evolve(self, state: PartitionState, event: Any) -> PartitionState:
         if isinstance(event, ev.CommandForwarded):

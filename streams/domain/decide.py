@@ -31,7 +31,7 @@ from streams.domain import (
     task_commands,
 )
 from streams.domain.config import DomainConfig
-from streams.domain.context import Decision
+from streams.domain.context import Decision, Observer
 from streams.domain.errors import UnknownCommandError
 from streams.domain.state import PartitionState
 
@@ -39,9 +39,7 @@ from streams.domain.state import PartitionState
 def decide(
     command: cmd.Command, state: PartitionState, now_ms: int, config: DomainConfig
 ) -> list[Event]:
-    handler = _HANDLERS.get(type(command))
-    if handler is None:
-        raise UnknownCommandError(f"no decision rule for {type(command).__name__}")
+    handler = _handler(command)
     ctx = Decision(state, max(now_ms, state.meta.clock), config)
     state.begin()
     try:
@@ -51,6 +49,38 @@ def decide(
     finally:
         state.rollback()
     return ctx.events
+
+
+def decide_folded(
+    command: cmd.Command,
+    state: PartitionState,
+    now_ms: int,
+    config: DomainConfig,
+    observe: Observer | None = None,
+) -> list[Event]:
+    """``decide``, with its events left folded into ``state``: afterwards ``state`` equals
+    ``evolve`` of each returned event on the state before (the processor's live path, which
+    would otherwise fold every event twice). ``observe(state, event)`` sees the state right
+    after each event. On an exception the state is rolled back, unchanged."""
+    handler = _handler(command)
+    ctx = Decision(state, max(now_ms, state.meta.clock), config, observe)
+    state.begin()
+    try:
+        handler(ctx, command)
+        batch_jobs.settle(ctx)
+        steps.settle(ctx)
+    except BaseException:
+        state.rollback()
+        raise
+    ctx.keep()
+    return ctx.events
+
+
+def _handler(command: cmd.Command) -> Callable[[Decision, Any], None]:
+    handler = _HANDLERS.get(type(command))
+    if handler is None:
+        raise UnknownCommandError(f"no decision rule for {type(command).__name__}")
+    return handler
 
 
 # One rule per command type, by family: ``submit`` (SubmitTask, SubmitBatchJob),

@@ -9,11 +9,17 @@
   rolls everything back. The cost is proportional to what the command touched, not to the size
   of the partition. Records are copied before their first mutation in a decision, so the
   objects a caller holds never change under it.
+* or, ending with ``commit`` instead, keeps the decision's writes: the state is then where
+  ``evolve`` of the decision's events would have brought it (``decide_folded``), without
+  folding every event a second time. What is not journaled (retention and timer heaps, memory
+  eviction) is only done outside decisions; while journaling it is ``defer``-red, dropped by
+  ``rollback`` and done by ``commit``, in order.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final, Protocol, TypeVar
 
 _MISSING: Final = object()
@@ -31,13 +37,15 @@ C = TypeVar("C", bound=Clonable)
 class Journal:
     """The journaling half of a partition state (its records and indices are the other)."""
 
-    __slots__ = ("dirty", "_log", "_copied")
+    __slots__ = ("dirty", "_log", "_copied", "_deferred")
 
     def __init__(self, dirty: set[bytes]) -> None:
         self.dirty = dirty
         self._log: list[tuple[Any, Any, Any]] | None = None
         # (id of the container, key) of records already private to this decision
         self._copied: set[tuple[int, Any]] = set()
+        # what is done outside decisions only, asked for during this one (see ``commit``)
+        self._deferred: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
 
     def begin(self) -> None:
         """Start recording undo information."""
@@ -45,12 +53,32 @@ class Journal:
             raise RuntimeError("a journal is already open on this state")
         self._log = []
         self._copied = set()
+        self._deferred = []
+
+    def defer(self, action: Callable[..., None], *args: Any) -> None:
+        """``action(*args)`` is only done outside decisions: while journaling, ``commit`` does
+        it (``rollback`` forgets it); otherwise at once."""
+        if self._log is None:
+            action(*args)
+        else:
+            self._deferred.append((action, args))
+
+    def commit(self) -> None:
+        """Keep every write since ``begin``, stop recording, then do what was deferred."""
+        if self._log is None:
+            raise RuntimeError("no journal is open on this state")
+        self._log = None
+        self._copied = set()
+        deferred, self._deferred = self._deferred, []
+        for action, args in deferred:
+            action(*args)
 
     def rollback(self) -> None:
         """Undo every write since ``begin`` and stop recording."""
         log = self._log
         self._log = None
         self._copied = set()
+        self._deferred = []
         if log is None:
             return
         for container, key, old in reversed(log):

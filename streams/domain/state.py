@@ -247,8 +247,7 @@ class PartitionState(Journal):
             if task is None:
                 raise KeyError(task_id)
             self.added(self.tasks, task_id, task)
-            if self._log is None:
-                self.evictable[task_id] = None
+            self.defer(self._evictable, task_id)
         else:
             task = self.own(self.tasks, task_id)
         self.touch(done_key(task_id) if task.status in TERMINAL_STATES else task_key(task_id))
@@ -306,21 +305,28 @@ class PartitionState(Journal):
         """A task finished / a batch job completed at ``at_ms`` and nothing live pins it:
         retention may forget it later, and a finished task may leave memory.
 
-        Not journaled: inside a decision nothing is put (the events are folded again outside
-        it); an entry that went stale anyway is skipped (see ``streams.domain.retention``).
+        Not journaled: inside a decision it is deferred (``Journal.defer``); an entry that
+        went stale anyway is skipped (see ``streams.domain.retention``).
         """
-        if self._log is None:
-            entry = (at_ms, kind, record_id)
-            self.unretired.pop(entry, None)
-            self.written.pop(entry, None)
-            heapq.heappush(self.retired, entry)
-            if kind == RETIRED_TASK:
-                self.evictable[record_id] = None
+        if self._log is not None:
+            self.defer(self.retire, at_ms, kind, record_id)
+            return
+        entry = (at_ms, kind, record_id)
+        self.unretired.pop(entry, None)
+        self.written.pop(entry, None)
+        heapq.heappush(self.retired, entry)
+        if kind == RETIRED_TASK:
+            self.evictable[record_id] = None
 
     def unretire(self, entry: Entry) -> None:
         """A retention entry goes (its record was forgotten, or accepted again)."""
-        if self._log is None:
-            self.unretired[entry] = None
+        self.defer(self._unretired, entry)
+
+    def _unretired(self, entry: Entry) -> None:
+        self.unretired[entry] = None
+
+    def _evictable(self, task_id: str) -> None:
+        self.evictable[task_id] = None
 
     def retired_until(self, up_to_ms: int) -> Iterator[Entry]:
         """Retention entries finished at or before ``up_to_ms``, ascending, each once."""
@@ -334,11 +340,13 @@ class PartitionState(Journal):
     def arm(self, due_at_ms: int, kind: int, record_id: str) -> None:
         """Something falls due at ``due_at_ms``: a tick starts it (``streams.domain.timers``).
 
-        Not journaled, like ``retire``: inside a decision nothing is pushed (the events are
-        folded again outside it); a stale entry is harmless.
+        Not journaled, like ``retire``: inside a decision it is deferred; a stale entry is
+        harmless.
         """
-        if self._log is None:
-            heapq.heappush(self.timers, (due_at_ms, kind, record_id))
+        self.defer(self._arm, (due_at_ms, kind, record_id))
+
+    def _arm(self, entry: tuple[int, int, str]) -> None:
+        heapq.heappush(self.timers, entry)
 
     def timer_valid(self, entry: tuple[int, int, str]) -> bool:
         """Whether a ``timers`` entry still stands for something waiting for that time."""

@@ -32,7 +32,7 @@ from streams.domain import (
     watch,
 )
 from streams.domain.config import DomainConfig
-from streams.domain.context import Decision
+from streams.domain.context import Decision, Observer
 from streams.domain.dispatch import dispatch
 from streams.domain.state import Circuit, PartitionState
 
@@ -41,16 +41,35 @@ def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event
     ctx = Decision(state, max(now_ms, state.meta.clock), config)
     state.begin()
     try:
-        retention.forget(ctx)
-        timers.fire(ctx)
-        _run(ctx)
-        batch_jobs.settle(ctx)
-        steps.settle(ctx)
-        if watch.due(ctx):
-            watch.watch(ctx)
+        _ticked(ctx)
     finally:
         state.rollback()
     return ctx.events
+
+
+def tick_folded(
+    state: PartitionState, now_ms: int, config: DomainConfig, observe: Observer | None = None
+) -> list[Event]:
+    """``tick``, with its events left folded into ``state`` (see ``decide_folded``)."""
+    ctx = Decision(state, max(now_ms, state.meta.clock), config, observe)
+    state.begin()
+    try:
+        _ticked(ctx)
+    except BaseException:
+        state.rollback()
+        raise
+    ctx.keep()
+    return ctx.events
+
+
+def _ticked(ctx: Decision) -> None:
+    retention.forget(ctx)
+    timers.fire(ctx)
+    _run(ctx)
+    batch_jobs.settle(ctx)
+    steps.settle(ctx)
+    if watch.due(ctx):
+        watch.watch(ctx)
 
 
 def _run(ctx: Decision) -> None:

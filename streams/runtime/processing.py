@@ -10,7 +10,8 @@ The commit order of a cycle, and why:
    home (``Application.forward``: an event, whose side record is the command on its home);
 3. for each event: ``evolve`` the state, append the event to the event log at the command's
    partition with its causation header, and compute the event's side records (``outputs``),
-   which are held back;
+   which are held back (a ``FoldingApplication`` does the folding and the side records inside
+   the decision: ``decide_folded``);
 4. flush the events: wait until every event of the cycle is acknowledged;
 5. write ONE ``WriteBatch`` per partition holding the state changes, the next event-log
    offset, the next command offset and the cycle's side records, *staged*
@@ -43,7 +44,7 @@ from streams.runtime.causation import Cause, command_head, decided_at_tail, posi
 from streams.runtime.clock import decision_time
 from streams.runtime.outbox import Sink
 from streams.runtime.partition import PartitionRun
-from streams.runtime.protocol import Application
+from streams.runtime.protocol import Application, Output
 from streams.runtime.staging import Pending, send, stage
 
 __all__ = ["Processor", "RuntimeTopics", "emit_event"]
@@ -143,6 +144,7 @@ class Processor(Generic[S]):
         if self._stopped:
             return
         decode, decide, home_of = app.decode_command, app.decide, self._home
+        folded = getattr(app, "decide_folded", None)  # a FoldingApplication's live path
         held = self._outputs.setdefault(run.partition, [])  # produced after the checkpoint
         applied = False
         wall, skew = self._clock(), self.max_skew_ms
@@ -159,11 +161,14 @@ class Processor(Generic[S]):
                     self._dead_letter(run, record, f"undecodable command: {exc}", now)
                 else:
                     home = home_of(command)
+                    outputs: list[Output] | None = None
                     try:
-                        if home is None or home == run.partition:
-                            events = decide(command, run.state, now)
-                        else:
+                        if home is not None and home != run.partition:
                             events = self._forward(run, record, command, home, now)
+                        elif folded is not None:
+                            events, outputs = folded(command, run.state, now)
+                        else:
+                            events = decide(command, run.state, now)
                     except TaskstreamError as exc:
                         self._dead_letter(run, record, f"rejected command: {exc}", now)
                     else:
@@ -174,6 +179,7 @@ class Processor(Generic[S]):
                                 command_head(record.partition, offset),
                                 held,
                                 decided_at_tail(now),
+                                outputs,
                             )
             except _Stop:
                 self._stopped = True
@@ -223,12 +229,17 @@ class Processor(Generic[S]):
         if self._stopped:
             return
         tick_ms = max(now_ms, run.last_tick_ms + 1)
-        events = self.app.tick(run.state, tick_ms)
+        folded = getattr(self.app, "tick_folded", None)
+        outputs: list[Output] | None = None
+        if folded is not None:
+            events, outputs = folded(run.state, tick_ms)
+        else:
+            events = self.app.tick(run.state, tick_ms)
         run.last_tick_ms = tick_ms
         if events:
             held = self._outputs.setdefault(run.partition, [])
             try:
-                self._record(run, events, tick_head(tick_ms), held)
+                self._record(run, events, tick_head(tick_ms), held, b"", outputs)
             except _Stop:
                 self._stopped = True
             self._touched[run.partition] = run
@@ -240,17 +251,25 @@ class Processor(Generic[S]):
         head: bytes,
         held: list[Pending],
         tail: bytes = b"",
+        outputs: list[Output] | None = None,
     ) -> None:
         """Step 3 for one input's events. ``head`` starts their causation header and ``tail``
         ends it (``causation``'s parts, joined as ``Cause.encode`` joins them, without a Cause
-        per event); side records go to ``held``, produced after the checkpoint."""
+        per event); side records go to ``held``, produced after the checkpoint. ``outputs``:
+        the events are already folded into the state (``decide_folded``) and these are their
+        side records."""
         app = self.app
         add, topic, partition = self.sink.add, self.topics.events, run.partition
         count = len(events)
         crash_after = self._crash_after_events
         index = 0
+        folded = outputs is not None
+        if outputs is not None:
+            held.extend(outputs)
         for event in events:
-            state = run.state = app.evolve(run.state, event)
+            if not folded:
+                state = run.state = app.evolve(run.state, event)
+                held.extend(app.outputs(state, event))
             add(
                 topic,
                 partition,
@@ -265,7 +284,6 @@ class Processor(Generic[S]):
                     (TYPE_HEADER, app.event_type(event).encode()),
                 ],
             )
-            held.extend(app.outputs(state, event))
             index += 1
             if crash_after is not None:
                 self.events_total += 1

@@ -127,3 +127,21 @@ class Application(Protocol[S]):
         """Everything ``dump_changes`` gave is in the store now (the cycle's ``WriteBatch`` is
         written): the state may drop from memory what it can read back from there."""
         ...
+
+
+class FoldingApplication(Application[S], Protocol[S]):
+    """An application that can leave a decision's events folded into the state it decided
+    on. The live processor then skips ``evolve`` and ``outputs`` per event; recovery still
+    uses ``decide``, ``tick``, ``evolve`` and ``outputs``, which must agree with these."""
+
+    def decide_folded(
+        self, command: Any, state: S, now_ms: int
+    ) -> tuple[Sequence[Any], list[Output]]:
+        """``decide``, with its events folded into ``state`` (as ``evolve`` of each would),
+        and their side records in order (``outputs`` of each event right after it). On an
+        exception ``state`` is unchanged."""
+        ...
+
+    def tick_folded(self, state: S, now_ms: int) -> tuple[Sequence[Any], list[Output]]:
+        """``tick``, folded like ``decide_folded``."""
+        ...
