@@ -44,6 +44,7 @@ from streams.errors import StoreError
 _DONE = b"done/"
 _RETIRED = b"retired/"
 _RETIRED_AT = struct.Struct(">QB")  # finished at, kind: keys sort in time order
+_ABSENT_LIMIT = 100_000  # ids remembered as absent between two writes, at most
 
 
 class CorruptStateError(StoreError):
@@ -83,15 +84,24 @@ class StoreArchive:
     """Finished tasks and the retention index, read from the partition's store. Writes go
     through ``dump_changes`` with the state, in the cycle's one ``WriteBatch``."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_store", "_absent")
 
     def __init__(self, store: StoredKeys) -> None:
         self._store = store
+        # Ids the store had no finished task for since the last write: a new task is looked
+        # up several times by its submit (the duplicate check, the fold), each a RocksDB read.
+        # The store only changes at a cycle's write, which ``absorb`` follows: it forgets them.
+        self._absent: set[str] = set()
 
     def task(self, task_id: str) -> TaskRecord | None:
+        if task_id in self._absent:
+            return None
         key = done_key(task_id)
         value = self._store.get(key)
         if value is None:
+            if len(self._absent) >= _ABSENT_LIMIT:
+                self._absent.clear()
+            self._absent.add(task_id)
             return None
         record = _unpickled(key, value)
         if not isinstance(record, TaskRecord):
@@ -110,7 +120,8 @@ class StoreArchive:
     def absorb(
         self, tasks: Iterable[TaskRecord], gone: Iterable[str], retired: Mapping[Entry, bool]
     ) -> None:
-        """Already in the store: the dump wrote them."""
+        """Already in the store: the dump wrote them (so what was absent may be there now)."""
+        self._absent.clear()
 
     def tasks(self) -> Iterator[TaskRecord]:
         for key, value in self._store.items_from(_DONE):

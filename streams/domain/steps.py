@@ -278,12 +278,13 @@ def settle(ctx: Decision) -> None:
                         advance(ctx, parent_id)
                 clients[parent.client_id] = None
                 continue
+            if not _outcome_ends(event):
+                continue
             task = st.task(event.task_id)
             if (
                 task is not None
                 and task.steps
                 and task.status in TERMINAL
-                and _outcome_ends(event)
                 and any(runs(task).get(s.id, _PENDING).status not in ENDED for s in task.steps)
             ):
                 end_unfinished(ctx, task.task_id, f"task {task.status}")
