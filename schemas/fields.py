@@ -72,6 +72,8 @@ def _finite_float(text: str) -> float:
 
 
 def _parse_json(value: Any, *, limit: int) -> Any:
+    if value == _EMPTY or value == "{}":  # the default of most documents: nothing to check
+        return {}
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", "surrogateescape")
     if isinstance(value, str):
@@ -92,7 +94,12 @@ def _parse_json(value: Any, *, limit: int) -> Any:
 
 
 def _dump_json(value: Any) -> str:
+    if value == _EMPTY:
+        return "{}"
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+_EMPTY: Final[dict[str, Any]] = {}
 
 
 # On the wire a JSON document travels as an Avro string; in Python it is a dict.

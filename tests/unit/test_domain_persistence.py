@@ -104,7 +104,6 @@ def test_a_corrupt_record_is_reported_as_such() -> None:
         load_state([(b"task/x", pickle.dumps({"not": "a task"}))])
 
 
-
 def test_a_session_stored_with_its_units_as_a_tuple_loads_them_in_order() -> None:
     """Stores written before units became an ordered set (a dict) still load, in order, and
     the loaded session frees a unit like any other."""
