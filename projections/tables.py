@@ -76,16 +76,16 @@ class Tables:
 
     def task_doc(self, task_id: str) -> TaskDoc | None:
         """The task's document as the fold has it (shared: do not change it)."""
-        return cast(TaskDoc | None, self.doc(keys.task_key(task_id)))
+        return cast("TaskDoc | None", self.doc(keys.task_key(task_id)))
 
     def session_doc(self, session_id: str) -> SessionDoc | None:
-        return cast(SessionDoc | None, self.doc(keys.session_key(session_id)))
+        return cast("SessionDoc | None", self.doc(keys.session_key(session_id)))
 
     def batch_doc(self, batch_id: str) -> BatchDoc | None:
-        return cast(BatchDoc | None, self.doc(keys.batch_key(batch_id)))
+        return cast("BatchDoc | None", self.doc(keys.batch_key(batch_id)))
 
     def dead_letter_doc(self, task_id: str) -> DeadLetterDoc | None:
-        return cast(DeadLetterDoc | None, self.doc(keys.dead_key(task_id)))
+        return cast("DeadLetterDoc | None", self.doc(keys.dead_key(task_id)))
 
     # rows as models (a copy: change them with put_*) -------------------------------------
     def task(self, task_id: str) -> TaskRow | None:
