@@ -1,8 +1,8 @@
 """Index maintenance: what one task contributes to the counters and the secondary indexes (its
 *footprint*), and moving that contribution when the task changes. The indexes are by client,
 by state, by client and state, and by operation; the counters are the per-state, per-priority,
-per-operation and per-session figures the status answers add up. An index entry added and
-removed within one write batch is never written (``Tables.index``)."""
+per-operation and per-session figures the status answers add up. The counters move with every
+event; the index entries once per write batch (``Tables.move_indexes``)."""
 
 from __future__ import annotations
 
@@ -69,27 +69,7 @@ def move(tables: Tables, task_id: str, before: Footprint, after: Footprint) -> N
                 session = session_or_new(tables, session_id)
                 session["in_flight"] += sign
                 tables.put_doc(keys.session_key(session_id), session)
-    # Indexes: by client, by state, by client and state, by operation.
-    index = tables.index
-    prefix = keys.index_prefix_of
-    tid = keys.encode(task_id)
-    if b_client != a_client:
-        if b_client is not None:
-            index(prefix(keys.BY_CLIENT, (b_client,)) + tid, False)
-        if a_client is not None:
-            index(prefix(keys.BY_CLIENT, (a_client,)) + tid, True)
-    if b_state != a_state:
-        if b_state is not None:
-            index(prefix(keys.BY_STATE, (b_state,)) + tid, False)
-        if a_state is not None:
-            index(prefix(keys.BY_STATE, (a_state,)) + tid, True)
-    if b_state != a_state or b_client != a_client:
-        if b_state is not None and b_client is not None:
-            index(prefix(keys.BY_CLIENT_STATE, (b_client, b_state)) + tid, False)
-        if a_state is not None and a_client is not None:
-            index(prefix(keys.BY_CLIENT_STATE, (a_client, a_state)) + tid, True)
-    if b_operation != a_operation:
-        if b_operation is not None:
-            index(prefix(keys.BY_OPERATION, (b_operation,)) + tid, False)
-        if a_operation is not None:
-            index(prefix(keys.BY_OPERATION, (a_operation,)) + tid, True)
+    # The index entries move once per write batch, from the footprint the batch began with to
+    # the last one (``Tables.drain``): a task passing through states within one batch writes
+    # what it ends up in, no put and tombstone per state it passed through.
+    tables.move_indexes(task_id, before, after)

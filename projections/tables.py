@@ -59,6 +59,7 @@ class Tables:
         self._dirty: set[bytes] = set()
         self._index: dict[bytes, bool] = {}
         self._born: set[bytes] = set()
+        self._moved: dict[str, list[Any]] = {}
 
     # documents --------------------------------------------------------------------------
     def doc(self, key: bytes) -> Any:
@@ -75,16 +76,16 @@ class Tables:
 
     def task_doc(self, task_id: str) -> TaskDoc | None:
         """The task's document as the fold has it (shared: do not change it)."""
-        return cast(TaskDoc | None, self.doc(keys.task_key(task_id)))
+        return cast("TaskDoc | None", self.doc(keys.task_key(task_id)))
 
     def session_doc(self, session_id: str) -> SessionDoc | None:
-        return cast(SessionDoc | None, self.doc(keys.session_key(session_id)))
+        return cast("SessionDoc | None", self.doc(keys.session_key(session_id)))
 
     def batch_doc(self, batch_id: str) -> BatchDoc | None:
-        return cast(BatchDoc | None, self.doc(keys.batch_key(batch_id)))
+        return cast("BatchDoc | None", self.doc(keys.batch_key(batch_id)))
 
     def dead_letter_doc(self, task_id: str) -> DeadLetterDoc | None:
-        return cast(DeadLetterDoc | None, self.doc(keys.dead_key(task_id)))
+        return cast("DeadLetterDoc | None", self.doc(keys.dead_key(task_id)))
 
     # rows as models (a copy: change them with put_*) -------------------------------------
     def task(self, task_id: str) -> TaskRow | None:
@@ -142,9 +143,51 @@ class Tables:
         else:
             written[key] = False
 
+    def move_indexes(self, task_id: str, before: Any, after: Any) -> None:
+        """Note that the task's footprint (``projections.indexes.Footprint``) went from
+        ``before`` to ``after``; ``drain()`` moves its index entries (by client, state,
+        client and state, operation) from its first footprint in the batch to its last."""
+        moved = self._moved.get(task_id)
+        if moved is None:
+            self._moved[task_id] = [before, after]
+        else:
+            moved[1] = after
+
+    def _move_task_indexes(self) -> None:
+        index = self.index
+        prefix = keys.index_prefix_of
+        for task_id, (before, after) in self._moved.items():
+            if before == after:
+                continue
+            b_state, _, b_operation, b_client = before[:4]
+            a_state, _, a_operation, a_client = after[:4]
+            tid = keys.encode(task_id)
+            if b_client != a_client:
+                if b_client is not None:
+                    index(prefix(keys.BY_CLIENT, (b_client,)) + tid, False)
+                if a_client is not None:
+                    index(prefix(keys.BY_CLIENT, (a_client,)) + tid, True)
+            if b_state != a_state:
+                if b_state is not None:
+                    index(prefix(keys.BY_STATE, (b_state,)) + tid, False)
+                if a_state is not None:
+                    index(prefix(keys.BY_STATE, (a_state,)) + tid, True)
+            if b_state != a_state or b_client != a_client:
+                if b_state is not None and b_client is not None:
+                    index(prefix(keys.BY_CLIENT_STATE, (b_client, b_state)) + tid, False)
+                if a_state is not None and a_client is not None:
+                    index(prefix(keys.BY_CLIENT_STATE, (a_client, a_state)) + tid, True)
+            if b_operation != a_operation:
+                if b_operation is not None:
+                    index(prefix(keys.BY_OPERATION, (b_operation,)) + tid, False)
+                if a_operation is not None:
+                    index(prefix(keys.BY_OPERATION, (a_operation,)) + tid, True)
+        self._moved.clear()
+
     # write batch --------------------------------------------------------------------------
     def drain(self) -> list[Change]:
         """Every change since the last drain, plus the counters and offsets rows."""
+        self._move_task_indexes()
         changes: list[Change] = []
         cache = self._cache
         for key in sorted(self._dirty):
