@@ -5,6 +5,8 @@ agent and two executors, all OS processes on a broker of the test's own, under a
 over clients on all four partitions. During the load: SIGKILL one processor (restarted at
 once), SIGKILL the other (restarted at once), stop the first cleanly (SIGTERM: it leaves the
 group, the other takes its partitions) and start it again, SIGKILL an executor (restarted).
+Each fault comes once the previous one healed (the restarted part, or the processor taking
+over, logged it) and the load ran a few seconds since: no fixed schedule pads the run.
 Then every accepted task must end in exactly one terminal state, the one its handler
 dictates, accepted once (two owners of a partition would both write its events), with one
 ``task.completed`` record per (task, attempt); and both processors must have owned
@@ -28,16 +30,18 @@ from streams.kafka.topics import ensure_topics
 from tests.chaos.conftest import chaos_broker
 from tests.support.chaos import (
     ENV,
+    GAP_S,
     SteadyLoad,
     assert_each_task_ended_once,
     load_with_faults_then_drain,
+    log_mark,
+    logged,
     read_log,
     until,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
 
-LOAD_S = 48.0
 PROCESSORS = ("processor-a", "processor-b")
 
 
@@ -53,34 +57,49 @@ def build_stack(workdir: Path) -> ProcessStack:
     return stack
 
 
+RECOVERED = " recovered: "
+BACK = {"processor-a": RECOVERED, "processor-b": RECOVERED, "worker-b": "pool partitions assigned"}
+"""What a (re)started part logs once it is back at work."""
+
+
 async def faults(stack: ProcessStack, log: list[str]) -> None:
+    """The fault schedule, paced on conditions: each fault once the previous one healed (the
+    part that took over or came back logged it) and the load ran ``GAP_S`` since."""
     t0 = time.monotonic()
 
-    async def at(second: float) -> None:
-        await asyncio.sleep(max(0.0, t0 + second - time.monotonic()))
+    def note(what: str) -> None:
+        log.append(f"{time.monotonic() - t0:5.1f}s {what}")
 
     async def stop(name: str, sig: int) -> None:
         pid = stack.parts[name].pid
         code = await asyncio.to_thread(stack.kill, name, sig)
-        log.append(
-            f"{time.monotonic() - t0:5.1f}s {signal.Signals(sig).name} {name} pid {pid} -> exit {code}"
-        )
+        note(f"{signal.Signals(sig).name} {name} pid {pid} -> exit {code}")
         if sig == signal.SIGTERM:
             assert code == 0, f"{name} exited with {code} on SIGTERM"
 
-    await at(8)
+    async def restart(name: str) -> None:
+        mark = log_mark(stack, name)
+        stack.restart(name)
+        await logged(stack, name, BACK[name], mark, f"{name} back at work after its restart")
+        note(f"{name} back")
+        await asyncio.sleep(GAP_S)
+
+    await asyncio.sleep(GAP_S)
     await stop("processor-a", signal.SIGKILL)
-    stack.restart("processor-a")
-    await at(18)
+    await restart("processor-a")
     await stop("processor-b", signal.SIGKILL)
-    stack.restart("processor-b")
-    await at(28)
+    await restart("processor-b")
+    # A clean stop: processor-a leaves the group and processor-b takes its partitions.
+    mark = log_mark(stack, "processor-b")
     await stop("processor-a", signal.SIGTERM)
-    await at(31)
-    stack.restart("processor-a")
-    await at(38)
+    await logged(
+        stack, "processor-b", RECOVERED, mark, "processor-b taking processor-a's partitions"
+    )
+    note("processor-b took over")
+    await asyncio.sleep(GAP_S)
+    await restart("processor-a")
     await stop("worker-b", signal.SIGKILL)
-    stack.restart("worker-b")
+    await restart("worker-b")
 
 
 async def test_two_processors_one_killed_every_task_ends_once(
@@ -114,8 +133,8 @@ async def test_two_processors_one_killed_every_task_ends_once(
             settings,
             load,
             faults(stack, fault_log),
-            load_s=LOAD_S,
-            quiet_s=LOAD_S - 40,
+            faults_bound_s=300,
+            quiet_s=GAP_S,
             no_part_died=no_part_died,
         )
     finally:
