@@ -32,7 +32,7 @@ RATE_PER_S = 20
 DRAIN_TIMEOUT_S = 120.0
 
 
-GAP_S = 3.0
+GAP_S = 2.0
 """Load on the whole, healed stack between one fault and the next: a fault schedule waits
 until the part it restarted is back at work, then this long, before its next fault."""
 
