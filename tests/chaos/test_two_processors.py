@@ -1,8 +1,9 @@
 """Chaos with two processors sharing the partitions: the distributor as a consumer group.
 
 Two processor processes (each its own data dir, each a static member of the group), a delay
-agent and two executors, all OS processes on a broker of the test's own, under a steady load
-over clients on all four partitions. During the load: SIGKILL one processor (restarted at
+agent and two executors, all OS processes on the suite's broker (nothing here freezes it; the
+stack's topics and groups are its own), under a steady load over clients on all four
+partitions. During the load: SIGKILL one processor (restarted at
 once), SIGKILL the other (restarted at once), stop the first cleanly (SIGTERM: it leaves the
 group, the other takes its partitions) and start it again, SIGKILL an executor (restarted).
 Each fault comes once the previous one healed (the restarted part, or the processor taking
@@ -27,8 +28,8 @@ from bench.processes import ProcessStack
 from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
 from streams.kafka.topics import ensure_topics
-from tests.chaos.conftest import chaos_broker
 from tests.support.chaos import (
+    BACK_TIMEOUT_S,
     ENV,
     GAP_S,
     SteadyLoad,
@@ -37,6 +38,7 @@ from tests.support.chaos import (
     log_mark,
     logged,
     read_log,
+    recovered_partitions,
     until,
 )
 
@@ -45,8 +47,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
 PROCESSORS = ("processor-a", "processor-b")
 
 
-def build_stack(workdir: Path) -> ProcessStack:
-    stack = ProcessStack(workdir, env=ENV, broker_kind=chaos_broker())
+def build_stack(workdir: Path, bootstrap: str) -> ProcessStack:
+    stack = ProcessStack(workdir, env={**ENV, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     for name in PROCESSORS:
         stack.add(name, ["processor"], {"TASKSTREAM_DATA_DIR": str(workdir / name)})
     stack.add("delay", ["delay"])
@@ -77,10 +79,12 @@ async def faults(stack: ProcessStack, log: list[str]) -> None:
         if sig == signal.SIGTERM:
             assert code == 0, f"{name} exited with {code} on SIGTERM"
 
+    marks: dict[str, int] = {}
+
     async def restart(name: str) -> None:
-        mark = log_mark(stack, name)
+        marks[name] = log_mark(stack, name)
         stack.restart(name)
-        await logged(stack, name, BACK[name], mark, f"{name} back at work after its restart")
+        await logged(stack, name, BACK[name], marks[name], f"{name} back at work after its restart")
         note(f"{name} back")
         await asyncio.sleep(GAP_S)
 
@@ -92,10 +96,13 @@ async def faults(stack: ProcessStack, log: list[str]) -> None:
     # A clean stop: processor-a leaves the group and processor-b takes its partitions.
     mark = log_mark(stack, "processor-b")
     await stop("processor-a", signal.SIGTERM)
-    await logged(
-        stack, "processor-b", RECOVERED, mark, "processor-b taking processor-a's partitions"
-    )
-    note("processor-b took over")
+    held = recovered_partitions(stack, "processor-a", marks["processor-a"])
+
+    async def taken_over() -> bool:
+        return held <= recovered_partitions(stack, "processor-b", mark)
+
+    await until(taken_over, BACK_TIMEOUT_S, f"processor-b taking processor-a's partitions {held}")
+    note(f"processor-b took over {sorted(held)}")
     await asyncio.sleep(GAP_S)
     await restart("processor-a")
     await stop("worker-b", signal.SIGKILL)
@@ -103,11 +110,10 @@ async def faults(stack: ProcessStack, log: list[str]) -> None:
 
 
 async def test_two_processors_one_killed_every_task_ends_once(
-    chaos_workdir: Path, process_stacks: list[ProcessStack]
+    kafka_bootstrap: str, chaos_workdir: Path, process_stacks: list[ProcessStack]
 ) -> None:
-    stack = build_stack(chaos_workdir)
+    stack = build_stack(chaos_workdir, kafka_bootstrap)
     process_stacks.append(stack)
-    await asyncio.to_thread(stack.start_broker)
     settings = stack.settings()
     await ensure_topics(settings)
     for name in stack.parts:
@@ -160,6 +166,4 @@ async def test_two_processors_one_killed_every_task_ends_once(
     assert all(owners.values()), f"a processor never owned a partition: {owners}"
 
     stack.stop_parts()
-    assert stack.broker is not None
-    stack.broker.stop()
     assert stack.left_running() == []

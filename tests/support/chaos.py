@@ -175,14 +175,28 @@ def log_mark(stack: ProcessStack, name: str) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def log_count(stack: ProcessStack, name: str, needle: str, since: int) -> int:
-    """How many times ``needle`` appears in a part's log after ``since`` (a :func:`log_mark`)."""
+def log_since(stack: ProcessStack, name: str, since: int) -> str:
+    """A part's log after ``since`` (a :func:`log_mark`)."""
     path = stack.logs / f"{name}.log"
     if not path.exists():
-        return 0
+        return ""
     with path.open("rb") as f:
         f.seek(since)
-        return f.read().decode(errors="replace").count(needle)
+        return f.read().decode(errors="replace")
+
+
+def log_count(stack: ProcessStack, name: str, needle: str, since: int) -> int:
+    """How many times ``needle`` appears in a part's log after ``since``."""
+    return log_since(stack, name, since).count(needle)
+
+
+def recovered_partitions(stack: ProcessStack, name: str, since: int) -> set[int]:
+    """The partitions a processor logged as recovered after ``since``."""
+    return {
+        int(line.split("partition ", 1)[1].split()[0])
+        for line in log_since(stack, name, since).splitlines()
+        if " recovered: " in line
+    }
 
 
 async def logged(
