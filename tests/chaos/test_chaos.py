@@ -3,7 +3,8 @@ that nothing was lost or done twice.
 
 One run of the whole stack as OS processes (processor, delay agent, projector + view, two
 executors), a steady load of tasks from the client SDK and, during it, in this order:
-SIGKILL the processor (restarted), SIGKILL the delay agent (restarted), SIGKILL the processor
+SIGKILL the processor (restarted), SIGKILL the delay agent (restarted; once retries wait in
+every delay tier the run uses), SIGKILL the processor
 again, SIGKILL the projector/view (restarted), SIGKILL an executor (restarted), freeze the
 broker for 10 s (SIGSTOP/SIGCONT), SIGKILL the processor a third time. Each fault comes once
 the part the previous one restarted is back at work (its log says so; after the freeze, a task
@@ -34,6 +35,8 @@ import pytest
 from bench.processes import ProcessStack
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
+from schemas import events as ev
+from streams.domain.retry import backoff_ms, tier_for_delay
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from tests.chaos.conftest import chaos_broker
@@ -48,6 +51,7 @@ from tests.support.chaos import (
     load_with_faults_then_drain,
     log_mark,
     logged,
+    read_log,
     until,
 )
 
@@ -129,9 +133,27 @@ async def faults(stack: ProcessStack, settings: Settings, load: SteadyLoad, log:
         await kill_and_restart(name)
         await asyncio.sleep(GAP_S)
 
+    tiers = {
+        tier_for_delay(backoff_ms(n, settings.retry_base_ms, settings.retry_max_ms))
+        for n in range(1, settings.max_retries + 1)
+    }
+
+    async def every_tier_holds_a_retry() -> bool:
+        now_ms = time.time() * 1000
+        waiting = {
+            e.tier_ms
+            for _, _, e in await read_log(settings, "events")
+            if isinstance(e, ev.TaskRetryScheduled) and e.due_at_ms > now_ms + 200
+        }
+        return tiers <= waiting
+
     await asyncio.sleep(GAP_S)
-    for name in ("processor", "delay", "processor"):
-        await fault(name)
+    await fault("processor")
+    # The delay agent dies holding retries in every tier the run uses (1 s, 2 s, 4 s).
+    await until(every_tier_holds_a_retry, BACK_TIMEOUT_S, f"retries waiting in tiers {tiers}")
+    note(f"retries waiting in tiers {sorted(tiers)}")
+    await fault("delay")
+    await fault("processor")
     view_back = asyncio.create_task(kill_and_restart("view"))
     try:
         await asyncio.sleep(GAP_S)
