@@ -4,9 +4,9 @@ that nothing was lost or done twice.
 One run of the whole stack as OS processes (processor, delay agent, projector + view, two
 executors), a steady load of tasks from the client SDK and, during it, in this order:
 SIGKILL the processor (restarted), SIGKILL the delay agent (restarted; once retries wait in
-every delay tier the run uses), SIGKILL the processor
-again, SIGKILL the projector/view (restarted), SIGKILL an executor (restarted), freeze the
-broker for 10 s (SIGSTOP/SIGCONT), SIGKILL the processor a third time. Each fault comes once
+every delay tier the run uses), SIGKILL the processor again, SIGKILL the projector/view
+(restarted), SIGKILL an executor (restarted), freeze the broker for 10 s (SIGSTOP/SIGCONT),
+SIGKILL the processor a third time. Each fault comes once
 the part the previous one restarted is back at work (its log says so; after the freeze, a task
 submitted since ends) and the load ran a few seconds on the healed stack, so no fixed schedule
 pads the run or, on a slow machine, overlaps two faults on the write path; only the view (a
