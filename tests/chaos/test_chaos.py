@@ -6,12 +6,12 @@ executors), a steady load of tasks from the client SDK and, during it, in this o
 SIGKILL the processor (restarted), SIGKILL the delay agent (restarted; once retries wait in
 every delay tier the run uses), SIGKILL the processor again, SIGKILL the projector/view
 (restarted), SIGKILL an executor (restarted), freeze the broker for 10 s (SIGSTOP/SIGCONT),
-SIGKILL the processor a third time. Each fault comes once
-the part the previous one restarted is back at work (its log says so; after the freeze, a task
-submitted since ends) and the load ran a few seconds on the healed stack, so no fixed schedule
-pads the run or, on a slow machine, overlaps two faults on the write path; only the view (a
-reader) may still be starting when the executor is killed, and it answers again before the
-freeze. Then the load stops, every accepted task must become terminal within a bound, and the invariants are
+SIGKILL the processor a third time. Each fault comes once the part the previous one
+restarted is back at work (its log says so; after the freeze, a task submitted since ends)
+and the load ran a few seconds on the healed stack, so no fixed schedule pads the run or, on
+a slow machine, overlaps two faults on the write path; only the view (a reader) may still be
+starting when the executor is killed, and it answers again before the freeze. Then the load
+stops, every accepted task must become terminal within a bound, and the invariants are
 checked on what the processes wrote:
 
 1. every accepted task (``task.accepted`` in ``task.events``) ends in exactly one terminal
