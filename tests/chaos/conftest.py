@@ -1,6 +1,7 @@
-"""The chaos suite: the whole stack as OS processes on a broker of its own (it is frozen with
-SIGSTOP, which must not hit the broker other tests share): Apache Kafka, or the embedded broker
-when the suite runs on it (TASKSTREAM_TEST_BROKER=embedded)."""
+"""The chaos suite: the whole stack as OS processes. The kill test runs on a broker of its own
+(it is frozen with SIGSTOP, which must not hit the broker other tests share): Apache Kafka, or
+the embedded broker when the suite runs on it (TASKSTREAM_TEST_BROKER=embedded); the
+two-processor test, which freezes nothing, on the suite's broker."""
 
 from __future__ import annotations
 

@@ -3,11 +3,16 @@ that nothing was lost or done twice.
 
 One run of the whole stack as OS processes (processor, delay agent, projector + view, two
 executors), a steady load of tasks from the client SDK and, during it, in this order:
-SIGKILL the processor (restarted), SIGKILL the delay agent (restarted), SIGKILL the processor
-again, SIGKILL the projector/view (restarted), SIGKILL an executor (restarted), freeze the
-broker for 10 s (SIGSTOP/SIGCONT), SIGKILL the processor a third time. Then the load stops,
-every accepted task must become terminal within a bound, and the invariants are checked on
-what the processes wrote:
+SIGKILL the processor (restarted), SIGKILL the delay agent (restarted; once retries wait in
+every delay tier the run uses), SIGKILL the processor again, SIGKILL the projector/view
+(restarted), SIGKILL an executor (restarted), freeze the broker for 10 s (SIGSTOP/SIGCONT),
+SIGKILL the processor a third time. Each fault comes once the part the previous one
+restarted is back at work (its log says so; after the freeze, a task submitted since ends)
+and the load ran a few seconds on the healed stack, so no fixed schedule pads the run or, on
+a slow machine, overlaps two faults on the write path; only the view (a reader) may still be
+starting when the executor is killed, and it answers again before the freeze. Then the load
+stops, every accepted task must become terminal within a bound, and the invariants are
+checked on what the processes wrote:
 
 1. every accepted task (``task.accepted`` in ``task.events``) ends in exactly one terminal
    state, and it is the one its handler dictates (see ``tests/chaos/handlers.py``);
@@ -30,20 +35,29 @@ import pytest
 from bench.processes import ProcessStack
 from projections.memory import MemorySource
 from projections.reader import ProjectionReader
+from schemas import events as ev
+from streams.domain.retry import backoff_ms, tier_for_delay
 from streams.kafka.topics import ensure_topics
+from streams.settings import Settings
 from tests.chaos.conftest import chaos_broker
 from tests.support.chaos import (
+    BACK_TIMEOUT_S,
     CLIENTS,
     ENV,
+    GAP_S,
     SteadyLoad,
     assert_each_task_ended_once,
+    flowing,
     load_with_faults_then_drain,
+    log_mark,
+    logged,
+    read_log,
     until,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
 
-LOAD_S = 75.0
+FREEZE_S = 10.0
 
 
 def build_stack(workdir: Path) -> ProcessStack:
@@ -79,32 +93,84 @@ def build_stack(workdir: Path) -> ProcessStack:
     return stack
 
 
-async def faults(stack: ProcessStack, log: list[str]) -> None:
-    """The fault schedule, relative to the start of the load."""
+READY = {
+    "processor": " recovered: ",
+    "delay": ": assigned ",
+    "worker-a": "pool partitions assigned",
+}
+"""What a restarted part logs once it is back at work (the processor once per partition)."""
+
+
+async def faults(stack: ProcessStack, settings: Settings, load: SteadyLoad, log: list[str]) -> None:
+    """The fault schedule, paced on conditions: each fault once the part the previous one
+    restarted is back at work (and the load ran ``GAP_S`` on the healed stack). The view is
+    off the write path: the executor's kill does not wait for it to come back, the freeze
+    does."""
     t0 = time.monotonic()
 
-    async def at(second: float) -> None:
-        await asyncio.sleep(max(0.0, t0 + second - time.monotonic()))
+    def note(what: str) -> None:
+        log.append(f"{time.monotonic() - t0:5.1f}s {what}")
 
     async def kill_and_restart(name: str) -> None:
         pid = stack.parts[name].pid
         code = await asyncio.to_thread(stack.kill, name)
-        log.append(f"{time.monotonic() - t0:5.1f}s SIGKILL {name} pid {pid} -> exit {code}")
+        note(f"SIGKILL {name} pid {pid} -> exit {code}")
+        mark = log_mark(stack, name)
         stack.restart(name)
+        what = f"{name} back at work after its restart"
+        if name == "view":
 
-    for second, name in ((6, "processor"), (13, "delay"), (20, "processor"), (27, "view")):
-        await at(second)
+            async def answers() -> bool:
+                return await view_answers(stack, sessions=3)
+
+            await until(answers, BACK_TIMEOUT_S, what)
+        else:
+            count = settings.partitions if name == "processor" else 1
+            await logged(stack, name, READY[name], mark, what, count)
+        note(f"{name} back")
+
+    async def fault(name: str) -> None:
         await kill_and_restart(name)
-    await at(34)
-    await kill_and_restart("worker-a")
-    await at(42)
+        await asyncio.sleep(GAP_S)
+
+    tiers = {
+        tier_for_delay(backoff_ms(n, settings.retry_base_ms, settings.retry_max_ms))
+        for n in range(1, settings.max_retries + 1)
+    }
+
+    async def every_tier_holds_a_retry() -> bool:
+        now_ms = time.time() * 1000
+        waiting = {
+            e.tier_ms
+            for _, _, e in await read_log(settings, "events")
+            if isinstance(e, ev.TaskRetryScheduled) and e.due_at_ms > now_ms + 200
+        }
+        return tiers <= waiting
+
+    await asyncio.sleep(GAP_S)
+    await fault("processor")
+    # The delay agent dies holding retries in every tier the run uses (1 s, 2 s, 4 s).
+    await until(every_tier_holds_a_retry, BACK_TIMEOUT_S, f"retries waiting in tiers {tiers}")
+    note(f"retries waiting in tiers {sorted(tiers)}")
+    await fault("delay")
+    await fault("processor")
+    view_back = asyncio.create_task(kill_and_restart("view"))
+    try:
+        await asyncio.sleep(GAP_S)
+        await fault("worker-a")
+        await view_back
+    finally:
+        view_back.cancel()
     assert stack.broker is not None
     stack.broker.pause()
-    log.append(f"{time.monotonic() - t0:5.1f}s SIGSTOP broker")
-    await asyncio.sleep(10)
+    note("SIGSTOP broker")
+    await asyncio.sleep(FREEZE_S)
+    before = set(load.acked)
     stack.broker.resume()
-    log.append(f"{time.monotonic() - t0:5.1f}s SIGCONT broker")
-    await at(60)
+    note("SIGCONT broker")
+    await flowing(settings, load, before, "a task submitted after the freeze ending")
+    note("tasks end again")
+    await asyncio.sleep(GAP_S)
     await kill_and_restart("processor")
 
 
@@ -160,9 +226,9 @@ async def test_no_task_lost_or_done_twice_when_parts_are_killed(
         await load_with_faults_then_drain(
             settings,
             load,
-            faults(stack, fault_log),
-            load_s=LOAD_S,
-            quiet_s=LOAD_S - 62,
+            faults(stack, settings, load, fault_log),
+            faults_bound_s=300,
+            quiet_s=GAP_S,
             no_part_died=no_part_died,
         )
     finally:

@@ -1,10 +1,13 @@
 """Chaos with two processors sharing the partitions: the distributor as a consumer group.
 
 Two processor processes (each its own data dir, each a static member of the group), a delay
-agent and two executors, all OS processes on a broker of the test's own, under a steady load
-over clients on all four partitions. During the load: SIGKILL one processor (restarted at
+agent and two executors, all OS processes on the suite's broker (nothing here freezes it; the
+stack's topics and groups are its own), under a steady load over clients on all four
+partitions. During the load: SIGKILL one processor (restarted at
 once), SIGKILL the other (restarted at once), stop the first cleanly (SIGTERM: it leaves the
 group, the other takes its partitions) and start it again, SIGKILL an executor (restarted).
+Each fault comes once the previous one healed (the restarted part, or the processor taking
+over, logged it) and the load ran a few seconds since: no fixed schedule pads the run.
 Then every accepted task must end in exactly one terminal state, the one its handler
 dictates, accepted once (two owners of a partition would both write its events), with one
 ``task.completed`` record per (task, attempt); and both processors must have owned
@@ -25,24 +28,27 @@ from bench.processes import ProcessStack
 from bench.soak_load import SOAK_CLIENTS
 from schemas import events as ev
 from streams.kafka.topics import ensure_topics
-from tests.chaos.conftest import chaos_broker
 from tests.support.chaos import (
+    BACK_TIMEOUT_S,
     ENV,
+    GAP_S,
     SteadyLoad,
     assert_each_task_ended_once,
     load_with_faults_then_drain,
+    log_mark,
+    logged,
     read_log,
+    recovered_partitions,
     until,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(400)]
 
-LOAD_S = 48.0
 PROCESSORS = ("processor-a", "processor-b")
 
 
-def build_stack(workdir: Path) -> ProcessStack:
-    stack = ProcessStack(workdir, env=ENV, broker_kind=chaos_broker())
+def build_stack(workdir: Path, bootstrap: str) -> ProcessStack:
+    stack = ProcessStack(workdir, env={**ENV, "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     for name in PROCESSORS:
         stack.add(name, ["processor"], {"TASKSTREAM_DATA_DIR": str(workdir / name)})
     stack.add("delay", ["delay"])
@@ -53,42 +59,61 @@ def build_stack(workdir: Path) -> ProcessStack:
     return stack
 
 
+RECOVERED = " recovered: "
+BACK = {"processor-a": RECOVERED, "processor-b": RECOVERED, "worker-b": "pool partitions assigned"}
+"""What a (re)started part logs once it is back at work."""
+
+
 async def faults(stack: ProcessStack, log: list[str]) -> None:
+    """The fault schedule, paced on conditions: each fault once the previous one healed (the
+    part that took over or came back logged it) and the load ran ``GAP_S`` since."""
     t0 = time.monotonic()
 
-    async def at(second: float) -> None:
-        await asyncio.sleep(max(0.0, t0 + second - time.monotonic()))
+    def note(what: str) -> None:
+        log.append(f"{time.monotonic() - t0:5.1f}s {what}")
 
     async def stop(name: str, sig: int) -> None:
         pid = stack.parts[name].pid
         code = await asyncio.to_thread(stack.kill, name, sig)
-        log.append(
-            f"{time.monotonic() - t0:5.1f}s {signal.Signals(sig).name} {name} pid {pid} -> exit {code}"
-        )
+        note(f"{signal.Signals(sig).name} {name} pid {pid} -> exit {code}")
         if sig == signal.SIGTERM:
             assert code == 0, f"{name} exited with {code} on SIGTERM"
 
-    await at(8)
+    marks: dict[str, int] = {}
+
+    async def restart(name: str) -> None:
+        marks[name] = log_mark(stack, name)
+        stack.restart(name)
+        await logged(stack, name, BACK[name], marks[name], f"{name} back at work after its restart")
+        note(f"{name} back")
+        await asyncio.sleep(GAP_S)
+
+    await asyncio.sleep(GAP_S)
     await stop("processor-a", signal.SIGKILL)
-    stack.restart("processor-a")
-    await at(18)
+    await restart("processor-a")
     await stop("processor-b", signal.SIGKILL)
-    stack.restart("processor-b")
-    await at(28)
+    await restart("processor-b")
+    # A clean stop: processor-a leaves the group and processor-b takes its partitions.
+    mark = log_mark(stack, "processor-b")
     await stop("processor-a", signal.SIGTERM)
-    await at(31)
-    stack.restart("processor-a")
-    await at(38)
+    held = recovered_partitions(stack, "processor-a", marks["processor-a"])
+
+    async def taken_over() -> bool:
+        return held <= recovered_partitions(stack, "processor-b", mark)
+
+    await until(taken_over, BACK_TIMEOUT_S, f"processor-b taking processor-a's partitions {held}")
+    note(f"processor-b took over {sorted(held)}")
+    await asyncio.sleep(GAP_S)
+    await restart("processor-a")
     await stop("worker-b", signal.SIGKILL)
-    stack.restart("worker-b")
+    await restart("worker-b")
 
 
 async def test_two_processors_one_killed_every_task_ends_once(
-    chaos_workdir: Path, process_stacks: list[ProcessStack]
+    kafka_bootstrap: str, chaos_workdir: Path, process_stacks: list[ProcessStack]
 ) -> None:
-    stack = build_stack(chaos_workdir)
+    stack = build_stack(chaos_workdir, kafka_bootstrap)
     process_stacks.append(stack)
-    await asyncio.to_thread(stack.start_broker)
     settings = stack.settings()
     await ensure_topics(settings)
     for name in stack.parts:
@@ -114,8 +139,8 @@ async def test_two_processors_one_killed_every_task_ends_once(
             settings,
             load,
             faults(stack, fault_log),
-            load_s=LOAD_S,
-            quiet_s=LOAD_S - 40,
+            faults_bound_s=300,
+            quiet_s=GAP_S,
             no_part_died=no_part_died,
         )
     finally:
@@ -141,6 +166,4 @@ async def test_two_processors_one_killed_every_task_ends_once(
     assert all(owners.values()), f"a processor never owned a partition: {owners}"
 
     stack.stop_parts()
-    assert stack.broker is not None
-    stack.broker.stop()
     assert stack.left_running() == []

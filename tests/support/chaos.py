@@ -1,6 +1,7 @@
 """Helpers of the chaos suite (``tests/chaos``): the steady load, the event log read back, the
-checks that every accepted task ended once as its handler dictates, and the load-under-faults-
-then-drain loop both chaos tests run."""
+checks that every accepted task ended once as its handler dictates, the load-under-faults-
+then-drain loop both chaos tests run, and the waits that pace a fault schedule on conditions
+(a restarted part back at work, the load flowing again) rather than on fixed seconds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from bench.processes import ProcessStack
 from schemas import events as ev
 from schemas.codec import CODEC
 from streams.client import TaskstreamClient
@@ -28,6 +30,14 @@ RATE_PER_S = 20
 
 
 DRAIN_TIMEOUT_S = 120.0
+
+
+GAP_S = 2.0
+"""Load on the whole, healed stack between one fault and the next: a fault schedule waits
+until the part it restarted is back at work, then this long, before its next fault."""
+
+
+BACK_TIMEOUT_S = 60.0
 
 
 TERMINAL = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskRejected)
@@ -159,26 +169,83 @@ async def assert_each_task_ended_once(
     return events
 
 
+def log_mark(stack: ProcessStack, name: str) -> int:
+    """The current end of a part's log (it is appended across restarts)."""
+    path = stack.logs / f"{name}.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def log_since(stack: ProcessStack, name: str, since: int) -> str:
+    """A part's log after ``since`` (a :func:`log_mark`)."""
+    path = stack.logs / f"{name}.log"
+    if not path.exists():
+        return ""
+    with path.open("rb") as f:
+        f.seek(since)
+        return f.read().decode(errors="replace")
+
+
+def log_count(stack: ProcessStack, name: str, needle: str, since: int) -> int:
+    """How many times ``needle`` appears in a part's log after ``since``."""
+    return log_since(stack, name, since).count(needle)
+
+
+def recovered_partitions(stack: ProcessStack, name: str, since: int) -> set[int]:
+    """The partitions a processor logged as recovered after ``since``."""
+    return {
+        int(line.split("partition ", 1)[1].split()[0])
+        for line in log_since(stack, name, since).splitlines()
+        if " recovered: " in line
+    }
+
+
+async def logged(
+    stack: ProcessStack, name: str, needle: str, since: int, what: str, count: int = 1
+) -> None:
+    """Wait until ``name`` has logged ``needle`` ``count`` times after ``since``."""
+
+    async def seen() -> bool:
+        return log_count(stack, name, needle, since) >= count
+
+    await until(seen, BACK_TIMEOUT_S, what)
+
+
+async def flowing(settings: Settings, load: SteadyLoad, before: set[str], what: str) -> None:
+    """Wait until a task the broker acknowledged after ``before`` was taken is terminal in the
+    event log: the whole pipeline (client, processor, executor) works again."""
+
+    async def ended() -> bool:
+        new = load.acked - before
+        if not new:
+            return False
+        _, terminal = terminal_by_task(await read_log(settings, "events"))
+        return any(terminal.get(t) for t in new)
+
+    await until(ended, BACK_TIMEOUT_S, what)
+
+
 async def load_with_faults_then_drain(
     settings: Settings,
     load: SteadyLoad,
     faults_done: Awaitable[None],
     *,
-    load_s: float,
+    faults_bound_s: float,
     quiet_s: float,
     no_part_died: Callable[[str], None],
 ) -> None:
-    """Run ``load`` while ``faults_done`` injects its faults (within ``load_s``), keep loading
-    for ``quiet_s`` after them, stop, then wait until every accepted task is terminal (read
-    from the event log itself)."""
+    """Run ``load`` while ``faults_done`` injects its faults (within ``faults_bound_s``, only
+    against a hang), keep loading for ``quiet_s`` after them, stop, then wait until every
+    accepted task is terminal (read from the event log itself)."""
     loading = asyncio.create_task(load.run())
+    started = time.monotonic()
     try:
-        await asyncio.wait_for(faults_done, load_s)
+        await asyncio.wait_for(faults_done, faults_bound_s)
         await asyncio.sleep(max(0.0, quiet_s))
         no_part_died("under load")
     finally:
         load.stop.set()
         await asyncio.wait_for(loading, 60)
+    load_s = time.monotonic() - started
     assert len(load.acked) > RATE_PER_S * load_s * 0.5, "the load did not get through"
 
     async def all_terminal() -> bool:

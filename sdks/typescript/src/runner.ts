@@ -273,7 +273,12 @@ export class Runner {
       call.then(release, release).finally(() => (this.counts.running -= 1));
       const stopped = new Promise<ItemOutcome>((resolve) => {
         const timer = setTimeout(() => item.controller.abort(new TaskAbort(TIMEOUT)), timeoutMs);
-        const onAbort = () => resolve(abortOutcome(item.controller.signal)!);
+        // Once aborted (cancel, timeout, shutdown) the timer has nothing left to do: a handler
+        // that ignores its signal must not hold the process open until the timeout.
+        const onAbort = () => {
+          clearTimeout(timer);
+          resolve(abortOutcome(item.controller.signal)!);
+        };
         item.controller.signal.addEventListener("abort", onAbort, { once: true });
         call.finally(() => {
           clearTimeout(timer);

@@ -162,8 +162,12 @@ test("close drains running work within the bound, then stops the rest as shutdow
   assert.equal(await closing, true);
   assert.deepEqual(results(reported).map((r) => [r.task_id, r.success]).sort(), [["quick", true], ["slow", true]]);
 
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+  const before = timers();
   const second = setup({ stuck: () => new Promise<void>(() => undefined) });
   void second.runner.run(assignment({ task_id: "forever", operation: "stuck" }));
   assert.equal(await second.runner.close(10), false);
   assert.deepEqual(results(second.reported).map((r) => [r.task_id, r.success, r.error]), [["forever", false, "shutdown"]]);
+  // The stopped task's timeout timer (60 s here) is gone: it would hold the process open.
+  assert.equal(timers(), before);
 });
