@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -176,6 +177,7 @@ async def run_runtime(
         kafka_heartbeat_interval_ms=500,
     )
     app = HeartbeatCounter(prefix, count)
+    gc.freeze()  # as every part's process does at its start (streams.runtime.signals.run_part)
     runtime: StreamRuntime[Counts] = StreamRuntime(app, settings, name="bench-runtime")
     task = asyncio.create_task(runtime.run())
     try:

@@ -269,7 +269,6 @@ class Processor(Generic[S]):
         for event in events:
             if not folded:
                 state = run.state = app.evolve(run.state, event)
-                held.extend(app.outputs(state, event))
             add(
                 topic,
                 partition,
@@ -284,6 +283,9 @@ class Processor(Generic[S]):
                     (TYPE_HEADER, app.event_type(event).encode()),
                 ],
             )
+            if not folded:
+                # After the event's encoding, as before: an app may reuse those bytes.
+                held.extend(app.outputs(state, event))
             index += 1
             if crash_after is not None:
                 self.events_total += 1

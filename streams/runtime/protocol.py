@@ -96,7 +96,8 @@ class Application(Protocol[S]):
     def event_type(self, event: Any) -> str: ...
 
     def outputs(self, state: S, event: Any) -> Iterable[Output]:
-        """Side records for an event, computed after the event is folded into ``state``."""
+        """Side records for an event, computed after the event is folded into ``state`` and
+        encoded with ``encode_event`` (an app may reuse those bytes)."""
         ...
 
     def dead_letter(
