@@ -72,4 +72,4 @@ def move(tables: Tables, task_id: str, before: Footprint, after: Footprint) -> N
     # The index entries move once per write batch, from the footprint the batch began with to
     # the last one (``Tables.drain``): a task passing through states within one batch writes
     # what it ends up in, no put and tombstone per state it passed through.
-    tables.move_indexes(task_id, before, after)
+    tables.move_indexes(task_id, (b_state, b_operation, b_client), (a_state, a_operation, a_client))

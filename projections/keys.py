@@ -78,3 +78,40 @@ def offset_key(partition: int) -> bytes:
 
 def partition_of(key: bytes) -> int:
     return int.from_bytes(key[len(OFFSET_PREFIX) :], "big")
+
+
+IndexedFields = tuple[str | None, str | None, str | None]
+"""What a task is indexed by: (state, operation, client id)."""
+
+
+def task_index_changes(
+    task_id: str, before: IndexedFields, after: IndexedFields
+) -> list[tuple[bytes, bool]]:
+    """The index entries (by client, state, client and state, operation) a task leaves
+    (False) and joins (True) going from ``before`` to ``after``."""
+    b_state, b_operation, b_client = before
+    a_state, a_operation, a_client = after
+    prefix = index_prefix_of
+    tid = encode(task_id)
+    changes: list[tuple[bytes, bool]] = []
+    if b_client != a_client:
+        if b_client is not None:
+            changes.append((prefix(BY_CLIENT, (b_client,)) + tid, False))
+        if a_client is not None:
+            changes.append((prefix(BY_CLIENT, (a_client,)) + tid, True))
+    if b_state != a_state:
+        if b_state is not None:
+            changes.append((prefix(BY_STATE, (b_state,)) + tid, False))
+        if a_state is not None:
+            changes.append((prefix(BY_STATE, (a_state,)) + tid, True))
+    if b_state != a_state or b_client != a_client:
+        if b_state is not None and b_client is not None:
+            changes.append((prefix(BY_CLIENT_STATE, (b_client, b_state)) + tid, False))
+        if a_state is not None and a_client is not None:
+            changes.append((prefix(BY_CLIENT_STATE, (a_client, a_state)) + tid, True))
+    if b_operation != a_operation:
+        if b_operation is not None:
+            changes.append((prefix(BY_OPERATION, (b_operation,)) + tid, False))
+        if a_operation is not None:
+            changes.append((prefix(BY_OPERATION, (a_operation,)) + tid, True))
+    return changes

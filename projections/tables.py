@@ -59,7 +59,7 @@ class Tables:
         self._dirty: set[bytes] = set()
         self._index: dict[bytes, bool] = {}
         self._born: set[bytes] = set()
-        self._moved: dict[str, list[Any]] = {}
+        self._moved: dict[str, list[keys.IndexedFields]] = {}
 
     # documents --------------------------------------------------------------------------
     def doc(self, key: bytes) -> Any:
@@ -143,10 +143,12 @@ class Tables:
         else:
             written[key] = False
 
-    def move_indexes(self, task_id: str, before: Any, after: Any) -> None:
-        """Note that the task's footprint (``projections.indexes.Footprint``) went from
-        ``before`` to ``after``; ``drain()`` moves its index entries (by client, state,
-        client and state, operation) from its first footprint in the batch to its last."""
+    def move_indexes(
+        self, task_id: str, before: keys.IndexedFields, after: keys.IndexedFields
+    ) -> None:
+        """Note that what the task is indexed by went from ``before`` to ``after``;
+        ``drain()`` moves its index entries from its first value in the batch to its last
+        (``keys.task_index_changes``)."""
         moved = self._moved.get(task_id)
         if moved is None:
             self._moved[task_id] = [before, after]
@@ -155,33 +157,10 @@ class Tables:
 
     def _move_task_indexes(self) -> None:
         index = self.index
-        prefix = keys.index_prefix_of
         for task_id, (before, after) in self._moved.items():
-            if before == after:
-                continue
-            b_state, _, b_operation, b_client = before[:4]
-            a_state, _, a_operation, a_client = after[:4]
-            tid = keys.encode(task_id)
-            if b_client != a_client:
-                if b_client is not None:
-                    index(prefix(keys.BY_CLIENT, (b_client,)) + tid, False)
-                if a_client is not None:
-                    index(prefix(keys.BY_CLIENT, (a_client,)) + tid, True)
-            if b_state != a_state:
-                if b_state is not None:
-                    index(prefix(keys.BY_STATE, (b_state,)) + tid, False)
-                if a_state is not None:
-                    index(prefix(keys.BY_STATE, (a_state,)) + tid, True)
-            if b_state != a_state or b_client != a_client:
-                if b_state is not None and b_client is not None:
-                    index(prefix(keys.BY_CLIENT_STATE, (b_client, b_state)) + tid, False)
-                if a_state is not None and a_client is not None:
-                    index(prefix(keys.BY_CLIENT_STATE, (a_client, a_state)) + tid, True)
-            if b_operation != a_operation:
-                if b_operation is not None:
-                    index(prefix(keys.BY_OPERATION, (b_operation,)) + tid, False)
-                if a_operation is not None:
-                    index(prefix(keys.BY_OPERATION, (a_operation,)) + tid, True)
+            if before != after:
+                for key, present in keys.task_index_changes(task_id, before, after):
+                    index(key, present)
         self._moved.clear()
 
     # write batch --------------------------------------------------------------------------
