@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -94,18 +96,17 @@ def browser(text: str) -> Any:
 
 
 _ATTACH_KEYS = ("name", "size", "type")
+# A comma starts an option only before one of its keys: a URL's own commas stay in the URL.
+_ATTACH_OPTION = re.compile(",(?=(?:" + "|".join(_ATTACH_KEYS) + ")=)")
 
 
 def attachment(text: str) -> dict[str, Any]:
     """``URL[,name=NAME][,size=BYTES][,type=MEDIA/TYPE]`` (``--attach``); the name defaults
     to the URL's last path segment. Checked by the rules a submit's attachments meet."""
-    import re
-    from urllib.parse import unquote, urlsplit
-
     from schemas.commands import TaskAttachment
     from streams.domain.attachments import one_attachment_problems
 
-    url, *options = re.split(r",(?=(?:name|size|type)=)", text)
+    url, *options = _ATTACH_OPTION.split(text)
     found: dict[str, str] = {}
     for option in options:
         key, _, value = option.partition("=")
