@@ -39,16 +39,7 @@ from streams.domain.state import PartitionState
 def decide(
     command: cmd.Command, state: PartitionState, now_ms: int, config: DomainConfig
 ) -> list[Event]:
-    handler = _handler(command)
-    ctx = Decision(state, max(now_ms, state.meta.clock), config)
-    state.begin()
-    try:
-        handler(ctx, command)
-        batch_jobs.settle(ctx)
-        steps.settle(ctx)
-    finally:
-        state.rollback()
-    return ctx.events
+    return _decided(command, state, now_ms, config, None, keep=False)
 
 
 def decide_folded(
@@ -62,6 +53,18 @@ def decide_folded(
     ``evolve`` of each returned event on the state before (the processor's live path, which
     would otherwise fold every event twice). ``observe(state, event)`` sees the state right
     after each event. On an exception the state is rolled back, unchanged."""
+    return _decided(command, state, now_ms, config, observe, keep=True)
+
+
+def _decided(
+    command: cmd.Command,
+    state: PartitionState,
+    now_ms: int,
+    config: DomainConfig,
+    observe: Observer | None,
+    *,
+    keep: bool,
+) -> list[Event]:
     handler = _handler(command)
     ctx = Decision(state, max(now_ms, state.meta.clock), config, observe)
     state.begin()
@@ -72,7 +75,10 @@ def decide_folded(
     except BaseException:
         state.rollback()
         raise
-    ctx.keep()
+    if keep:
+        ctx.keep()
+    else:
+        state.rollback()
     return ctx.events
 
 

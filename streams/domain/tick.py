@@ -38,19 +38,24 @@ from streams.domain.state import Circuit, PartitionState
 
 
 def tick(state: PartitionState, now_ms: int, config: DomainConfig) -> list[Event]:
-    ctx = Decision(state, max(now_ms, state.meta.clock), config)
-    state.begin()
-    try:
-        _ticked(ctx)
-    finally:
-        state.rollback()
-    return ctx.events
+    return _ticks(state, now_ms, config, None, keep=False)
 
 
 def tick_folded(
     state: PartitionState, now_ms: int, config: DomainConfig, observe: Observer | None = None
 ) -> list[Event]:
     """``tick``, with its events left folded into ``state`` (see ``decide_folded``)."""
+    return _ticks(state, now_ms, config, observe, keep=True)
+
+
+def _ticks(
+    state: PartitionState,
+    now_ms: int,
+    config: DomainConfig,
+    observe: Observer | None,
+    *,
+    keep: bool,
+) -> list[Event]:
     ctx = Decision(state, max(now_ms, state.meta.clock), config, observe)
     state.begin()
     try:
@@ -58,7 +63,10 @@ def tick_folded(
     except BaseException:
         state.rollback()
         raise
-    ctx.keep()
+    if keep:
+        ctx.keep()
+    else:
+        state.rollback()
     return ctx.events
 
 
