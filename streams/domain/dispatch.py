@@ -25,7 +25,7 @@ from schemas.events import BatchProcessed
 from streams.domain import batching, health, lifecycle, pool, rates
 from streams.domain.context import Decision
 from streams.domain.priority import CRITICAL, effective_priority
-from streams.domain.state import PartitionState, SessionRecord
+from streams.domain.state import PartitionState, SessionRecord, TaskRecord
 
 Candidate = tuple[SessionRecord, int]  # a session and its free capacity
 
@@ -91,8 +91,20 @@ def _sessions(st: PartitionState, client_id: str) -> list[SessionRecord]:
     return [st.sessions[s] for s in st.client_sessions.get(client_id, {})]
 
 
-def has_capacity(st: PartitionState, client_id: str) -> bool:
-    return any(health.free_capacity(s) > 0 for s in _sessions(st, client_id))
+def can_take_work(ctx: Decision, client_id: str) -> bool:
+    """Whether some session of the client can take a unit that needs nothing of it: free
+    capacity, not overloaded, and reusable or idle (``choose_session``'s rules, without a
+    unit's capabilities and assignee). When none can, no unit can be placed: dispatch stops
+    instead of trying (and skipping) every waiting unit in turn."""
+    cfg = ctx.config
+    for session in _sessions(ctx.state, client_id):
+        if (
+            health.free_capacity(session) > 0
+            and not health.overloaded(session, cfg)
+            and (not session.units or health.reusable(session, cfg))
+        ):
+            return True
+    return False
 
 
 def _serves(session: SessionRecord, assignee: tuple[str, str] | None) -> bool:
@@ -128,7 +140,33 @@ def choose_session(
     return STRATEGIES[ctx.config.dispatch_strategy](cands, required, ctx)
 
 
-def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, str] | None:
+class _Passed:
+    """What one dispatch has found it cannot place, so it is passed over without trying again.
+
+    Within one dispatch a refusal stays a refusal: assigning only takes capacity and tokens,
+    so an operation whose bucket is empty, or a (capabilities, assignee) no session can take,
+    is refused for every unit that has it.
+    """
+
+    __slots__ = ("operations", "placements")
+
+    def __init__(self) -> None:
+        self.operations: set[str] = set()
+        self.placements: set[tuple[frozenset[str], tuple[str, str] | None]] = set()
+
+    def task(self, task: TaskRecord) -> bool:
+        return (task.operation in self.operations) or (
+            bool(self.placements)
+            and (frozenset(task.capabilities), task.assigned_to) in self.placements
+        )
+
+    def batch(self, st: PartitionState, batch_id: str, operation: str) -> bool:
+        return (operation in self.operations) or (
+            bool(self.placements) and (_required(st, "b", batch_id), None) in self.placements
+        )
+
+
+def _next_unit(ctx: Decision, client_id: str, passed: _Passed) -> tuple[str, str] | None:
     """The best dispatchable unit: ("t", task_id) or ("b", batch_id)."""
     st, now, cfg = ctx.state, ctx.now, ctx.config
     best_key: tuple[int, int, int] | None = None
@@ -136,9 +174,11 @@ def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, s
     for priority, lane in st.lanes.get(client_id, {}).items():
         # Lanes are in arrival order, so the first live task beats the rest of its lane.
         for seq, task_id in lane:
-            if task_id in skipped or not st.lane_valid(priority, seq, task_id):
+            if not st.lane_valid(priority, seq, task_id):
                 continue
             task = st.tasks[task_id]
+            if passed.task(task):
+                continue
             key = (
                 effective_priority(task.queue_priority, task.queued_at_ms, now, cfg.aging_step_ms),
                 task.queued_at_ms,
@@ -154,7 +194,7 @@ def _next_unit(ctx: Decision, client_id: str, skipped: set[str]) -> tuple[str, s
         # (``seq`` is unique), so this picks exactly what the full comparison would.
         if best_key is not None and (CRITICAL, batch.opened_at_ms, batch.seq) > best_key:
             continue
-        if batch_id in skipped:
+        if passed.batch(st, batch_id, batch.operation):
             continue
         if not batching.is_closed(st, batch, now, cfg):
             continue
@@ -232,27 +272,29 @@ def dispatch(ctx: Decision, client_id: str) -> None:
     rate limits (``rates``); and as much of the partition's pool work as the pool can take."""
     pool.dispatch_pool(ctx)
     st = ctx.state
-    if not has_capacity(st, client_id):
+    if not can_take_work(ctx, client_id):
         return
-    skipped: set[str] = set()
+    passed = _Passed()
     while True:
-        unit = _next_unit(ctx, client_id, skipped)
+        unit = _next_unit(ctx, client_id, passed)
         if unit is None:
             return
         kind, unit_id = unit
         if not rates.client_allows(ctx, client_id):
             return  # the client's bucket is empty: its work waits (ticks try again)
-        if not rates.allows(ctx, client_id, _operation(st, kind, unit_id)):
-            skipped.add(unit_id)  # this operation's own bucket is empty
+        operation = _operation(st, kind, unit_id)
+        if not rates.allows(ctx, client_id, operation):
+            passed.operations.add(operation)  # this operation's own bucket is empty
             continue
         assignee = st.tasks[unit_id].assigned_to if kind == "t" else None
-        session = choose_session(ctx, client_id, _required(st, kind, unit_id), assignee)
+        required = _required(st, kind, unit_id)
+        session = choose_session(ctx, client_id, required, assignee)
         if session is None:
-            skipped.add(unit_id)
+            passed.placements.add((required, assignee))  # no session takes such a unit
             continue
         if kind == "t":
             _assign_task(ctx, unit_id, session)
         else:
             _assign_batch(ctx, unit_id, session)
-        if not has_capacity(st, client_id):
+        if not can_take_work(ctx, client_id):
             return

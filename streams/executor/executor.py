@@ -47,6 +47,7 @@ from schemas.commands import (
     RegisterSession,
     ReleasePool,
     ReleaseSession,
+    ReportResult,
     SessionHeartbeat,
 )
 from schemas.errors import DecodeError
@@ -56,6 +57,7 @@ from streams.executor.context import Handler
 from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.executor.pool_capacity import PoolCapacity
+from streams.executor.pool_offsets import OffsetTracker
 from streams.executor.watch import ProgressCallback, TaskError
 from streams.executor.workload import Workload, WorkloadSource
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
@@ -80,47 +82,6 @@ class SessionSpec:
     agent_id: str
     max_concurrent: int = 1
     capabilities: tuple[str, ...] = ()
-
-
-class _OffsetTracker:
-    """Per partition: offsets handed to the pool and not finished yet, and the next offset.
-
-    The committable offset of a partition is its lowest unfinished offset, or the one after
-    the last seen when nothing is in flight.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[TopicPartition, set[int]] = {}
-        self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-
-    def seen(self, tp: TopicPartition, offset: int) -> None:
-        self._pending.setdefault(tp, set()).add(offset)
-        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
-
-    def done(self, tp: TopicPartition, offset: int) -> None:
-        pending = self._pending.get(tp)
-        if pending is not None:
-            pending.discard(offset)
-
-    def committable(self, tps: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        chosen = list(self._next) if tps is None else [tp for tp in tps if tp in self._next]
-        offsets: dict[TopicPartition, int] = {}
-        for tp in chosen:
-            pending = self._pending.get(tp)
-            offset = min(pending) if pending else self._next[tp]
-            if self._committed.get(tp) != offset:
-                offsets[tp] = offset
-        return offsets
-
-    def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
-        self._committed.update(offsets)
-
-    def forget(self, tps: Iterable[TopicPartition]) -> None:
-        for tp in tps:
-            self._pending.pop(tp, None)
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
 
 
 class _PoolRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -188,10 +149,15 @@ class Executor:
         self.pool_enabled = pool
         self._session_ids = frozenset(ids)
         # What the pool may take at once: the concurrency the sessions leave (``domain.pool``).
-        self.pool_capacity = PoolCapacity(
-            concurrency - sum(s.max_concurrent for s in self.sessions),
-            actor=settings.actor or default_actor(),
-        )
+        left = concurrency - sum(s.max_concurrent for s in self.sessions)
+        if pool and left < 1:
+            log.warning(
+                "concurrency %d leaves nothing for the pool after the sessions' %d: it registers"
+                " 1 per pool partition; raise the concurrency to give the pool more",
+                concurrency,
+                concurrency - left,
+            )
+        self.pool_capacity = PoolCapacity(left, actor=settings.actor or default_actor())
         self._pool = WorkerPool(
             handlers,
             report=self._emit,
@@ -203,7 +169,9 @@ class Executor:
             session_limits={s.session_id: s.max_concurrent for s in self.sessions},
             on_progress=on_progress,
         )
-        self._workload = Workload(lambda: self._pool.metrics().running / concurrency, workload)
+        self._workload = Workload(
+            lambda: self._pool.metrics().running / concurrency, workload, settings.max_workload
+        )
         # This start of the executor: its registrations take the sessions over at once, so
         # the processor re-queues what an earlier (crashed) start still held.
         self.incarnation = uuid.uuid4().hex
@@ -219,7 +187,7 @@ class Executor:
         self._producer: AIOKafkaProducer | None = None
         self._assignments: AIOKafkaConsumer | None = None
         self._pool_consumer: AIOKafkaConsumer | None = None
-        self._tracker = _OffsetTracker()
+        self._tracker = OffsetTracker()
         self._sender: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -413,7 +381,7 @@ class Executor:
     # -- consuming ---------------------------------------------------------------------------
 
     async def _consume(
-        self, consumer: AIOKafkaConsumer, name: str, tracker: _OffsetTracker | None
+        self, consumer: AIOKafkaConsumer, name: str, tracker: OffsetTracker | None
     ) -> None:
         last_commit = time.monotonic()
         fetch_wait = FetchWait(
@@ -445,7 +413,7 @@ class Executor:
                 last_commit = time.monotonic()
 
     async def _handle_batch(
-        self, batch: Mapping[TopicPartition, list[Any]], tracker: _OffsetTracker | None
+        self, batch: Mapping[TopicPartition, list[Any]], tracker: OffsetTracker | None
     ) -> None:
         for tp, records in batch.items():
             for record in records:
@@ -510,6 +478,8 @@ class Executor:
 
     def _emit(self, command: BaseModel) -> None:
         self._outbox.put_nowait(command)
+        if type(command) is ReportResult and self._workload.fell():
+            self._report_workload()  # the agent has room again: say so now
 
     def _emit_all(self, commands: Iterable[BaseModel]) -> None:
         for command in commands:
@@ -519,13 +489,14 @@ class Executor:
         while True:
             await asyncio.sleep(self._heartbeat_s)
             self._emit_all(self.pool_capacity.heartbeat())
-            workload = round(self._workload.current(), 4)
-            for s in self.sessions:
-                self._emit(
-                    SessionHeartbeat(
-                        client_id=s.client_id, session_id=s.session_id, workload=workload
-                    )
-                )
+            self._report_workload()
+
+    def _report_workload(self) -> None:
+        workload = self._workload.report()
+        for s in self.sessions:
+            self._emit(
+                SessionHeartbeat(client_id=s.client_id, session_id=s.session_id, workload=workload)
+            )
 
     async def _send_loop(self) -> None:
         """Produce the outbox in order; mark items done only once delivered."""
@@ -591,7 +562,7 @@ class Executor:
 
 
 def _done_callback(
-    tracker: _OffsetTracker | None, tp: TopicPartition, offset: int
+    tracker: OffsetTracker | None, tp: TopicPartition, offset: int
 ) -> Callable[[], None]:
     if tracker is None:
         return lambda: None

@@ -4,8 +4,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas import commands as c
 from schemas import events as ev
+from streams.domain import dispatch
+from streams.domain.context import Decision
+from streams.domain.state import SessionRecord
 from tests.support.gwt import Harness, config, names, of, register, submit
 
 
@@ -130,3 +135,50 @@ def test_cleanup_cleans_the_clients_stale_sessions_now_and_requeues_their_work()
     assert "old" not in h.state.sessions
     assert "b-old" in h.state.sessions  # another client's session: not this command's
     assert names(h.do(c.CleanupSessions(client_id="B"), at=1000)) == ["SessionCleaned"]
+
+
+def _counting_choices(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
+    calls: list[frozenset[str]] = []
+    original = dispatch.choose_session
+
+    def counted(
+        ctx: Decision,
+        client_id: str,
+        required: frozenset[str],
+        assignee: tuple[str, str] | None = None,
+    ) -> SessionRecord | None:
+        calls.append(required)
+        return original(ctx, client_id, required, assignee)
+
+    monkeypatch.setattr(dispatch, "choose_session", counted)
+    return calls
+
+
+def test_an_overloaded_agent_stops_dispatch_without_trying_every_waiting_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness().given(register("s1", max_concurrent=2), beat("s1", 0.95))
+    for i in range(50):
+        h.do(submit(f"t{i}", operation="workflow_trigger"))
+    calls = _counting_choices(monkeypatch)
+    h.do(submit("t50", operation="workflow_trigger"))
+    assert calls == []  # no session can take any unit: nothing is tried
+    assert sessions_of(h.do(beat("s1", 0.5))) == ["s1", "s1"]
+    assert len(calls) == 2 * 2  # the harness decides twice (its determinism check)
+
+
+def test_units_no_session_can_take_are_tried_once_per_requirement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness().given(register("s1", max_concurrent=1))
+    h.do(submit("busy", operation="workflow_trigger"))
+    for i in range(30):  # older than the plain ones, so they come first in the queue
+        h.do(submit(f"pdf{i}", operation="workflow_trigger", capabilities=["pdf"]))
+    for i in range(3):
+        h.do(submit(f"plain{i}", operation="workflow_trigger"))
+    calls = _counting_choices(monkeypatch)
+    events = h.succeed("busy")
+    # The first pdf task is refused once; the other 29 are passed over without a try.
+    assert [e.task_id for e in of(events, ev.TaskAssigned)] == ["plain0"]
+    assert calls == [frozenset({"pdf"}), frozenset()] * 2  # the harness decides twice
+    assert all(h.status(f"pdf{i}") == "queued" for i in range(30))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from streams.executor.executor import _OffsetTracker
+from streams.executor.pool_offsets import OffsetTracker
 
 TP0 = TopicPartition("t.pool", 0)
 TP1 = TopicPartition("t.pool", 1)
 
 
 def test_commit_stops_at_the_lowest_unfinished_offset() -> None:
-    tracker = _OffsetTracker()
+    tracker = OffsetTracker()
     for offset in (10, 11, 12):
         tracker.seen(TP0, offset)
     assert tracker.committable() == {TP0: 10}
@@ -23,7 +23,7 @@ def test_commit_stops_at_the_lowest_unfinished_offset() -> None:
 
 
 def test_only_changed_partitions_are_committed_again() -> None:
-    tracker = _OffsetTracker()
+    tracker = OffsetTracker()
     tracker.seen(TP0, 0)
     tracker.seen(TP1, 5)
     tracker.done(TP0, 0)
@@ -37,7 +37,7 @@ def test_only_changed_partitions_are_committed_again() -> None:
 
 
 def test_revoked_partitions_are_forgotten() -> None:
-    tracker = _OffsetTracker()
+    tracker = OffsetTracker()
     tracker.seen(TP0, 3)
     tracker.forget([TP0])
     assert tracker.committable() == {}
