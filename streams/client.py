@@ -157,6 +157,7 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         self.commands_topic = settings.topic("commands")
         self._producer: Any = None
         self._partitions: int | None = None  # of the commands topic, once the layout checked
+        self._layout_lock = asyncio.Lock()  # one layout check for concurrent first sends
         self._streams: list[OutcomeStream] = []
         # When this client sent each SubmitTask (wall clock, ms): where ``wait`` starts reading.
         self._submitted_at_ms: dict[str, int] = {}
@@ -224,6 +225,12 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         self._partitions = existing[self.commands_topic]
         return self._partitions
 
+    async def _checked_layout(self) -> int:
+        """The command topic's partition count, the layout checked once: sends that start
+        together wait for one check instead of each fetching the cluster's metadata."""
+        async with self._layout_lock:
+            return self._partitions or await self.check_layout()
+
     # --- commands ----------------------------------------------------------------------
 
     async def send(self, command: Command) -> Sent:
@@ -233,7 +240,7 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")
         command = seal_command(self._keyring, with_actor(command, self.actor))
         value = encode_command(command, self.settings.max_payload_bytes)
-        partitions = self._partitions or await self.check_layout()
+        partitions = self._partitions or await self._checked_layout()
         self._note_submitted([command])
         try:
             meta = await self._producer.send_and_wait(
@@ -343,7 +350,7 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         for command in commands:
             command = seal_command(self._keyring, with_actor(command, self.actor))
             prepared.append((command, encode_command(command, self.settings.max_payload_bytes)))
-        partitions = self._partitions or await self.check_layout()
+        partitions = self._partitions or await self._checked_layout()
         self._note_submitted(c for c, _ in prepared)
         try:
             futures = [

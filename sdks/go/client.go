@@ -25,6 +25,7 @@ type Client struct {
 	mu         sync.Mutex
 	partitions int32 // of task.commands, once the layout is checked
 	closed     bool
+	layoutMu   sync.Mutex // one layout check for sends that start together
 }
 
 // Sent is where a command landed.
@@ -77,6 +78,20 @@ func (c *Client) CheckLayout(ctx context.Context) (int32, error) {
 	return n, nil
 }
 
+// sharedLayoutCheck checks the layout once for sends that start together: the first checks,
+// the others wait and take its partition count.
+func (c *Client) sharedLayoutCheck(ctx context.Context) (int32, error) {
+	c.layoutMu.Lock()
+	defer c.layoutMu.Unlock()
+	c.mu.Lock()
+	partitions := c.partitions
+	c.mu.Unlock()
+	if partitions != 0 {
+		return partitions, nil
+	}
+	return c.CheckLayout(ctx)
+}
+
 // Send validates, size-checks and produces any command to its client's home partition.
 func (c *Client) Send(ctx context.Context, cmd Command) (Sent, error) {
 	withActor(cmd, c.cfg.Actor)
@@ -91,7 +106,7 @@ func (c *Client) Send(ctx context.Context, cmd Command) (Sent, error) {
 		return Sent{}, ErrClosed
 	}
 	if partitions == 0 {
-		if partitions, err = c.CheckLayout(ctx); err != nil {
+		if partitions, err = c.sharedLayoutCheck(ctx); err != nil {
 			return Sent{}, err
 		}
 	}

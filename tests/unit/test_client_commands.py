@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from schemas.codec import CODEC
@@ -14,6 +16,7 @@ from streams.errors import (
     PayloadTooLargeError,
     TaskstreamError,
 )
+from streams.kafka.topics import topic_layout
 from streams.settings import Settings
 
 
@@ -90,3 +93,39 @@ async def test_a_valid_command_on_an_unstarted_client_says_so() -> None:
 def test_outcomes_need_a_group() -> None:
     with pytest.raises(InvalidCommandError, match="group"):
         _client().outcomes(group_id="")
+
+
+async def test_sends_that_start_together_check_the_topic_layout_once() -> None:
+    class Meta:
+        topic, partition, offset = "t", 0, 0
+
+    class Cluster:
+        def __init__(self, names: list[str]) -> None:
+            self.names = names
+
+        def topics(self) -> list[str]:
+            return self.names
+
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return set(range(4))
+
+    class Client:
+        fetches = 0
+
+        async def fetch_all_metadata(self) -> Cluster:
+            Client.fetches += 1
+            await asyncio.sleep(0.01)  # the other sends arrive while this one waits
+            return Cluster(names)
+
+    class Producer:
+        client = Client()
+
+        async def send_and_wait(self, *args: object, **kwargs: object) -> Meta:
+            return Meta()
+
+    settings = Settings(kafka_bootstrap_servers="127.0.0.1:1", partitions=4)
+    names = [spec.name for spec in topic_layout(settings)]
+    client = TaskstreamClient(settings)
+    client._producer = Producer()
+    await asyncio.gather(*(client.submit("A", "contact_create", {"n": i}) for i in range(50)))
+    assert Client.fetches == 1

@@ -115,6 +115,8 @@ export class TaskstreamClient {
   private producer: Producer | null = null;
   private admin: Admin | null = null;
   private partitions: number | null = null;
+  /** The layout check in flight: sends that start together share it. */
+  private layoutCheck: Promise<number> | null = null;
   private readonly streams = new Set<OutcomeStream>();
   /** Written into each command's `actor` (TASKSTREAM_ACTOR, else <user>@<host>). */
   actor: string = defaultActor();
@@ -153,6 +155,16 @@ export class TaskstreamClient {
     await Promise.allSettled([producer?.disconnect(), admin?.disconnect()]);
   }
 
+  /** One layout check for concurrent first sends (each would otherwise fetch the metadata). */
+  private sharedLayoutCheck(): Promise<number> {
+    if (!this.layoutCheck) {
+      this.layoutCheck = this.checkLayout().finally(() => {
+        this.layoutCheck = null;
+      });
+    }
+    return this.layoutCheck;
+  }
+
   /** Check the topic layout; returns the partition count of `task.commands`. */
   async checkLayout(): Promise<number> {
     if (!this.admin) throw new ClientClosedError("TaskstreamClient is not started; call start() first");
@@ -165,7 +177,7 @@ export class TaskstreamClient {
     if (!this.producer) throw new ClientClosedError("TaskstreamClient is not started; call start() first");
     const value = encodeCommand(name, withActor(name, command, this.actor), this.config.maxPayloadBytes);
     const clientId = (command as { client_id: string }).client_id;
-    const partitions = this.partitions ?? (await this.checkLayout());
+    const partitions = this.partitions ?? (await this.sharedLayoutCheck());
     try {
       const [meta] = await this.producer.send({
         topic: this.commandsTopic,
