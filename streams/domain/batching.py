@@ -89,19 +89,34 @@ def batch_priority(
 ) -> int:
     """A batch competes with the best (aged) priority of its items.
 
-    ``effective_priority`` of each item, inlined (this runs for every waiting batch a dispatch
-    looks at), stopping at the first item that competes as critical.
+    Of the items with one queue priority the oldest ages furthest, so only those count: one
+    (queue priority, queued at) pair per priority, kept in ``st.batch_ages`` while the batch's
+    items are the same ``live`` tuple (joining or leaving makes a new one; ``evolve`` drops the
+    entry when an item's priority changes in place). This runs for every waiting batch a
+    dispatch looks at, so it costs a pair per priority, not a step per item.
     """
-    best = LOWEST
-    tasks, step = st.tasks, config.aging_step_ms
-    for task_id in batch.live:
-        task = tasks[task_id]
-        priority = task.queue_priority - max(0, now_ms - task.queued_at_ms) // step
+    entry = st.batch_ages.get(batch.batch_id)
+    if entry is None or entry[0] is not batch.live:
+        entry = (batch.live, _oldest_by_priority(st, batch.live))
+        st.put(st.batch_ages, batch.batch_id, entry)
+    best, step = LOWEST, config.aging_step_ms
+    for queue_priority, queued_at_ms in entry[1]:
+        priority = queue_priority - max(0, now_ms - queued_at_ms) // step
         if priority < best:
-            if priority <= CRITICAL:
-                return CRITICAL
             best = priority
-    return best
+    return max(best, CRITICAL)
+
+
+def _oldest_by_priority(
+    st: PartitionState, task_ids: tuple[str, ...]
+) -> tuple[tuple[int, int], ...]:
+    oldest: dict[int, int] = {}
+    for task_id in task_ids:
+        task = st.tasks[task_id]
+        queued_at = oldest.get(task.queue_priority)
+        if queued_at is None or task.queued_at_ms < queued_at:
+            oldest[task.queue_priority] = task.queued_at_ms
+    return tuple(oldest.items())
 
 
 def deadline(

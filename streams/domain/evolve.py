@@ -67,6 +67,7 @@ def _free_unit(st: PartitionState, session_id: str | None, unit: str) -> None:
 def _unpend_batch(st: PartitionState, batch: BatchRecord) -> None:
     """Take an undispatched batch out of the pending indices."""
     st.index_remove(st.pending_batches, batch.client_id, batch.batch_id)
+    st.delete(st.batch_ages, batch.batch_id)
     key = (batch.client_id, batch.operation)
     if st.current_batch.get(key) != batch.batch_id:
         return
@@ -252,8 +253,10 @@ def _expedited(st: PartitionState, e: ev.TaskExpedited) -> None:
         task.seq = meta.seq
         pool = not task.session_required
         st.lane_add(task.client_id, task.queue_priority, task.seq, task.task_id, pool=pool)
-    elif task.status in (Status.QUEUED, Status.BATCHED):
+    elif task.status == Status.BATCHED:
         task.queue_priority = e.priority
+        if task.batch_id is not None:
+            st.delete(st.batch_ages, task.batch_id)  # ``batching.batch_priority`` reads it
 
 
 def _batched(st: PartitionState, e: ev.TaskBatched) -> None:

@@ -47,6 +47,8 @@ def management_folds(
             if e.priority is not None:
                 rec.priority = e.priority
                 rec.queue_priority = e.priority
+                if rec.batch_id is not None:
+                    st.delete(st.batch_ages, rec.batch_id)  # ``batching.batch_priority``'s
             rec.explicit_priority = e.explicit_priority
         if "payload" in changed:
             rec.payload = e.payload

@@ -124,6 +124,7 @@ class PartitionState(Journal):
         "rate_blocked",
         "client_sessions",
         "pending_batches",
+        "batch_ages",
         "current_batch",
         "dependents",
         "inflight",
@@ -167,6 +168,7 @@ class PartitionState(Journal):
         self.client_sessions: dict[str, dict[str, None]] = {}
         # client -> undispatched batch ids in creation order
         self.pending_batches: dict[str, dict[str, None]] = {}
+        self.batch_ages: dict[str, Any] = {}  # ``batching.batch_priority``'s, by batch id
         # (client, operation) -> the newest undispatched batch (the one new items may join)
         self.current_batch: dict[tuple[str, str], str] = {}
         # dependency task id -> waiting task ids
@@ -496,6 +498,7 @@ class PartitionState(Journal):
         self.rate_blocked = {c.client_id: None for c in self.clients.values() if c.blocked}
         self.client_sessions = {}
         self.pending_batches = {}
+        self.batch_ages = {}
         self.current_batch = {}
         self.dependents = {}
         self.inflight = {}
