@@ -9,6 +9,7 @@ pydantic-core's JSON functions, so the store holds the same JSON the row models 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -37,6 +38,11 @@ Change = tuple[bytes, bytes | None]
 
 _MISSING: Any = object()
 
+# Rows the last drains wrote (or found absent) kept parsed for the next batches: a task's
+# events arrive over a few batches, so most reads would otherwise get and parse the row the
+# batch before wrote. Only the fold writes the store, so a kept row is the stored one.
+KEPT_ROWS = 4096
+
 
 class Tables:
     """The rows touched since the last ``drain()`` over a read function for the others.
@@ -57,6 +63,7 @@ class Tables:
         self.offsets: dict[int, int] = dict(offsets or {})
         self._cache: dict[bytes, Any] = {}
         self._dirty: set[bytes] = set()
+        self._kept: dict[bytes, Any] = {}  # at most KEPT_ROWS, least recently used first
         self._index: dict[bytes, bool] = {}
         self._born: set[bytes] = set()
         self._moved: dict[str, list[keys.IndexedFields]] = {}
@@ -65,8 +72,10 @@ class Tables:
     def doc(self, key: bytes) -> Any:
         doc = self._cache.get(key, _MISSING)
         if doc is _MISSING:
-            raw = self._read(key)
-            doc = None if raw is None else from_json(raw)
+            doc = self._kept.pop(key, _MISSING)
+            if doc is _MISSING:
+                raw = self._read(key)
+                doc = None if raw is None else from_json(raw)
             self._cache[key] = doc
         return doc
 
@@ -120,8 +129,10 @@ class Tables:
     def get_model(self, key: bytes, model: type[R]) -> R | None:
         row = self._cache.get(key, _MISSING)
         if row is _MISSING:
-            raw = self._read(key)
-            row = None if raw is None else model.model_validate_json(raw)
+            row = self._kept.pop(key, _MISSING)
+            if row is _MISSING or not (row is None or isinstance(row, model)):
+                raw = self._read(key)
+                row = None if raw is None else model.model_validate_json(raw)
             self._cache[key] = row
         return cast(R | None, row)
 
@@ -183,8 +194,18 @@ class Tables:
         changes.append((keys.COUNTERS_KEY, self.counters.model_dump_json().encode()))
         for partition, offset in sorted(self.offsets.items()):
             changes.append((keys.offset_key(partition), str(offset).encode()))
-        self._cache.clear()
+        self._keep(cache)
         self._dirty.clear()
         self._index.clear()
         self._born.clear()
         return changes
+
+    def _keep(self, cache: dict[bytes, Any]) -> None:
+        """Move the batch's rows to the kept ones (most recent last), within KEPT_ROWS."""
+        kept = self._kept
+        kept.update(cache)
+        cache.clear()
+        excess = len(kept) - KEPT_ROWS
+        if excess > 0:
+            for key in list(itertools.islice(kept, excess)):
+                del kept[key]
