@@ -141,6 +141,15 @@ def format_report(report: Report) -> str:
                 f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
                 f"({x.get('latency_samples')} tasks)"
             )
+            ops = x.get("latency_by_operation") or {}
+            if ops:
+                lines.append(
+                    f"{pad}by operation: "
+                    + "; ".join(
+                        f"{op} p50 {v['p50_ms']} / p99 {v['p99_ms']} ms ({v['tasks']})"
+                        for op, v in ops.items()
+                    )
+                )
             cpu = x.get("cpu_s_per_1000_tasks") or {}
             lines.append(
                 f"{pad}CPU seconds per 1,000 tasks: "
