@@ -41,7 +41,7 @@ _MISSING: Any = object()
 # Rows the last drains wrote (or found absent) kept parsed for the next batches: a task's
 # events arrive over a few batches, so most reads would otherwise get and parse the row the
 # batch before wrote. Only the fold writes the store, so a kept row is the stored one.
-KEPT_ROWS = 4096
+KEPT_ROWS = 1024
 
 
 class Tables:
