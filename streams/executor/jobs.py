@@ -62,6 +62,23 @@ class Job:
     """The one call of a handler that takes the whole batch."""
 
 
+def release(job: Job) -> None:
+    """Break the references between a finished job, its items and their contexts.
+
+    An item points at its job and the job at its items; a context's progress sink closes over
+    both. Left alone, every finished job is cyclic garbage (about 27 objects a task) that only
+    the cyclic collector frees, and at a thousand tasks a second its full collections stall the
+    executor's loop for about 100 ms each. A handler still holding the context (a thread that
+    ignored its timeout) finds no sink and reports nothing, as a finished item should.
+    """
+    job.runner = None
+    for item in job.items:
+        item.finished = True
+        item.job = None
+        item.runner = None
+        item.ctx._progress = None
+
+
 def is_async_handler(handler: Handler) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True

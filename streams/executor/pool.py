@@ -60,6 +60,7 @@ from streams.executor.jobs import (
     item_outcome,
     items_of,
     least,
+    release,
     stop_runner,
 )
 from streams.executor.outcomes import (
@@ -304,6 +305,7 @@ class WorkerPool:
                 self._queue.task_done()
                 if job.on_done is not None:
                     job.on_done()
+                release(job)
 
     async def _run_job(self, job: Job) -> None:
         a = job.assignment
