@@ -28,7 +28,7 @@ class _Consumer:
 
 def _projector(tmp_path: Path, consumer: _Consumer, **kwargs: Any) -> Projector:
     projector = Projector(Settings(topic_prefix="t", data_dir=tmp_path), **kwargs)
-    projector._consumer = consumer  # type: ignore[assignment]
+    projector._consumer = consumer
     return projector
 
 
