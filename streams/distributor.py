@@ -40,6 +40,9 @@ from streams.state_codec import dump_changes, open_state
 
 # A dead letter's reason is cut to this many characters (reasons quote input, which is hostile).
 REASON_LIMIT = 2_000
+# Outcome events whose bytes are kept for their second use (see ``_outcome_encoded``): a
+# cycle's results are encoded as events and outcome records within one decision.
+_OUTCOME_CACHE = 256
 
 
 def bounded_reason(reason: str) -> str:
@@ -158,6 +161,9 @@ class Distributor:
         self._topic_failed = settings.topic("failed")
         self._topic_dlq = settings.topic("dlq")
         self._max_record = settings.max_payload_bytes
+        # An ended task's outcome record is its TaskCompleted / TaskFailed event itself: the
+        # bytes written to the outcome topic are reused for the event log (or the other way).
+        self._outcome_bytes: dict[int, tuple[ev.Event, bytes]] = {}
         self._outputs: dict[type[ev.Event], Callable[[PartitionState, Any], list[Output]]] = {
             ev.TaskAssigned: self._assigned,
             ev.BatchProcessed: self._batch,
@@ -255,7 +261,22 @@ class Distributor:
         return model
 
     def encode_event(self, event: Any) -> bytes:
+        if isinstance(event, ev.TaskCompleted | ev.TaskFailed):
+            return self._outcome_encoded(event)
         return CODEC.encode(event)
+
+    def _outcome_encoded(self, event: ev.TaskCompleted | ev.TaskFailed) -> bytes:
+        """The event's Avro bytes, encoded once for the event log and the outcome topic.
+        Keyed by identity (events are frozen models); the entry holds the event, so its id is
+        not reused while it is kept, and at most ``_OUTCOME_CACHE`` are kept."""
+        cached = self._outcome_bytes.get(id(event))
+        if cached is not None and cached[0] is event:
+            return cached[1]
+        value = CODEC.encode(event)
+        if len(self._outcome_bytes) >= _OUTCOME_CACHE:
+            self._outcome_bytes.clear()
+        self._outcome_bytes[id(event)] = (event, value)
+        return value
 
     def decode_event(self, value: bytes) -> Any:
         # Events are this processor's own records (recovery): no second pydantic validation.
@@ -417,7 +438,12 @@ class Distributor:
             return []
         completed = isinstance(record, ev.TaskCompleted)
         topic = self._topic_completed if completed else self._topic_failed
-        out = self._out(topic, record.client_id, record)
+        out = Output(
+            topic=topic,
+            key=record.client_id.encode(),
+            value=self._outcome_encoded(record),
+            headers=((TYPE_HEADER, type(record).__name__.encode()),),
+        )
         task = state.task(record.task_id)
         if task is not None and task.client_id == record.client_id:
             target = notice_target(task.payload, record)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from schemas.credentials import comparable
 from schemas.events import TaskAccepted
+from schemas.fields import dumps_sorted
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return dumps_sorted(value, default=str)
 
 
 def spec_digest(accepted: TaskAccepted) -> str:

@@ -243,3 +243,26 @@ def test_the_retention_setting_reaches_the_tick_and_forgetting_deletes_the_store
         b"done/t1": None,
         retired_key((20, RETIRED_TASK, "t1")): None,
     }
+
+
+def test_an_outcome_record_is_its_event_encoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The completed notice and the TaskCompleted event are the same bytes, encoded once,
+    whichever of the two is asked for first (the live path builds side records first)."""
+    run = Run()
+    run.do(register("s1"))
+    run.do(submit("ok", operation="workflow_trigger"))
+    result = c.ReportResult(client_id="A", task_id="ok", fencing_token=run.token("ok"), success=True)
+    encoded: list[str] = []
+    encode = CODEC.encode
+
+    def counting(model: Any) -> bytes:
+        encoded.append(type(model).__name__)
+        return encode(model)
+
+    monkeypatch.setattr(CODEC, "encode", counting)
+    events, outputs = run.app.decide_folded(result, run.state, 10)
+    (done,) = [e for e in events if isinstance(e, ev.TaskCompleted)]
+    (notice,) = on(outputs, "ts.completed")
+    assert run.app.encode_event(done) is notice.value
+    assert encoded.count("TaskCompleted") == 1
+    assert CODEC.decode_trusted(notice.value) == done
