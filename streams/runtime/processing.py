@@ -16,7 +16,9 @@ The commit order of a cycle, and why:
 5. write ONE ``WriteBatch`` per partition holding the state changes, the next event-log
    offset, the next command offset and the cycle's side records, *staged*
    (``streams.runtime.staging``): the store never claims more than the log holds;
-6. produce the staged side records, wait for their acknowledgement, unstage them;
+6. produce the staged side records, wait for their acknowledgement, unstage them (the
+   runtime overlaps this wait with the next cycle's fetch and decisions: that cycle waits
+   for it before it produces side records of its own, ``overlap_outputs``);
 7. commit the command offsets to the consumer group (advisory: the store and the event log
    are the truth, recovery never trusts the group offset over them).
 
@@ -30,6 +32,7 @@ and 7 re-delivers commands that recovery then skips because the store already re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -116,10 +119,16 @@ class Processor(Generic[S]):
         max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
         clock: Callable[[], int] | None = None,
         crash_after_events: int | None = None,
+        overlap_outputs: bool = False,
     ) -> None:
         """``partitions``: the command topic's partition count, for home partitions (None:
         every command is applied where it is read). ``max_skew_ms`` bounds how far a record's
-        timestamp may run ahead of ``clock`` (the wall clock unless given)."""
+        timestamp may run ahead of ``clock`` (the wall clock unless given).
+
+        ``overlap_outputs``: a cycle does not wait for its side records' acknowledgement
+        (step 6); the next cycle fetches and decides meanwhile, and its ``complete`` (or
+        :meth:`settle`) waits for them and unstages them. They are staged in the store by
+        then, so a crash in between loses nothing: recovery produces the missing ones."""
         self.app = app
         self.topics = topics
         self.sink = sink
@@ -133,6 +142,10 @@ class Processor(Generic[S]):
         self._outputs: dict[int, list[Pending]] = {}
         # Fault injection for recovery tests: exit after this many events are flushed.
         self._crash_after_events = crash_after_events
+        self._overlap = overlap_outputs
+        # The side records of the last cycle still in flight (with ``overlap_outputs``).
+        self._sending: tuple[Awaitable[Any], dict[int, tuple[PartitionRun[S], list[Any]]]] | None
+        self._sending = None
         self._stopped = False
         self.events_total = 0
         self.commands_total = 0
@@ -329,14 +342,28 @@ class Processor(Generic[S]):
             self.app.persisted(run.state)
             if staged:
                 staged_by[partition] = staged
+        await self.settle()
         if staged_by:
             for staged in staged_by.values():
                 send(self.sink, staged)
-            await self.sink.flush()
-            for partition, staged in staged_by.items():
-                touched[partition].store.unstage(o.output_id for o in staged)
+            flushing = asyncio.ensure_future(self.sink.flush())
+            runs = {p: (touched[p], staged) for p, staged in staged_by.items()}
+            self._sending = (flushing, runs)
+            if not self._overlap:
+                await self.settle()
         if done:
             await self._commit({p: touched[p].next_command_offset for p in done})
+
+    async def settle(self) -> None:
+        """Wait for the side records in flight, then unstage them; raises what their
+        produce raised (they stay staged, and recovery produces them)."""
+        sending, self._sending = self._sending, None
+        if sending is None:
+            return
+        flushing, runs = sending
+        await flushing
+        for run, staged in runs.values():
+            run.store.unstage(o.output_id for o in staged)
 
 
 def wall_clock_ms() -> int:

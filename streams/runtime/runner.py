@@ -133,6 +133,7 @@ class StreamRuntime(Generic[S]):
                 partitions=len(partitions),
                 max_skew_ms=settings.max_clock_skew_ms,
                 crash_after_events=self._crash_after_events,
+                overlap_outputs=True,
             )
             reader = KafkaLogReader(reader_consumer, profile=broker_profile(settings))
             consumer.subscribe([self.topics.commands], listener=_Listener(self))
@@ -227,6 +228,8 @@ class StreamRuntime(Generic[S]):
 
     async def _revoke(self, partitions: list[int]) -> None:
         async with self._lock:  # waits for the cycle (or the recovery) in flight
+            if self._processor is not None:
+                await self._processor.settle()  # the last cycle's side records, then close
             self._pending.difference_update(partitions)
             for partition in partitions:
                 run = self._runs.pop(partition, None)
@@ -306,6 +309,11 @@ class StreamRuntime(Generic[S]):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._committing), CLOSE_TIMEOUT_S)
         async with self._lock:
+            if self._processor is not None:
+                try:
+                    await asyncio.wait_for(self._processor.settle(), CLOSE_TIMEOUT_S)
+                except Exception as exc:  # they stay staged: recovery produces them
+                    log.warning("%s: side records not acknowledged at close: %r", self.name, exc)
             for run in self._runs.values():
                 run.store.close()
             self._runs.clear()

@@ -3,6 +3,7 @@ commit (the commit order written down in ``streams.runtime.processing``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -136,3 +137,50 @@ async def test_tick_times_strictly_increase_per_partition() -> None:
     processor.apply_tick(run, now_ms=500)
     processor.apply_tick(run, now_ms=400)  # wall clock stepped back
     assert run.last_tick_ms == 501
+
+
+class GatedJournal(Journal):
+    """A sink whose flushes of side records wait until the test lets them through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self._flushed_to = 0  # calls up to here were taken by an earlier flush
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        mine, self._flushed_to = self.calls[self._flushed_to :], len(self.calls)
+        if any(kind == "produce" and arg == "p.completed" for kind, arg in mine):
+            await self.gate.wait()
+        return await super().flush()
+
+
+async def test_overlapped_side_records_are_unstaged_only_once_acknowledged() -> None:
+    """With ``overlap_outputs`` a cycle returns while its side records are in flight; they
+    stay staged until their flush answers, and the next cycle (or ``settle``) unstages them
+    before it sends its own."""
+    journal = GatedJournal()
+    app = CounterApp("p")
+    processor: Processor[Any] = Processor(
+        app, TOPICS, journal, journal.commit, overlap_outputs=True
+    )
+    run = PartitionRun(0, FakeStore(journal), app.initial_state(), 0, 0)
+    processor.apply_commands(run, commands(0, incr("a", 1)))
+    await asyncio.wait_for(processor.complete(), 5)  # returns with the side record in flight
+    store: Any = run.store
+    assert len(store.staged) == 1
+    assert "store-unstage" not in [kind for kind, _ in journal.calls]
+    assert journal.calls[-1] == ("commit", {0: 1})
+
+    # The next cycle decides and writes meanwhile, then waits for the first one's records.
+    processor.apply_commands(run, commands(0, incr("a", 2), start=1))
+    second = asyncio.ensure_future(processor.complete())
+    await asyncio.sleep(0.01)
+    assert not second.done() and len(store.staged) == 2
+    journal.gate.set()
+    await asyncio.wait_for(second, 5)
+    await processor.settle()
+    assert store.staged == {}
+    kinds = [kind for kind, _ in journal.calls]
+    first_unstage = kinds.index("store-unstage")
+    # the first cycle's record is unstaged before the second cycle's record is produced
+    assert kinds[first_unstage + 1 :].count("produce") == 1
