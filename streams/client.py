@@ -61,6 +61,7 @@ from schemas.commands import (
     SubmitTask,
 )
 from schemas.errors import EncodeError
+from schemas.fields import MAX_ID_LENGTH
 from streams.client_management import TaskManagementCommands
 from streams.client_schedules import ScheduleCommands
 from streams.errors import (
@@ -122,18 +123,21 @@ def with_actor(command: C, actor: str) -> C:
     return command.model_copy(update={"actor": actor})
 
 
-def encode_command(command: Command, max_bytes: int) -> bytes:
-    """Validate and encode ``command``; refuse it when its encoding exceeds ``max_bytes``."""
+def encode_command(command: Command, max_bytes: int, *, validated: bool = False) -> bytes:
+    """Validate and encode ``command``; refuse it when its encoding exceeds ``max_bytes``.
+    ``validated``: the client built it itself a moment ago (``submit``), through the model's
+    validation; it is not validated a second time."""
     if not isinstance(command, Command):
         raise InvalidCommandError(
             f"expected a command model (SubmitTask, CancelTask, …), got {type(command).__name__}"
         )
-    # Models built with model_construct skip validation; check again before it goes out.
-    try:
-        fields = command.model_dump()
-    except PydanticSerializationError as exc:
-        raise InvalidCommandError(f"invalid {type(command).__name__}: {exc}") from None
-    _build(type(command), **fields)
+    if not validated:
+        # Models built with model_construct skip validation; check again before it goes out.
+        try:
+            fields = command.model_dump()
+        except PydanticSerializationError as exc:
+            raise InvalidCommandError(f"invalid {type(command).__name__}: {exc}") from None
+        _build(type(command), **fields)
     try:
         value = CODEC.encode(command)
     except EncodeError as exc:
@@ -156,6 +160,7 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         self.actor = settings.actor or default_actor()
         self.commands_topic = settings.topic("commands")
         self._producer: Any = None
+        self._built: Command | None = None  # the command ``submit`` has just built
         self._partitions: int | None = None  # of the commands topic, once the layout checked
         self._layout_lock = asyncio.Lock()  # one layout check for concurrent first sends
         self._streams: list[OutcomeStream] = []
@@ -238,8 +243,15 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
         any command; returns where it landed."""
         if self._producer is None:
             raise ClientClosedError("TaskstreamClient is not started; use `async with`")
+        # A submit's command was built through validation a moment ago (``submit`` marks it):
+        # it is not validated a second time, unless the actor added below could fail it.
+        validated = (
+            command is self._built
+            and isinstance(self.actor, str)
+            and len(self.actor) <= MAX_ID_LENGTH
+        )
         command = seal_command(self._keyring, with_actor(command, self.actor))
-        value = encode_command(command, self.settings.max_payload_bytes)
+        value = encode_command(command, self.settings.max_payload_bytes, validated=validated)
         partitions = self._partitions or await self._checked_layout()
         self._note_submitted([command])
         try:
@@ -288,7 +300,11 @@ class TaskstreamClient(ScheduleCommands, TaskManagementCommands):
             capabilities=capabilities,
             **managed,
         )
-        await self.send(command)
+        self._built = command
+        try:
+            await self.send(command)
+        finally:
+            self._built = None
         return command.task_id
 
     def submit_command(
