@@ -187,17 +187,28 @@ def _next_unit(ctx: Decision, client_id: str, passed: _Passed) -> tuple[str, str
             if best_key is None or key < best_key:
                 best_key, best = key, ("t", task_id)
             break
+    batches = st.batches
+    # (size, window) per operation: the same for every batch of the client in this call (a
+    # dispatch in a burst looks at dozens of waiting batches); ``batching.is_closed`` inlined.
+    limits: dict[str, tuple[int, int]] = {}
     for batch_id in st.pending_batches.get(client_id, {}):
-        batch = st.batches[batch_id]
+        batch = batches[batch_id]
         # No batch competes better than CRITICAL: one whose best possible key does not beat
         # the best so far is passed over without computing its (aged) priority. Keys never tie
         # (``seq`` is unique), so this picks exactly what the full comparison would.
         if best_key is not None and (CRITICAL, batch.opened_at_ms, batch.seq) > best_key:
             continue
-        if passed.batch(st, batch_id, batch.operation):
+        operation = batch.operation
+        if passed.batch(st, batch_id, operation):
             continue
-        if not batching.is_closed(st, batch, now, cfg):
-            continue
+        bounds = limits.get(operation)
+        if bounds is None:
+            bounds = limits[operation] = (
+                batching.size(st, client_id, operation, cfg),
+                batching.window_ms(cfg, operation),
+            )
+        if len(batch.task_ids) < bounds[0] and now < batch.opened_at_ms + bounds[1]:
+            continue  # still open
         key = (batching.batch_priority(st, batch, now, cfg), batch.opened_at_ms, batch.seq)
         if best_key is None or key < best_key:
             best_key, best = key, ("b", batch_id)
