@@ -139,7 +139,13 @@ def format_report(report: Report) -> str:
             lines.append(
                 f"{pad}submit->completed at {x.get('latency_rate', 0):,.0f} tasks/s: "
                 f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
-                f"({x.get('latency_samples')} tasks)"
+                f"({x.get('latency_samples')} tasks"
+                + (
+                    f"; started {x['settled_s']:.1f} s after the burst, once the processor "
+                    "and the view had caught up)"
+                    if x.get("settled_s") is not None
+                    else ")"
+                )
             )
             ops = x.get("latency_by_operation") or {}
             if ops:

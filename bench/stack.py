@@ -9,8 +9,10 @@ the retry path are the limit. Two phases:
 1. max rate: submit ``tasks`` as fast as the client SDK goes; tasks completed per second from
    the first submit to the last completion, and the CPU seconds each process (the broker too,
    when the harness started it) spent per 1,000 tasks;
-2. half that rate, for ``latency_seconds``: submit -> completed per task from record
-   timestamps (the ``SubmitTask`` record on ``task.commands`` to the ``TaskCompleted`` event
+2. once the stack has digested the burst (the processor's and the view's lags back at 0: the
+   view folds the burst's events for seconds after the last completion, and latency measured
+   meanwhile is that backlog's, not the rate's; the wait is reported as ``settled_s``), half
+   that rate, for ``latency_seconds``: submit -> completed per task from record timestamps (the ``SubmitTask`` record on ``task.commands`` to the ``TaskCompleted`` event
    on ``task.events``), p50 and p99, over all tasks and per operation (the batched one waits
    for its window by design).
 """
@@ -21,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -35,7 +37,7 @@ from streams.kafka import consumer_kwargs
 from streams.kafka.headers import TYPE_HEADER
 from streams.settings import Settings
 
-__all__ = ["HANDLERS", "by_operation", "run_stack", "submit_to_completed_ms"]
+__all__ = ["HANDLERS", "by_operation", "run_stack", "settle", "submit_to_completed_ms"]
 
 
 async def _no_op(ctx: TaskContext) -> dict[str, Any]:
@@ -70,6 +72,8 @@ async def run_stack(
         extra_pids = {"broker": broker_pid} if broker_pid else None
         peak = await burst(stack, tasks, "max", counts=lambda _: True, extra_pids=extra_pids)
         settings = stack.settings()
+        async with LogOffsets(settings) as offsets:
+            settled_s = await settle(stack, offsets)
         rate = peak.rate / 2
         load_before = load_average()
         load = Load(settings, rate, "half")
@@ -101,6 +105,7 @@ async def run_stack(
             "cpu_s_per_1000_tasks": peak.cpu_per_1000(),
             "load_burst": [peak.load_before, peak.load_after],
             "load_latency": [load_before, load_average()],
+            "settled_s": settled_s,
             "latency_rate": rate,
             "latency_tasks": submitted,
             "latency_samples": len(latencies),
@@ -110,6 +115,36 @@ async def run_stack(
             "submit_errors": load.errors,
         },
     )
+
+
+class _Lags(Protocol):
+    async def processor_lag(self) -> int: ...
+
+
+class _View(Protocol):
+    def view_get(self, path: str, timeout_s: float = 5.0) -> tuple[dict[str, Any], dict[str, str]]:
+        ...
+
+
+async def settle(
+    stack: _View, offsets: _Lags, *, timeout_s: float = 120.0, poll_s: float = 0.2
+) -> float:
+    """Seconds until the processor has no command left to read and the view no event, seen
+    twice in a row; ``RuntimeError`` when that takes longer than ``timeout_s``."""
+    started = time.monotonic()
+    quiet = 0
+    while quiet < 2:
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"the stack did not catch up within {timeout_s:.0f} s")
+        await asyncio.sleep(poll_s)
+        try:
+            body, headers = await asyncio.to_thread(stack.view_get, "/status", 2.0)
+            view_lag = int(headers.get("x-projection-lag", body["projection"]["lag_events"]))
+        except (OSError, ValueError, KeyError):
+            quiet = 0
+            continue
+        quiet = quiet + 1 if view_lag == 0 and await offsets.processor_lag() == 0 else 0
+    return time.monotonic() - started
 
 
 async def _read(settings: Settings, topic: str) -> list[Any]:
