@@ -9,12 +9,12 @@ the retry path are the limit. Two phases:
 1. max rate: submit ``tasks`` as fast as the client SDK goes; tasks completed per second from
    the first submit to the last completion, and the CPU seconds each process (the broker too,
    when the harness started it) spent per 1,000 tasks;
-2. once the stack has digested the burst (the processor's and the view's lags back at 0: the
-   view folds the burst's events for seconds after the last completion, and latency measured
-   meanwhile is that backlog's, not the rate's; the wait is reported as ``settled_s``), half
-   that rate, for ``latency_seconds``: submit -> completed per task from record timestamps (the ``SubmitTask`` record on ``task.commands`` to the ``TaskCompleted`` event
-   on ``task.events``), p50 and p99, over all tasks and per operation (the batched one waits
-   for its window by design).
+2. once the stack has digested the burst (the processor's and the view's lags back at 0, so
+   the latency is the rate's, not a backlog's; the wait is reported as ``settled_s``), half
+   that rate, for ``latency_seconds``: submit -> completed per task from record timestamps
+   (the ``SubmitTask`` record on ``task.commands`` to the ``TaskCompleted`` event on
+   ``task.events``), p50 and p99, over all tasks and per operation (the batched one waits for
+   its window by design).
 """
 
 from __future__ import annotations

@@ -339,11 +339,12 @@ class Distributor:
         )
 
     @staticmethod
-    def _out(topic: str, key: str | None, model: Any) -> Output:
+    def _out(topic: str, key: str | None, model: Any, value: bytes | None = None) -> Output:
+        """``model`` as a side record (``value``: its Avro bytes, when already encoded)."""
         return Output(
             topic=topic,
             key=key.encode() if key is not None else None,
-            value=CODEC.encode(model),
+            value=CODEC.encode(model) if value is None else value,
             headers=((TYPE_HEADER, type(model).__name__.encode()),),
         )
 
@@ -438,12 +439,7 @@ class Distributor:
             return []
         completed = isinstance(record, ev.TaskCompleted)
         topic = self._topic_completed if completed else self._topic_failed
-        out = Output(
-            topic=topic,
-            key=record.client_id.encode(),
-            value=self._outcome_encoded(record),
-            headers=((TYPE_HEADER, type(record).__name__.encode()),),
-        )
+        out = self._out(topic, record.client_id, record, self._outcome_encoded(record))
         task = state.task(record.task_id)
         if task is not None and task.client_id == record.client_id:
             target = notice_target(task.payload, record)

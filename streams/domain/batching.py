@@ -22,6 +22,9 @@ from streams.domain.context import Decision
 from streams.domain.priority import CRITICAL, LOWEST
 from streams.domain.state import BatchRecord, BatchStatus, PartitionState, TaskRecord
 
+Limits = tuple[int, int]
+"""A batch's size and window (ms): it closes once it holds the one or has waited the other."""
+
 
 def should_batch(task: TaskRecord) -> bool:
     return task.batchable and task.session_required and task.attempt == 1
@@ -73,10 +76,20 @@ def adapted(
     return None if now >= bound else now
 
 
+def limits(st: PartitionState, client_id: str, operation: str, config: DomainConfig) -> Limits:
+    """(size, window) of the client's batches of ``operation`` now: what closes one."""
+    return size(st, client_id, operation, config), window_ms(config, operation)
+
+
+def closed_within(batch: BatchRecord, now_ms: int, bounds: Limits) -> bool:
+    """``is_closed`` with the batch's ``limits`` already looked up (a dispatch looks at dozens
+    of a client's waiting batches, which share them per operation)."""
+    batch_size, window = bounds
+    return len(batch.task_ids) >= batch_size or now_ms >= batch.opened_at_ms + window
+
+
 def is_closed(st: PartitionState, batch: BatchRecord, now_ms: int, config: DomainConfig) -> bool:
-    return len(batch.task_ids) >= size(
-        st, batch.client_id, batch.operation, config
-    ) or now_ms >= batch.opened_at_ms + window_ms(config, batch.operation)
+    return closed_within(batch, now_ms, limits(st, batch.client_id, batch.operation, config))
 
 
 def closed_by(st: PartitionState, batch: BatchRecord, config: DomainConfig) -> str:

@@ -188,9 +188,9 @@ def _next_unit(ctx: Decision, client_id: str, passed: _Passed) -> tuple[str, str
                 best_key, best = key, ("t", task_id)
             break
     batches = st.batches
-    # (size, window) per operation: the same for every batch of the client in this call (a
-    # dispatch in a burst looks at dozens of waiting batches); ``batching.is_closed`` inlined.
-    limits: dict[str, tuple[int, int]] = {}
+    # Size and window per operation: the same for every batch of the client in this call (a
+    # dispatch in a burst looks at dozens of waiting batches).
+    limits: dict[str, batching.Limits] = {}
     for batch_id in st.pending_batches.get(client_id, {}):
         batch = batches[batch_id]
         # No batch competes better than CRITICAL: one whose best possible key does not beat
@@ -203,12 +203,9 @@ def _next_unit(ctx: Decision, client_id: str, passed: _Passed) -> tuple[str, str
             continue
         bounds = limits.get(operation)
         if bounds is None:
-            bounds = limits[operation] = (
-                batching.size(st, client_id, operation, cfg),
-                batching.window_ms(cfg, operation),
-            )
-        if len(batch.task_ids) < bounds[0] and now < batch.opened_at_ms + bounds[1]:
-            continue  # still open
+            bounds = limits[operation] = batching.limits(st, client_id, operation, cfg)
+        if not batching.closed_within(batch, now, bounds):
+            continue
         key = (batching.batch_priority(st, batch, now, cfg), batch.opened_at_ms, batch.seq)
         if best_key is None or key < best_key:
             best_key, best = key, ("b", batch_id)
