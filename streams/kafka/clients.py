@@ -57,13 +57,16 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
 
 def producer_kwargs(settings: Settings) -> dict[str, Any]:
     """Producer settings: idempotent where the broker grants it (a retried produce request
-    then writes no duplicate and keeps the order), all in-sync replicas acknowledge, a short
-    linger so small batches still leave quickly."""
+    then writes no duplicate and keeps the order), all in-sync replicas acknowledge, and no
+    linger: a record leaves as soon as the sender runs. Under load batches still form, from
+    what is appended while a partition's request is in flight. On Apache Kafka a linger of
+    2 ms cost about 3 ms per hop (produce -> fetch p50 5.6 against 2.6 ms on an idle broker),
+    and each task crosses four hops."""
     return {
         **client_kwargs(settings),
         "enable_idempotence": broker_profile(settings).idempotent_producer,
         "acks": "all",
-        "linger_ms": 2,
+        "linger_ms": 0,
         "max_batch_size": 1_048_576,
         "max_request_size": 4_194_304,
     }
