@@ -198,6 +198,8 @@ class ItemResult(BaseModel):
     error: str | None = None
     failure_class: str | None = None
     retry_after_ms: int | None = Field(default=None, ge=0)
+    started: bool = False
+    """The item's ``TaskStarted`` travels here instead of on its own (see ReportResult)."""
 
 
 class ReportResult(Command):
@@ -222,6 +224,10 @@ class ReportResult(Command):
     """A failed attempt's full traceback, masked by the executor (``schemas.masking``)."""
     resources_used: ResourcesUsed | None = None
     quality: float | None = Field(default=None, ge=0, le=1)
+    started: bool = False
+    """The attempt's ``TaskStarted`` travels in the result: an executor that had not sent it
+    when the handler finished sends one record instead of two. The processor records the start
+    before the outcome, as if the TaskStarted had come first."""
 
 
 class RetryDue(Command):

@@ -40,7 +40,9 @@ func NewClient(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	cl, err := kgo.NewClient(cfg.kafkaOpts(
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(2*time.Millisecond),
+		// No linger (franz-go's default is 10 ms): a record goes out at once, and batches
+		// still form from what is produced while a request is in flight, as in the Python parts.
+		kgo.ProducerLinger(0),
 	)...)
 	if err != nil {
 		return nil, &BrokerError{Op: "client cannot configure Kafka", Err: err}

@@ -335,7 +335,9 @@ func (e *Executor) Start() error {
 
 	producer, err := kgo.NewClient(cfg.kafkaOpts(
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(time.Millisecond),
+		// No linger (franz-go's default is 10 ms): a record goes out at once, and batches
+		// still form from what is produced while a request is in flight, as in the Python parts.
+		kgo.ProducerLinger(0),
 	)...)
 	if err != nil {
 		return &BrokerError{Op: "executor cannot configure Kafka", Err: err}

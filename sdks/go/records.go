@@ -139,6 +139,8 @@ type ItemResult struct {
 	Error        *string `avro:"error"`
 	FailureClass *string `avro:"failure_class"`
 	RetryAfterMs *int64  `avro:"retry_after_ms"`
+	// Started folds the item's TaskStarted into the result (none was sent for it).
+	Started bool `avro:"started"`
 }
 
 type ReportResult struct {
@@ -159,6 +161,8 @@ type ReportResult struct {
 	ResourcesUsed *ResourcesUsed `avro:"resources_used"`
 	// Quality is the handler's own score of its result, 0 to 1.
 	Quality *float64 `avro:"quality"`
+	// Started folds the task's TaskStarted into the result (none was sent for it).
+	Started bool `avro:"started"`
 }
 
 // ResourcesUsed is what one attempt used: CPU seconds, peak memory and disk written in MiB.

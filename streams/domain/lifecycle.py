@@ -23,6 +23,7 @@ from schemas.events import (
     TaskQueued,
     TaskRetryScheduled,
     TaskScheduled,
+    TaskStartedEvent,
     TaskWaiting,
 )
 from schemas.states import ACTIVE_STATES
@@ -33,6 +34,22 @@ from streams.domain.retry import backoff_ms, has_retry_left, tier_for_delay
 from streams.domain.state import DEAD, PartitionState, Status, TaskRecord
 
 RETRIES_EXHAUSTED = "retries exhausted"
+
+
+def start(ctx: Decision, client_id: str, task_id: str, task: TaskRecord, token: int) -> None:
+    """The attempt ``token`` of ``task`` began: a TaskStarted, or a result that carries it
+    (``started``). Nothing when it is in progress already."""
+    if task.status == Status.IN_PROGRESS:
+        return
+    ctx.emit(
+        TaskStartedEvent(
+            client_id=client_id,
+            task_id=task_id,
+            occurred_at_ms=ctx.now,
+            session_id=task.session_id,
+            fencing_token=token,
+        )
+    )
 
 
 def dependency_state(st: PartitionState, task: TaskRecord) -> tuple[str | None, list[str]]:

@@ -47,8 +47,11 @@ def _outcome(
 
 
 def _task_result(ctx: Decision, c: cmd.ReportResult, task_id: str) -> None:
-    if attempt_or_ignore(ctx, c, task_id, c.fencing_token) is None:
+    task = attempt_or_ignore(ctx, c, task_id, c.fencing_token)
+    if task is None:
         return
+    if c.started:
+        lifecycle.start(ctx, c.client_id, task_id, task, c.fencing_token)
     _outcome(ctx, task_id, c, c.execution_time_ms)
 
 
@@ -102,6 +105,9 @@ def _batch_result(ctx: Decision, c: cmd.ReportResult, batch_id: str) -> None:
                 task_id=task_id, success=False, error="no result reported for this item"
             )
             outcomes.append((task_id, missing))
+    for task_id, r in outcomes:
+        if r.started:  # the item's TaskStarted, folded into the result
+            lifecycle.start(ctx, c.client_id, task_id, st.tasks[task_id], c.fencing_token)
     consolidated: dict[str, Any] = {
         task_id: (r.output if r.success else {"error": r.error or "failed"})
         for task_id, r in outcomes

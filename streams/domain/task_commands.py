@@ -10,7 +10,6 @@ from schemas.events import (
     TaskExpedited,
     TaskProgressed,
     TaskRetrying,
-    TaskStartedEvent,
 )
 from schemas.states import ACTIVE_STATES
 from streams.domain import lifecycle
@@ -105,19 +104,8 @@ def expedite(ctx: Decision, c: cmd.ExpediteTask) -> None:
 
 def started(ctx: Decision, c: cmd.TaskStarted) -> None:
     task = attempt_or_ignore(ctx, c, c.task_id, c.fencing_token)
-    if task is None:
-        return
-    if task.status == Status.IN_PROGRESS:
-        return
-    ctx.emit(
-        TaskStartedEvent(
-            client_id=c.client_id,
-            task_id=c.task_id,
-            occurred_at_ms=ctx.now,
-            session_id=task.session_id,
-            fencing_token=c.fencing_token,
-        )
-    )
+    if task is not None:
+        lifecycle.start(ctx, c.client_id, c.task_id, task, c.fencing_token)
 
 
 def progress(ctx: Decision, c: cmd.ReportProgress) -> None:

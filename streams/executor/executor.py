@@ -19,9 +19,10 @@ has room for; when it is full, the consumers pause their partitions until a work
 Nothing is dropped.
 
 All commands go to ``task.commands`` keyed by ``client_id`` through one ordered outbox, so a
-task's ``TaskStarted``, ``ReportProgress`` and ``ReportResult`` arrive in that order. They go
-to the client's home partition by number (``streams.kafka.routing``; the partition an
-assignment's ``ts-home`` header names), not wherever the producer's partitioner hashes a key.
+task's ``TaskStarted``, ``ReportProgress`` and ``ReportResult`` arrive in that order (a start
+held back up to 20 ms travels in its result when that comes: ``streams.executor.start_folding``).
+They go to the client's home partition by number (``streams.kafka.routing``; the partition
+an assignment's ``ts-home`` header names), not wherever the producer's partitioner hashes a key.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from streams.executor.errors import ExecutorError
 from streams.executor.pool import ExecutorMetrics, WorkerPool
 from streams.executor.pool_capacity import PoolCapacity
 from streams.executor.pool_offsets import OffsetTracker
+from streams.executor.start_folding import StartHold
 from streams.executor.watch import ProgressCallback, TaskError
 from streams.executor.workload import Workload, WorkloadSource
 from streams.kafka import consumer_kwargs, producer_kwargs, topic_partitions
@@ -71,6 +73,7 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 _POLL_MS = 200
+_START_HOLD_S = 0.02  # how long a TaskStarted may wait for its result (start_folding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,10 +506,19 @@ class Executor:
         producer = self._producer
         assert producer is not None
         partitions = len(await producer.partitions_for(self._commands_topic))
+        hold = StartHold(_START_HOLD_S)
+        loop = asyncio.get_running_loop()
         while True:
-            commands = [await self._outbox.get()]
+            wait_s = hold.wait_s(loop.time())
+            queued: list[BaseModel] = []
+            if wait_s is None:
+                queued.append(await self._outbox.get())
+            elif wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    queued.append(await asyncio.wait_for(self._outbox.get(), wait_s))
             while not self._outbox.empty():
-                commands.append(self._outbox.get_nowait())
+                queued.append(self._outbox.get_nowait())
+            commands, settled = hold.round(queued, loop.time())
             futures = []
             for command in commands:
                 if not isinstance(command, Command):
@@ -526,7 +538,7 @@ class Executor:
                     )
                 )
             await asyncio.gather(*futures)
-            for _ in commands:
+            for _ in range(settled):
                 self._outbox.task_done()
 
     async def _flush(self) -> None:

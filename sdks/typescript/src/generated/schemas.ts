@@ -1916,6 +1916,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
                 ],
                 "default": null,
                 "doc": "When success is false: retry this item no sooner than this many milliseconds (a Retry-After)."
+              },
+              {
+                "name": "started",
+                "type": "boolean",
+                "default": false,
+                "doc": "This item's TaskStarted travels in the result: the item started, and no TaskStarted was sent for it. The processor records the start (task.started) before the outcome."
               }
             ]
           }
@@ -1996,6 +2002,12 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "The handler's own score of its result, 0 to 1 (the seed's quality), when it gave one."
+      },
+      {
+        "name": "started",
+        "type": "boolean",
+        "default": false,
+        "doc": "The TaskStarted travels in the result: an executor that had not sent it yet when the handler finished folds it in, one record instead of two. The processor records the start (task.started) before the outcome. For a batch it applies to every item when items is empty (else each item has its own)."
       }
     ]
   },
@@ -2238,6 +2250,197 @@ export const SCHEMAS: Readonly<Record<string, unknown>> = {
         ],
         "default": null,
         "doc": "When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too."
+      }
+    ]
+  },
+  "ReportResult.v3": {
+    "type": "record",
+    "name": "ReportResult",
+    "namespace": "taskstream",
+    "doc": "ReportResult version 3: before started (a TaskStarted folded into the result).",
+    "fields": [
+      {
+        "name": "client_id",
+        "type": "string"
+      },
+      {
+        "name": "task_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Set for a single-task assignment (kind task); null for a batch."
+      },
+      {
+        "name": "batch_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "Set for a batch assignment (kind batch); null for a single task."
+      },
+      {
+        "name": "session_id",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "fencing_token",
+        "type": "long",
+        "doc": "The token of the assignment being reported (Assignment.fencing_token), not the attempt number."
+      },
+      {
+        "name": "success",
+        "type": "boolean"
+      },
+      {
+        "name": "output",
+        "type": "string",
+        "default": "{}",
+        "doc": "JSON text (an Avro string holding a JSON object): the task's result; for a batch result without items, every item's result."
+      },
+      {
+        "name": "error",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null
+      },
+      {
+        "name": "items",
+        "doc": "Per-item outcomes of a batch result. An item of the batch not named here fails with 'no result reported for this item'; with no items at all, success/output/error apply to every item.",
+        "type": {
+          "type": "array",
+          "items": {
+            "type": "record",
+            "name": "ItemResult",
+            "namespace": "taskstream",
+            "fields": [
+              {
+                "name": "task_id",
+                "type": "string"
+              },
+              {
+                "name": "success",
+                "type": "boolean"
+              },
+              {
+                "name": "output",
+                "type": "string",
+                "default": "{}",
+                "doc": "JSON text (an Avro string holding a JSON object): this item's result (ignored when success is false)."
+              },
+              {
+                "name": "error",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null
+              },
+              {
+                "name": "failure_class",
+                "type": [
+                  "null",
+                  "string"
+                ],
+                "default": null,
+                "doc": "When success is false: permanent (no retry), retryable, or session (the session's fault: lowers its health); null as for the result."
+              },
+              {
+                "name": "retry_after_ms",
+                "type": [
+                  "null",
+                  "long"
+                ],
+                "default": null,
+                "doc": "When success is false: retry this item no sooner than this many milliseconds (a Retry-After)."
+              }
+            ]
+          }
+        },
+        "default": []
+      },
+      {
+        "name": "execution_time_ms",
+        "type": "long",
+        "default": 0
+      },
+      {
+        "name": "failure_class",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "When success is false: permanent (the task fails at once, no retry), retryable (retried; the session is not blamed) or session (retried and the session's health drops: the handler said so, its browser died, or it overran its time). Null (writers that do not classify) counts as retryable and the session's fault."
+      },
+      {
+        "name": "retry_after_ms",
+        "type": [
+          "null",
+          "long"
+        ],
+        "default": null,
+        "doc": "When success is false: retry no sooner than this many milliseconds (a 429 or 503 Retry-After); the client's rate limit may pause for it too."
+      },
+      {
+        "name": "traceback",
+        "type": [
+          "null",
+          "string"
+        ],
+        "default": null,
+        "doc": "When success is false and the handler raised: the full traceback of the failed attempt, credentials masked (schemas.masking) before it left the executor."
+      },
+      {
+        "name": "resources_used",
+        "type": [
+          "null",
+          {
+            "type": "record",
+            "name": "ResourcesUsed",
+            "namespace": "taskstream",
+            "doc": "What one attempt used, as its handler reported it (the seed's resourcesUsed).",
+            "fields": [
+              {
+                "name": "cpu",
+                "type": "double",
+                "default": 0,
+                "doc": "CPU seconds."
+              },
+              {
+                "name": "memory",
+                "type": "double",
+                "default": 0,
+                "doc": "Peak memory in MiB."
+              },
+              {
+                "name": "disk",
+                "type": "double",
+                "default": 0,
+                "doc": "Disk written in MiB."
+              }
+            ]
+          }
+        ],
+        "default": null,
+        "doc": "What the attempt used (cpu seconds, memory and disk in MiB), when the handler reported it."
+      },
+      {
+        "name": "quality",
+        "type": [
+          "null",
+          "double"
+        ],
+        "default": null,
+        "doc": "The handler's own score of its result, 0 to 1 (the seed's quality), when it gave one."
       }
     ]
   },
@@ -7614,6 +7817,8 @@ export interface ReportResult {
   resources_used: null | ResourcesUsed;
   /** The handler's own score of its result, 0 to 1 (the seed's quality), when it gave one. */
   quality: null | number;
+  /** The TaskStarted travels in the result: an executor that had not sent it yet when the handler finished folds it in, one record instead of two. The processor records the start (task.started) before the outcome. For a batch it applies to every item when items is empty (else each item has its own). */
+  started: boolean;
 }
 
 /** ReportResult as a producer writes it: fields with an Avro default may be left out. */
@@ -7633,6 +7838,7 @@ export interface ReportResultInit {
   traceback?: null | string;
   resources_used?: null | ResourcesUsedInit;
   quality?: null | number;
+  started?: boolean;
 }
 
 export interface ItemResult {
@@ -7645,6 +7851,8 @@ export interface ItemResult {
   failure_class: null | string;
   /** When success is false: retry this item no sooner than this many milliseconds (a Retry-After). */
   retry_after_ms: null | number;
+  /** This item's TaskStarted travels in the result: the item started, and no TaskStarted was sent for it. The processor records the start (task.started) before the outcome. */
+  started: boolean;
 }
 
 /** ItemResult as a producer writes it: fields with an Avro default may be left out. */
@@ -7655,6 +7863,7 @@ export interface ItemResultInit {
   error?: null | string;
   failure_class?: null | string;
   retry_after_ms?: null | number;
+  started?: boolean;
 }
 
 /** What one attempt used, as its handler reported it (the seed's resourcesUsed). */
