@@ -119,8 +119,14 @@ class TaskRecord:
     def clone(self) -> TaskRecord:
         return _clone_task(self)
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        """The field values in declaration order, without their names: a third of the bytes
+        of pickle's slot dict, in half the time. New fields therefore go at the end."""
+        return _TASK_LAYOUT.values(self)
+
     def __setstate__(self, state: Any) -> None:
-        """Unpickle, with the defaults for fields added after the record was stored."""
+        """Unpickle, with the defaults for fields added after the record was stored (a tuple
+        shorter than the fields, or a slot dict of a record stored before tuples)."""
         if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
             state = state[1]  # (None, slots) from pickle's generic slot protocol
         layout = _TASK_LAYOUT
@@ -264,11 +270,12 @@ _clone_task = _cloner(TaskRecord)
 class _Layout:
     """A dataclass's field names and defaults, computed once (unpickling reads them per record)."""
 
-    __slots__ = ("fields", "names")
+    __slots__ = ("fields", "names", "values")
 
     def __init__(self, cls: type) -> None:
         found = fields(cls)
         self.names = tuple(f.name for f in found)
+        self.values: Callable[[Any], tuple[Any, ...]] = attrgetter(*self.names)
         self.fields = tuple(
             (
                 f.name,
