@@ -44,25 +44,15 @@ def fold_starts(commands: Sequence[BaseModel]) -> list[BaseModel]:
     result (``started``, on the result or on the batch's item)."""
     pending: dict[_Attempt, int] = {}  # an unfolded start -> its index in ``out``
     out: list[BaseModel | None] = list(commands)
-    folded = False
     for index, command in enumerate(commands):
-        kind = type(command)
-        if kind is TaskStarted:
-            assert isinstance(command, TaskStarted)
-            pending[(command.client_id, command.task_id, command.fencing_token)] = index
-        elif kind is ReportProgress:
-            assert isinstance(command, ReportProgress)
-            pending.pop((command.client_id, command.task_id, command.fencing_token), None)
-        elif kind is ReportResult:
-            assert isinstance(command, ReportResult)
-            merged = _fold(command, pending, out)
-            if merged is not command:
-                out[index] = merged
-                folded = True
+        if isinstance(command, TaskStarted):
+            pending[_attempt(command)] = index
+        elif isinstance(command, ReportProgress):
+            pending.pop(_attempt(command), None)
+        elif isinstance(command, ReportResult):
+            out[index] = _fold(command, pending, out)
         elif not isinstance(command, _NEUTRAL):
             pending.clear()  # a registration, a release…: nothing folds across it
-    if not folded:
-        return list(commands)
     return [c for c in out if c is not None]
 
 
@@ -121,17 +111,14 @@ class StartHold:
         blocked: set[_Attempt] = set()
         barrier = False
         for command in reversed(out):
-            kind = type(command)
-            if kind is TaskStarted:
-                assert isinstance(command, TaskStarted)
-                attempt = (command.client_id, command.task_id, command.fencing_token)
+            if isinstance(command, TaskStarted):
                 at = since.get(id(command), now)
                 # (A millisecond's slack: the loop's timers may fire that much early.)
                 young = at + self.hold_s > now + 0.001
-                if young and not barrier and attempt not in blocked:
+                if young and not barrier and _attempt(command) not in blocked:
                     held.append((at, command))
                     continue
-            elif kind is ReportProgress or kind is ReportResult:
+            elif isinstance(command, (ReportProgress, ReportResult)):
                 attempts = _attempts(command)
                 if attempts is None:
                     barrier = True  # a batch-level result: it does not name its items
@@ -146,11 +133,14 @@ class StartHold:
         return send, held_before + len(queued) - len(held)
 
 
-def _attempts(command: BaseModel) -> list[_Attempt] | None:
+def _attempt(command: TaskStarted | ReportProgress) -> _Attempt:
+    return (command.client_id, command.task_id, command.fencing_token)
+
+
+def _attempts(command: ReportProgress | ReportResult) -> list[_Attempt] | None:
     """The attempts a report is about (None: a batch's items it does not name)."""
     if isinstance(command, ReportProgress):
-        return [(command.client_id, command.task_id, command.fencing_token)]
-    assert isinstance(command, ReportResult)
+        return [_attempt(command)]
     token = command.fencing_token
     if command.task_id is not None:
         return [(command.client_id, command.task_id, token)]
