@@ -62,6 +62,8 @@ Committer = Callable[[dict[int, int]], Awaitable[None]]
 # number of home partitions remembered per key.
 DEFAULT_MAX_SKEW_MS = 5_000
 _HOME_CACHE_SIZE = 100_000
+# Loop turns from handing side records to the producer to their request being written.
+_HAND_OFF_TURNS = 4
 
 
 class RuntimeTopics:
@@ -351,6 +353,8 @@ class Processor(Generic[S]):
             self._sending = (flushing, runs)
             if not self._overlap:
                 await self.settle()
+            else:
+                await hand_off()
         if done:
             await self._commit({p: touched[p].next_command_offset for p in done})
 
@@ -364,6 +368,20 @@ class Processor(Generic[S]):
         await flushing
         for run, staged in runs.values():
             run.store.unstage(o.output_id for o in staged)
+
+
+async def hand_off() -> None:
+    """Give the side records' flush and the producer's sender the loop turns they need to
+    put the records on the wire, before the next cycle decides.
+
+    The next fetch returns at once when records are buffered, without yielding, and a cycle's
+    decisions run without yielding too; so without this the side records (the assignments an
+    executor waits for) sat in the producer until the next cycle's events were flushed, a whole
+    decide later. aiokafka writes a request on the fourth turn after the batch is handed to
+    it: the flush task starts, the sender routine wakes, drains the accumulator and starts a
+    request task, which writes. Turns with nothing else ready cost microseconds."""
+    for _ in range(_HAND_OFF_TURNS):
+        await asyncio.sleep(0)
 
 
 def wall_clock_ms() -> int:
