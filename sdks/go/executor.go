@@ -19,7 +19,8 @@ import (
 // so no assignment for them is missed), keeps the records of its sessions, runs each unit of
 // work on a pool of workers shaped like seed 003's TaskDispatcher and reports TaskStarted,
 // ReportProgress and ReportResult (with the assignment's fencing token) to the partition the
-// assignment's ts-home header names. A cancel assignment cancels the handler's context; a
+// assignment's ts-home header names; a start whose result follows within 20 ms travels in the
+// result (Started, startfold.go). A cancel assignment cancels the handler's context; a
 // task's deadline (deadline_at_ms, and its timeout_ms from when it starts) is the handler
 // context's deadline.
 
@@ -230,6 +231,8 @@ type Executor struct {
 	partitions  int32 // of task.commands
 	// sink, when set, takes the commands instead of Kafka (tests of the pool).
 	sink func(cmd Command, partition int32) error
+	// starts parks each TaskStarted for up to startHoldFor, for its result to carry.
+	starts *startHold
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -269,6 +272,7 @@ func NewExecutor(ctx context.Context, handlers Handlers, workers int, opts ...Ex
 	}
 	e := &Executor{ctx: ctx, handlers: handlers, workers: workers, opts: o, codec: DefaultCodec(),
 		sessions: map[string]*session{}, byTask: map[string][]*item{}}
+	e.starts = newStartHold(startHoldFor, func(cmd *TaskStarted, home int32) { e.produceAsync(cmd, home) })
 	if o.pool {
 		e.poolSession = &session{spec: SessionSpec{MaxConcurrent: workers}, slots: make(chan struct{}, workers)}
 		e.tracker = newOffsetTracker()
@@ -490,6 +494,9 @@ func (e *Executor) doStop(timeout time.Duration) error {
 		}
 		<-drained
 	}
+	// Every result is sent: the starts still parked (of work whose result is not sent, as a
+	// cancelled task's) go out now, before the releases and the flush.
+	e.starts.close()
 	e.runCancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -517,10 +524,19 @@ func (e *Executor) doStop(timeout time.Duration) error {
 }
 
 // send produces a command to home (or the client's home partition when home < 0). Results
-// are sent synchronously, so a result is on the broker before its unit frees its worker.
+// are sent synchronously, so a result is on the broker before its unit frees its worker. A
+// result carries the parked starts of its attempts (Started); anything else but a result
+// sends the parked starts in front of it.
 func (e *Executor) send(ctx context.Context, cmd Command, home int32) (Sent, error) {
+	var folded []*parkedStart
+	if r, ok := cmd.(*ReportResult); ok {
+		folded = e.starts.fold(r)
+	} else {
+		e.starts.releaseAll() // a registration, a release: nothing folds across it
+	}
 	value, err := encodeCommand(e.codec, cmd, e.opts.cfg.MaxPayloadBytes)
 	if err != nil {
+		e.starts.unfold(folded) // the result does not go out: its starts go alone
 		return Sent{}, err
 	}
 	if home < 0 || home >= e.partitions {
@@ -532,9 +548,26 @@ func (e *Executor) send(ctx context.Context, cmd Command, home int32) (Sent, err
 	return produceCommand(ctx, e.producer, e.opts.cfg.Topic("commands"), cmd, value, home)
 }
 
-// sendAsync produces without waiting (TaskStarted, ReportProgress); the producer keeps
-// their order per partition, so they precede the result.
+// sendAsync produces without waiting (TaskStarted, ReportProgress, SessionHeartbeat); the
+// producer keeps their order per partition, so they precede the result. A TaskStarted is
+// parked for its result (startfold.go); a progress sends its attempt's parked start first.
 func (e *Executor) sendAsync(cmd Command, home int32) {
+	switch c := cmd.(type) {
+	case *TaskStarted:
+		e.starts.park(c, home)
+		return
+	case *ReportProgress:
+		e.starts.release(attempt{c.ClientID, c.TaskID, c.FencingToken})
+	case *SessionHeartbeat:
+		// Says nothing about any attempt: a start may fold across it.
+	default:
+		e.starts.releaseAll()
+	}
+	e.produceAsync(cmd, home)
+}
+
+// produceAsync produces cmd without waiting; a delivery error is listed by GetErrors.
+func (e *Executor) produceAsync(cmd Command, home int32) {
 	value, err := encodeCommand(e.codec, cmd, e.opts.cfg.MaxPayloadBytes)
 	if err != nil {
 		e.recordError(cmd.Client(), "", 0, err)

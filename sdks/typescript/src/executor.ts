@@ -12,7 +12,9 @@
  * - Every command goes through one ordered outbox to `task.commands`, keyed by `client_id`,
  *   to the partition the assignment's `ts-home` header names (session commands: the client's
  *   home partition by number), so a task's TaskStarted, ReportProgress and ReportResult arrive
- *   in order, at the partition the processor chose.
+ *   in order, at the partition the processor chose. A TaskStarted is held back up to 20 ms: a
+ *   result of the same attempt that comes in that time carries it (`started`, or
+ *   `items[].started` for a batch's item) and no TaskStarted is sent (./startFolding).
  * - A failed background loop (the sender, the consumer) stops the executor loudly: `wait()`
  *   rejects with the error.
  */
@@ -26,6 +28,9 @@ import { BrokerError, DecodeError, ExecutorError } from "./errors";
 import { Assignment } from "./generated/schemas";
 import { HOME_HEADER, homeFromHeader, homePartition, TYPE_HEADER } from "./partitioning";
 import { Handler, Runner, RunnerMetrics } from "./runner";
+import { StartHold } from "./startFolding";
+
+const START_HOLD_MS = 20; // how long a TaskStarted may wait for its result (./startFolding)
 
 export interface SessionSpec {
   sessionId: string;
@@ -50,6 +55,8 @@ export interface ExecutorOptions {
 
 interface Outgoing {
   name: CommandName;
+  /** What `value` encodes (a result folding a start in is encoded again). */
+  command: CommandInit;
   clientId: string;
   value: Buffer;
   partition: number | undefined;
@@ -71,6 +78,8 @@ export class Executor {
   private heartbeat: NodeJS.Timeout | null = null;
   private outbox: Outgoing[] = [];
   private sending: Promise<void> = Promise.resolve();
+  private readonly hold: StartHold<Outgoing>;
+  private holdTimer: NodeJS.Timeout | null = null;
   private failure: Error | null = null;
   private started = false;
   private stopped = false;
@@ -100,6 +109,8 @@ export class Executor {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
     this.groupId = `${this.config.topicPrefix}-executor-${this.sessions[0].agentId}-${randomUUID()}`;
     this.stoppedSignal = new Promise((resolve) => (this.signalStopped = resolve));
+    // A result that folds a start in has the same size: a boolean is one byte either way.
+    this.hold = new StartHold<Outgoing>(START_HOLD_MS, (o, result) => ({ ...o, command: result, value: encodeCommand("ReportResult", result, this.config.maxPayloadBytes) }));
   }
 
   /** Where replies about an assignment go: its ts-home, by client and fencing token. */
@@ -217,24 +228,44 @@ export class Executor {
   private emit<N extends CommandName>(name: N, command: CommandInit<N>, partition?: number): void {
     if (this.failure) return;
     const clientId = (command as { client_id: string }).client_id;
+    let sent: CommandInit = withActor(name, command, this.actor);
     let value: Buffer;
     try {
-      value = encodeCommand(name, withActor(name, command, this.actor), this.config.maxPayloadBytes);
+      value = encodeCommand(name, sent, this.config.maxPayloadBytes);
     } catch (err) {
       if (name !== "ReportResult") throw err;
       // An output too large for a record: report the failure instead of nothing.
       const result = command as CommandInit<"ReportResult">;
-      value = encodeCommand("ReportResult", { ...result, success: false, output: "{}", items: (result.items ?? []).map((i) => ({ ...i, success: false, output: "{}", error: (err as Error).message })), error: (err as Error).message }, this.config.maxPayloadBytes);
+      sent = { ...result, success: false, output: "{}", items: (result.items ?? []).map((i) => ({ ...i, success: false, output: "{}", error: (err as Error).message })), error: (err as Error).message };
+      value = encodeCommand("ReportResult", sent, this.config.maxPayloadBytes);
     }
-    this.outbox.push({ name, clientId, value, partition });
+    this.outbox.push({ name, command: sent, clientId, value, partition });
+    this.kick();
+  }
+
+  /** A round of the sender after what runs now: the outbox, and the held starts that are due. */
+  private kick(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     this.sending = this.sending.then(() => this.sendPending()).catch((err: unknown) => this.fail(err as Error));
   }
 
   private async sendPending(): Promise<void> {
-    if (this.outbox.length === 0 || !this.producer || this.failure) return;
-    const batch = this.outbox;
-    this.outbox = [];
-    await this.producer.send({
+    if ((this.outbox.length === 0 && this.hold.size === 0) || !this.producer || this.failure) return;
+    const batch = this.hold.round(this.outbox.splice(0), performance.now());
+    if (batch.length > 0) await this.sendAll(this.producer, batch);
+    // Starts still held go out when due, unless a round before then sends or folds them.
+    const waitMs = this.hold.waitMs(performance.now());
+    if (waitMs !== null && !this.holdTimer && !this.failure) {
+      this.holdTimer = setTimeout(() => {
+        this.holdTimer = null;
+        this.kick();
+      }, waitMs);
+    }
+  }
+
+  private async sendAll(producer: Producer, batch: Outgoing[]): Promise<void> {
+    await producer.send({
       topic: topicName(this.config, "commands"),
       acks: -1,
       messages: batch.map((o) => ({
@@ -249,6 +280,11 @@ export class Executor {
   /** Until every command emitted so far is delivered (or the sender failed). */
   private async flush(): Promise<void> {
     await this.sending;
+    // A held start is pending until it is sent or folded: its round comes within the hold.
+    while (this.hold.size > 0 && this.producer && !this.failure) {
+      await new Promise((resolve) => setTimeout(resolve, Math.max(1, this.hold.waitMs(performance.now()) ?? 0)));
+      await this.sending;
+    }
     if (this.failure) throw new ExecutorError(`the command sender stopped: ${this.failure.message}`, { cause: this.failure });
   }
 
@@ -261,6 +297,8 @@ export class Executor {
 
   private async closeClients(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     const { consumer, producer, admin } = this;
     this.consumer = null;
     this.producer = null;

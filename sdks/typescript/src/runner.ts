@@ -8,7 +8,8 @@
  *   a timeout or a cancel was already reported (JavaScript cannot stop a function).
  * - A task: TaskStarted when its handler starts, then one ReportResult with the assignment's
  *   fencing token: the output, the error (`err.message`), "timeout" when it overran its
- *   timeout or its deadline, "shutdown" when the executor stopped before it finished.
+ *   timeout or its deadline, "shutdown" when the executor stopped before it finished. (The
+ *   executor may send a start inside its result instead: ./startFolding.)
  * - A batch: TaskStarted per item, then one ReportResult with batch_id and an ItemResult per
  *   item.
  * - A cancel: the handler's AbortSignal fires; a cancelled task reports nothing (the processor

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { Kafka, logLevel } from "kafkajs";
+import { Consumer, Kafka, logLevel } from "kafkajs";
 import { decode, Executor, Outcome, OutcomeStream, TaskAbort, TaskContext, TaskstreamClient, TopicLayoutError } from "../src/index";
 
 const BROKERS = process.env.KAFKA_BOOTSTRAP_SERVERS;
@@ -38,14 +38,17 @@ function waitFor<T>(what: string, check: () => T | undefined, guardMs = GUARD_MS
 
 const output = (o: Outcome): string => (o.kind === "completed" ? o.output : "{}");
 
-/** Every record of task.events, decoded, read by a consumer of its own from the beginning. */
+/** Every record of task.events (or another topic), decoded, read by a consumer of its own from the beginning. */
 class EventLog {
   readonly events: { name: string; value: Record<string, unknown> }[] = [];
   private readonly kafka = new Kafka({ clientId: "ts-e2e-events", brokers: BROKERS!.split(","), logLevel: logLevel.NOTHING });
-  private readonly consumer = this.kafka.consumer({ groupId: `ts-e2e-events-${randomUUID()}` });
+  private readonly consumer: Consumer;
+  constructor(private readonly topic: "events" | "commands" = "events") {
+    this.consumer = this.kafka.consumer({ groupId: `ts-e2e-${topic}-${randomUUID()}` });
+  }
   async start(): Promise<void> {
     await this.consumer.connect();
-    await this.consumer.subscribe({ topic: `${PREFIX}.events`, fromBeginning: true });
+    await this.consumer.subscribe({ topic: `${PREFIX}.${this.topic}`, fromBeginning: true });
     await this.consumer.run({
       eachMessage: async ({ message }) => {
         if (!message.value) return;
@@ -76,6 +79,7 @@ describe("end to end with the Python processor", { skip: BROKERS ? false : "KAFK
   let executor: Executor;
   let stream: OutcomeStream;
   let log: EventLog;
+  let commands: EventLog;
 
   const outcome = (taskId: string) => waitFor(`the outcome of ${taskId}`, () => outcomes.get(taskId));
   const onAbort = (ctx: TaskContext) =>
@@ -88,6 +92,8 @@ describe("end to end with the Python processor", { skip: BROKERS ? false : "KAFK
     client = await new TaskstreamClient({ brokers: BROKERS!.split(","), topicPrefix: PREFIX }).start();
     log = new EventLog();
     await log.start();
+    commands = new EventLog("commands");
+    await commands.start();
     stream = await client.outcomes({ groupId: `ts-e2e-outcomes-${run}` }, (o) => {
       outcomes.set(o.task_id, o);
     });
@@ -120,6 +126,7 @@ describe("end to end with the Python processor", { skip: BROKERS ? false : "KAFK
     await stream?.stop();
     await client?.close();
     await log?.stop();
+    await commands?.stop();
   });
 
   test("the layout check refuses a prefix without topics, saying what to run", async () => {
@@ -229,6 +236,39 @@ describe("end to end with the Python processor", { skip: BROKERS ? false : "KAFK
     const done = await outcome(taskId);
     assert.equal(done.kind, "completed");
     assert.deepEqual(JSON.parse(output(done)), { by: "typescript", sent_to: "py" });
+  });
+
+  test("every task that ran started once: a TaskStarted or `started` on its result, never both, never neither", async () => {
+    const attempt = (taskId: unknown, token: unknown) => `${String(taskId)}@${String(token)}`;
+    const mine = () => commands.events.filter((c) => c.value.client_id === CLIENT);
+    // What the executor reported, by attempt: its results (a task's, or a batch's items) and starts.
+    const reported = () => {
+      const results = new Map<string, boolean>();
+      const starts = new Map<string, number>();
+      for (const { name, value } of mine()) {
+        if (name === "TaskStarted") starts.set(attempt(value.task_id, value.fencing_token), (starts.get(attempt(value.task_id, value.fencing_token)) ?? 0) + 1);
+        if (name !== "ReportResult") continue;
+        if (value.task_id != null) results.set(attempt(value.task_id, value.fencing_token), value.started as boolean);
+        for (const item of value.items as { task_id: string; started: boolean }[]) results.set(attempt(item.task_id, value.fencing_token), item.started);
+      }
+      return { results, starts };
+    };
+    const completed = [...outcomes.values()].filter((o) => o.kind === "completed").map((o) => o.task_id);
+    assert.ok(completed.length > 0);
+    const { results, starts } = await waitFor("the results of the completed tasks on task.commands", () => {
+      const r = reported();
+      return completed.every((id) => [...r.results.keys()].some((k) => k.startsWith(`${id}@`))) ? r : undefined;
+    });
+    for (const [key, started] of results) assert.equal((starts.get(key) ?? 0) + (started ? 1 : 0), 1, `the starts of ${key}`);
+    for (const [key, count] of starts) assert.equal(count, 1, `the TaskStarted records of ${key}`);
+    // The batch job's children are fast: their starts travelled in the batch's result.
+    const folded = [...results].filter(([key, started]) => key.startsWith("bj-") && started);
+    assert.ok(folded.length > 0, "no start was folded into a result");
+    for (const [key] of folded) {
+      const taskId = key.slice(0, key.lastIndexOf("@"));
+      await waitFor(`task.started of ${taskId}`, () => log.find("TaskStartedEvent", taskId));
+      assert.equal(log.events.filter((e) => e.name === "TaskStartedEvent" && e.value.task_id === taskId).length, 1, `task.started of ${taskId}`);
+    }
   });
 
   test("every event of this run decoded", () => {
