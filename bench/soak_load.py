@@ -114,10 +114,13 @@ class Load:
         return client, operation, f"{self.tag}-{n:08d}"
 
     async def run(self, limit: int | None = None) -> int:
+        """Submit until stopped (or ``limit``). A paced load spaces its submits evenly, one
+        every ``1 / rate`` seconds, as the BullMQ and Celery peers do (``bench/peers``); each
+        submit goes on while the earlier ones wait for their acknowledgement. An unpaced one
+        (rate 0) submits 500 at a time, as fast as the producer takes them."""
         from streams.client import TaskstreamClient
         from streams.errors import BrokerError
 
-        slot_s = 0.05
         async with TaskstreamClient(self.settings) as client:
 
             async def one(n: int) -> None:
@@ -127,24 +130,34 @@ class Load:
                 except BrokerError:
                     self.errors += 1
 
+            in_flight: set[asyncio.Task[None]] = set()
             started = time.monotonic()
-            owed = 0.0
             while not self._stop.is_set() and (limit is None or self.submitted < limit):
-                if self.rate > 0:
-                    owed = self.rate * (time.monotonic() - started) - self.submitted
-                    count = int(owed)
-                else:
-                    count = 500  # as fast as the producer goes
-                if limit is not None:
-                    count = min(count, limit - self.submitted)
-                if count > 0:
+                if self.rate <= 0:
+                    count = 500 if limit is None else min(500, limit - self.submitted)
                     if self.first_submit is None:
                         self.first_submit = time.monotonic()
                     first = self.submitted
                     self.submitted += count
                     await asyncio.gather(*(one(first + i) for i in range(count)))
-                else:
-                    await asyncio.sleep(slot_s)
+                    continue
+                now = time.monotonic()
+                due = int(self.rate * (now - started)) + 1 - self.submitted
+                if limit is not None:
+                    due = min(due, limit - self.submitted)
+                if due <= 0:
+                    await asyncio.sleep(self.submitted / self.rate - (now - started))
+                    continue
+                if self.first_submit is None:
+                    self.first_submit = now
+                for _ in range(due):
+                    submit = asyncio.ensure_future(one(self.submitted))
+                    in_flight.add(submit)
+                    submit.add_done_callback(in_flight.discard)
+                    self.submitted += 1
+                await asyncio.sleep(0)  # let the submits go out before the next is due
+            if in_flight:
+                await asyncio.gather(*in_flight)
         return self.submitted
 
 
