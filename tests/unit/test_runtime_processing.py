@@ -184,3 +184,35 @@ async def test_overlapped_side_records_are_unstaged_only_once_acknowledged() -> 
     first_unstage = kinds.index("store-unstage")
     # the first cycle's record is unstaged before the second cycle's record is produced
     assert kinds[first_unstage + 1 :].count("produce") == 1
+
+
+class WireJournal(Journal):
+    """A sink that writes its records as aiokafka does: on the fourth loop turn after they are
+    handed over (the flush starts, the sender wakes, drains, and its request task writes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_wire: list[str] = []
+
+    async def flush(self) -> dict[tuple[str, int], int]:
+        topics = [arg for kind, arg in self.calls if kind == "produce"]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.on_wire.extend(topics[len(self.on_wire) :])
+        return await super().flush()
+
+
+async def test_overlapped_side_records_are_on_the_wire_when_the_cycle_returns() -> None:
+    """The next cycle's fetch and decisions may not yield (buffered records come back at
+    once), so a cycle returns only once its side records have left: an executor waiting for
+    an assignment does not wait for the next cycle's decisions too."""
+    journal = WireJournal()
+    app = CounterApp("p")
+    processor: Processor[Any] = Processor(
+        app, TOPICS, journal, journal.commit, overlap_outputs=True
+    )
+    run = PartitionRun(0, FakeStore(journal), app.initial_state(), 0, 0)
+    processor.apply_commands(run, commands(0, incr("a", 1)))
+    await processor.complete()
+    assert "p.completed" in journal.on_wire
+    await processor.settle()
