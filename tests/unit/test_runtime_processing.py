@@ -154,16 +154,21 @@ class GatedJournal(Journal):
         return await super().flush()
 
 
+def overlapped(journal: Journal) -> tuple[Processor[Any], PartitionRun[Any]]:
+    """A processor with ``overlap_outputs`` on ``journal``, and its one partition."""
+    app = CounterApp("p")
+    processor: Processor[Any] = Processor(
+        app, TOPICS, journal, journal.commit, overlap_outputs=True
+    )
+    return processor, PartitionRun(0, FakeStore(journal), app.initial_state(), 0, 0)
+
+
 async def test_overlapped_side_records_are_unstaged_only_once_acknowledged() -> None:
     """With ``overlap_outputs`` a cycle returns while its side records are in flight; they
     stay staged until their flush answers, and the next cycle (or ``settle``) unstages them
     before it sends its own."""
     journal = GatedJournal()
-    app = CounterApp("p")
-    processor: Processor[Any] = Processor(
-        app, TOPICS, journal, journal.commit, overlap_outputs=True
-    )
-    run = PartitionRun(0, FakeStore(journal), app.initial_state(), 0, 0)
+    processor, run = overlapped(journal)
     processor.apply_commands(run, commands(0, incr("a", 1)))
     await asyncio.wait_for(processor.complete(), 5)  # returns with the side record in flight
     store: Any = run.store
@@ -207,11 +212,7 @@ async def test_overlapped_side_records_are_on_the_wire_when_the_cycle_returns() 
     once), so a cycle returns only once its side records have left: an executor waiting for
     an assignment does not wait for the next cycle's decisions too."""
     journal = WireJournal()
-    app = CounterApp("p")
-    processor: Processor[Any] = Processor(
-        app, TOPICS, journal, journal.commit, overlap_outputs=True
-    )
-    run = PartitionRun(0, FakeStore(journal), app.initial_state(), 0, 0)
+    processor, run = overlapped(journal)
     processor.apply_commands(run, commands(0, incr("a", 1)))
     await processor.complete()
     assert "p.completed" in journal.on_wire
