@@ -95,6 +95,9 @@ def raised(exc: BaseException) -> Outcome:
     )
 
 
+_NO_SECRETS: Final = Masker(())
+
+
 def payload_masker(payload: Mapping[str, Any]) -> Masker:
     """Masks the payload's credentials (opened for the handler, so an error message or a
     traceback may quote them) in what the executor reports."""
@@ -178,7 +181,10 @@ def task_report(a: Assignment, outcome: Outcome, elapsed_ms: int, ctx: TaskConte
             session_id=a.session_id,
             execution_time_ms=elapsed_ms,
         )
-    masker = payload_masker(ctx.payload)
+    # Only an error or a traceback can quote the payload's credentials: a success is reported
+    # without looking for them (that look was 5 % of the executor's CPU per no-op task).
+    quotes = outcome.error is not None or outcome.traceback is not None
+    masker = payload_masker(ctx.payload) if quotes else _NO_SECRETS
     return ReportResult(
         client_id=a.client_id,
         task_id=a.task_id,
