@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
-from streams.runtime.signals import run_until_signalled
+from streams.runtime.signals import PART_GC_THRESHOLDS, run_until_signalled
 
 
 async def test_an_error_in_the_work_gives_exit_code_1_and_a_log(
@@ -39,3 +41,20 @@ async def test_a_stop_that_hangs_is_abandoned_after_the_grace_period() -> None:
         await asyncio.sleep(60)
 
     assert await run_until_signalled(work, name="t", grace_s=0.2) == 0
+
+
+def test_a_part_runs_with_its_collector_tuned_and_what_it_loaded_frozen() -> None:
+    """In a process of its own, as a part runs: the thresholds stay changed after the call."""
+    code = (
+        "import asyncio, gc\n"
+        "from streams.runtime.signals import run_part\n"
+        "async def work(stop):\n"
+        "    print(gc.get_threshold(), gc.get_freeze_count() > 0)\n"
+        "raise SystemExit(run_part(work, name='t'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{PART_GC_THRESHOLDS} True"
+    assert PART_GC_THRESHOLDS[0] > 700  # CPython's default young threshold
