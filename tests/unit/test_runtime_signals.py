@@ -10,7 +10,13 @@ import sys
 
 import pytest
 
-from streams.runtime.signals import PART_GC_THRESHOLDS, run_until_signalled
+from streams.errors import ConfigurationError
+from streams.runtime.signals import (
+    EVENT_LOOP_ENV,
+    PART_GC_THRESHOLDS,
+    loop_factory,
+    run_until_signalled,
+)
 
 
 async def test_an_error_in_the_work_gives_exit_code_1_and_a_log(
@@ -58,3 +64,40 @@ def test_a_part_runs_with_its_collector_tuned_and_what_it_loaded_frozen() -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{PART_GC_THRESHOLDS} True"
     assert PART_GC_THRESHOLDS[0] > 700  # CPython's default young threshold
+
+
+def test_a_part_runs_on_uvloop_unless_told_to_use_asyncio() -> None:
+    code = (
+        "import asyncio\n"
+        "from streams.runtime.signals import run_part\n"
+        "async def work(stop):\n"
+        "    print(type(asyncio.get_running_loop()).__module__.split('.')[0])\n"
+        "raise SystemExit(run_part(work, name='t'))\n"
+    )
+
+    def run(loop: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != EVENT_LOOP_ENV}
+        if loop is not None:
+            env[EVENT_LOOP_ENV] = loop
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+
+    default, chosen, standard = run(None), run("uvloop"), run("asyncio")
+    assert default.stdout.strip() == chosen.stdout.strip() == "uvloop", default.stderr
+    assert standard.returncode == 0 and standard.stdout.strip() == "asyncio"
+    wrong = run("trio")
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert "TASKSTREAM_EVENT_LOOP='trio': expected one of uvloop, asyncio" in wrong.stderr
+
+
+def test_the_loop_factory_reads_the_environment_it_is_given() -> None:
+    assert loop_factory({EVENT_LOOP_ENV: "asyncio"}) is None
+    assert loop_factory({}) is loop_factory({EVENT_LOOP_ENV: " UVloop "}) is not None
+    with pytest.raises(ConfigurationError, match="expected one of"):
+        loop_factory({EVENT_LOOP_ENV: "tokio"})
