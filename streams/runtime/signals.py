@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 # few hundred tasks and spent most of its collection time on objects that were about to die
 # anyway. 20,000 net allocations between young collections leaves the older generations'
 # cadence (every 10th) as it was. Measured in `taskstream bench --only stack` on Apache Kafka
-# (2026-12-03, three pairs in turn): collection time per run went 0.42-0.53 -> 0.08-0.18 s in
-# the processor, 1.19-1.37 -> 0.13-0.15 s in the view and 1.00-1.39 -> 0.07-0.13 s in the
-# executor. Cyclic garbage waits for at most 20,000 allocations longer: a few megabytes.
+# (2026-12-03; README, Benchmarks): collection time per run went 0.42-0.53 -> 0.08 s in the
+# processor, 1.19-1.37 -> 0.14-0.15 s in the view and 1.00-1.39 -> 0.07-0.10 s in the executor.
+# Cyclic garbage waits for at most 20,000 allocations longer: a few megabytes.
 PART_GC_THRESHOLDS = (20_000, 10, 10)
 
 
