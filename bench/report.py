@@ -116,6 +116,12 @@ def format_report(report: Report) -> str:
                 f"p50 {x.get('latency_p50_ms')} ms, p99 {x.get('latency_p99_ms')} ms "
                 f"({x.get('latency_samples')} tasks)"
             )
+            if x.get("target_rate"):
+                lines.append(
+                    f"{pad}submit->assigned at {x['target_rate']:,.0f} tasks/s (the target's "
+                    f"rate): p50 {x.get('target_p50_ms')} ms, p99 {x.get('target_p99_ms')} ms "
+                    f"({x.get('target_tasks')} tasks)"
+                )
             lines.append(
                 f"{pad}projection lag under this load (events): p50 "
                 f"{x.get('projection_lag_p50_events')}-{x.get('projection_lag_upper_p50_events')}, p99 "
@@ -200,6 +206,11 @@ def _figures(report: Report) -> dict[str, str]:
                 f"p50 {x.get('latency_p50_ms')} / p99 {x.get('latency_p99_ms')} ms at "
                 f"{x.get('latency_rate', 0):,.0f} tasks/s"
             )
+            if x.get("target_rate"):
+                out["lifecycle target latency"] = (
+                    f"p50 {x.get('target_p50_ms')} / p99 {x.get('target_p99_ms')} ms at "
+                    f"{x['target_rate']:,.0f} tasks/s"
+                )
         elif r.name == "replay":
             out[r.name] = (
                 f"{rate} events/s, peak RSS {x.get('peak_rss_mb', 0):,.0f} MB (load {load})"
@@ -220,6 +231,7 @@ _SIDE_BY_SIDE = (
     ("faust", "faust pipeline"),
     ("lifecycle", "lifecycle (processor + fake executor)"),
     ("lifecycle latency", "submit->assigned at half rate"),
+    ("lifecycle target latency", "submit->assigned at 1,000 tasks/s"),
     ("replay", "projection replay"),
     ("stack", "whole stack max rate"),
     ("stack latency", "submit->completed at half rate"),

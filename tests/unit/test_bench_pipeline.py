@@ -184,3 +184,41 @@ def test_every_row_names_its_broker_and_both_brokers_stand_side_by_side() -> Non
     assert any(line.startswith("embedded") for line in rows)
     assert "| row | kafka | embedded |" in text
     assert "100,000 events/s (load 0.5-0.7)" in text and "50,000 events/s" in text
+
+
+def test_the_lifecycle_row_shows_the_latency_at_the_targets_rate_beside_half_rate() -> None:
+    reports = []
+    for broker, p99 in (("kafka", 8.0), ("embedded", 12.0)):
+        report = Report("x", broker=broker)
+        result = BenchResult("lifecycle", "ok", events=10_000, seconds=4.0)
+        result.extra.update(
+            latency_rate=1250.0,
+            latency_p50_ms=5.0,
+            latency_p99_ms=20.0,
+            latency_samples=6250,
+            target_rate=1000.0,
+            target_tasks=5000,
+            target_p50_ms=3.0,
+            target_p99_ms=p99,
+        )
+        report.results.append(result)
+        reports.append(report)
+    text = format_reports(reports)
+    assert "submit->assigned at 1,250 tasks/s: p50 5.0 ms, p99 20.0 ms (6250 tasks)" in text
+    assert (
+        "submit->assigned at 1,000 tasks/s (the target's rate): p50 3.0 ms, p99 8.0 ms (5000 tasks)"
+    ) in text
+    assert (
+        "| submit->assigned at 1,000 tasks/s | p50 3.0 / p99 8.0 ms at 1,000 tasks/s "
+        "| p50 3.0 / p99 12.0 ms at 1,000 tasks/s |"
+    ) in text
+
+
+def test_a_lifecycle_row_without_the_targets_phase_shows_half_rate_only() -> None:
+    report = Report("x", broker="kafka")
+    result = BenchResult("lifecycle", "ok", events=1000, seconds=2.0)
+    result.extra.update(latency_rate=250.0, latency_p50_ms=5.0, latency_p99_ms=9.0)
+    report.results.append(result)
+    text = format_reports([report])
+    assert "submit->assigned at 250 tasks/s" in text
+    assert "the target's rate" not in text
